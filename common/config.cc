@@ -1,0 +1,243 @@
+#include "common/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <sstream>
+
+#include "common/error.h"
+
+namespace argent {
+namespace {
+
+struct Entry {
+  ConfigKey key;
+  std::function<void(Config&, const YAML::Node&, const std::string& where)> set;
+};
+
+std::string where_of(const std::string& origin, const YAML::Node& node) {
+  return origin + ":" + std::to_string(node.Mark().line + 1);
+}
+
+template <typename T>
+T scalar_as(const YAML::Node& node, const std::string& key, const std::string& where,
+            const char* type) {
+  ARGENT_CHECK(node.IsScalar(), where, ": ", key, " must be a ", type);
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception&) {
+    ARGENT_CHECK(false, where, ": ", key, " = '", node.Scalar(), "' is not a valid ", type);
+  }
+  return T{};
+}
+
+template <typename T>
+std::string text(T v) {
+  std::ostringstream s;
+  s << std::boolalpha << v;
+  return s.str();
+}
+
+// Integer key with an inclusive range.
+template <typename Section, typename T>
+Entry int_key(const std::string& path, Section Config::*section, T Section::*field, int64_t lo,
+              int64_t hi, const std::string& doc) {
+  Config defaults;
+  Entry e{{path, "int", text((defaults.*section).*field), doc + " Range [" + text(lo) + ", " + text(hi) + "]."},
+          nullptr};
+  e.set = [=](Config& c, const YAML::Node& n, const std::string& where) {
+    const int64_t v = scalar_as<int64_t>(n, path, where, "integer");
+    ARGENT_CHECK(v >= lo && v <= hi, where, ": ", path, " = ", v, " is out of range [", lo,
+                 ", ", hi, "]");
+    (c.*section).*field = T(v);
+  };
+  return e;
+}
+
+template <typename Section>
+Entry float_key(const std::string& path, Section Config::*section, double Section::*field,
+                double lo, double hi, const std::string& doc) {
+  Config defaults;
+  Entry e{{path, "float", text((defaults.*section).*field), doc + " Range [" + text(lo) + ", " + text(hi) + "]."},
+          nullptr};
+  e.set = [=](Config& c, const YAML::Node& n, const std::string& where) {
+    const double v = scalar_as<double>(n, path, where, "number");
+    ARGENT_CHECK(std::isfinite(v) && v >= lo && v <= hi, where, ": ", path, " = ", v,
+                 " is out of range [", lo, ", ", hi, "]");
+    (c.*section).*field = v;
+  };
+  return e;
+}
+
+template <typename Section>
+Entry bool_key(const std::string& path, Section Config::*section, bool Section::*field,
+               const std::string& doc) {
+  Config defaults;
+  Entry e{{path, "bool", text((defaults.*section).*field), doc}, nullptr};
+  e.set = [=](Config& c, const YAML::Node& n, const std::string& where) {
+    (c.*section).*field = scalar_as<bool>(n, path, where, "boolean (true/false)");
+  };
+  return e;
+}
+
+template <typename Section>
+Entry string_key(const std::string& path, Section Config::*section, std::string Section::*field,
+                 const std::string& doc) {
+  Config defaults;
+  Entry e{{path, "string", (defaults.*section).*field, doc}, nullptr};
+  e.set = [=](Config& c, const YAML::Node& n, const std::string& where) {
+    (c.*section).*field = scalar_as<std::string>(n, path, where, "string");
+  };
+  return e;
+}
+
+const std::vector<Entry>& schema() {
+  static const std::vector<Entry> entries = [] {
+    using C = Config;
+    constexpr int64_t kIntMax = std::numeric_limits<int32_t>::max();
+    return std::vector<Entry>{
+        string_key("index.dir", &C::index, &IndexConfig::dir,
+                   "Index directory: written by build-index, read by search and serve."),
+        int_key("index.partitions", &C::index, &IndexConfig::partitions, 1, 65536,
+                "Partitions the index is split into (item -> partition by a hash of its id); the "
+                "unit of placement and rebalancing."),
+        int_key("index.nlist", &C::index, &IndexConfig::nlist, 0, 1 << 22,
+                "IVF lists (k-means clusters). 0 picks about 4 * sqrt(items)."),
+        bool_key("index.normalize", &C::index, &IndexConfig::normalize,
+                 "L2-normalize items and queries (cosine similarity) before quantization."),
+        int_key("index.kmeans_iterations", &C::index, &IndexConfig::kmeans_iterations, 1, 100,
+                "Lloyd iterations of the coarse quantizer's k-means."),
+        int_key("index.kmeans_points_per_list", &C::index, &IndexConfig::kmeans_points_per_list,
+                4, 4096, "Training sample size per list (sample = nlist * this, at most all items)."),
+        int_key("index.bloom_bits", &C::index, &IndexConfig::bloom_bits, 64, 4096,
+                "Bloom signature bits per item; a multiple of 64."),
+        int_key("index.bloom_hashes", &C::index, &IndexConfig::bloom_hashes, 1, 16,
+                "Bits each (feature, value) pair sets in the signature."),
+        float_key("index.list_slack", &C::index, &IndexConfig::list_slack, 0.0, 10.0,
+                  "Spare rows reserved per IVF list at load, as a fraction of its size, for "
+                  "in-place upserts."),
+        int_key("index.seed", &C::index, &IndexConfig::seed, 0, kIntMax,
+                "Seed of k-means sampling and synthetic data."),
+        int_key("search.k", &C::search, &SearchConfig::k, 0, 100000,
+                "Default number of results per query."),
+        int_key("search.nprobe", &C::search, &SearchConfig::nprobe, 1, 1 << 22,
+                "Default IVF lists probed per query."),
+        int_key("search.batch", &C::search, &SearchConfig::batch, 1, 65536,
+                "Queries searched together by `argent search`."),
+        int_key("search.max_k", &C::search, &SearchConfig::max_k, 1, 1000000,
+                "Largest k a request may ask for."),
+        int_key("search.threads", &C::search, &SearchConfig::threads, 0, 1024,
+                "CPU threads per process for search and build; 0 uses all cores."),
+        int_key("synthetic.clusters", &C::synthetic, &SyntheticConfig::clusters, 1, 1 << 24,
+                "Gaussian mixture components of `build-index --synthetic`."),
+        float_key("synthetic.cluster_spread", &C::synthetic, &SyntheticConfig::cluster_spread,
+                  0.0, 10.0, "Within-cluster standard deviation relative to the centre's norm."),
+        int_key("synthetic.feature_ids", &C::synthetic, &SyntheticConfig::feature_ids, 0, 4096,
+                "Distinct categorical feature ids in synthetic items."),
+        int_key("synthetic.features_per_item", &C::synthetic,
+                &SyntheticConfig::features_per_item, 0, 256,
+                "(feature, value) pairs drawn per synthetic item."),
+        int_key("synthetic.values_per_feature", &C::synthetic,
+                &SyntheticConfig::values_per_feature, 1, int64_t(1) << 40,
+                "Distinct values per feature id (Zipf-distributed)."),
+        float_key("synthetic.zipf_exponent", &C::synthetic, &SyntheticConfig::zipf_exponent,
+                  0.0, 5.0, "Zipf exponent of feature values (0: uniform)."),
+    };
+  }();
+  return entries;
+}
+
+void apply(Config& c, const YAML::Node& node, const std::string& prefix, const std::string& origin,
+           const std::map<std::string, const Entry*>& by_path) {
+  ARGENT_CHECK(node.IsMap(), where_of(origin, node), ": ",
+               prefix.empty() ? std::string("the file") : prefix, " must be a mapping");
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>();
+    const std::string path = prefix.empty() ? key : prefix + "." + key;
+    const std::string where = where_of(origin, kv.first);
+    auto it = by_path.find(path);
+    if (it != by_path.end()) {
+      it->second->set(c, kv.second, where);
+      continue;
+    }
+    // A section prefix: recurse; anything else is an unknown key.
+    bool is_section = false;
+    std::string valid;
+    for (const auto& [p, e] : by_path) {
+      if (p.rfind(path + ".", 0) == 0) is_section = true;
+      const std::string parent = prefix.empty() ? "" : prefix + ".";
+      if (p.rfind(parent, 0) == 0) {
+        std::string rest = p.substr(parent.size());
+        rest = rest.substr(0, rest.find('.'));
+        if (valid.find(" " + rest + ",") == std::string::npos) valid += " " + rest + ",";
+      }
+    }
+    if (!valid.empty()) valid.pop_back();
+    ARGENT_CHECK(is_section, where, ": unknown key '", path, "' (valid here:", valid, ")");
+    apply(c, kv.second, path, origin, by_path);
+  }
+}
+
+}  // namespace
+
+Config parse_config(const std::string& yaml_text, const std::string& origin) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    ARGENT_CHECK(false, origin, ":", e.mark.line + 1, ": YAML syntax error: ", e.msg);
+  }
+  std::map<std::string, const Entry*> by_path;
+  for (const Entry& e : schema()) by_path[e.key.path] = &e;
+  Config c;
+  if (root.IsNull()) return c;
+  apply(c, root, "", origin, by_path);
+  ARGENT_CHECK(c.index.bloom_bits % 64 == 0, origin, ": index.bloom_bits = ", c.index.bloom_bits,
+               " must be a multiple of 64");
+  return c;
+}
+
+Config load_config(const std::string& path) {
+  YAML::Node probe;
+  std::string text;
+  {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    ARGENT_CHECK(f != nullptr, "cannot open config file ", path, ": ", std::strerror(errno));
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    std::fclose(f);
+  }
+  return parse_config(text, path);
+}
+
+std::vector<ConfigKey> config_schema() {
+  std::vector<ConfigKey> keys;
+  for (const Entry& e : schema()) keys.push_back(e.key);
+  return keys;
+}
+
+std::string config_markdown() {
+  std::ostringstream md;
+  md << "# Configuration reference\n\n"
+     << "<!-- Generated by `argent config-doc` from the schema in common/config.cc; CI checks "
+        "that this file is current. Do not edit by hand. -->\n\n"
+     << "Argent reads one YAML file (`--config`, default `configs/demo.yaml`). Keys are grouped "
+        "in sections; a key missing from the file keeps the default below. Unknown keys and "
+        "out-of-range values are rejected with the file and line.\n";
+  std::string section;
+  for (const Entry& e : schema()) {
+    const std::string s = e.key.path.substr(0, e.key.path.find('.'));
+    if (s != section) {
+      section = s;
+      md << "\n## `" << section << "`\n\n| key | type | default | meaning |\n|---|---|---|---|\n";
+    }
+    md << "| `" << e.key.path << "` | " << e.key.type << " | `" << e.key.default_value << "` | "
+       << e.key.doc << " |\n";
+  }
+  return md.str();
+}
+
+}  // namespace argent

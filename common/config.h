@@ -1,0 +1,67 @@
+// Argent's configuration: one YAML file (configs/demo.yaml is the default), validated against a
+// schema that is also the source of docs/configuration.md (`argent config-doc`), so the two
+// cannot drift. Unknown keys, wrong types and out-of-range values are errors naming the key,
+// the file and the line.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace argent {
+
+struct IndexConfig {
+  std::string dir = "argent-index";
+  int32_t partitions = 64;
+  int64_t nlist = 0;  // 0: automatic, about 4 * sqrt(items)
+  bool normalize = true;
+  int32_t kmeans_iterations = 10;
+  int64_t kmeans_points_per_list = 64;
+  int32_t bloom_bits = 128;
+  int32_t bloom_hashes = 3;
+  double list_slack = 0.10;
+  uint64_t seed = 42;
+};
+
+struct SearchConfig {
+  int64_t k = 100;
+  int32_t nprobe = 32;
+  int32_t batch = 64;
+  int64_t max_k = 100000;
+  int32_t threads = 0;
+};
+
+struct SyntheticConfig {
+  int64_t clusters = 1000;
+  double cluster_spread = 0.35;
+  int32_t feature_ids = 8;
+  int32_t features_per_item = 6;
+  int64_t values_per_feature = 1000;
+  double zipf_exponent = 1.1;
+};
+
+struct Config {
+  IndexConfig index;
+  SearchConfig search;
+  SyntheticConfig synthetic;
+};
+
+// One documented key of the schema.
+struct ConfigKey {
+  std::string path;         // "search.nprobe"
+  std::string type;         // "int", "float", "bool", "string"
+  std::string default_value;
+  std::string doc;
+};
+
+// Loads and validates `path`; keys not in the file keep their defaults.
+Config load_config(const std::string& path);
+// The same for YAML text (tests); `origin` names it in errors.
+Config parse_config(const std::string& yaml_text, const std::string& origin);
+// Every key, in schema order, with its default.
+std::vector<ConfigKey> config_schema();
+// docs/configuration.md, rendered from the schema.
+std::string config_markdown();
+
+}  // namespace argent

@@ -1,0 +1,251 @@
+#include "kernels/cpu/fused_scan.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "common/error.h"
+#include "kernels/cpu/score_tile.h"
+#include "kernels/cpu/topk.h"
+#include "kernels/layout.h"
+
+namespace argent {
+namespace {
+
+constexpr int64_t kChunkRows = 4096;     // rows per work item: lets 2+ threads share one big list
+constexpr int64_t kTileBytes = 16384;    // item bytes per sub-chunk: stays in L1 across queries
+constexpr int kMaxSubBlocks = 16;
+
+// One unit of parallel work: rows [begin, end) of one list, for the queries in `queries`.
+struct WorkItem {
+  int64_t list;
+  int64_t begin, end;
+  const int32_t* queries;
+  int32_t n_queries;
+};
+
+struct ThreadState {
+  std::vector<TopKReservoir> reservoirs;  // one per query
+  ScanStats stats;
+};
+
+// Buckets queries by list: bucket l holds the queries that scan list l.
+void bucket_queries(const ScanIndexView& index, const ScanQueriesView& queries,
+                    const ScanProbesView& probes, std::vector<int64_t>& start,
+                    std::vector<int32_t>& members, ScanStats& stats) {
+  const int64_t n_lists = index.n_lists;
+  start.assign(size_t(n_lists + 1), 0);
+  auto for_each_probe = [&](auto&& fn) {
+    for (int64_t q = 0; q < queries.n; ++q) {
+      const int32_t p = queries.plan_of_query ? queries.plan_of_query[q] : -1;
+      const FilterPlanView plan = p >= 0 ? queries.plans[p] : FilterPlanView{};
+      auto visit = [&](int64_t l) {
+        if (index.list_sizes[l] == 0) return;
+        if (!eval_plan_summary(plan, index.list_summaries + l * index.bloom_words,
+                               index.bloom_words)) {
+          fn(q, l, false);
+          return;
+        }
+        fn(q, l, true);
+      };
+      if (probes.lists == nullptr) {
+        for (int64_t l = 0; l < n_lists; ++l) visit(l);
+      } else {
+        for (int i = 0; i < probes.nprobe; ++i) {
+          const int32_t l = probes.lists[q * probes.nprobe + i];
+          if (l < 0) continue;
+          ARGENT_CHECK(l < n_lists, "fused_scan: probe list ", l, " out of range [0, ", n_lists,
+                       ")");
+          visit(l);
+        }
+      }
+    }
+  };
+  for_each_probe([&](int64_t, int64_t l, bool scan) {
+    if (scan) ++start[size_t(l + 1)];
+  });
+  for (int64_t l = 0; l < n_lists; ++l) start[size_t(l + 1)] += start[size_t(l)];
+  members.assign(size_t(start[size_t(n_lists)]), 0);
+  std::vector<int64_t> fill(start.begin(), start.end() - 1);
+  for_each_probe([&](int64_t q, int64_t l, bool scan) {
+    if (scan) {
+      members[size_t(fill[size_t(l)]++)] = int32_t(q);
+      ++stats.lists_scanned;
+    } else {
+      ++stats.lists_skipped;
+    }
+  });
+}
+
+void scan_work_item(const ScanIndexView& index, const ScanQueriesView& queries,
+                    const WorkItem& w, ThreadState& ts) {
+  const int d_pad = index.d_pad;
+  const int64_t sub_blocks =
+      std::clamp<int64_t>(kTileBytes / int64_t(block_bytes(d_pad)), 1, kMaxSubBlocks);
+  const int64_t list_end = index.list_offsets[w.list] + index.list_sizes[w.list];
+
+  // Distinct filter plans among this item's queries (index -1 = no filter).
+  std::vector<int32_t> plan_ids;
+  for (int32_t i = 0; i < w.n_queries; ++i) {
+    const int32_t p = queries.plan_of_query ? queries.plan_of_query[w.queries[i]] : -1;
+    if (std::find(plan_ids.begin(), plan_ids.end(), p) == plan_ids.end()) plan_ids.push_back(p);
+  }
+  std::vector<BlockEligibility> elig(plan_ids.size() * size_t(sub_blocks));
+  std::vector<int32_t> plan_slot(size_t(w.n_queries));
+  for (int32_t i = 0; i < w.n_queries; ++i) {
+    const int32_t p = queries.plan_of_query ? queries.plan_of_query[w.queries[i]] : -1;
+    plan_slot[size_t(i)] =
+        int32_t(std::find(plan_ids.begin(), plan_ids.end(), p) - plan_ids.begin());
+  }
+
+  float scores[kMaxTileQueries * kMaxSubBlocks * kBlockRows];
+  uint16_t eligible[kMaxTileQueries * kMaxSubBlocks];
+  uint16_t hits[kMaxTileQueries * kMaxSubBlocks];
+  const int8_t* qcodes[kMaxTileQueries];
+  int32_t qbias[kMaxTileQueries];
+  float qscale[kMaxTileQueries], thresholds[kMaxTileQueries];
+
+  for (int64_t row0 = w.begin; row0 < w.end; row0 += sub_blocks * kBlockRows) {
+    const int64_t nb = std::min<int64_t>(sub_blocks, (w.end - row0 + kBlockRows - 1) / kBlockRows);
+    // Eligibility of each block for each plan: live rows, then the Bloom plan.
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t first = row0 + b * kBlockRows;
+      uint16_t live = 0;
+      for (int r = 0; r < kBlockRows; ++r)
+        if (first + r < list_end && index.ids[first + r] != kEmptyId) live |= uint16_t(1u << r);
+      for (size_t pi = 0; pi < plan_ids.size(); ++pi) {
+        BlockEligibility e{0xFFFF, 0xFFFF};
+        if (plan_ids[pi] >= 0 && live != 0)
+          e = eval_plan_block(queries.plans[plan_ids[pi]],
+                              index.signatures + first * index.bloom_words, index.bloom_words);
+        elig[pi * size_t(sub_blocks) + size_t(b)] = {uint16_t(e.possible & live), e.definite};
+      }
+    }
+    ts.stats.rows_scanned += int64_t(w.n_queries) * nb * kBlockRows;
+
+    for (int32_t t0 = 0; t0 < w.n_queries; t0 += kMaxTileQueries) {
+      const int nt = int(std::min<int32_t>(kMaxTileQueries, w.n_queries - t0));
+      for (int t = 0; t < nt; ++t) {
+        const int64_t q = w.queries[t0 + t];
+        qcodes[t] = queries.codes + q * d_pad;
+        qbias[t] = queries.bias[q];
+        qscale[t] = queries.scales[q];
+        thresholds[t] = ts.reservoirs[size_t(q)].threshold();
+        const size_t slot = size_t(plan_slot[size_t(t0 + t)]) * size_t(sub_blocks);
+        for (int64_t b = 0; b < nb; ++b) eligible[t * nb + b] = elig[slot + size_t(b)].possible;
+      }
+      ScoreTileArgs args;
+      args.query_codes = qcodes;
+      args.query_bias = qbias;
+      args.query_scales = qscale;
+      args.thresholds = thresholds;
+      args.n_queries = nt;
+      args.blocks = index.codes + size_t(row0 / kBlockRows) * block_bytes(d_pad);
+      args.item_scales = index.scales + row0;
+      args.n_blocks = nb;
+      args.d_pad = d_pad;
+      args.eligible = eligible;
+      args.scores = scores;
+      args.score_stride = nb * kBlockRows;
+      args.hits = hits;
+      score_tile(args);
+
+      for (int t = 0; t < nt; ++t) {
+        const int64_t q = w.queries[t0 + t];
+        TopKReservoir& res = ts.reservoirs[size_t(q)];
+        const int32_t p = queries.plan_of_query ? queries.plan_of_query[q] : -1;
+        const size_t slot = size_t(plan_slot[size_t(t0 + t)]) * size_t(sub_blocks);
+        for (int64_t b = 0; b < nb; ++b) {
+          uint32_t h = hits[t * nb + b];
+          while (h != 0) {
+            const int r = __builtin_ctz(h);
+            h &= h - 1;
+            const int64_t row = row0 + b * kBlockRows + r;
+            const float s = scores[t * nb * kBlockRows + b * kBlockRows + r];
+            if (!res.accepts(s, index.ids[row])) continue;
+            if (p >= 0 && !((elig[slot + size_t(b)].definite >> r) & 1u)) {
+              ++ts.stats.exact_checks;
+              if (!eval_plan_exact(queries.plans[p], index.features, row)) {
+                ++ts.stats.bloom_false_positives;
+                continue;
+              }
+            }
+            res.push(s, int32_t(row), index.ids);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void ScanStats::add(const ScanStats& o) {
+  rows_scanned += o.rows_scanned;
+  lists_scanned += o.lists_scanned;
+  lists_skipped += o.lists_skipped;
+  exact_checks += o.exact_checks;
+  bloom_false_positives += o.bloom_false_positives;
+}
+
+void fused_scan(const ScanIndexView& index, const ScanQueriesView& queries,
+                const ScanProbesView& probes, int64_t k, float* scores, int64_t* ids,
+                int64_t* rows, ScanStats* stats, int threads) {
+  ARGENT_CHECK(k >= 0, "fused_scan: k = ", k, " must be >= 0");
+  ARGENT_CHECK(index.n_rows % kBlockRows == 0, "fused_scan: n_rows ", index.n_rows,
+               " is not a multiple of ", kBlockRows);
+  ARGENT_CHECK(index.n_rows < (int64_t(1) << 31), "fused_scan: a shard holds ", index.n_rows,
+               " rows; the CPU scan supports fewer than 2^31");
+  ARGENT_CHECK(index.d_pad > 0 && index.d_pad % kGroupDims == 0, "fused_scan: d_pad ",
+               index.d_pad, " is not a positive multiple of ", kGroupDims);
+  ScanStats total;
+  std::vector<int64_t> start;
+  std::vector<int32_t> members;
+  bucket_queries(index, queries, probes, start, members, total);
+
+  std::vector<WorkItem> work;
+  for (int64_t l = 0; l < index.n_lists; ++l) {
+    const int64_t nq = start[size_t(l + 1)] - start[size_t(l)];
+    if (nq == 0) continue;
+    const int64_t first = index.list_offsets[l];
+    ARGENT_ASSERT(first % kBlockRows == 0, "list ", l, " starts at row ", first);
+    const int64_t end = first + index.list_sizes[l];
+    for (int64_t b = first; b < end; b += kChunkRows)
+      work.push_back({l, b, std::min(end, b + kChunkRows), members.data() + start[size_t(l)],
+                      int32_t(nq)});
+  }
+  // Larger items first, so the dynamic schedule ends with small ones and threads finish together.
+  std::stable_sort(work.begin(), work.end(), [](const WorkItem& a, const WorkItem& b) {
+    return (a.end - a.begin) * a.n_queries > (b.end - b.begin) * b.n_queries;
+  });
+
+  const int n_threads = threads > 0 ? threads : omp_get_max_threads();
+  std::vector<std::unique_ptr<ThreadState>> states(static_cast<size_t>(n_threads));
+#pragma omp parallel num_threads(n_threads)
+  {
+    const int tid = omp_get_thread_num();
+    auto state = std::make_unique<ThreadState>();
+    state->reservoirs.resize(size_t(queries.n));
+    for (auto& r : state->reservoirs) r.reset(k);
+#pragma omp for schedule(dynamic, 1)
+    for (size_t i = 0; i < work.size(); ++i) scan_work_item(index, queries, work[i], *state);
+    states[size_t(tid)] = std::move(state);
+  }
+
+  std::vector<const TopKReservoir*> parts(static_cast<size_t>(n_threads));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(n_threads) firstprivate(parts)
+  for (int64_t q = 0; q < queries.n; ++q) {
+    for (int t = 0; t < n_threads; ++t)
+      parts[size_t(t)] = states[size_t(t)] ? &states[size_t(t)]->reservoirs[size_t(q)] : nullptr;
+    finish_topk(parts.data(), n_threads, k, index.ids, scores + q * k, ids + q * k,
+                rows ? rows + q * k : nullptr);
+  }
+  for (const auto& s : states)
+    if (s) total.add(s->stats);
+  if (stats) stats->add(total);
+}
+
+}  // namespace argent

@@ -1,0 +1,199 @@
+// argent bench: QPS and recall@10/@100 of the local engine against exact float search, over
+// batch sizes, nprobe values and the exact (all lists) scan, with and without a filter. Prints a
+// table and writes CSV/JSON (bench/cpu_vs_faiss.py runs it beside FAISS on the same data).
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <unordered_set>
+
+#include "common/error.h"
+#include "common/npy.h"
+#include "launch/commands.h"
+#include "launch/ground_truth.h"
+#include "shard/local_engine.h"
+
+namespace argent {
+namespace {
+
+struct BenchArgs {
+  ConfigOption config;
+  std::string index, queries, ground_truth, embeddings, ids, filter, csv, json;
+  int64_t k = 100;
+  std::vector<int> nprobes = {4, 8, 16, 32, 64};
+  std::vector<int> batches = {1, 16, 64};
+  bool skip_exact = false;
+  double min_seconds = 1.0;
+  int64_t max_queries = 1024;
+  int threads = 0;
+};
+
+struct Row {
+  std::string filter, mode;
+  int batch = 0, nprobe = 0;
+  double qps = 0, ms_per_batch = 0, recall10 = 0, recall100 = 0;
+};
+
+double recall_at(const std::vector<int64_t>& gt, int64_t gt_k, const std::vector<int64_t>& got,
+                 int64_t got_k, int64_t n, int64_t at) {
+  double hit = 0, total = 0;
+  for (int64_t q = 0; q < n; ++q) {
+    std::unordered_set<int64_t> truth;
+    for (int64_t i = 0; i < std::min(at, gt_k); ++i)
+      if (gt[size_t(q * gt_k + i)] >= 0) truth.insert(gt[size_t(q * gt_k + i)]);
+    for (int64_t i = 0; i < std::min(at, got_k); ++i) hit += truth.count(got[size_t(q * got_k + i)]);
+    total += double(truth.size());
+  }
+  return total > 0 ? hit / total : 1.0;
+}
+
+// Ground truth as item ids [n, gt_k] for one filter ("" = none).
+std::vector<int64_t> ground_truth_ids(const BenchArgs& a, const LocalEngine& engine,
+                                      const std::vector<float>& q, int64_t n, int dim,
+                                      const std::string& filter, int64_t* gt_k) {
+  if (!a.ground_truth.empty() && filter.empty()) {
+    const NpyArray arr = read_npy(a.ground_truth);
+    ARGENT_CHECK(arr.shape.size() == 2 && arr.shape[0] >= n, a.ground_truth,
+                 ": expected int64 [queries, k] ground truth");
+    *gt_k = arr.shape[1];
+    std::vector<int64_t> all = npy_to_int64_vector(arr, a.ground_truth);
+    all.resize(size_t(n * *gt_k));
+    return all;
+  }
+  ARGENT_CHECK(!a.embeddings.empty(), "bench: --embeddings is needed to compute ground truth",
+               filter.empty() ? "" : " under a filter");
+  int64_t n_items = 0, items_dim = 0;
+  const std::vector<float> items =
+      npy_to_float_matrix(read_npy(a.embeddings), a.embeddings, &n_items, &items_dim);
+  ARGENT_CHECK(items_dim == dim, a.embeddings, ": dimension ", items_dim, " != ", dim);
+  std::vector<int64_t> ids(static_cast<size_t>(n_items));
+  if (a.ids.empty()) {
+    for (int64_t i = 0; i < n_items; ++i) ids[size_t(i)] = i;
+  } else {
+    ids = npy_to_int64_vector(read_npy(a.ids), a.ids);
+  }
+  std::vector<uint8_t> eligible;
+  if (!filter.empty()) {
+    FilterExpr expr;
+    parse_filter(filter, &expr);
+    eligible.resize(size_t(n_items));
+    for (int64_t i = 0; i < n_items; ++i) {
+      const int64_t row = engine.shard().row_of(ids[size_t(i)]);
+      ARGENT_CHECK(row >= 0, "bench: item id ", ids[size_t(i)], " is not in the index");
+      const auto f = engine.shard().features_of_row(row);
+      eligible[size_t(i)] = evaluate(expr, FeatureSet(f.begin(), f.end()));
+    }
+  }
+  *gt_k = a.k;
+  std::vector<int64_t> pos = exact_float_topk(items.data(), n_items, q.data(), n, dim,
+                                              engine.meta().normalize, a.k, eligible);
+  for (int64_t& p : pos) p = p >= 0 ? ids[size_t(p)] : -1;
+  return pos;
+}
+
+int run_bench(const BenchArgs& a) {
+  const Config cfg = a.config.load();
+  const LocalEngine engine = LocalEngine::open(a.index, cfg);
+  int64_t n = 0, dim = 0;
+  std::vector<float> q = npy_to_float_matrix(read_npy(a.queries), a.queries, &n, &dim);
+  n = std::min(n, a.max_queries);
+  q.resize(size_t(n * dim));
+  std::vector<std::string> filters = {""};
+  if (!a.filter.empty()) filters.push_back(a.filter);
+
+  std::vector<Row> rows;
+  std::printf("%-24s %-10s %6s %7s %12s %12s %10s %10s\n", "filter", "mode", "batch", "nprobe",
+              "QPS", "ms/batch", "recall@10", "recall@100");
+  for (const std::string& filter : filters) {
+    int64_t gt_k = 0;
+    const std::vector<int64_t> gt = ground_truth_ids(a, engine, q, n, int(dim), filter, &gt_k);
+    std::vector<int> modes = a.nprobes;
+    if (!a.skip_exact) modes.push_back(0);
+    for (int nprobe : modes) {
+      for (int batch : a.batches) {
+        SearchOptions o;
+        o.k = a.k;
+        o.exact = nprobe == 0;
+        o.nprobe = nprobe == 0 ? 1 : nprobe;
+        o.batch = batch;
+        o.threads = a.threads;
+        std::vector<std::string> f;
+        if (!filter.empty()) f.push_back(filter);
+        const SearchResults first = engine.search(q.data(), n, int(dim), f, o);  // also warms up
+        int64_t reps = 0;
+        const auto t0 = std::chrono::steady_clock::now();
+        double elapsed = 0;
+        do {
+          engine.search(q.data(), n, int(dim), f, o);
+          ++reps;
+          elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        } while (elapsed < a.min_seconds);
+        Row r;
+        r.filter = filter.empty() ? "none" : filter;
+        r.mode = o.exact ? "exact" : "ivf";
+        r.batch = batch;
+        r.nprobe = o.exact ? int(engine.meta().nlist) : nprobe;
+        r.qps = double(n * reps) / elapsed;
+        r.ms_per_batch = 1000.0 * batch / r.qps;
+        r.recall10 = recall_at(gt, gt_k, first.ids, a.k, n, 10);
+        r.recall100 = recall_at(gt, gt_k, first.ids, a.k, n, 100);
+        std::printf("%-24s %-10s %6d %7d %12.1f %12.3f %10.4f %10.4f\n", r.filter.c_str(),
+                    r.mode.c_str(), r.batch, r.nprobe, r.qps, r.ms_per_batch, r.recall10, r.recall100);
+        std::fflush(stdout);
+        rows.push_back(r);
+      }
+    }
+  }
+  if (!a.csv.empty()) {
+    std::ofstream f(a.csv);
+    f << "engine,filter,mode,batch,nprobe,qps,ms_per_batch,recall_at_10,recall_at_100\n";
+    for (const Row& r : rows)
+      f << "argent,\"" << r.filter << "\"," << r.mode << ',' << r.batch << ',' << r.nprobe << ','
+        << r.qps << ',' << r.ms_per_batch << ',' << r.recall10 << ',' << r.recall100 << '\n';
+    ARGENT_CHECK(f.good(), "bench: cannot write ", a.csv);
+  }
+  if (!a.json.empty()) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const Row& r : rows)
+      j.push_back({{"engine", "argent"}, {"filter", r.filter}, {"mode", r.mode}, {"batch", r.batch},
+                   {"nprobe", r.nprobe}, {"qps", r.qps}, {"ms_per_batch", r.ms_per_batch},
+                   {"recall_at_10", r.recall10}, {"recall_at_100", r.recall100},
+                   {"queries", n}, {"k", a.k}, {"nlist", engine.meta().nlist},
+                   {"items", engine.meta().n_items}});
+    std::ofstream f(a.json);
+    f << j.dump(2) << '\n';
+    ARGENT_CHECK(f.good(), "bench: cannot write ", a.json);
+  }
+  return 0;
+}
+
+}  // namespace
+
+CommandFn add_bench_command(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  CLI::App* c = app.add_subcommand("bench", "Measure QPS and recall against exact float search");
+  c->add_option("--index", a->index, "Index directory")->required()->check(CLI::ExistingDirectory);
+  c->add_option("--queries", a->queries, "Queries .npy [n, d]")->required()->check(CLI::ExistingFile);
+  c->add_option("--ground-truth", a->ground_truth, "Exact top-k item ids .npy int64 [n, k]")
+      ->check(CLI::ExistingFile);
+  c->add_option("--embeddings", a->embeddings, "Item embeddings .npy, to compute ground truth")
+      ->check(CLI::ExistingFile);
+  c->add_option("--ids", a->ids, "Item ids .npy matching --embeddings")->check(CLI::ExistingFile);
+  c->add_option("--filter", a->filter, "Also measure with this filter");
+  c->add_option("--k", a->k, "Results per query")->capture_default_str();
+  c->add_option("--nprobe", a->nprobes, "IVF nprobe values")->delimiter(',')->capture_default_str();
+  c->add_option("--batch", a->batches, "Batch sizes")->delimiter(',')->capture_default_str();
+  c->add_flag("--skip-exact", a->skip_exact, "Do not measure the exact (all lists) scan");
+  c->add_option("--min-seconds", a->min_seconds, "Time each point at least this long")
+      ->capture_default_str();
+  c->add_option("--max-queries", a->max_queries, "Use at most this many queries")->capture_default_str();
+  c->add_option("--threads", a->threads, "Threads (0 = all cores)")->capture_default_str();
+  c->add_option("--csv", a->csv, "Write results as CSV");
+  c->add_option("--json", a->json, "Write results as JSON");
+  a->config.add_to(c);
+  return [a] { return run_bench(*a); };
+}
+
+}  // namespace argent

@@ -1,0 +1,34 @@
+// The subcommands of the `argent` program. Each registers its options on a CLI11 subcommand and
+// returns the function that runs it (exit status 0 on success; errors are thrown as
+// argent::Error and printed as one line by main).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+#include "common/config.h"
+
+namespace argent {
+
+using CommandFn = std::function<int()>;
+
+// --config FILE, shared by the subcommands that read one: configs/demo.yaml's values are the
+// built-in defaults, so omitting it is the same as passing it.
+struct ConfigOption {
+  std::string path;
+  Config load() const { return path.empty() ? Config{} : load_config(path); }
+  void add_to(CLI::App* app) {
+    app->add_option("--config", path, "YAML config (default: built-in, = configs/demo.yaml)")
+        ->check(CLI::ExistingFile);
+  }
+};
+
+CommandFn add_build_index_command(CLI::App& app);
+CommandFn add_search_command(CLI::App& app);
+CommandFn add_bench_command(CLI::App& app);
+CommandFn add_synth_command(CLI::App& app);
+CommandFn add_config_doc_command(CLI::App& app);
+
+}  // namespace argent

@@ -1,0 +1,41 @@
+// argent: the one command-line program (git-style subcommands).
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <map>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "launch/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Argent: a sharded int8 retrieval engine with Bloom eligibility and reranking"};
+  app.require_subcommand(1);
+  std::string log_level = "warn";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+
+  std::map<std::string, argent::CommandFn> commands;
+  commands["build-index"] = argent::add_build_index_command(app);
+  commands["search"] = argent::add_search_command(app);
+  commands["bench"] = argent::add_bench_command(app);
+  commands["synth"] = argent::add_synth_command(app);
+  commands["config-doc"] = argent::add_config_doc_command(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    argent::init_logging(log_level);
+    for (const auto& [name, run] : commands)
+      if (app.got_subcommand(name)) return run();
+  } catch (const argent::Error& e) {
+    std::fprintf(stderr, "argent: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "argent: error: %s\n", e.what());
+    return 2;
+  }
+  return 1;
+}

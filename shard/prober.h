@@ -1,0 +1,32 @@
+// IVF probing: picks, for each query, the lists to scan. Done once per batch on the coordinator
+// (it holds the centroids and every list's global size and Bloom summary), then broadcast, so all
+// shards scan the same lists. Lists that are empty everywhere, or whose Bloom summary proves that
+// no item can pass the query's filter, are not spent a probe on.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cpu/kmeans.h"
+#include "shard/index_meta.h"
+#include "shard/query_batch.h"
+
+namespace argent {
+
+class Prober {
+ public:
+  explicit Prober(const IndexMeta& meta);
+
+  // lists [q.n, nprobe] (-1 pads when fewer lists qualify). list_sizes [nlist] and
+  // list_summaries [nlist, bloom words] describe the whole index (every shard's lists).
+  std::vector<int32_t> probe(const QueryBatch& q, int nprobe, const int64_t* list_sizes,
+                             const uint64_t* list_summaries) const;
+
+  int64_t nlist() const { return centroids_.n_clusters; }
+
+ private:
+  QuantizedCentroids centroids_;
+  int bloom_words_;
+};
+
+}  // namespace argent
