@@ -11,7 +11,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   libzmq3-dev cppzmq-dev
   libprotobuf-dev protobuf-compiler
-  libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
+  libyaml-cpp-dev libcli11-dev libspdlog-dev nlohmann-json3-dev
   libopenblas0-pthread
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
