@@ -20,3 +20,12 @@ target_include_directories(argent_torch INTERFACE ${TORCH_INCLUDE_DIRS})
 # with it, since std::string crosses the layers.
 separate_arguments(_argent_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
 add_compile_options($<$<COMPILE_LANGUAGE:CXX>:${_argent_torch_flags}>)
+
+# The distributed service: MPI collectives, the ZeroMQ gateway (cppzmq) and Protobuf messages.
+find_package(MPI REQUIRED COMPONENTS CXX)
+find_package(cppzmq REQUIRED)
+# Open MPI refuses to start as root unless told; oversubscribe lets a 3-rank job run on 2 cores.
+set(ARGENT_MPIEXEC_FLAGS --oversubscribe --bind-to none CACHE STRING "Flags for mpiexec in tests")
+if(NOT MPIEXEC_EXECUTABLE)
+  set(MPIEXEC_EXECUTABLE mpirun)
+endif()

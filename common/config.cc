@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+
 #include <cmath>
 #include <limits>
 #include <map>
@@ -93,6 +95,22 @@ Entry string_key(const std::string& path, Section Config::*section, std::string 
   return e;
 }
 
+template <typename Section>
+Entry choice_key(const std::string& path, Section Config::*section, std::string Section::*field,
+                 const std::vector<std::string>& choices, const std::string& doc) {
+  Config defaults;
+  std::string listed;
+  for (const std::string& c : choices) listed += (listed.empty() ? "" : ", ") + c;
+  Entry e{{path, "string", (defaults.*section).*field, doc + " One of: " + listed + "."}, nullptr};
+  e.set = [=](Config& c, const YAML::Node& n, const std::string& where) {
+    const std::string v = scalar_as<std::string>(n, path, where, "string");
+    ARGENT_CHECK(std::find(choices.begin(), choices.end(), v) != choices.end(), where, ": ",
+                 path, " = '", v, "' is not one of: ", listed);
+    (c.*section).*field = v;
+  };
+  return e;
+}
+
 const std::vector<Entry>& schema() {
   static const std::vector<Entry> entries = [] {
     using C = Config;
@@ -144,6 +162,32 @@ const std::vector<Entry>& schema() {
                 "Distinct values per feature id (Zipf-distributed)."),
         float_key("synthetic.zipf_exponent", &C::synthetic, &SyntheticConfig::zipf_exponent,
                   0.0, 5.0, "Zipf exponent of feature values (0: uniform)."),
+        string_key("serve.endpoint", &C::serve, &ServeConfig::endpoint,
+                   "ZeroMQ endpoint the coordinator's gateway binds (ROUTER socket)."),
+        choice_key("serve.backend", &C::serve, &ServeConfig::backend, {"cpu", "cuda"},
+                   "Collectives backend: cpu = MPI on host buffers; cuda = NCCL on GPU buffers, "
+                   "each rank on the GPU of its node-local rank."),
+        bool_key("serve.coordinator_serves", &C::serve, &ServeConfig::coordinator_serves,
+                 "Rank 0 also holds partitions; false keeps it a pure coordinator (needs >= 2 "
+                 "ranks)."),
+        int_key("serve.max_batch", &C::serve, &ServeConfig::max_batch, 1, 4096,
+                "Dynamic batching: most requests searched in one step."),
+        int_key("serve.max_wait_us", &C::serve, &ServeConfig::max_wait_us, 0, 10000000,
+                "Dynamic batching: longest a request waits for others to fill its batch."),
+        int_key("serve.max_queue", &C::serve, &ServeConfig::max_queue, 1, 1 << 24,
+                "Requests queued at most; beyond it requests get OVERLOADED at once."),
+        int_key("serve.max_message_bytes", &C::serve, &ServeConfig::max_message_bytes, 1024,
+                int64_t(1) << 30, "Largest request message; larger ones get INVALID_ARGUMENT."),
+        int_key("serve.default_timeout_ms", &C::serve, &ServeConfig::default_timeout_ms, 0,
+                int64_t(1) << 40,
+                "Deadline of a request that sets none (0: none); a request still queued or "
+                "searching at its deadline gets DEADLINE_EXCEEDED."),
+        int_key("serve.collective_timeout_ms", &C::serve, &ServeConfig::collective_timeout_ms, 100,
+                int64_t(1) << 40,
+                "A collective that does not finish in this time aborts the job instead of "
+                "hanging it."),
+        float_key("serve.stats_interval_s", &C::serve, &ServeConfig::stats_interval_s, 0.0,
+                  3600.0, "Seconds between the server's stats log lines (0: never)."),
     };
   }();
   return entries;

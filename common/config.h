@@ -41,10 +41,25 @@ struct SyntheticConfig {
   double zipf_exponent = 1.1;
 };
 
+// `argent serve`: the gateway, dynamic batching and the collectives.
+struct ServeConfig {
+  std::string endpoint = "tcp://127.0.0.1:5555";
+  std::string backend = "cpu";  // "cpu": MPI collectives; "cuda": NCCL collectives on the GPU
+  bool coordinator_serves = true;
+  int32_t max_batch = 64;
+  int64_t max_wait_us = 2000;
+  int64_t max_queue = 4096;
+  int64_t max_message_bytes = 1 << 22;
+  int64_t default_timeout_ms = 10000;
+  int64_t collective_timeout_ms = 60000;
+  double stats_interval_s = 1.0;
+};
+
 struct Config {
   IndexConfig index;
   SearchConfig search;
   SyntheticConfig synthetic;
+  ServeConfig serve;
 };
 
 // One documented key of the schema.

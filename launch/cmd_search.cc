@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/npy.h"
 #include "launch/commands.h"
+#include "launch/result_lines.h"
 #include "shard/local_engine.h"
 
 namespace argent {
@@ -19,28 +20,6 @@ struct SearchArgs {
   int nprobe = -1, batch = -1, threads = -1;
   bool exact = false, stats = false;
 };
-
-// One result line; "%.9g" round-trips a float exactly.
-void print_result(std::string* line, int64_t query, const float* scores, const int64_t* ids,
-                  int64_t k) {
-  char buf[64];
-  line->assign("{\"query\": ");
-  line->append(std::to_string(query));
-  line->append(", \"ids\": [");
-  int64_t found = 0;
-  while (found < k && ids[found] != -1) ++found;
-  for (int64_t i = 0; i < found; ++i) {
-    if (i) line->append(", ");
-    line->append(std::to_string(ids[i]));
-  }
-  line->append("], \"scores\": [");
-  for (int64_t i = 0; i < found; ++i) {
-    std::snprintf(buf, sizeof buf, i ? ", %.9g" : "%.9g", double(scores[i]));
-    line->append(buf);
-  }
-  line->append("]}\n");
-  std::fwrite(line->data(), 1, line->size(), stdout);
-}
 
 int run_search(const SearchArgs& a) {
   const Config cfg = a.config.load();
@@ -60,7 +39,7 @@ int run_search(const SearchArgs& a) {
   const SearchResults r = engine.search(q.data(), n, int(dim), filters, opts);
   std::string line;
   for (int64_t i = 0; i < n; ++i)
-    print_result(&line, i, r.scores.data() + i * r.k, r.ids.data() + i * r.k, r.k);
+    print_result_line(&line, i, r.scores.data() + i * r.k, r.ids.data() + i * r.k, r.k);
   if (a.stats) {
     const ScanStats& s = r.stats;
     std::fprintf(stderr,

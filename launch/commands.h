@@ -30,5 +30,7 @@ CommandFn add_search_command(CLI::App& app);
 CommandFn add_bench_command(CLI::App& app);
 CommandFn add_synth_command(CLI::App& app);
 CommandFn add_config_doc_command(CLI::App& app);
+CommandFn add_serve_command(CLI::App& app);
+CommandFn add_query_command(CLI::App& app);
 
 }  // namespace argent

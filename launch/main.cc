@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   commands["bench"] = argent::add_bench_command(app);
   commands["synth"] = argent::add_synth_command(app);
   commands["config-doc"] = argent::add_config_doc_command(app);
+  commands["serve"] = argent::add_serve_command(app);
+  commands["query"] = argent::add_query_command(app);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,172 @@
+#include "collectives/nccl_communicator.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "common/error.h"
+#include "common/log.h"
+
+namespace argent {
+namespace {
+
+#define ARGENT_CUDA_CHECK(call)                                                             \
+  do {                                                                                      \
+    const cudaError_t argent_cuda_rc = (call);                                              \
+    if (argent_cuda_rc != cudaSuccess)                                                      \
+      ARGENT_THROW(ErrorCode::kInternal, #call, " failed: ", cudaGetErrorString(argent_cuda_rc)); \
+  } while (0)
+
+#define ARGENT_NCCL_CHECK(call, op)                                                         \
+  do {                                                                                      \
+    const ncclResult_t argent_nccl_rc = (call);                                             \
+    if (argent_nccl_rc != ncclSuccess && argent_nccl_rc != ncclInProgress)                  \
+      ARGENT_THROW(ErrorCode::kInternal, "NCCL ", op, " failed: ",                          \
+                   ncclGetErrorString(argent_nccl_rc));                                     \
+  } while (0)
+
+}  // namespace
+
+NcclCommunicator::NcclCommunicator(MpiCommunicator& bootstrap, CollectiveTimeout timeout)
+    : rank_(bootstrap.rank()), size_(bootstrap.size()), local_rank_(bootstrap.local_rank()) {
+  timeout_ = timeout;
+  int devices = 0;
+  ARGENT_CUDA_CHECK(cudaGetDeviceCount(&devices));
+  ARGENT_CHECK(devices > 0, "serve.backend = cuda, but rank ", rank_, " sees no CUDA device");
+  device_ = local_rank_ % devices;
+  ARGENT_CUDA_CHECK(cudaSetDevice(device_));
+  ARGENT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  ARGENT_CUDA_CHECK(cudaMalloc(&barrier_word_, sizeof(float)));
+
+  ncclUniqueId id;
+  if (rank_ == 0) ARGENT_NCCL_CHECK(ncclGetUniqueId(&id), "get_unique_id");
+  bootstrap.broadcast(&id, sizeof(id), 0);
+  ARGENT_NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_), "comm_init_rank");
+  spdlog::info("NCCL communicator: rank {} of {} on CUDA device {}", rank_, size_, device_);
+}
+
+NcclCommunicator::~NcclCommunicator() {
+  // After ncclCommAbort the communicator is already released.
+  if (comm_ && !aborted_) ncclCommDestroy(comm_);
+  if (barrier_word_) cudaFree(barrier_word_);
+  if (scratch_) cudaFree(scratch_);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+void NcclCommunicator::wait(const char* op, CollectiveTimeout timeout) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  auto sleep = std::chrono::microseconds(2);
+  for (;;) {
+    const cudaError_t state = cudaStreamQuery(stream_);
+    if (state == cudaSuccess) return;
+    if (state != cudaErrorNotReady) {
+      ARGENT_THROW(ErrorCode::kInternal, "NCCL ", op, ": CUDA stream failed: ",
+                   cudaGetErrorString(state));
+    }
+    ncclResult_t async_error = ncclSuccess;
+    ARGENT_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async_error), "comm_get_async_error");
+    if (async_error != ncclSuccess && async_error != ncclInProgress) {
+      ncclCommAbort(comm_);
+      aborted_ = true;
+      ARGENT_THROW(ErrorCode::kInternal, "NCCL ", op, " failed asynchronously on rank ", rank_,
+                   ": ", ncclGetErrorString(async_error), "; communicator aborted");
+    }
+    if (timeout >= CollectiveTimeout::zero() && Clock::now() - start > timeout) {
+      ncclCommAbort(comm_);
+      aborted_ = true;
+      ARGENT_THROW(ErrorCode::kDeadlineExceeded, "NCCL ", op, " did not finish within ",
+                   timeout.count(), " ms on rank ", rank_, " of ", size_,
+                   ": a rank died or the ranks diverged; communicator aborted");
+    }
+    std::this_thread::sleep_for(sleep);
+    sleep = std::min(sleep * 2, std::chrono::microseconds(timeout < CollectiveTimeout::zero() ? 1000 : 50));
+  }
+}
+
+void NcclCommunicator::broadcast(void* data, size_t bytes, int root, CollectiveTimeout timeout) {
+  ARGENT_CHECK(!aborted_, "NCCL communicator was aborted");
+  ARGENT_NCCL_CHECK(ncclBroadcast(data, data, bytes, ncclUint8, root, comm_, stream_), "broadcast");
+  wait("broadcast", timeout);
+}
+
+void NcclCommunicator::all_gather(const void* send, void* recv, size_t bytes) {
+  ARGENT_CHECK(!aborted_, "NCCL communicator was aborted");
+  ARGENT_NCCL_CHECK(ncclAllGather(send, recv, bytes, ncclUint8, comm_, stream_), "all_gather");
+  wait("all_gather", timeout_);
+}
+
+void NcclCommunicator::all_gather_v(const void* send, void* recv,
+                                    const std::vector<size_t>& counts) {
+  ARGENT_CHECK(!aborted_, "NCCL communicator was aborted");
+  ARGENT_CHECK(int(counts.size()) == size_, "all_gather_v: ", counts.size(), " counts for ",
+               size_, " ranks");
+  // NCCL has no all-gather-v: one broadcast per rank, grouped into a single launch.
+  size_t offset = 0;
+  ARGENT_NCCL_CHECK(ncclGroupStart(), "group_start");
+  for (int r = 0; r < size_; ++r) {
+    uint8_t* dst = static_cast<uint8_t*>(recv) + offset;
+    const void* src = r == rank_ ? send : dst;
+    ARGENT_NCCL_CHECK(ncclBroadcast(src, dst, counts[size_t(r)], ncclUint8, r, comm_, stream_),
+                      "all_gather_v");
+    offset += counts[size_t(r)];
+  }
+  ARGENT_NCCL_CHECK(ncclGroupEnd(), "group_end");
+  wait("all_gather_v", timeout_);
+}
+
+uint8_t* NcclCommunicator::scratch(size_t bytes) {
+  if (bytes > scratch_bytes_) {
+    if (scratch_) ARGENT_CUDA_CHECK(cudaFree(scratch_));
+    scratch_ = nullptr;
+    scratch_bytes_ = 0;
+    ARGENT_CUDA_CHECK(cudaMalloc(&scratch_, bytes));
+    scratch_bytes_ = bytes;
+  }
+  return static_cast<uint8_t*>(scratch_);
+}
+
+void NcclCommunicator::broadcast_host(void* data, size_t bytes, int root) {
+  ARGENT_CHECK(!aborted_, "NCCL communicator was aborted");
+  uint8_t* staged = scratch(std::max<size_t>(bytes, 1));
+  if (rank_ == root)
+    ARGENT_CUDA_CHECK(cudaMemcpyAsync(staged, data, bytes, cudaMemcpyHostToDevice, stream_));
+  ARGENT_NCCL_CHECK(ncclBroadcast(staged, staged, bytes, ncclUint8, root, comm_, stream_),
+                    "broadcast");
+  if (rank_ != root)
+    ARGENT_CUDA_CHECK(cudaMemcpyAsync(data, staged, bytes, cudaMemcpyDeviceToHost, stream_));
+  wait("broadcast", timeout_);
+}
+
+void NcclCommunicator::all_gather_host(const void* send, void* recv, size_t bytes) {
+  ARGENT_CHECK(!aborted_, "NCCL communicator was aborted");
+  uint8_t* staged = scratch(std::max<size_t>(bytes * size_t(size_), 1));
+  uint8_t* mine = staged + bytes * size_t(rank_);
+  ARGENT_CUDA_CHECK(cudaMemcpyAsync(mine, send, bytes, cudaMemcpyHostToDevice, stream_));
+  // In place: each rank's contribution already sits at its offset of the output.
+  ARGENT_NCCL_CHECK(ncclAllGather(mine, staged, bytes, ncclUint8, comm_, stream_), "all_gather");
+  ARGENT_CUDA_CHECK(
+      cudaMemcpyAsync(recv, staged, bytes * size_t(size_), cudaMemcpyDeviceToHost, stream_));
+  wait("all_gather", timeout_);
+}
+
+void NcclCommunicator::send(const void* data, size_t bytes, int peer) {
+  ARGENT_CHECK(!aborted_, "NCCL communicator was aborted");
+  ARGENT_NCCL_CHECK(ncclSend(data, bytes, ncclUint8, peer, comm_, stream_), "send");
+  wait("send", timeout_);
+}
+
+void NcclCommunicator::recv(void* data, size_t bytes, int peer) {
+  ARGENT_CHECK(!aborted_, "NCCL communicator was aborted");
+  ARGENT_NCCL_CHECK(ncclRecv(data, bytes, ncclUint8, peer, comm_, stream_), "recv");
+  wait("recv", timeout_);
+}
+
+void NcclCommunicator::barrier() {
+  ARGENT_CHECK(!aborted_, "NCCL communicator was aborted");
+  ARGENT_NCCL_CHECK(
+      ncclAllReduce(barrier_word_, barrier_word_, 1, ncclFloat, ncclSum, comm_, stream_),
+      "barrier");
+  wait("barrier", timeout_);
+}
+
+}  // namespace argent

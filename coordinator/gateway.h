@@ -1,0 +1,55 @@
+// The coordinator's front door: a ZeroMQ ROUTER socket (serve.endpoint) read by one thread that
+// parses each Request, validates it, answers Health and Stats itself and queues searches for
+// the step loop. Anything malformed gets an error reply naming the problem (or, past twice
+// serve.max_message_bytes, is dropped by ZeroMQ); nothing a client sends can stop the thread.
+#pragma once
+
+#include <zmq.hpp>
+
+#include <atomic>
+#include <string>
+#include <thread>
+
+#include "argent/v1/service.pb.h"
+#include "common/config.h"
+#include "coordinator/request_queue.h"
+#include "coordinator/server_stats.h"
+#include "shard/index_meta.h"
+
+namespace argent {
+
+struct GatewayInfo {
+  int ranks = 1;
+  std::string backend;
+};
+
+// Checks a SearchRequest against the index and the config and fills `out`; returns an empty
+// string when valid, else the INVALID_ARGUMENT message.
+std::string validate_search(const v1::SearchRequest& request, const IndexMeta& meta,
+                            const Config& config, PendingSearch* out);
+
+class Gateway {
+ public:
+  Gateway(zmq::context_t& context, const Config& config, const IndexMeta& meta,
+          RequestQueue& queue, ServerStats& stats, GatewayInfo info);
+  ~Gateway();
+
+  // Binds serve.endpoint and starts the thread; throws Error(kUnavailable) when it cannot bind.
+  void start();
+  void stop();
+
+ private:
+  void run(zmq::socket_t& router, zmq::socket_t& inbox);
+  void handle(std::vector<zmq::message_t>& frames, zmq::socket_t& router);
+
+  zmq::context_t& context_;
+  const Config& config_;
+  const IndexMeta& meta_;
+  RequestQueue& queue_;
+  ServerStats& stats_;
+  GatewayInfo info_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace argent

@@ -1,0 +1,325 @@
+#include "coordinator/server.h"
+
+#include <zmq.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "coordinator/gateway.h"
+#include "coordinator/merge.h"
+#include "coordinator/partition_map.h"
+#include "coordinator/replier.h"
+#include "coordinator/request_queue.h"
+#include "coordinator/server_stats.h"
+#include "coordinator/shard_worker.h"
+#include "coordinator/step_protocol.h"
+#include "shard/prober.h"
+
+namespace argent {
+namespace {
+
+std::atomic<bool> g_shutdown{false};
+
+double ms_between(SteadyClock::time_point a, SteadyClock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+v1::Response search_status(const PendingSearch& r, v1::StatusCode code, const std::string& msg) {
+  v1::Response out;
+  v1::SearchResponse* s = out.mutable_search();
+  s->set_request_id(r.request_id);
+  s->mutable_status()->set_code(code);
+  s->mutable_status()->set_message(msg);
+  return out;
+}
+
+// A gathered step on its way from the step loop to the merge thread.
+struct MergeJob {
+  std::vector<PendingSearch> requests;
+  std::vector<uint8_t> blocks;  // ranks x shard_block_bytes(n, k)
+  int64_t k = 0;
+  SteadyClock::time_point dispatched;
+};
+
+// Merges gathered steps and replies, on its own thread, so the step loop can broadcast the next
+// batch while this one is merged.
+class Merger {
+ public:
+  Merger(zmq::context_t& context, ServerStats& stats, int ranks)
+      : context_(context), stats_(stats), ranks_(ranks), thread_([this] { run(); }) {}
+  ~Merger() { stop(); }
+
+  void push(MergeJob job) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      jobs_.push_back(std::move(job));
+    }
+    cv_.notify_one();
+  }
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void run() {
+    Replier replier(context_);
+    for (;;) {
+      MergeJob job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;  // stopping, and every job is answered
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      answer(job, replier);
+    }
+  }
+
+  void answer(const MergeJob& job, Replier& replier) {
+    const int64_t n = int64_t(job.requests.size()), k = job.k;
+    const size_t block_bytes = shard_block_bytes(n, k);
+    std::vector<ShardBlockView> blocks;
+    for (int r = 0; r < ranks_; ++r)
+      blocks.push_back(shard_block(job.blocks.data() + size_t(r) * block_bytes, n, k));
+    const auto now = SteadyClock::now();
+    for (int64_t q = 0; q < n; ++q) {
+      const PendingSearch& req = job.requests[size_t(q)];
+      if (now > req.deadline) {
+        stats_.record_deadline_exceeded();
+        replier.send(req.envelope, search_status(req, v1::DEADLINE_EXCEEDED,
+                                                 "deadline passed while the request was searched"));
+        continue;
+      }
+      std::vector<const float*> scores;
+      std::vector<const int64_t*> ids;
+      for (const ShardBlockView& b : blocks) {
+        scores.push_back(b.scores + q * k);
+        ids.push_back(b.ids + q * k);
+      }
+      const std::unordered_set<int64_t> excluded(req.exclude_ids.begin(), req.exclude_ids.end());
+      const MergedResult merged = merge_query(scores, ids, k, req.k, excluded);
+
+      v1::Response out;
+      v1::SearchResponse* s = out.mutable_search();
+      s->set_request_id(req.request_id);
+      s->mutable_status()->set_code(v1::OK);
+      s->mutable_ids()->Add(merged.ids.begin(), merged.ids.end());
+      s->mutable_scores()->Add(merged.scores.begin(), merged.scores.end());
+      for (const ShardBlockView& b : blocks) {
+        v1::ShardTiming* t = s->add_shard_timings();
+        t->set_rank(b.header->rank);
+        t->set_search_ms(b.header->search_ms);
+        t->set_items(b.header->items);
+      }
+      s->set_queue_ms(float(ms_between(req.arrival, job.dispatched)));
+      const double server_ms = ms_between(req.arrival, SteadyClock::now());
+      s->set_server_ms(float(server_ms));
+      s->set_batch_size(int32_t(n));
+      replier.send(req.envelope, out);
+      stats_.record_answer(server_ms);
+    }
+  }
+
+  zmq::context_t& context_;
+  ServerStats& stats_;
+  int ranks_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<MergeJob> jobs_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// Everything a rank holds while serving.
+struct RankState {
+  IndexMeta meta;
+  PartitionMap map;
+  std::unique_ptr<ShardWorker> worker;
+};
+
+RankState load_rank(const Config& config, const Communicator& control) {
+  RankState s;
+  s.meta = read_manifest(config.index.dir);
+  s.map = PartitionMap::round_robin(s.meta.partitions, control.size(),
+                                    config.serve.coordinator_serves);
+  const std::vector<int32_t>& mine = s.map.partitions_of(control.rank());
+  ShardIndex shard = ShardIndex::load(config.index.dir, s.meta, mine, config.index.list_slack);
+  spdlog::info("rank {}: {} partitions, {} items", control.rank(), mine.size(), shard.n_items());
+  s.worker = std::make_unique<ShardWorker>(std::move(shard), control.rank(), config.search.threads);
+  return s;
+}
+
+std::vector<int64_t> gather_items(Communicator& data, const ShardWorker& worker) {
+  const int64_t mine = worker.shard().n_items();
+  std::vector<int64_t> all(size_t(data.size()));
+  data.all_gather_host(&mine, all.data(), sizeof(int64_t));
+  return all;
+}
+
+void broadcast_header(MpiCommunicator& control, StepOp op, uint64_t step, int64_t payload) {
+  StepHeader h;
+  h.op = int32_t(op);
+  h.step = step;
+  h.payload_bytes = payload;
+  control.broadcast(&h, sizeof(h), 0);
+}
+
+// Ranks other than 0: follow the coordinator's steps until it says shut down.
+int run_shard_loop(const Config& config, MpiCommunicator& control, Communicator& data,
+                   RankState& s) {
+  (void)config;
+  for (;;) {
+    StepHeader h;
+    control.broadcast(&h, sizeof(h), 0, kNoTimeout);  // an idle server is not a failure
+    ARGENT_CHECK_DATA(h.magic == StepHeader{}.magic, "step header with bad magic ", h.magic);
+    switch (StepOp(h.op)) {
+      case StepOp::kSearch: {
+        ARGENT_CHECK_DATA(h.payload_bytes >= 0 && h.payload_bytes < (int64_t(1) << 31),
+                          "search step of ", h.payload_bytes, " bytes");
+        std::vector<uint8_t> payload(size_t(h.payload_bytes));
+        data.broadcast_host(payload.data(), payload.size(), 0);
+        const SearchStep step =
+            decode_search_step(payload, s.meta.d_pad, s.meta.bloom.words, s.meta.nlist);
+        const std::vector<uint8_t> block = s.worker->search(step);
+        std::vector<uint8_t> gathered(block.size() * size_t(data.size()));
+        data.all_gather_host(block.data(), gathered.data(), block.size());
+        break;
+      }
+      case StepOp::kStats:
+        gather_items(data, *s.worker);
+        break;
+      case StepOp::kShutdown:
+        spdlog::info("rank {}: shutting down", control.rank());
+        return 0;
+      default:
+        ARGENT_CHECK_DATA(false, "unknown step op ", h.op);
+    }
+  }
+}
+
+// Rank 0: the gateway, the batcher, the step loop and the merger.
+int run_coordinator(const Config& config, MpiCommunicator& control, Communicator& data,
+                    RankState& s, const GlobalLists& lists, std::vector<int64_t> items) {
+  ServerStats stats;
+  std::vector<std::vector<int32_t>> partitions;
+  for (int r = 0; r < control.size(); ++r) partitions.push_back(s.map.partitions_of(r));
+  stats.set_shards(std::move(items), partitions);
+
+  zmq::context_t context(1);
+  RequestQueue queue(config.serve.max_queue);
+  const Prober prober(s.meta);
+  Gateway gateway(context, config, s.meta, queue, stats,
+                  GatewayInfo{control.size(), data.backend()});
+  gateway.start();
+  Merger merger(context, stats, data.size());
+  Replier replier(context);
+  int64_t total_items = 0;
+  for (int64_t n : stats.snapshot().items_per_rank) total_items += n;
+  spdlog::info("serving {} items on {} ranks ({} collectives)", total_items, control.size(),
+               data.backend());
+
+  const auto stats_interval = std::chrono::duration<double>(config.serve.stats_interval_s);
+  uint64_t step_id = 0;
+  while (!g_shutdown.load()) {
+    if (stats.roll(config.serve.stats_interval_s > 0 ? stats_interval
+                                                     : std::chrono::duration<double>(1.0))) {
+      broadcast_header(control, StepOp::kStats, ++step_id, 0);
+      stats.set_shards(gather_items(data, *s.worker), partitions);
+      stats.set_queue_depth(queue.depth());
+      if (config.serve.stats_interval_s > 0) spdlog::info("stats: {}", stats.summary());
+    }
+    std::vector<PendingSearch> batch =
+        queue.pop_batch(config.serve.max_batch, std::chrono::microseconds(config.serve.max_wait_us),
+                        std::chrono::milliseconds(20));
+    if (batch.empty()) continue;
+
+    // Requests whose deadline already passed are answered now, not searched.
+    const auto now = SteadyClock::now();
+    std::vector<PendingSearch> live;
+    for (PendingSearch& r : batch) {
+      if (now > r.deadline) {
+        stats.record_deadline_exceeded();
+        replier.send(r.envelope, search_status(r, v1::DEADLINE_EXCEEDED,
+                                               "deadline passed while the request was queued"));
+      } else {
+        live.push_back(std::move(r));
+      }
+    }
+    if (live.empty()) continue;
+    stats.record_batch(int64_t(live.size()));
+
+    SearchStep step;
+    try {
+      const int64_t n = int64_t(live.size());
+      std::vector<float> x(size_t(n * s.meta.dim));
+      std::vector<std::string> filters;
+      for (int64_t q = 0; q < n; ++q) {
+        std::copy(live[size_t(q)].embedding.begin(), live[size_t(q)].embedding.end(),
+                  x.begin() + q * s.meta.dim);
+        filters.push_back(live[size_t(q)].filter);
+        step.k = std::max<int64_t>(step.k,
+                                   live[size_t(q)].k + int64_t(live[size_t(q)].exclude_ids.size()));
+      }
+      step.queries = prepare_queries(x.data(), n, s.meta.dim, s.meta, filters);
+      step.nprobe = live.front().exact ? 0 : live.front().nprobe;
+      if (step.nprobe > 0)
+        step.lists = prober.probe(step.queries, step.nprobe, lists.sizes.data(),
+                                  lists.summaries.data());
+    } catch (const Error& e) {
+      // Requests were validated one by one; a batch that still fails is answered, not fatal.
+      for (const PendingSearch& r : live)
+        replier.send(r.envelope, search_status(r, v1::INTERNAL, e.what()));
+      continue;
+    }
+    std::vector<uint8_t> payload = encode_search_step(step);
+    broadcast_header(control, StepOp::kSearch, ++step_id, int64_t(payload.size()));
+    data.broadcast_host(payload.data(), payload.size(), 0);
+    const std::vector<uint8_t> block = s.worker->search(step);
+
+    MergeJob job;
+    job.k = step.k;
+    job.dispatched = now;
+    job.blocks.resize(block.size() * size_t(data.size()));
+    data.all_gather_host(block.data(), job.blocks.data(), block.size());
+    job.requests = std::move(live);
+    merger.push(std::move(job));
+  }
+
+  spdlog::info("coordinator: shutting down");
+  broadcast_header(control, StepOp::kShutdown, ++step_id, 0);
+  for (const PendingSearch& r : queue.close())
+    replier.send(r.envelope, search_status(r, v1::UNAVAILABLE, "server is shutting down"));
+  merger.stop();
+  gateway.stop();
+  return 0;
+}
+
+}  // namespace
+
+void request_server_shutdown() { g_shutdown.store(true); }
+
+int run_server(const Config& config, MpiCommunicator& control, Communicator& data) {
+  RankState s = load_rank(config, control);
+  ARGENT_CHECK(s.worker->shard().meta().dim > 0, "index has no dimension");
+  // Startup collectives, on every rank in the same order: the index-wide lists for the prober
+  // and each rank's item count for Stats and Health.
+  const GlobalLists lists = gather_global_lists(data, s.worker->shard());
+  std::vector<int64_t> items = gather_items(data, *s.worker);
+  if (control.rank() == 0) return run_coordinator(config, control, data, s, lists, std::move(items));
+  return run_shard_loop(config, control, data, s);
+}
+
+}  // namespace argent

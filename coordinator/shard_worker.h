@@ -1,0 +1,38 @@
+// One rank's part of a search step: decodes the broadcast step and runs the fused local search
+// over the partitions this rank holds, writing its ShardBlock.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "coordinator/step_protocol.h"
+#include "shard/shard_index.h"
+
+namespace argent {
+
+class ShardWorker {
+ public:
+  ShardWorker(ShardIndex shard, int rank, int threads);
+
+  // Runs `step` and returns this rank's block (shard_block_bytes(n, k)).
+  std::vector<uint8_t> search(const SearchStep& step) const;
+
+  const ShardIndex& shard() const { return shard_; }
+  int rank() const { return rank_; }
+
+ private:
+  ShardIndex shard_;
+  int rank_;
+  int threads_;
+};
+
+// The index-wide list sizes and Bloom summaries the prober needs: sums and ORs over every rank's
+// lists, gathered over `comm`'s host collectives. Every rank must call it.
+struct GlobalLists {
+  std::vector<int64_t> sizes;       // [nlist]
+  std::vector<uint64_t> summaries;  // [nlist, bloom words]
+};
+class Communicator;
+GlobalLists gather_global_lists(Communicator& comm, const ShardIndex& shard);
+
+}  // namespace argent

@@ -1,0 +1,166 @@
+#include "coordinator/step_protocol.h"
+
+#include <cstring>
+
+#include "common/error.h"
+
+namespace argent {
+namespace {
+
+class ByteWriter {
+ public:
+  template <typename T>
+  void put(const T& v) { append(&v, sizeof(T)); }
+  template <typename T>
+  void put_array(const std::vector<T>& v) {
+    put<int64_t>(int64_t(v.size()));
+    append(v.data(), v.size() * sizeof(T));
+  }
+  std::vector<uint8_t> take() { return std::move(bytes_); }
+
+ private:
+  void append(const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    bytes_.insert(bytes_.end(), b, b + n);
+  }
+  std::vector<uint8_t> bytes_;
+};
+
+class ByteReader {
+ public:
+  explicit ByteReader(const std::vector<uint8_t>& bytes) : bytes_(bytes) {}
+  template <typename T>
+  T get() {
+    T v;
+    take(&v, sizeof(T));
+    return v;
+  }
+  template <typename T>
+  std::vector<T> get_array(int64_t expected, const char* what) {
+    const int64_t n = get<int64_t>();
+    ARGENT_CHECK_DATA(expected < 0 || n == expected, "search step: ", what, " has ", n,
+                      " elements, expected ", expected);
+    ARGENT_CHECK_DATA(n >= 0 && uint64_t(n) * sizeof(T) <= bytes_.size() - at_, "search step: ",
+                      what, " of ", n, " elements overruns the payload");
+    std::vector<T> v(static_cast<size_t>(n));
+    take(v.data(), size_t(n) * sizeof(T));
+    return v;
+  }
+  bool done() const { return at_ == bytes_.size(); }
+
+ private:
+  void take(void* p, size_t n) {
+    ARGENT_CHECK_DATA(n <= bytes_.size() - at_, "search step: payload truncated at byte ", at_);
+    std::memcpy(p, bytes_.data() + at_, n);
+    at_ += n;
+  }
+  const std::vector<uint8_t>& bytes_;
+  size_t at_ = 0;
+};
+
+}  // namespace
+
+std::vector<uint8_t> encode_search_step(const SearchStep& s) {
+  const QueryBatch& q = s.queries;
+  ByteWriter w;
+  w.put<int64_t>(q.n);
+  w.put<int32_t>(q.d_pad);
+  w.put<int32_t>(s.nprobe);
+  w.put<int64_t>(s.k);
+  w.put_array(q.codes);
+  w.put_array(q.scales);
+  w.put_array(q.bias);
+  w.put_array(q.plan_of_query);
+  w.put<int64_t>(int64_t(q.plans.size()));
+  for (const FilterPlan& plan : q.plans) w.put_array(plan.ops);
+  w.put_array(s.lists);
+  return w.take();
+}
+
+// A plan must be a well-formed postfix program: evaluating it never underflows or overflows the
+// operand stack, leaves exactly one value, and every term reads a word the signatures have.
+static void check_plan(const FilterPlan& plan, int32_t bloom_words) {
+  int depth = 0;
+  for (const FilterOp& op : plan.ops) {
+    switch (op.kind) {
+      case FilterOpKind::kTerm:
+        ARGENT_CHECK_DATA(op.word >= 0 && op.word < bloom_words, "search step: filter term word ",
+                          op.word, " outside [0, ", bloom_words, ")");
+        ++depth;
+        break;
+      case FilterOpKind::kNot:
+        ARGENT_CHECK_DATA(depth >= 1, "search step: filter NOT without an operand");
+        break;
+      case FilterOpKind::kAnd:
+      case FilterOpKind::kOr:
+        ARGENT_CHECK_DATA(depth >= 2, "search step: filter AND/OR without two operands");
+        --depth;
+        break;
+      default:
+        ARGENT_CHECK_DATA(false, "search step: filter op kind ", int32_t(op.kind));
+    }
+    ARGENT_CHECK_DATA(depth <= kMaxFilterDepth, "search step: filter nests deeper than ",
+                      kMaxFilterDepth);
+  }
+  ARGENT_CHECK_DATA(plan.ops.empty() || depth == 1, "search step: filter leaves ", depth,
+                    " values on its stack");
+}
+
+SearchStep decode_search_step(const std::vector<uint8_t>& bytes, int32_t d_pad,
+                              int32_t bloom_words, int64_t nlist) {
+  ByteReader r(bytes);
+  SearchStep s;
+  QueryBatch& q = s.queries;
+  q.n = r.get<int64_t>();
+  q.d_pad = r.get<int32_t>();
+  s.nprobe = r.get<int32_t>();
+  s.k = r.get<int64_t>();
+  ARGENT_CHECK_DATA(q.n >= 0 && q.n <= (int64_t(1) << 24), "search step: ", q.n, " queries");
+  ARGENT_CHECK_DATA(q.d_pad == d_pad, "search step: d_pad ", q.d_pad, " != index d_pad ", d_pad);
+  ARGENT_CHECK_DATA(s.nprobe >= 0 && s.k >= 0, "search step: nprobe ", s.nprobe, ", k ", s.k);
+  q.codes = r.get_array<int8_t>(q.n * q.d_pad, "codes");
+  q.scales = r.get_array<float>(q.n, "scales");
+  q.bias = r.get_array<int32_t>(q.n, "bias");
+  q.plan_of_query = r.get_array<int32_t>(-1, "plan_of_query");
+  ARGENT_CHECK_DATA(q.plan_of_query.empty() || int64_t(q.plan_of_query.size()) == q.n,
+                    "search step: plan_of_query has ", q.plan_of_query.size(), " entries");
+  const int64_t n_plans = r.get<int64_t>();
+  ARGENT_CHECK_DATA(n_plans >= 0 && n_plans <= q.n, "search step: ", n_plans, " filter plans");
+  q.plans.resize(size_t(n_plans));
+  for (FilterPlan& plan : q.plans) {
+    plan.ops = r.get_array<FilterOp>(-1, "filter plan");
+    ARGENT_CHECK_DATA(plan.ops.size() <= size_t(kMaxFilterOps), "search step: filter plan of ",
+                      plan.ops.size(), " ops");
+    check_plan(plan, bloom_words);
+  }
+  for (int32_t p : q.plan_of_query)
+    ARGENT_CHECK_DATA(p >= -1 && p < n_plans, "search step: plan index ", p);
+  s.lists = r.get_array<int32_t>(q.n * s.nprobe, "lists");
+  for (int32_t l : s.lists)
+    ARGENT_CHECK_DATA(l >= -1 && l < nlist, "search step: list ", l, " outside [0, ", nlist, ")");
+  ARGENT_CHECK_DATA(r.done(), "search step: trailing bytes after the payload");
+  return s;
+}
+
+size_t shard_block_bytes(int64_t n, int64_t k) {
+  return sizeof(ShardBlockHeader) + size_t(n * k) * (sizeof(float) + sizeof(int64_t));
+}
+
+ShardBlockView shard_block(const uint8_t* block, int64_t n, int64_t k) {
+  ShardBlockView v;
+  v.header = reinterpret_cast<const ShardBlockHeader*>(block);
+  v.ids = reinterpret_cast<const int64_t*>(block + sizeof(ShardBlockHeader));
+  v.scores = reinterpret_cast<const float*>(block + sizeof(ShardBlockHeader) +
+                                            size_t(n * k) * sizeof(int64_t));
+  return v;
+}
+
+void shard_block_pointers(uint8_t* block, int64_t n, int64_t k, ShardBlockHeader** header,
+                          float** scores, int64_t** ids) {
+  *header = reinterpret_cast<ShardBlockHeader*>(block);
+  *ids = reinterpret_cast<int64_t*>(block + sizeof(ShardBlockHeader));
+  *scores = reinterpret_cast<float*>(block + sizeof(ShardBlockHeader) +
+                                     size_t(n * k) * sizeof(int64_t));
+}
+
+}  // namespace argent
