@@ -16,7 +16,9 @@ function(argent_add_test)
     add_test(NAME ${T_NAME}
              COMMAND ${MPIEXEC_EXECUTABLE} ${ARGENT_MPIEXEC_FLAGS} -np ${T_MPI_RANKS}
                      $<TARGET_FILE:${T_NAME}>)
-    set_tests_properties(${T_NAME} PROPERTIES TIMEOUT 300 PROCESSORS ${T_MPI_RANKS})
+    # Open MPI refuses to start as root (CI containers) unless told it may.
+    set_tests_properties(${T_NAME} PROPERTIES TIMEOUT 300 PROCESSORS ${T_MPI_RANKS}
+                         ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
   else()
     gtest_discover_tests(${T_NAME} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
   endif()
