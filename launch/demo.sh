@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The README's demo command: installs dependencies, builds, generates a synthetic catalogue, builds
-# an int8 IVF index over it and answers queries with and without an eligibility filter.
-# Environment: ARGENT_SKIP_DEPS=1 skips apt-get; DEMO_ITEMS / DEMO_DIM size the catalogue.
+# The README's demo command: installs dependencies, builds, generates a synthetic catalogue,
+# builds an int8 IVF index, starts a 3-rank serving cluster with mpirun and answers real queries
+# through the ZeroMQ gateway (C++ and Python clients), with and without filters, checks them
+# against a single-process search, runs a short load test, and shuts the cluster down.
+# Environment: ARGENT_SKIP_DEPS=1 skips apt-get; DEMO_ITEMS / DEMO_DIM / DEMO_RANKS size it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,20 +15,47 @@ argent=build/launch/argent
 work=${DEMO_DIR:-build/demo}
 items=${DEMO_ITEMS:-200000}
 dim=${DEMO_DIM:-128}
+ranks=${DEMO_RANKS:-3}
+endpoint=ipc://$(realpath -m "$work")/gateway.sock
+filter='1:3 OR (2:5 AND NOT 3:1)'
 
-echo "== synthetic catalogue: $items items x $dim dims -> $work"
+echo "== synthetic catalogue: $items items x $dim dims -> $work/data"
 $argent synth --out "$work/data" --n "$items" --dim "$dim" --queries 256
 echo "== build-index"
 $argent build-index --config configs/demo.yaml --out "$work/index" \
   --embeddings "$work/data/items.npy" --ids "$work/data/ids.npy" --features "$work/data/features.jsonl"
-echo "== search: first 3 queries, top 5"
-$argent search --index "$work/index" --queries "$work/data/queries.npy" --k 5 > "$work/results.jsonl"
-head -3 "$work/results.jsonl"
-echo "== search with filter '1:3 OR (2:5 AND NOT 3:1)'"
+
+echo "== start a $ranks-rank cluster (mpirun) serving on $endpoint"
+launch/start-cluster.sh --ranks "$ranks" --index "$work/index" --endpoint "$endpoint" \
+  > "$work/cluster.log" 2>&1 &
+cluster=$!
+trap 'kill -TERM $cluster 2>/dev/null || true' EXIT
+
+echo "== query through the gateway: first 3 queries, top 5"
+$argent query --endpoint "$endpoint" --queries "$work/data/queries.npy" --k 5 > "$work/served.jsonl"
+head -3 "$work/served.jsonl"
+echo "== with filter '$filter'"
+$argent query --endpoint "$endpoint" --queries "$work/data/queries.npy" --k 5 \
+  --filter "$filter" > "$work/served-filtered.jsonl"
+head -3 "$work/served-filtered.jsonl"
+
+echo "== the cluster's answers equal a single-process search of the same index"
+$argent search --index "$work/index" --queries "$work/data/queries.npy" --k 5 > "$work/local.jsonl"
 $argent search --index "$work/index" --queries "$work/data/queries.npy" --k 5 \
-  --filter '1:3 OR (2:5 AND NOT 3:1)' > "$work/filtered.jsonl"
-head -3 "$work/filtered.jsonl"
-echo "== bench: QPS and recall against exact float search"
-$argent bench --index "$work/index" --queries "$work/data/queries.npy" \
-  --embeddings "$work/data/items.npy" --ids "$work/data/ids.npy" \
-  --k 100 --nprobe 8,32 --batch 1,64 --min-seconds 0.5
+  --filter "$filter" > "$work/local-filtered.jsonl"
+cmp "$work/served.jsonl" "$work/local.jsonl"
+cmp "$work/served-filtered.jsonl" "$work/local-filtered.jsonl"
+echo "identical: $(wc -l < "$work/served.jsonl") + $(wc -l < "$work/served-filtered.jsonl") queries"
+
+echo "== Python client (python/argent_client.py)"
+PYTHONPATH=python /usr/bin/python3 python/examples/query_demo.py --endpoint "$endpoint" --queries 2
+
+echo "== load: 4096 random queries, 32 in flight"
+$argent query --endpoint "$endpoint" --random 4096 --concurrency 32 --quiet
+
+echo "== shut down (SIGTERM to mpirun)"
+kill -TERM $cluster
+wait $cluster || true
+trap - EXIT
+grep -E "shutting down" "$work/cluster.log" || true
+echo "demo done; server log: $work/cluster.log"

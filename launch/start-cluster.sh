@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Starts an Argent serving job on this machine with mpirun (one process per rank; ranks may
+# oversubscribe the cores). Runs in the foreground until SIGTERM/SIGINT; across hosts, run the
+# same `mpirun -H a,b,... argent serve` line with a shared index directory.
+#
+#   launch/start-cluster.sh --index DIR [--ranks 3] [--endpoint tcp://127.0.0.1:5555]
+#                           [--config configs/demo.yaml] [--backend cpu|cuda]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ranks=3
+config=configs/demo.yaml
+args=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --ranks) ranks=$2; shift 2 ;;
+    --config) config=$2; shift 2 ;;
+    --index|--endpoint|--backend) args+=("$1" "$2"); shift 2 ;;
+    *) echo "start-cluster.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+# Open MPI refuses to run as root unless told it may (containers, CI).
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+exec mpirun --oversubscribe --bind-to none -np "$ranks" \
+  build/launch/argent serve --config "$config" "${args[@]}"
