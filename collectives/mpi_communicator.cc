@@ -80,9 +80,8 @@ void MpiCommunicator::wait(MPI_Request* request, const char* op, CollectiveTimeo
     ARGENT_MPI_CHECK(MPI_Test(request, &done, status), op);
     if (done) return;
     if (timeout >= CollectiveTimeout::zero() && Clock::now() - start > timeout) {
-      spdlog::critical("MPI {} did not finish within {} ms on rank {} of {}: a rank died or the "
-                       "ranks diverged; aborting the job",
-                       op, timeout.count(), rank_, size_);
+      ARGENT_LOG(kCritical, "MPI ", op, " did not finish within ", timeout.count(), " ms on rank ",
+                 rank_, " of ", size_, ": a rank died or the ranks diverged; aborting the job");
       MPI_Abort(comm_, 70);
     }
     if (polls < 64) {

@@ -41,7 +41,7 @@ NcclCommunicator::NcclCommunicator(MpiCommunicator& bootstrap, CollectiveTimeout
   if (rank_ == 0) ARGENT_NCCL_CHECK(ncclGetUniqueId(&id), "get_unique_id");
   bootstrap.broadcast(&id, sizeof(id), 0);
   ARGENT_NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_), "comm_init_rank");
-  spdlog::info("NCCL communicator: rank {} of {} on CUDA device {}", rank_, size_, device_);
+  ARGENT_LOG(kInfo, "NCCL communicator: rank ", rank_, " of ", size_, " on CUDA device ", device_);
 }
 
 NcclCommunicator::~NcclCommunicator() {

@@ -136,7 +136,7 @@ void Gateway::start() {
     thread_.join();
     ARGENT_THROW(ErrorCode::kUnavailable, problem);
   }
-  spdlog::info("gateway listening on {}", config_.serve.endpoint);
+  ARGENT_LOG(kInfo, "gateway listening on ", config_.serve.endpoint);
 }
 
 void Gateway::stop() {
@@ -172,20 +172,21 @@ void Gateway::run(zmq::socket_t& router, zmq::socket_t& inbox) {
       }
     } catch (const std::exception& e) {
       // A client can cause at most one failed message, never a stopped gateway.
-      spdlog::error("gateway: {}", e.what());
+      ARGENT_LOG(kError, "gateway: ", e.what());
     }
   }
   // Replies sent before stop() (the shutdown's UNAVAILABLE answers among them) still go out.
   try {
     forward_replies();
   } catch (const std::exception& e) {
-    spdlog::error("gateway: {}", e.what());
+    ARGENT_LOG(kError, "gateway: ", e.what());
   }
 }
 
 void Gateway::handle(std::vector<zmq::message_t>& frames, zmq::socket_t& router) {
   if (frames.size() < 2) {
-    spdlog::warn("gateway: dropped a message with {} frames (no routing envelope)", frames.size());
+    ARGENT_LOG(kWarn, "gateway: dropped a message with ", frames.size(),
+               " frames (no routing envelope)");
     return;
   }
   std::vector<std::string> envelope;

@@ -157,7 +157,7 @@ RankState load_rank(const Config& config, const Communicator& control) {
                                     config.serve.coordinator_serves);
   const std::vector<int32_t>& mine = s.map.partitions_of(control.rank());
   ShardIndex shard = ShardIndex::load(config.index.dir, s.meta, mine, config.index.list_slack);
-  spdlog::info("rank {}: {} partitions, {} items", control.rank(), mine.size(), shard.n_items());
+  ARGENT_LOG(kInfo, "rank ", control.rank(), ": ", mine.size(), " partitions, ", shard.n_items(), " items");
   s.worker = std::make_unique<ShardWorker>(std::move(shard), control.rank(), config.search.threads);
   return s;
 }
@@ -202,7 +202,7 @@ int run_shard_loop(const Config& config, MpiCommunicator& control, Communicator&
         gather_items(data, *s.worker);
         break;
       case StepOp::kShutdown:
-        spdlog::info("rank {}: shutting down", control.rank());
+        ARGENT_LOG(kInfo, "rank ", control.rank(), ": shutting down");
         return 0;
       default:
         ARGENT_CHECK_DATA(false, "unknown step op ", h.op);
@@ -228,8 +228,8 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
   Replier replier(context);
   int64_t total_items = 0;
   for (int64_t n : stats.snapshot().items_per_rank) total_items += n;
-  spdlog::info("serving {} items on {} ranks ({} collectives)", total_items, control.size(),
-               data.backend());
+  ARGENT_LOG(kInfo, "serving ", total_items, " items on ", control.size(), " ranks (",
+             data.backend(), " collectives)");
 
   const auto stats_interval = std::chrono::duration<double>(config.serve.stats_interval_s);
   uint64_t step_id = 0;
@@ -239,7 +239,7 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
       broadcast_header(control, StepOp::kStats, ++step_id, 0);
       stats.set_shards(gather_items(data, *s.worker), partitions);
       stats.set_queue_depth(queue.depth());
-      if (config.serve.stats_interval_s > 0) spdlog::info("stats: {}", stats.summary());
+      if (config.serve.stats_interval_s > 0) ARGENT_LOG(kInfo, "stats: ", stats.summary());
     }
     std::vector<PendingSearch> batch =
         queue.pop_batch(config.serve.max_batch, std::chrono::microseconds(config.serve.max_wait_us),
@@ -298,7 +298,7 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
     merger.push(std::move(job));
   }
 
-  spdlog::info("coordinator: shutting down");
+  ARGENT_LOG(kInfo, "coordinator: shutting down");
   broadcast_header(control, StepOp::kShutdown, ++step_id, 0);
   for (const PendingSearch& r : queue.close())
     replier.send(r.envelope, search_status(r, v1::UNAVAILABLE, "server is shutting down"));

@@ -39,7 +39,7 @@ int run_serve(const ServeArgs& a) {
     return run_server(cfg, world, *data);
   } catch (const std::exception& e) {
     // One rank failing leaves the others waiting in a collective: end the whole job now.
-    spdlog::critical("rank {}: {}", world.rank(), e.what());
+    ARGENT_LOG(kCritical, "rank ", world.rank(), ": ", e.what());
     std::fprintf(stderr, "argent: error: rank %d: %s\n", world.rank(), e.what());
     MPI_Abort(MPI_COMM_WORLD, 2);
     return 2;

@@ -26,7 +26,11 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version arrive as "errors" with exit code 0: CLI11 prints them. Real usage
+    // errors get the same one-line "argent: error:" form as every other error.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::fprintf(stderr, "argent: error: %s (see --help)\n", e.what());
+    return e.get_exit_code();
   }
   try {
     argent::init_logging(log_level);
