@@ -145,6 +145,10 @@ std::vector<float> npy_to_float_matrix(const NpyArray& a, const std::string& wha
 std::vector<int64_t> npy_to_int64_vector(const NpyArray& a, const std::string& what) {
   ARGENT_CHECK(a.shape.size() == 1, what, ": expected a 1-D array of ids, got ", a.shape.size(),
                " dimensions");
+  return npy_to_int64_values(a, what);
+}
+
+std::vector<int64_t> npy_to_int64_values(const NpyArray& a, const std::string& what) {
   const int64_t n = a.element_count();
   std::vector<int64_t> out(static_cast<size_t>(n));
   if (a.dtype == "<i8") {

@@ -26,6 +26,8 @@ std::vector<float> npy_to_float_matrix(const NpyArray& array, const std::string&
 
 // A 1-D int64 vector from an int64 or int32 array.
 std::vector<int64_t> npy_to_int64_vector(const NpyArray& array, const std::string& what);
+// Every element of an int64 or int32 array of any shape, in row-major order.
+std::vector<int64_t> npy_to_int64_values(const NpyArray& array, const std::string& what);
 
 void write_npy(const std::string& path, const std::string& dtype,
                const std::vector<int64_t>& shape, const void* data, size_t bytes);

@@ -58,7 +58,7 @@ std::vector<int64_t> ground_truth_ids(const BenchArgs& a, const LocalEngine& eng
     ARGENT_CHECK(arr.shape.size() == 2 && arr.shape[0] >= n, a.ground_truth,
                  ": expected int64 [queries, k] ground truth");
     *gt_k = arr.shape[1];
-    std::vector<int64_t> all = npy_to_int64_vector(arr, a.ground_truth);
+    std::vector<int64_t> all = npy_to_int64_values(arr, a.ground_truth);
     all.resize(size_t(n * *gt_k));
     return all;
   }
