@@ -109,14 +109,20 @@ int run_bench(const BenchArgs& a) {
   for (const std::string& filter : filters) {
     int64_t gt_k = 0;
     const std::vector<int64_t> gt = ground_truth_ids(a, engine, q, n, int(dim), filter, &gt_k);
+    // nprobe 0: exact search with list bounds; -1: exact by scanning every list.
     std::vector<int> modes = a.nprobes;
-    if (!a.skip_exact) modes.push_back(0);
+    if (!a.skip_exact) {
+      modes.push_back(0);
+      modes.push_back(-1);
+    }
+    std::vector<int64_t> exact_ids;
     for (int nprobe : modes) {
       for (int batch : a.batches) {
         SearchOptions o;
         o.k = a.k;
-        o.exact = nprobe == 0;
-        o.nprobe = nprobe == 0 ? 1 : nprobe;
+        o.exact = nprobe <= 0;
+        o.exhaustive = nprobe < 0;
+        o.nprobe = nprobe <= 0 ? 1 : nprobe;
         o.batch = batch;
         o.threads = a.threads;
         std::vector<std::string> f;
@@ -132,7 +138,12 @@ int run_bench(const BenchArgs& a) {
         } while (elapsed < a.min_seconds);
         Row r;
         r.filter = filter.empty() ? "none" : filter;
-        r.mode = o.exact ? "exact" : "ivf";
+        // Both exact modes must agree id for id: the bounds only skip lists that cannot matter.
+        if (nprobe == 0) exact_ids = first.ids;
+        if (nprobe < 0)
+          ARGENT_CHECK(exact_ids.empty() || exact_ids == first.ids,
+                       "bench: exact search with list bounds differs from the full scan");
+        r.mode = o.exhaustive ? "exact-scan" : o.exact ? "exact" : "ivf";
         r.batch = batch;
         r.nprobe = o.exact ? int(engine.meta().nlist) : nprobe;
         r.qps = double(n * reps) / elapsed;

@@ -18,7 +18,7 @@ struct SearchArgs {
   std::string index, queries, filter;
   int64_t k = -1;
   int nprobe = -1, batch = -1, threads = -1;
-  bool exact = false, stats = false;
+  bool exact = false, scan_all = false, stats = false;
 };
 
 int run_search(const SearchArgs& a) {
@@ -29,6 +29,7 @@ int run_search(const SearchArgs& a) {
   opts.batch = a.batch >= 0 ? a.batch : cfg.search.batch;
   opts.threads = a.threads >= 0 ? a.threads : cfg.search.threads;
   opts.exact = a.exact;
+  opts.exhaustive = a.scan_all;
   int64_t n = 0, dim = 0;
   const std::vector<float> q = npy_to_float_matrix(read_npy(a.queries), a.queries, &n, &dim);
   const LocalEngine engine = LocalEngine::open(a.index, cfg);
@@ -63,7 +64,10 @@ CommandFn add_search_command(CLI::App& app) {
       ->check(CLI::ExistingFile);
   c->add_option("--k", a->k, "Results per query (default search.k)");
   auto* nprobe = c->add_option("--nprobe", a->nprobe, "IVF lists per query (default search.nprobe)");
-  c->add_flag("--exact", a->exact, "Probe every list (exact int8 search)")->excludes(nprobe);
+  c->add_flag("--exact", a->exact, "Exact int8 search (every list that can hold a top-k item)")
+      ->excludes(nprobe);
+  c->add_flag("--scan-all", a->scan_all,
+              "With --exact: scan every list instead of skipping those the bounds rule out");
   c->add_option("--filter", a->filter, "Eligibility filter, e.g. \"1:10 AND NOT 2:20\"");
   c->add_option("--batch", a->batch, "Queries searched together (default search.batch)");
   c->add_option("--threads", a->threads, "Threads (default search.threads; 0 = all cores)");

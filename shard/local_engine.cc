@@ -17,7 +17,10 @@ void search_shard(const ShardIndex& shard, const QueryBatch& q, const int32_t* l
 }
 
 LocalEngine::LocalEngine(Config config, ShardIndex shard)
-    : config_(std::move(config)), shard_(std::move(shard)), prober_(shard_.meta()) {}
+    : config_(std::move(config)),
+      shard_(std::move(shard)),
+      prober_(shard_.meta()),
+      bounds_(shard_, prober_.centroids()) {}
 
 LocalEngine LocalEngine::open(const std::string& dir, const Config& config) {
   const IndexMeta meta = read_manifest(dir);
@@ -56,8 +59,15 @@ SearchResults LocalEngine::search(const float* queries, int64_t n, int dim,
       lists = prober_.probe(q, nprobe, t.list_sizes.data_ptr<int64_t>(),
                             static_cast<const uint64_t*>(t.list_summaries.data_ptr()));
     ScanStats stats;
-    search_shard(shard_, q, exact ? nullptr : lists.data(), nprobe, opts.k, opts.threads,
-                 out.scores.data() + q0 * opts.k, out.ids.data() + q0 * opts.k, nullptr, &stats);
+    if (exact && !opts.exhaustive) {
+      // A first pass as wide as the default probe finds most queries' top k; the bounds then
+      // name the few other lists that could still hold a better (or tying) item.
+      bounds_.search(shard_, q, opts.k, std::max(1, config_.search.nprobe), opts.threads,
+                     out.scores.data() + q0 * opts.k, out.ids.data() + q0 * opts.k, &stats);
+    } else {
+      search_shard(shard_, q, exact ? nullptr : lists.data(), nprobe, opts.k, opts.threads,
+                   out.scores.data() + q0 * opts.k, out.ids.data() + q0 * opts.k, nullptr, &stats);
+    }
     out.stats.add(stats);
   }
   return out;

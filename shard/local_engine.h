@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "shard/exact_search.h"
 #include "shard/prober.h"
 #include "shard/shard_index.h"
 
@@ -17,6 +18,9 @@ struct SearchOptions {
   int64_t k = 100;
   int32_t nprobe = 32;  // lists per query; >= nlist (or exact) scans every list
   bool exact = false;
+  // With exact: scan every list instead of skipping those whose score bound rules them out
+  // (shard/exact_search.h). Same results; for measuring the plain scan.
+  bool exhaustive = false;
   int32_t batch = 64;   // queries searched together
   int32_t threads = 0;  // 0: OpenMP default
 };
@@ -52,6 +56,7 @@ class LocalEngine {
   Config config_;
   ShardIndex shard_;
   Prober prober_;
+  ListBounds bounds_;
 };
 
 }  // namespace argent

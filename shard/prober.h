@@ -23,6 +23,7 @@ class Prober {
                              const uint64_t* list_summaries) const;
 
   int64_t nlist() const { return centroids_.n_clusters; }
+  const QuantizedCentroids& centroids() const { return centroids_; }
 
  private:
   QuantizedCentroids centroids_;
