@@ -105,7 +105,12 @@ SectionFile SectionFile::read(const std::string& path, const std::string& kind,
     const uint32_t tag = get<uint32_t>(b.data() + pos);
     const uint32_t crc = get<uint32_t>(b.data() + pos + 4);
     const uint64_t length = get<uint64_t>(b.data() + pos + 8);
+    const uint64_t reserved = get<uint64_t>(b.data() + pos + 16);
     pos += kSectionHeaderBytes;
+    // The bytes no checksum covers (the reserved field and the padding) must be zero, so that
+    // every byte of the file is verified.
+    ARGENT_CHECK_DATA(reserved == 0, path, ": section ", section_tag_name(tag),
+                      " has a non-zero reserved field (corrupt file)");
     ARGENT_CHECK_DATA(length <= b.size() - pos, path, ": section ", section_tag_name(tag),
                       " claims ", length, " bytes but only ", b.size() - pos,
                       " remain (truncated file)");
@@ -114,7 +119,13 @@ SectionFile SectionFile::read(const std::string& path, const std::string& kind,
     ARGENT_CHECK_DATA(f.sections_.count(tag) == 0, path, ": duplicate section ",
                       section_tag_name(tag));
     f.sections_[tag] = ByteView{b.data() + pos, size_t(length)};
-    pos += std::min<size_t>(padded(length), b.size() - pos);
+    const size_t padding = padded(length) - length;
+    ARGENT_CHECK_DATA(padding <= b.size() - pos - length, path, ": section ",
+                      section_tag_name(tag), " padding is cut short (truncated file)");
+    for (size_t i = 0; i < padding; ++i)
+      ARGENT_CHECK_DATA(b[pos + length + i] == 0, path, ": section ", section_tag_name(tag),
+                        " has non-zero padding (corrupt file)");
+    pos += padded(length);
   }
   ARGENT_CHECK_DATA(pos == b.size(), path, ": ", b.size() - pos,
                     " unexpected bytes after the last section");

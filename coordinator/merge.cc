@@ -21,7 +21,9 @@ MergedResult merge_query(const std::vector<const float*>& rank_scores,
   };
   std::priority_queue<Head, std::vector<Head>, decltype(worse)> heads(worse);
   for (size_t r = 0; r < rank_ids.size(); ++r) {
-    if (block_k > 0 && rank_ids[r][0] >= 0) heads.push({rank_scores[r][0], rank_ids[r][0], r, 0});
+    // -1 is padding; any other id, negative ones included, is an item.
+    if (block_k > 0 && rank_ids[r][0] != -1)
+      heads.push({rank_scores[r][0], rank_ids[r][0], r, 0});
   }
   MergedResult out;
   out.ids.reserve(size_t(k));
@@ -34,7 +36,7 @@ MergedResult merge_query(const std::vector<const float*>& rank_scores,
       out.scores.push_back(h.score);
     }
     const int64_t next = h.pos + 1;
-    if (next < block_k && rank_ids[h.rank][next] >= 0)
+    if (next < block_k && rank_ids[h.rank][next] != -1)
       heads.push({rank_scores[h.rank][next], rank_ids[h.rank][next], h.rank, next});
   }
   return out;

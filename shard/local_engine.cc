@@ -53,7 +53,7 @@ SearchResults LocalEngine::search(const float* queries, int64_t n, int dim,
     if (filters.size() == 1) batch_filters = filters;
     if (filters.size() > 1)
       batch_filters.assign(filters.begin() + q0, filters.begin() + q0 + m);
-    const QueryBatch q = prepare_queries(queries + q0 * dim, m, dim, meta(), batch_filters);
+    const QueryBatch q = prepare_queries(queries + q0 * dim, m, dim, meta(), batch_filters, q0);
     std::vector<int32_t> lists;
     if (!exact)
       lists = prober_.probe(q, nprobe, t.list_sizes.data_ptr<int64_t>(),

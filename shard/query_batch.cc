@@ -23,7 +23,7 @@ ScanQueriesView QueryBatch::view() const {
 }
 
 QueryBatch prepare_queries(const float* x, int64_t n, int dim, const IndexMeta& meta,
-                           const std::vector<std::string>& filters) {
+                           const std::vector<std::string>& filters, int64_t first) {
   ARGENT_CHECK(n >= 0, "queries: negative count ", n);
   ARGENT_CHECK(dim == meta.dim, "queries: dimension ", dim, " does not match the index dimension ",
                meta.dim);
@@ -31,7 +31,7 @@ QueryBatch prepare_queries(const float* x, int64_t n, int dim, const IndexMeta& 
                " filters for ", n, " queries (give none, one, or one per query)");
   for (int64_t q = 0; q < n; ++q)
     for (int j = 0; j < dim; ++j)
-      ARGENT_CHECK(std::isfinite(x[q * dim + j]), "queries: query ", q,
+      ARGENT_CHECK(std::isfinite(x[q * dim + j]), "queries: query ", first + q,
                    " has a non-finite value (NaN or inf) at dimension ", j);
 
   QueryBatch b;
@@ -53,7 +53,7 @@ QueryBatch prepare_queries(const float* x, int64_t n, int dim, const IndexMeta& 
       try {
         plan = compile_filter(text, meta.bloom);
       } catch (const Error& e) {
-        ARGENT_THROW(e.code(), "query ", q, ": ", e.what());
+        ARGENT_THROW(e.code(), "query ", first + q, ": ", e.what());
       }
       const int32_t index = plan.empty() ? -1 : int32_t(b.plans.size());
       if (!plan.empty()) b.plans.push_back(std::move(plan));

@@ -31,8 +31,9 @@ struct QueryBatch {
 
 // Prepares `n` queries x [n, dim] against an index. `filters` is empty (no filter), one
 // expression for every query, or one per query ("" for none). Throws Error(kInvalidArgument)
-// naming the query for a wrong dimension, a NaN or infinite value, or a bad filter.
+// naming the query for a wrong dimension, a NaN or infinite value, or a bad filter; queries are
+// numbered from `first` (the batch's offset in a larger request) in those messages.
 QueryBatch prepare_queries(const float* x, int64_t n, int dim, const IndexMeta& meta,
-                           const std::vector<std::string>& filters);
+                           const std::vector<std::string>& filters, int64_t first = 0);
 
 }  // namespace argent

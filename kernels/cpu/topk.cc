@@ -81,7 +81,7 @@ void merge_topk(int n_sources, const float* const* scores, const int64_t* const*
     auto offer = [&](int s, int64_t pos) {
       if (pos >= k_in) return;
       const int64_t id = ids[s][q * k_in + pos];
-      if (id < 0) return;
+      if (id == -1) return;  // padding; other negative ids are valid items
       heap.push_back({scores[s][q * k_in + pos], id, s, pos});
       std::push_heap(heap.begin(), heap.end(), worse);
     };
