@@ -4,6 +4,8 @@
 #include <cmath>
 #include <numeric>
 
+#include <omp.h>
+
 #include "common/error.h"
 #include "kernels/cpu/bloom.h"
 #include "kernels/cpu/dense_scores.h"
@@ -74,18 +76,30 @@ void ListBounds::search(const ShardIndex& shard, const QueryBatch& q, int64_t k,
   dense_scores(q.codes.data(), q.scales.data(), q.bias.data(), n, centroids_.blocked.data(),
                centroids_.scales.data(), centroids_.n_rows, d_pad, centroid_scores.data(), stride);
 
-  // Per query: the lists that can hold an eligible item, by bound, highest first.
+  // Per query: the bound of every list that can hold an eligible item; the `first_pass` highest
+  // go first (partial selection, not a full sort: the rest is only filtered against the k-th
+  // score later).
   const ScanQueriesView qv = q.view();
   const ShardTensors& t = shard.tensors();
   const uint64_t* summaries = static_cast<const uint64_t*>(t.list_summaries.data_ptr());
   const int words = shard.meta().bloom.words;
+  const int width1 = int(std::min<int64_t>(first_pass, nlist));
   std::vector<std::vector<std::pair<double, int32_t>>> order(static_cast<size_t>(n));
+  std::vector<int32_t> lists1(size_t(n) * size_t(width1), -1);
+  auto higher = [](const std::pair<double, int32_t>& a, const std::pair<double, int32_t>& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+#pragma omp parallel for schedule(dynamic, 4) num_threads(threads > 0 ? threads : omp_get_max_threads())
   for (int64_t i = 0; i < n; ++i) {
     double qnorm = 0;
-    for (int j = 0; j < d_pad; ++j) qnorm += double(q.codes[size_t(i * d_pad + j)]) * q.codes[size_t(i * d_pad + j)];
+    for (int j = 0; j < d_pad; ++j) {
+      const double c = q.codes[size_t(i * d_pad + j)];
+      qnorm += c * c;
+    }
     qnorm = std::sqrt(qnorm) * double(q.scales[size_t(i)]);
     const int32_t plan = q.plans.empty() ? -1 : q.plan_of_query[size_t(i)];
     auto& lists = order[size_t(i)];
+    lists.reserve(size_t(nlist));
     for (int64_t l = 0; l < nlist; ++l) {
       if (radius_[size_t(l)] < 0) continue;  // no live item
       if (plan >= 0 && !eval_plan_summary(qv.plans[plan], summaries + l * words, words)) continue;
@@ -94,16 +108,12 @@ void ListBounds::search(const ShardIndex& shard, const QueryBatch& q, int64_t k,
                            bound_margin(qnorm, cn, r),
                        int32_t(l)});
     }
-    std::sort(lists.begin(), lists.end(),
-              [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+    const size_t first = std::min(lists.size(), size_t(width1));
+    std::partial_sort(lists.begin(), lists.begin() + long(first), lists.end(), higher);
+    for (size_t p = 0; p < first; ++p) lists1[size_t(i) * size_t(width1) + p] = lists[p].second;
   }
 
   // Pass 1: the `first_pass` most promising lists of every query.
-  const int width1 = int(std::min<int64_t>(first_pass, nlist));
-  std::vector<int32_t> lists1(size_t(n) * size_t(width1), -1);
-  for (int64_t i = 0; i < n; ++i)
-    for (int p = 0; p < width1 && p < int(order[size_t(i)].size()); ++p)
-      lists1[size_t(i * width1 + p)] = order[size_t(i)][size_t(p)].second;
   ScanProbesView probes1{lists1.data(), width1};
   fused_scan(shard.view(), qv, probes1, k, scores, ids, nullptr, stats, threads);
   if (k == 0) return;
@@ -115,8 +125,8 @@ void ListBounds::search(const ShardIndex& shard, const QueryBatch& q, int64_t k,
     const bool full = ids[size_t(i * k + k - 1)] != kEmptyId;
     const double kth = full ? double(scores[size_t(i * k + k - 1)]) : -INFINITY;
     const auto& lists = order[size_t(i)];
-    for (size_t p = size_t(width1); p < lists.size() && lists[p].first >= kth; ++p)
-      more[size_t(i)].push_back(lists[p].second);
+    for (size_t p = size_t(width1); p < lists.size(); ++p)
+      if (lists[p].first >= kth) more[size_t(i)].push_back(lists[p].second);
     width2 = std::max(width2, int(more[size_t(i)].size()));
   }
   if (width2 == 0) return;
