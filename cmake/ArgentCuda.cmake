@@ -10,6 +10,9 @@ if(NOT ARGENT_CUDA STREQUAL "OFF")
     if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
       set(CMAKE_CUDA_ARCHITECTURES 90)
     endif()
+    # One CUDA runtime per process: LibTorch and NCCL load the shared libcudart, and a second,
+    # static copy (CMake's default for CUDA targets) has its own state, which crashes on teardown.
+    set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
     enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)
     find_package(NCCL)

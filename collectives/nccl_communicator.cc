@@ -3,18 +3,12 @@
 #include <algorithm>
 #include <thread>
 
+#include "common/cuda_check.h"
 #include "common/error.h"
 #include "common/log.h"
 
 namespace argent {
 namespace {
-
-#define ARGENT_CUDA_CHECK(call)                                                             \
-  do {                                                                                      \
-    const cudaError_t argent_cuda_rc = (call);                                              \
-    if (argent_cuda_rc != cudaSuccess)                                                      \
-      ARGENT_THROW(ErrorCode::kInternal, #call, " failed: ", cudaGetErrorString(argent_cuda_rc)); \
-  } while (0)
 
 #define ARGENT_NCCL_CHECK(call, op)                                                         \
   do {                                                                                      \

@@ -1,11 +1,12 @@
 #include "tests/util/test_util.h"
 
+#include <ftw.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <filesystem>
 #include <limits>
 #include <map>
 #include <set>
@@ -23,8 +24,12 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
+  // nftw rather than std::filesystem::remove_all: a PyTorch wheel's libtorch.so exports its own
+  // std::filesystem symbols, and binding to them crashes (seen on the GPU machine).
+  ::nftw(
+      path_.c_str(),
+      [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p), 0; },
+      16, FTW_DEPTH | FTW_PHYS);
 }
 
 uint64_t test_seed(uint64_t fallback) {

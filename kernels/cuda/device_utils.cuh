@@ -1,0 +1,128 @@
+// Device building blocks of the CUDA search: the int8 tensor-core tile read straight from the
+// blocked layout, filter-plan evaluation, and order-preserving score keys.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/filter_plan.h"
+#include "kernels/layout.h"
+
+namespace argent {
+namespace cuda {
+
+// D += A * B for A 16x32 s8 (row), B 32x8 s8 (col), D 16x8 s32: the exact int32 dot products.
+__device__ __forceinline__ void mma_s8_16x8x32(int32_t (&d)[4], const uint32_t (&a)[4],
+                                               uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// The A fragment of k-chunk `c` (dims 32c..32c+31) of one 16-row block of the blocked layout
+// (kernels/layout.h). Lane (g = lane / 4, t = lane % 4) holds rows g and g + 8, dims 4t..4t+3 and
+// 16+4t..16+4t+3 of the chunk: in the blocked layout those are 4-byte words at
+// group * 64 + row * 4, so the warp's four loads cover 8 whole 64-byte lines. Groups past the
+// padded dimension read as zero.
+__device__ __forceinline__ void load_a_fragment(const int8_t* block, int c, int n_groups, int lane,
+                                                uint32_t (&a)[4]) {
+  const int g = lane >> 2, t = lane & 3;
+  const int g0 = 8 * c + t, g1 = g0 + 4;
+  const uint32_t* w = reinterpret_cast<const uint32_t*>(block);
+  // word index of (group, row) = group * 16 + row
+  a[0] = g0 < n_groups ? __ldg(w + g0 * 16 + g) : 0u;
+  a[1] = g0 < n_groups ? __ldg(w + g0 * 16 + g + 8) : 0u;
+  a[2] = g1 < n_groups ? __ldg(w + g1 * 16 + g) : 0u;
+  a[3] = g1 < n_groups ? __ldg(w + g1 * 16 + g + 8) : 0u;
+}
+
+// The same score as combine_score (kernels/layout.h), rounded the same way (no FMA).
+__device__ __forceinline__ float score_of(int32_t dot, float query_scale, float item_scale) {
+  return __fmul_rn(__fmul_rn(__int2float_rn(dot), query_scale), item_scale);
+}
+
+// Scores as uint32 keys whose ascending order is descending score (and -inf last but one;
+// 0xFFFFFFFF, a NaN's key, marks an empty slot).
+__device__ __forceinline__ uint32_t descending_key(float score) {
+  const uint32_t bits = __float_as_uint(score);
+  const uint32_t ascending = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+  return ~ascending;
+}
+__device__ __forceinline__ float score_of_key(uint32_t key) {
+  const uint32_t ascending = ~key;
+  const uint32_t bits = (ascending & 0x80000000u) ? (ascending & 0x7FFFFFFFu) : ~ascending;
+  return __uint_as_float(bits);
+}
+constexpr uint32_t kEmptyKey = 0xFFFFFFFFu;
+
+// Filter plans evaluated with bit stacks instead of arrays (kMaxFilterDepth is 64): bit 0 of
+// `p`/`d` is the top of the stack, so no local memory is used.
+struct PlanResult {
+  bool possible;
+  bool definite;
+};
+
+// Three-valued Bloom evaluation (kernels/filter_plan.h) against one signature.
+__device__ inline PlanResult eval_plan_bloom(const FilterOp* ops, int n_ops, const uint64_t* sig) {
+  uint64_t p = 0, d = 0;
+  for (int i = 0; i < n_ops; ++i) {
+    const FilterOp op = ops[i];
+    if (op.kind == FilterOpKind::kTerm) {
+      const bool set = (sig[op.word] & op.mask) == op.mask;
+      p = (p << 1) | uint64_t(set);
+      d = d << 1;
+    } else if (op.kind == FilterOpKind::kNot) {
+      const uint64_t top_p = p & 1, top_d = d & 1;
+      p = (p & ~uint64_t(1)) | (top_d ^ 1);
+      d = (d & ~uint64_t(1)) | (top_p ^ 1);
+    } else {
+      const uint64_t bp = p & 1, bd = d & 1;
+      p >>= 1;
+      d >>= 1;
+      const uint64_t ap = p & 1, ad = d & 1;
+      const bool conj = op.kind == FilterOpKind::kAnd;
+      p = (p & ~uint64_t(1)) | (conj ? (ap & bp) : (ap | bp));
+      d = (d & ~uint64_t(1)) | (conj ? (ad & bd) : (ad | bd));
+    }
+  }
+  return {bool(p & 1), bool(d & 1)};
+}
+
+// Exact evaluation against a row's sorted (feature, value) pairs.
+__device__ inline bool eval_plan_exact(const FilterOp* ops, int n_ops, const int32_t* fid,
+                                       const int64_t* val, int32_t n) {
+  uint64_t s = 0;
+  for (int i = 0; i < n_ops; ++i) {
+    const FilterOp op = ops[i];
+    if (op.kind == FilterOpKind::kTerm) {
+      int32_t lo = 0, hi = n;
+      while (lo < hi) {
+        const int32_t mid = (lo + hi) / 2;
+        if (fid[mid] < op.feature || (fid[mid] == op.feature && val[mid] < op.value)) {
+          lo = mid + 1;
+        } else {
+          hi = mid;
+        }
+      }
+      const bool has = lo < n && fid[lo] == op.feature && val[lo] == op.value;
+      s = (s << 1) | uint64_t(has);
+    } else if (op.kind == FilterOpKind::kNot) {
+      s ^= 1;
+    } else {
+      const uint64_t b = s & 1;
+      s >>= 1;
+      const uint64_t a = s & 1;
+      s = (s & ~uint64_t(1)) | (op.kind == FilterOpKind::kAnd ? (a & b) : (a | b));
+    }
+  }
+  return s & 1;
+}
+
+// Summary test: can any row under this OR of signatures pass?
+__device__ inline bool eval_plan_summary(const FilterOp* ops, int n_ops, const uint64_t* summary) {
+  return eval_plan_bloom(ops, n_ops, summary).possible;
+}
+
+}  // namespace cuda
+}  // namespace argent

@@ -1,0 +1,220 @@
+// run_gpu_search: the sequence of steps in kernels/cuda/gpu_search.h, its buffer sizes, and the
+// rescue of the rare query whose sampled threshold missed.
+#include "kernels/cuda/gpu_search.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "common/cuda_check.h"
+#include "kernels/cuda/device_array.h"
+#include "kernels/cuda/search_steps.h"
+#include "kernels/layout.h"
+
+namespace argent {
+
+struct GpuSearchWorkspace::Buffers {
+  DeviceArray probes, probe_keys;
+  DeviceArray list_count, list_fill, list_start, list_queries, tasks, n_tasks, cub_temp;
+  DeviceArray sample_scores, sample_count, thresholds;
+  DeviceArray cand_scores, cand_rows, cand_count;
+  DeviceArray keys0, keys1, values0, values1, sort_temp;
+  DeviceArray rescue, n_rescue;
+  std::unique_ptr<GpuSearchWorkspace> rescue_workspace;
+
+  size_t bytes() const {
+    size_t b = 0;
+    for (const DeviceArray* a :
+         {&probes, &probe_keys, &list_count, &list_fill, &list_start, &list_queries, &tasks,
+          &n_tasks, &cub_temp, &sample_scores, &sample_count, &thresholds, &cand_scores,
+          &cand_rows, &cand_count, &keys0, &keys1, &values0, &values1, &sort_temp, &rescue,
+          &n_rescue})
+      b += a->bytes();
+    return b;
+  }
+};
+
+GpuSearchWorkspace::GpuSearchWorkspace() : buffers_(std::make_unique<Buffers>()) {}
+GpuSearchWorkspace::~GpuSearchWorkspace() = default;
+
+namespace {
+
+int64_t pow2_floor(int64_t x) {
+  int64_t p = 1;
+  while (p * 2 <= x) p *= 2;
+  return p;
+}
+
+// How the sample is drawn and how much room the candidates get.
+struct SamplePlan {
+  int64_t stride;       // one block in `stride` is sampled
+  int64_t rank;         // T_q = the rank-th best sample score
+  int64_t cap;          // candidate slots per query
+  int64_t sample_cap;   // sample slots per query
+};
+
+SamplePlan plan_sample(const GpuIndexView& index, const GpuSearchOptions& o, int nprobe) {
+  const ScanIndexView& s = index.scan;
+  const int64_t n_blocks = s.n_rows / kBlockRows;
+  const int64_t lists = o.exact ? s.n_lists : std::min<int64_t>(nprobe, s.n_lists);
+  const int64_t max_list_blocks = (index.max_list_rows + kBlockRows - 1) / kBlockRows;
+  const int64_t space_blocks = o.exact ? n_blocks : std::min(n_blocks, lists * max_list_blocks);
+  // Rows a query typically scans: all of them, or nprobe lists of mean size.
+  const int64_t typical_rows =
+      o.exact ? s.n_rows : std::max<int64_t>(1, s.n_rows / std::max<int64_t>(1, s.n_lists)) * lists;
+  SamplePlan p;
+  if (o.sample_stride > 0) {
+    p.stride = o.sample_stride;
+  } else {
+    // About 16 k rows per sampled row keeps the threshold's rank well above 1, and the sample
+    // at most ~256k rows per query.
+    p.stride = std::clamp<int64_t>(pow2_floor(std::max<int64_t>(1, typical_rows / (16 * o.k))), 1,
+                                   1024);
+    while (p.stride < 1024 && typical_rows / p.stride > (int64_t(1) << 18)) p.stride *= 2;
+  }
+  if (p.stride == 1) {
+    // The sample is everything: T_q is the exact k-th eligible score.
+    p.rank = o.k;
+    p.cap = o.k + 1024;
+  } else {
+    // E[rows scoring >= the rank-th sample score] = rank * stride; the rank is 4 sigma above
+    // k / stride, so fewer than k such rows is a ~1e-5 event (and then rescued).
+    const double mu = double(o.k) / double(p.stride);
+    p.rank = int64_t(std::ceil(mu + 4.0 * std::sqrt(mu) + 4.0));
+    const double r = double(p.rank);
+    p.cap = int64_t(std::ceil((r + 6.0 * std::sqrt(r) + 16.0) * double(p.stride))) + 64;
+  }
+  p.cap = std::min<int64_t>((p.cap + 31) / 32 * 32, std::max<int64_t>(32, space_blocks * kBlockRows));
+  p.cap = std::max<int64_t>(p.cap, std::min<int64_t>(o.k, space_blocks * kBlockRows));
+  if (o.candidate_cap > 0) p.cap = std::max(o.candidate_cap, o.k);
+  p.sample_cap = std::min(space_blocks, space_blocks / p.stride + lists) * kBlockRows;
+  return p;
+}
+
+}  // namespace
+
+void run_gpu_probe(const GpuIndexView& index, const GpuQueriesView& queries, int nprobe,
+                   int32_t* lists, GpuSearchWorkspace& workspace, cudaStream_t stream) {
+  auto& b = workspace.buffers();
+  float* keys = static_cast<float*>(
+      b.probe_keys.reserve(size_t(queries.n) * size_t(index.scan.n_lists) * sizeof(uint64_t)));
+  cuda::launch_probe(index, queries, nprobe, keys, lists, stream);
+}
+
+void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
+                    const GpuSearchOptions& o, float* scores, int64_t* ids, int64_t* rows,
+                    GpuSearchWorkspace& workspace, GpuSearchStats* stats, cudaStream_t stream) {
+  ARGENT_CHECK(o.k >= 1 && o.k <= 1000000, "GPU search: k ", o.k, " outside [1, 1000000]");
+  ARGENT_CHECK(queries.n >= 1 && queries.n <= 65535, "GPU search: batch of ", queries.n,
+               " queries outside [1, 65535]");
+  ARGENT_CHECK(o.exact || o.nprobe >= 1, "GPU search: nprobe ", o.nprobe, " must be >= 1");
+  const int64_t n = queries.n, n_lists = index.scan.n_lists;
+  auto& b = workspace.buffers();
+
+  // Probe.
+  const int nprobe = o.exact ? 0 : int(std::min<int64_t>(o.nprobe, n_lists));
+  const int32_t* probes = o.probes;
+  if (!o.exact && !probes) {
+    int32_t* p = b.probes.reserve_as<int32_t>(size_t(n) * nprobe);
+    run_gpu_probe(index, queries, nprobe, p, workspace, stream);
+    probes = p;
+  }
+
+  // Invert to list-major work.
+  const int64_t width = o.exact ? n_lists : nprobe;
+  cuda::InvertBuffers inv;
+  inv.list_count = b.list_count.reserve_as<int32_t>(n_lists);
+  inv.list_fill = b.list_fill.reserve_as<int32_t>(n_lists);
+  inv.list_start = b.list_start.reserve_as<int32_t>(n_lists);
+  inv.list_queries = b.list_queries.reserve_as<int32_t>(size_t(n * width));
+  inv.tasks = b.tasks.reserve_as<int32_t>(std::max<int64_t>(1, index.n_chunks));
+  inv.n_tasks = b.n_tasks.reserve_as<int32_t>(1);
+  inv.cub_temp_bytes = cuda::invert_temp_bytes(index);
+  inv.cub_temp = b.cub_temp.reserve(inv.cub_temp_bytes);
+  cuda::launch_invert(index, queries, o.exact ? nullptr : probes, nprobe, inv, stream);
+  const cuda::ListQueries lists{inv.list_start, inv.list_count, inv.list_queries};
+
+  // Sample -> thresholds.
+  const SamplePlan plan = plan_sample(index, o, nprobe);
+  float* thresholds = b.thresholds.reserve_as<float>(n);
+  {
+    cuda::ScanPass pass;
+    pass.sample_stride = int(plan.stride);
+    pass.out_count = b.sample_count.reserve_as<uint32_t>(n);
+    pass.out_scores = b.sample_scores.reserve_as<float>(size_t(n * plan.sample_cap));
+    pass.cap = plan.sample_cap;
+    ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_count, 0, sizeof(uint32_t) * n, stream));
+    cuda::launch_scan(index, queries, lists, inv.tasks, inv.n_tasks, int(n), pass, stream);
+    cuda::launch_select_thresholds(pass.out_scores, pass.out_count, plan.sample_cap, n, plan.rank,
+                                   thresholds, stream);
+  }
+
+  // Collect candidates >= T_q.
+  cuda::ScanPass pass;
+  pass.thresholds = thresholds;
+  pass.out_count = b.cand_count.reserve_as<uint32_t>(n);
+  pass.out_scores = b.cand_scores.reserve_as<float>(size_t(n * plan.cap));
+  pass.out_rows = b.cand_rows.reserve_as<int32_t>(size_t(n * plan.cap));
+  pass.cap = plan.cap;
+  ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_count, 0, sizeof(uint32_t) * n, stream));
+  cuda::launch_scan(index, queries, lists, inv.tasks, inv.n_tasks, int(n), pass, stream);
+
+  // Sort, order ties, emit; flag the queries to rescue.
+  cuda::SortBuffers sb;
+  const size_t items = size_t(n * plan.cap);
+  sb.keys[0] = b.keys0.reserve_as<uint64_t>(items);
+  sb.keys[1] = b.keys1.reserve_as<uint64_t>(items);
+  sb.values[0] = b.values0.reserve_as<int32_t>(items);
+  sb.values[1] = b.values1.reserve_as<int32_t>(items);
+  sb.cub_temp_bytes = cuda::sort_temp_bytes(n, plan.cap);
+  sb.cub_temp = b.sort_temp.reserve(sb.cub_temp_bytes);
+  int32_t* rescue = b.rescue.reserve_as<int32_t>(n);
+  int32_t* n_rescue = b.n_rescue.reserve_as<int32_t>(1);
+  ARGENT_CUDA_CHECK(cudaMemsetAsync(n_rescue, 0, sizeof(int32_t), stream));
+  cuda::launch_sort_and_emit(index, pass.out_scores, pass.out_rows, pass.out_count, thresholds, n,
+                             plan.cap, o.k, sb, scores, ids, rows, rescue, n_rescue, stream);
+
+  int32_t host_rescue = 0;
+  ARGENT_CUDA_CHECK(cudaMemcpyAsync(&host_rescue, n_rescue, sizeof(int32_t),
+                                    cudaMemcpyDeviceToHost, stream));
+  std::vector<uint32_t> counts;
+  if (stats) {
+    counts.resize(static_cast<size_t>(n));
+    ARGENT_CUDA_CHECK(cudaMemcpyAsync(counts.data(), pass.out_count, sizeof(uint32_t) * n,
+                                      cudaMemcpyDeviceToHost, stream));
+  }
+  ARGENT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  if (stats) {
+    stats->candidates = 0;
+    for (uint32_t c : counts) stats->candidates += c;
+    stats->rescued_queries = host_rescue;
+    stats->sample_stride = int(plan.stride);
+    stats->workspace_bytes = b.bytes();
+  }
+  if (host_rescue == 0) return;
+
+  // Rare: re-run each flagged query with a sample of every row (exact k-th score as T_q).
+  ARGENT_CHECK(o.sample_stride != 1, "GPU search: candidate buffer of ", plan.cap,
+               " overflowed with an exact threshold (more than ", plan.cap - o.k,
+               " rows tie with the k-th score)");
+  std::vector<int32_t> flags(static_cast<size_t>(n));
+  ARGENT_CUDA_CHECK(cudaMemcpy(flags.data(), rescue, sizeof(int32_t) * n, cudaMemcpyDeviceToHost));
+  if (!b.rescue_workspace) b.rescue_workspace = std::make_unique<GpuSearchWorkspace>();
+  for (int64_t q = 0; q < n; ++q) {
+    if (!flags[size_t(q)]) continue;
+    GpuQueriesView one = queries;
+    one.codes += q * index.scan.d_pad;
+    one.scales += q;
+    one.n = 1;
+    if (one.plan_of_query) one.plan_of_query += q;
+    GpuSearchOptions o1 = o;
+    o1.sample_stride = 1;
+    o1.candidate_cap = 0;
+    if (!o.exact) o1.probes = probes + q * nprobe, o1.nprobe = nprobe;
+    run_gpu_search(index, one, o1, scores + q * o.k, ids + q * o.k, rows ? rows + q * o.k : nullptr,
+                   *b.rescue_workspace, nullptr, stream);
+  }
+}
+
+}  // namespace argent

@@ -1,0 +1,132 @@
+// The CUDA search: the GPU twin of kernels/cpu/fused_scan.h (same inputs, same int8 arithmetic,
+// same results: ids, scores and order), plus the IVF probe on the GPU.
+//
+// A batch runs as a fixed sequence of kernels on one stream with no host synchronisation between
+// the probe and the final top-K (it can be captured in a CUDA graph):
+//
+//   probe        queries x centroids with int8 mma, best nprobe usable lists per query
+//   invert       (query, list) pairs -> for each list, the queries that scan it ("list-major")
+//   sample       exact scores of a strided sample of each query's rows (every `stride`-th block)
+//   threshold    per query, the r-th best sample score T_q, r chosen so that about 1.5-2x K
+//                rows score >= T_q (radix select in shared memory)
+//   collect      one pass over the probed lists: each block of 16 rows is read once for all the
+//                queries that probe its list (int8 mma.sync m16n8k32), rows scoring >= T_q pass
+//                the Bloom plan and, when Bloom is not definite, the exact feature check, and are
+//                appended to the query's candidate buffer [cap]. No score matrix is written.
+//   sort, emit   one radix sort of (query, score) keys over all candidate buffers, equal scores
+//                ordered by id, first k of each query written out.
+//
+// A query whose candidate buffer overflowed, or that collected fewer than k rows although more
+// than k are eligible (T_q was too high), is flagged; run_gpu_search re-runs only those queries
+// with a sample of every row (T_q = the exact k-th eligible score), so results are always exact.
+//
+// Host-only header: compiles with g++ alone.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "kernels/cpu/fused_scan.h"
+#include "kernels/filter_plan.h"
+
+namespace argent {
+
+// A shard's tensors in device memory (the layout of ScanIndexView, kernels/cpu/fused_scan.h),
+// plus tables derived by GpuIndexTables. Non-owning; every pointer is a device pointer.
+struct GpuIndexView {
+  ScanIndexView scan;                 // codes, scales, ids, signatures, lists, features
+  const float* block_inv_max_scale;   // [n_rows / 16] 1 / (largest item scale in the block)
+  const int32_t* chunk_list;          // [n_chunks] the list of each chunk of blocks
+  const int32_t* chunk_first_block;   // [n_chunks]
+  const int32_t* chunk_blocks;        // [n_chunks] 1..kChunkBlocks
+  int64_t n_chunks = 0;
+  int64_t max_list_rows = 0;
+  // Quantized centroids for the probe: [nlist rows padded to 16, d_pad] blocked, with scales.
+  const int8_t* centroid_codes = nullptr;
+  const float* centroid_scales = nullptr;
+};
+
+constexpr int kChunkBlocks = 32;  // blocks of 16 rows per unit of work in the collect pass
+
+// Builds the derived tables of GpuIndexView for device-resident tensors. Owns them.
+class GpuIndexTables {
+ public:
+  // `scan` and the centroids hold device pointers; host_list_offsets/host_list_sizes [n_lists]
+  // are the host copies of the list tables (the chunking is decided on the host, once).
+  GpuIndexTables(const ScanIndexView& scan, const int64_t* host_list_offsets,
+                 const int64_t* host_list_sizes, const int8_t* centroid_codes,
+                 const float* centroid_scales, cudaStream_t stream);
+  ~GpuIndexTables();
+  GpuIndexTables(const GpuIndexTables&) = delete;
+  GpuIndexTables& operator=(const GpuIndexTables&) = delete;
+
+  const GpuIndexView& view() const { return view_; }
+  size_t device_bytes() const;
+
+ private:
+  struct Buffers;
+  std::unique_ptr<Buffers> buffers_;
+  GpuIndexView view_;
+};
+
+// Quantized queries and their filter plans, in device memory.
+struct GpuQueriesView {
+  const int8_t* codes = nullptr;    // [n, d_pad] row-major
+  const float* scales = nullptr;    // [n]
+  int64_t n = 0;
+  const FilterOp* plan_ops = nullptr;      // all plans' ops, concatenated
+  const int32_t* plan_begin = nullptr;     // [n_plans] first op of each plan
+  const int32_t* plan_len = nullptr;       // [n_plans]
+  const int32_t* plan_of_query = nullptr;  // [n] plan index or -1; null: no filters
+};
+
+struct GpuSearchOptions {
+  int64_t k = 100;
+  bool exact = false;   // every list (that the filter's Bloom summary allows)
+  int nprobe = 32;      // IVF: lists per query
+  // Lists chosen by the caller ([n, nprobe], -1 pads; device memory); null: probe on the GPU.
+  const int32_t* probes = nullptr;
+  int sample_stride = 0;  // blocks per sampled block; 0: chosen from k and the rows per query
+  int64_t candidate_cap = 0;  // candidate slots per query; 0: from the sample plan
+};
+
+struct GpuSearchStats {
+  int64_t candidates = 0;      // rows appended to candidate buffers, all queries
+  int64_t rescued_queries = 0; // queries re-run with a full sample (buffer overflow/underflow)
+  size_t workspace_bytes = 0;  // device memory the batch used beyond index and outputs
+  int sample_stride = 0;
+};
+
+// Owns the per-batch device buffers (grown on demand, reused across batches). Not thread-safe:
+// one workspace per stream.
+class GpuSearchWorkspace {
+ public:
+  GpuSearchWorkspace();
+  ~GpuSearchWorkspace();
+  GpuSearchWorkspace(const GpuSearchWorkspace&) = delete;
+  GpuSearchWorkspace& operator=(const GpuSearchWorkspace&) = delete;
+
+  struct Buffers;
+  Buffers& buffers() { return *buffers_; }
+
+ private:
+  std::unique_ptr<Buffers> buffers_;
+};
+
+// Writes each query's best k rows (score descending, then id ascending) into device arrays
+// scores/ids [n, k] (rows may be null); fewer than k eligible rows leave score -inf, id -1.
+// Every returned row satisfies its query's filter exactly. Enqueued on `stream`; the call
+// returns after the batch completed (it reads the rescue flags), stats may be null.
+// Throws Error(kInvalidArgument) on bad shapes, Error(kInternal) on a CUDA error.
+void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
+                    const GpuSearchOptions& options, float* scores, int64_t* ids, int64_t* rows,
+                    GpuSearchWorkspace& workspace, GpuSearchStats* stats, cudaStream_t stream);
+
+// The IVF probe alone: lists [n, nprobe] (device), best centroid scores first, ties by list id,
+// skipping empty lists and lists whose Bloom summary rules out the query's filter.
+void run_gpu_probe(const GpuIndexView& index, const GpuQueriesView& queries, int nprobe,
+                   int32_t* lists, GpuSearchWorkspace& workspace, cudaStream_t stream);
+
+}  // namespace argent

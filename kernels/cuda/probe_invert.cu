@@ -1,0 +1,190 @@
+// The IVF probe on the GPU (centroid scores with the scan's int8 arithmetic, best nprobe usable
+// lists per query) and the inversion of (query, list) pairs into list-major work.
+#include <cub/device/device_scan.cuh>
+#include <cub/device/device_select.cuh>
+#include <thrust/iterator/counting_iterator.h>
+
+#include <cstdint>
+
+#include "common/cuda_check.h"
+#include "kernels/cuda/block_select.cuh"
+#include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/search_steps.h"
+
+namespace argent {
+namespace cuda {
+namespace {
+
+// Whether query q may find an eligible row in list l at all.
+__device__ __forceinline__ bool list_usable(const GpuIndexView& index, const GpuQueriesView& qv,
+                                            int64_t q, int64_t l) {
+  if (index.scan.list_sizes[l] <= 0) return false;
+  if (!qv.plan_of_query) return true;
+  const int32_t plan = qv.plan_of_query[q];
+  if (plan < 0) return true;
+  return eval_plan_summary(qv.plan_ops + qv.plan_begin[plan], qv.plan_len[plan],
+                           index.scan.list_summaries + l * index.scan.bloom_words);
+}
+
+// Warp (centroid block, tile of 8 queries): keys[q, l] = (descending score key << 32) | l for
+// usable lists, all ones otherwise; the ascending key order is the probe order.
+__global__ void probe_scores_kernel(const GpuIndexView index, const GpuQueriesView qv,
+                                    uint64_t* keys) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int64_t block = int64_t(blockIdx.x) * (blockDim.x / 32) + (threadIdx.x >> 5);
+  const int64_t n_lists = index.scan.n_lists;
+  if (block * kBlockRows >= n_lists) return;
+  const int tile = blockIdx.y;
+  const int d_pad = index.scan.d_pad, n_groups = d_pad / 4, nc = (d_pad + 31) / 32;
+  const int8_t* codes = index.centroid_codes + block * int64_t(kBlockRows) * d_pad;
+  const int64_t q = int64_t(tile) * 8 + g;  // the query this lane feeds into B
+  int32_t acc[4] = {0, 0, 0, 0};
+  for (int c = 0; c < nc; ++c) {
+    uint32_t a[4];
+    load_a_fragment(codes, c, n_groups, lane, a);
+    uint32_t b0 = 0, b1 = 0;
+    const int d0 = 32 * c + 4 * t, d1 = d0 + 16;
+    if (q < qv.n) {
+      const int8_t* qc = qv.codes + q * d_pad;
+      if (d0 < d_pad) b0 = *reinterpret_cast<const uint32_t*>(qc + d0);
+      if (d1 < d_pad) b1 = *reinterpret_cast<const uint32_t*>(qc + d1);
+    }
+    mma_s8_16x8x32(acc, a, b0, b1);
+  }
+  for (int e = 0; e < 4; ++e) {
+    const int64_t l = block * kBlockRows + g + (e >= 2 ? 8 : 0);
+    const int64_t qq = int64_t(tile) * 8 + 2 * t + (e & 1);
+    if (l >= n_lists || qq >= qv.n) continue;
+    uint64_t key = ~uint64_t(0);
+    if (list_usable(index, qv, qq, l)) {
+      const float s = score_of(acc[e], qv.scales[qq], index.centroid_scales[l]);
+      key = (uint64_t(descending_key(s)) << 32) | uint64_t(l);
+    }
+    keys[qq * n_lists + l] = key;
+  }
+}
+
+constexpr int kProbeThreads = 256;
+constexpr int kMaxProbe = 1024;
+
+__global__ void __launch_bounds__(kProbeThreads) probe_select_kernel(const uint64_t* keys,
+                                                                     int64_t n_lists, int nprobe,
+                                                                     int32_t* lists) {
+  __shared__ SelectShared sh;
+  __shared__ uint32_t usable;
+  __shared__ uint64_t picked[kMaxProbe];
+  __shared__ uint32_t n_picked;
+  const int64_t q = blockIdx.x;
+  const uint64_t* k = keys + q * n_lists;
+  if (threadIdx.x == 0) usable = 0, n_picked = 0;
+  __syncthreads();
+  uint32_t mine = 0;
+  for (int64_t l = threadIdx.x; l < n_lists; l += blockDim.x) mine += k[l] != ~uint64_t(0);
+  atomicAdd(&usable, mine);
+  __syncthreads();
+  const int64_t r = min(int64_t(nprobe), int64_t(usable));
+  if (r > 0) {
+    const uint64_t kth = block_select<uint64_t>([&](int64_t i) { return k[i]; }, n_lists, r, sh);
+    for (int64_t l = threadIdx.x; l < n_lists; l += blockDim.x)
+      if (k[l] <= kth) picked[atomicAdd(&n_picked, 1u)] = k[l];  // keys are unique: r of them
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < nprobe; i += blockDim.x) {
+    if (i >= r) lists[q * nprobe + i] = -1;
+  }
+  for (int i = threadIdx.x; i < r; i += blockDim.x) {
+    const uint64_t key = picked[i];
+    int rank = 0;
+    for (int j = 0; j < r; ++j) rank += picked[j] < key;
+    lists[q * nprobe + rank] = int32_t(key & 0xFFFFFFFFu);
+  }
+}
+
+// (q, s): with probes, the list in slot s of query q; without, list s.
+struct PairList {
+  const int32_t* probes;
+  int width;
+  __device__ int64_t list(int64_t q, int64_t s) const {
+    return probes ? probes[q * width + s] : s;
+  }
+};
+
+__global__ void count_pairs_kernel(const GpuIndexView index, const GpuQueriesView qv,
+                                   PairList pairs, int32_t* list_count) {
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= qv.n * pairs.width) return;
+  const int64_t q = idx / pairs.width, l = pairs.list(q, idx % pairs.width);
+  if (l < 0 || !list_usable(index, qv, q, l)) return;
+  atomicAdd(list_count + l, 1);
+}
+
+__global__ void scatter_pairs_kernel(const GpuIndexView index, const GpuQueriesView qv,
+                                     PairList pairs, const int32_t* list_start,
+                                     int32_t* list_fill, int32_t* list_queries) {
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= qv.n * pairs.width) return;
+  const int64_t q = idx / pairs.width, l = pairs.list(q, idx % pairs.width);
+  if (l < 0 || !list_usable(index, qv, q, l)) return;
+  list_queries[list_start[l] + atomicAdd(list_fill + l, 1)] = int32_t(q);
+}
+
+struct ChunkIsScanned {
+  const int32_t* chunk_list;
+  const int32_t* list_count;
+  __device__ bool operator()(int32_t chunk) const { return list_count[chunk_list[chunk]] > 0; }
+};
+
+}  // namespace
+
+void launch_probe(const GpuIndexView& index, const GpuQueriesView& queries, int nprobe,
+                  float* dense, int32_t* lists, cudaStream_t stream) {
+  ARGENT_CHECK(nprobe >= 1 && nprobe <= kMaxProbe, "nprobe ", nprobe, " outside [1, ",
+               kMaxProbe, "] on the GPU");
+  uint64_t* keys = reinterpret_cast<uint64_t*>(dense);
+  const int64_t blocks = (index.scan.n_lists + kBlockRows - 1) / kBlockRows;
+  const dim3 grid(unsigned((blocks + 7) / 8), unsigned((queries.n + 7) / 8));
+  probe_scores_kernel<<<grid, 256, 0, stream>>>(index, queries, keys);
+  ARGENT_CUDA_CHECK_LAUNCH("probe_scores_kernel");
+  probe_select_kernel<<<unsigned(queries.n), kProbeThreads, 0, stream>>>(
+      keys, index.scan.n_lists, nprobe, lists);
+  ARGENT_CUDA_CHECK_LAUNCH("probe_select_kernel");
+}
+
+size_t invert_temp_bytes(const GpuIndexView& index) {
+  size_t scan_bytes = 0, select_bytes = 0;
+  ARGENT_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, (int32_t*)nullptr,
+                                                  (int32_t*)nullptr, int(index.scan.n_lists)));
+  ChunkIsScanned pred{nullptr, nullptr};
+  ARGENT_CUDA_CHECK(cub::DeviceSelect::If(nullptr, select_bytes,
+                                          thrust::counting_iterator<int32_t>(0),
+                                          (int32_t*)nullptr, (int32_t*)nullptr,
+                                          int(index.n_chunks), pred));
+  return std::max(scan_bytes, select_bytes);
+}
+
+void launch_invert(const GpuIndexView& index, const GpuQueriesView& queries,
+                   const int32_t* probes, int nprobe, const InvertBuffers& b,
+                   cudaStream_t stream) {
+  const int64_t n_lists = index.scan.n_lists;
+  ARGENT_CUDA_CHECK(cudaMemsetAsync(b.list_count, 0, sizeof(int32_t) * n_lists, stream));
+  ARGENT_CUDA_CHECK(cudaMemsetAsync(b.list_fill, 0, sizeof(int32_t) * n_lists, stream));
+  const PairList pairs{probes, probes ? nprobe : int(n_lists)};
+  const int64_t total = queries.n * pairs.width;
+  constexpr int kThreads = 256;
+  const unsigned grid = unsigned((total + kThreads - 1) / kThreads);
+  count_pairs_kernel<<<grid, kThreads, 0, stream>>>(index, queries, pairs, b.list_count);
+  ARGENT_CUDA_CHECK_LAUNCH("count_pairs_kernel");
+  size_t bytes = b.cub_temp_bytes;
+  ARGENT_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(b.cub_temp, bytes, b.list_count, b.list_start,
+                                                  int(n_lists), stream));
+  scatter_pairs_kernel<<<grid, kThreads, 0, stream>>>(index, queries, pairs, b.list_start,
+                                                      b.list_fill, b.list_queries);
+  ARGENT_CUDA_CHECK_LAUNCH("scatter_pairs_kernel");
+  bytes = b.cub_temp_bytes;
+  ARGENT_CUDA_CHECK(cub::DeviceSelect::If(b.cub_temp, bytes, thrust::counting_iterator<int32_t>(0),
+                                          b.tasks, b.n_tasks, int(index.n_chunks),
+                                          ChunkIsScanned{index.chunk_list, b.list_count}, stream));
+}
+
+}  // namespace cuda
+}  // namespace argent

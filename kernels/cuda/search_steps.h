@@ -1,0 +1,88 @@
+// The steps of run_gpu_search (kernels/cuda/gpu_search.h), each behind a host launcher.
+// Internal to kernels/cuda: host-only declarations, device pointers throughout.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/gpu_search.h"
+
+namespace argent {
+namespace cuda {
+
+// Which queries scan which lists, list-major: list l is scanned by
+// list_queries[list_start[l] .. list_start[l] + list_count[l]).
+struct ListQueries {
+  const int32_t* start = nullptr;    // [n_lists]
+  const int32_t* count = nullptr;    // [n_lists]
+  const int32_t* queries = nullptr;  // [pairs]
+};
+
+// One pass of the fused scan over the chunks `tasks[0 .. *n_tasks)`.
+//  * sample mode (out_rows == null): only blocks whose index is a multiple of `sample_stride`,
+//    no threshold; appends the scores of eligible rows to out_scores[q * cap + i].
+//  * collect mode: every block; appends (score, row) of eligible rows scoring >= thresholds[q].
+// out_count[q] counts appends (it may exceed cap: the overflow is detected later).
+struct ScanPass {
+  const float* thresholds = nullptr;  // [n]; null: -inf (sample mode)
+  int sample_stride = 1;
+  uint32_t* out_count = nullptr;  // [n], zeroed by the caller
+  float* out_scores = nullptr;    // [n, cap]
+  int32_t* out_rows = nullptr;    // [n, cap] or null
+  int64_t cap = 0;
+};
+
+void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
+                 const ListQueries& lists, const int32_t* tasks, const int32_t* n_tasks,
+                 int max_queries_per_list, const ScanPass& pass, cudaStream_t stream);
+
+// Builds ListQueries from probes [n, nprobe] (or, with probes == null, every list), skipping
+// empty lists and lists whose Bloom summary rules out the query's filter, then the list of
+// chunks that some query scans (tasks, count in *n_tasks). Scratch buffers are caller-owned:
+// list_count/list_fill/list_start [n_lists], list_queries [n * (probes ? nprobe : n_lists)],
+// tasks [n_chunks], cub_temp of cub_temp_bytes (query with cub_temp == null first).
+struct InvertBuffers {
+  int32_t* list_count;
+  int32_t* list_fill;
+  int32_t* list_start;
+  int32_t* list_queries;
+  int32_t* tasks;
+  int32_t* n_tasks;
+  void* cub_temp;
+  size_t cub_temp_bytes;
+};
+size_t invert_temp_bytes(const GpuIndexView& index);
+void launch_invert(const GpuIndexView& index, const GpuQueriesView& queries,
+                   const int32_t* probes, int nprobe, const InvertBuffers& b, cudaStream_t stream);
+
+// thresholds[q] = the rank[q]-th best of the sample scores [q * cap, + min(count[q], cap));
+// -inf when fewer than `rank` samples exist.
+void launch_select_thresholds(const float* sample_scores, const uint32_t* sample_count,
+                              int64_t cap, int64_t n, int64_t rank, float* thresholds,
+                              cudaStream_t stream);
+
+// Sorts the candidates of every query (score descending, ties by id) and writes the first k.
+// keys/values (+ alt copies) [n * cap], cub_temp: see sort_temp_bytes. Sets rescue[q] = 1 for a
+// query whose buffer overflowed or that has fewer than k candidates while thresholds[q] > -inf,
+// and counts them in *n_rescue (zeroed by the caller).
+struct SortBuffers {
+  uint64_t* keys[2];
+  int32_t* values[2];
+  void* cub_temp;
+  size_t cub_temp_bytes;
+};
+size_t sort_temp_bytes(int64_t n, int64_t cap);
+void launch_sort_and_emit(const GpuIndexView& index, const float* cand_scores,
+                          const int32_t* cand_rows, const uint32_t* cand_count,
+                          const float* thresholds, int64_t n, int64_t cap, int64_t k,
+                          const SortBuffers& b, float* scores, int64_t* ids, int64_t* rows,
+                          int32_t* rescue, int32_t* n_rescue, cudaStream_t stream);
+
+// The IVF probe: dense centroid scores [n, n_lists] into `dense` (caller-owned), then the best
+// nprobe usable lists per query into lists [n, nprobe].
+void launch_probe(const GpuIndexView& index, const GpuQueriesView& queries, int nprobe,
+                  float* dense, int32_t* lists, cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace argent

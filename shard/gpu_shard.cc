@@ -1,0 +1,143 @@
+#include "shard/gpu_shard.h"
+
+#include <cstring>
+#include <vector>
+
+#include "common/cuda_check.h"
+#include "kernels/cuda/device_array.h"
+
+namespace argent {
+namespace {
+
+template <typename T>
+const T* upload(DeviceArray& dst, const void* src, size_t count) {
+  T* p = dst.reserve_as<T>(std::max<size_t>(1, count));
+  if (count > 0) ARGENT_CUDA_CHECK(cudaMemcpy(p, src, count * sizeof(T), cudaMemcpyHostToDevice));
+  return p;
+}
+
+template <typename T>
+const T* upload_tensor(DeviceArray& dst, const at::Tensor& t) {
+  const at::Tensor c = t.contiguous();
+  return upload<T>(dst, c.data_ptr(), size_t(c.numel()));
+}
+
+}  // namespace
+
+bool cuda_device_available() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+struct GpuShard::State {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  DeviceArray codes, scales, ids, signatures, list_offsets, list_sizes, list_summaries;
+  DeviceArray f_offset, f_count, f_ids, f_values, centroid_codes, centroid_scales;
+  std::unique_ptr<GpuIndexTables> tables;
+  GpuSearchWorkspace workspace;
+  // Per batch.
+  DeviceArray q_codes, q_scales, q_ops, q_begin, q_len, q_plan, lists, out_scores, out_ids,
+      out_rows;
+
+  ~State() {
+    if (stream) cudaStreamDestroy(stream);
+  }
+
+  GpuQueriesView upload_queries(const QueryBatch& q) {
+    GpuQueriesView v;
+    v.n = q.n;
+    v.codes = upload<int8_t>(q_codes, q.codes.data(), q.codes.size());
+    v.scales = upload<float>(q_scales, q.scales.data(), q.scales.size());
+    if (!q.plans.empty()) {
+      std::vector<FilterOp> ops;
+      std::vector<int32_t> begin, len;
+      for (const FilterPlan& p : q.plans) {
+        begin.push_back(int32_t(ops.size()));
+        len.push_back(int32_t(p.ops.size()));
+        ops.insert(ops.end(), p.ops.begin(), p.ops.end());
+      }
+      v.plan_ops = upload<FilterOp>(q_ops, ops.data(), ops.size());
+      v.plan_begin = upload<int32_t>(q_begin, begin.data(), begin.size());
+      v.plan_len = upload<int32_t>(q_len, len.data(), len.size());
+      v.plan_of_query = upload<int32_t>(q_plan, q.plan_of_query.data(), q.plan_of_query.size());
+    }
+    return v;
+  }
+};
+
+GpuShard::GpuShard(const ShardIndex& shard, const QuantizedCentroids& centroids, int device)
+    : s_(std::make_unique<State>()) {
+  ARGENT_CHECK(cuda_device_available(), "device: cuda, but no CUDA device is available here");
+  s_->device = device;
+  ARGENT_CUDA_CHECK(cudaSetDevice(device));
+  ARGENT_CUDA_CHECK(cudaStreamCreateWithFlags(&s_->stream, cudaStreamNonBlocking));
+  const ShardTensors& t = shard.tensors();
+  const ScanIndexView host = shard.view();
+  ScanIndexView d = host;
+  d.codes = upload_tensor<int8_t>(s_->codes, t.codes);
+  d.scales = upload_tensor<float>(s_->scales, t.scales);
+  d.ids = upload_tensor<int64_t>(s_->ids, t.ids);
+  d.signatures = upload_tensor<uint64_t>(s_->signatures, t.signatures);
+  d.list_offsets = upload_tensor<int64_t>(s_->list_offsets, t.list_offsets);
+  d.list_sizes = upload_tensor<int64_t>(s_->list_sizes, t.list_sizes);
+  d.list_summaries = upload_tensor<uint64_t>(s_->list_summaries, t.list_summaries);
+  d.features.offset = upload_tensor<int64_t>(s_->f_offset, t.feature_offset);
+  d.features.count = upload_tensor<int32_t>(s_->f_count, t.feature_count);
+  d.features.feature_ids = upload_tensor<int32_t>(s_->f_ids, t.feature_ids);
+  d.features.values = upload_tensor<int64_t>(s_->f_values, t.feature_values);
+  const int8_t* cc = upload<int8_t>(s_->centroid_codes, centroids.blocked.data(),
+                                    centroids.blocked.size());
+  const float* cs = upload<float>(s_->centroid_scales, centroids.scales.data(),
+                                  centroids.scales.size());
+  s_->tables = std::make_unique<GpuIndexTables>(d, host.list_offsets, host.list_sizes, cc, cs,
+                                                s_->stream);
+}
+
+GpuShard::~GpuShard() = default;
+
+void GpuShard::search(const QueryBatch& q, bool exact, const int32_t* lists, int nprobe, int64_t k,
+                      float* scores, int64_t* ids, int64_t* rows, GpuSearchStats* stats,
+                      const Tuning& tuning) {
+  ARGENT_CUDA_CHECK(cudaSetDevice(s_->device));
+  const GpuQueriesView qv = s_->upload_queries(q);
+  GpuSearchOptions o;
+  o.k = k;
+  o.exact = exact;
+  o.nprobe = nprobe;
+  o.sample_stride = tuning.sample_stride;
+  o.candidate_cap = tuning.candidate_cap;
+  if (!exact && lists) o.probes = upload<int32_t>(s_->lists, lists, size_t(q.n) * nprobe);
+  const size_t out = size_t(q.n) * size_t(k);
+  float* d_scores = s_->out_scores.reserve_as<float>(out);
+  int64_t* d_ids = s_->out_ids.reserve_as<int64_t>(out);
+  int64_t* d_rows = rows ? s_->out_rows.reserve_as<int64_t>(out) : nullptr;
+  run_gpu_search(s_->tables->view(), qv, o, d_scores, d_ids, d_rows, s_->workspace, stats,
+                 s_->stream);
+  ARGENT_CUDA_CHECK(cudaMemcpy(scores, d_scores, out * sizeof(float), cudaMemcpyDeviceToHost));
+  ARGENT_CUDA_CHECK(cudaMemcpy(ids, d_ids, out * sizeof(int64_t), cudaMemcpyDeviceToHost));
+  if (rows)
+    ARGENT_CUDA_CHECK(cudaMemcpy(rows, d_rows, out * sizeof(int64_t), cudaMemcpyDeviceToHost));
+}
+
+void GpuShard::probe(const QueryBatch& q, int nprobe, int32_t* lists) {
+  ARGENT_CUDA_CHECK(cudaSetDevice(s_->device));
+  const GpuQueriesView qv = s_->upload_queries(q);
+  int32_t* d_lists = s_->lists.reserve_as<int32_t>(size_t(q.n) * nprobe);
+  run_gpu_probe(s_->tables->view(), qv, nprobe, d_lists, s_->workspace, s_->stream);
+  ARGENT_CUDA_CHECK(cudaStreamSynchronize(s_->stream));
+  ARGENT_CUDA_CHECK(cudaMemcpy(lists, d_lists, size_t(q.n) * nprobe * sizeof(int32_t),
+                               cudaMemcpyDeviceToHost));
+}
+
+size_t GpuShard::device_bytes() const {
+  size_t b = s_->tables->device_bytes();
+  for (const DeviceArray* a :
+       {&s_->codes, &s_->scales, &s_->ids, &s_->signatures, &s_->list_offsets, &s_->list_sizes,
+        &s_->list_summaries, &s_->f_offset, &s_->f_count, &s_->f_ids, &s_->f_values,
+        &s_->centroid_codes, &s_->centroid_scales})
+    b += a->bytes();
+  return b;
+}
+
+}  // namespace argent

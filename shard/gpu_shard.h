@@ -1,0 +1,50 @@
+// A shard's tensors copied to one GPU, searched by the CUDA kernels (kernels/cuda/gpu_search.h)
+// with the same results as the CPU fused scan over the same ShardIndex. Built only with the CUDA
+// backend (ARGENT_WITH_CUDA).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "kernels/cpu/kmeans.h"
+#include "kernels/cuda/gpu_search.h"
+#include "shard/query_batch.h"
+#include "shard/shard_index.h"
+
+namespace argent {
+
+class GpuShard {
+ public:
+  // Copies `shard` (and the quantized centroids, for the probe) to GPU `device`. The copy is a
+  // snapshot: later changes to `shard` are not seen. Throws Error(kInternal) without a GPU.
+  GpuShard(const ShardIndex& shard, const QuantizedCentroids& centroids, int device);
+  ~GpuShard();
+  GpuShard(const GpuShard&) = delete;
+  GpuShard& operator=(const GpuShard&) = delete;
+
+  // Searches a prepared batch: every list (`exact`), the caller's `lists` [q.n, nprobe] (host),
+  // or, with lists == null, the lists the GPU probe picks. Writes host arrays scores/ids [q.n, k]
+  // (rows may be null), as fused_scan does. `tuning`: sample_stride and candidate_cap of
+  // GpuSearchOptions (0: automatic). Not thread-safe.
+  struct Tuning {
+    int sample_stride = 0;
+    int64_t candidate_cap = 0;
+  };
+  void search(const QueryBatch& q, bool exact, const int32_t* lists, int nprobe, int64_t k,
+              float* scores, int64_t* ids, int64_t* rows, GpuSearchStats* stats,
+              const Tuning& tuning);
+
+  // The GPU probe alone: host lists [q.n, nprobe].
+  void probe(const QueryBatch& q, int nprobe, int32_t* lists);
+
+  size_t device_bytes() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+// Whether a CUDA device is usable here (false on machines without a GPU or driver).
+bool cuda_device_available();
+
+}  // namespace argent
