@@ -5,6 +5,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "common/cuda_check.h"
@@ -40,6 +44,41 @@ GpuSearchWorkspace::~GpuSearchWorkspace() = default;
 
 namespace {
 
+// ARGENT_GPU_PROFILE=1 prints each step's time (CUDA events) to stderr: for tuning only, it
+// adds a synchronisation at the end of every batch.
+class StepTimer {
+ public:
+  explicit StepTimer(cudaStream_t stream) : stream_(stream) {
+    const char* env = std::getenv("ARGENT_GPU_PROFILE");
+    on_ = env && *env == '1';
+    if (on_) mark("start");
+  }
+  void mark(const char* name) {
+    if (!on_) return;
+    cudaEvent_t e;
+    ARGENT_CUDA_CHECK(cudaEventCreate(&e));
+    ARGENT_CUDA_CHECK(cudaEventRecord(e, stream_));
+    events_.push_back({name, e});
+  }
+  ~StepTimer() {
+    if (!on_ || events_.empty()) return;
+    cudaEventSynchronize(events_.back().second);
+    std::string line = "gpu_search steps (ms):";
+    for (size_t i = 1; i < events_.size(); ++i) {
+      float ms = 0;
+      cudaEventElapsedTime(&ms, events_[i - 1].second, events_[i].second);
+      line += " " + std::string(events_[i].first) + " " + std::to_string(ms);
+    }
+    for (auto& e : events_) cudaEventDestroy(e.second);
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
+
+ private:
+  cudaStream_t stream_;
+  bool on_ = false;
+  std::vector<std::pair<const char*, cudaEvent_t>> events_;
+};
+
 int64_t pow2_floor(int64_t x) {
   int64_t p = 1;
   while (p * 2 <= x) p *= 2;
@@ -67,9 +106,9 @@ SamplePlan plan_sample(const GpuIndexView& index, const GpuSearchOptions& o, int
   if (o.sample_stride > 0) {
     p.stride = o.sample_stride;
   } else {
-    // About 16 k rows per sampled row keeps the threshold's rank well above 1, and the sample
-    // at most ~256k rows per query.
-    p.stride = std::clamp<int64_t>(pow2_floor(std::max<int64_t>(1, typical_rows / (16 * o.k))), 1,
+    // About 4 k rows per sampled row: the threshold's rank stays above ~8 while the sample
+    // pass costs a small fraction of the scan; at most ~256k sampled rows per query.
+    p.stride = std::clamp<int64_t>(pow2_floor(std::max<int64_t>(1, typical_rows / (4 * o.k))), 1,
                                    1024);
     while (p.stride < 1024 && typical_rows / p.stride > (int64_t(1) << 18)) p.stride *= 2;
   }
@@ -78,12 +117,14 @@ SamplePlan plan_sample(const GpuIndexView& index, const GpuSearchOptions& o, int
     p.rank = o.k;
     p.cap = o.k + 1024;
   } else {
-    // E[rows scoring >= the rank-th sample score] = rank * stride; the rank is 4 sigma above
-    // k / stride, so fewer than k such rows is a ~1e-5 event (and then rescued).
+    // E[rows scoring >= the rank-th sample score] = rank * stride. Rows of a sampled block are
+    // alike (a list holds one cluster), so the sample behaves like fewer, heavier draws: the
+    // margins assume ~4 correlated rows per draw. Fewer than k such rows, or more than cap, is
+    // then rare, and caught and rescued exactly.
     const double mu = double(o.k) / double(p.stride);
-    p.rank = int64_t(std::ceil(mu + 4.0 * std::sqrt(mu) + 4.0));
+    p.rank = int64_t(std::ceil(mu + 8.0 * std::sqrt(mu) + 4.0));
     const double r = double(p.rank);
-    p.cap = int64_t(std::ceil((r + 6.0 * std::sqrt(r) + 16.0) * double(p.stride))) + 64;
+    p.cap = int64_t(std::ceil((r + 12.0 * std::sqrt(r) + 16.0) * double(p.stride))) + 64;
   }
   p.cap = std::min<int64_t>((p.cap + 31) / 32 * 32, std::max<int64_t>(32, space_blocks * kBlockRows));
   p.cap = std::max<int64_t>(p.cap, std::min<int64_t>(o.k, space_blocks * kBlockRows));
@@ -111,6 +152,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   ARGENT_CHECK(o.exact || o.nprobe >= 1, "GPU search: nprobe ", o.nprobe, " must be >= 1");
   const int64_t n = queries.n, n_lists = index.scan.n_lists;
   auto& b = workspace.buffers();
+  StepTimer timer(stream);
 
   // Probe.
   const int nprobe = o.exact ? 0 : int(std::min<int64_t>(o.nprobe, n_lists));
@@ -119,6 +161,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     int32_t* p = b.probes.reserve_as<int32_t>(size_t(n) * nprobe);
     run_gpu_probe(index, queries, nprobe, p, workspace, stream);
     probes = p;
+    timer.mark("probe");
   }
 
   // Invert to list-major work.
@@ -127,12 +170,13 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   inv.list_count = b.list_count.reserve_as<int32_t>(n_lists);
   inv.list_fill = b.list_fill.reserve_as<int32_t>(n_lists);
   inv.list_start = b.list_start.reserve_as<int32_t>(n_lists);
-  inv.list_queries = b.list_queries.reserve_as<int32_t>(size_t(n * width));
+  inv.list_queries = b.list_queries.reserve_as<int32_t>(size_t(n * width + n));
   inv.tasks = b.tasks.reserve_as<int32_t>(std::max<int64_t>(1, index.n_chunks));
   inv.n_tasks = b.n_tasks.reserve_as<int32_t>(1);
   inv.cub_temp_bytes = cuda::invert_temp_bytes(index);
   inv.cub_temp = b.cub_temp.reserve(inv.cub_temp_bytes);
   cuda::launch_invert(index, queries, o.exact ? nullptr : probes, nprobe, inv, stream);
+  timer.mark("invert");
   const cuda::ListQueries lists{inv.list_start, inv.list_count, inv.list_queries};
 
   // Sample -> thresholds.
@@ -146,8 +190,10 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     pass.cap = plan.sample_cap;
     ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_count, 0, sizeof(uint32_t) * n, stream));
     cuda::launch_scan(index, queries, lists, inv.tasks, inv.n_tasks, int(n), pass, stream);
+    timer.mark("sample");
     cuda::launch_select_thresholds(pass.out_scores, pass.out_count, plan.sample_cap, n, plan.rank,
                                    thresholds, stream);
+    timer.mark("threshold");
   }
 
   // Collect candidates >= T_q.
@@ -157,8 +203,10 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   pass.out_scores = b.cand_scores.reserve_as<float>(size_t(n * plan.cap));
   pass.out_rows = b.cand_rows.reserve_as<int32_t>(size_t(n * plan.cap));
   pass.cap = plan.cap;
+  pass.check_inline = plan.stride == 1;
   ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_count, 0, sizeof(uint32_t) * n, stream));
   cuda::launch_scan(index, queries, lists, inv.tasks, inv.n_tasks, int(n), pass, stream);
+  timer.mark("collect");
 
   // Sort, order ties, emit; flag the queries to rescue.
   cuda::SortBuffers sb;
@@ -172,8 +220,9 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   int32_t* rescue = b.rescue.reserve_as<int32_t>(n);
   int32_t* n_rescue = b.n_rescue.reserve_as<int32_t>(1);
   ARGENT_CUDA_CHECK(cudaMemsetAsync(n_rescue, 0, sizeof(int32_t), stream));
-  cuda::launch_sort_and_emit(index, pass.out_scores, pass.out_rows, pass.out_count, thresholds, n,
+  cuda::launch_sort_and_emit(index, queries, pass.out_scores, pass.out_rows, pass.out_count, thresholds, n,
                              plan.cap, o.k, sb, scores, ids, rows, rescue, n_rescue, stream);
+  timer.mark("sort+emit");
 
   int32_t host_rescue = 0;
   ARGENT_CUDA_CHECK(cudaMemcpyAsync(&host_rescue, n_rescue, sizeof(int32_t),
@@ -194,8 +243,9 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   }
   if (host_rescue == 0) return;
 
-  // Rare: re-run each flagged query with a sample of every row (exact k-th score as T_q).
-  ARGENT_CHECK(o.sample_stride != 1, "GPU search: candidate buffer of ", plan.cap,
+  // Rare: re-run each flagged query with a 16x denser sample (in the end, every row: T_q is
+  // then the exact k-th eligible score).
+  ARGENT_CHECK(plan.stride != 1, "GPU search: candidate buffer of ", plan.cap,
                " overflowed with an exact threshold (more than ", plan.cap - o.k,
                " rows tie with the k-th score)");
   std::vector<int32_t> flags(static_cast<size_t>(n));
@@ -209,7 +259,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     one.n = 1;
     if (one.plan_of_query) one.plan_of_query += q;
     GpuSearchOptions o1 = o;
-    o1.sample_stride = 1;
+    o1.sample_stride = int(std::max<int64_t>(1, plan.stride / 16));
     o1.candidate_cap = 0;
     if (!o.exact) o1.probes = probes + q * nprobe, o1.nprobe = nprobe;
     run_gpu_search(index, one, o1, scores + q * o.k, ids + q * o.k, rows ? rows + q * o.k : nullptr,

@@ -80,6 +80,7 @@ struct GpuQueriesView {
   const int32_t* plan_begin = nullptr;     // [n_plans] first op of each plan
   const int32_t* plan_len = nullptr;       // [n_plans]
   const int32_t* plan_of_query = nullptr;  // [n] plan index or -1; null: no filters
+  int32_t n_plan_ops = 0;                  // total ops of all plans
 };
 
 struct GpuSearchOptions {

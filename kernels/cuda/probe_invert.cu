@@ -4,6 +4,7 @@
 #include <cub/device/device_select.cuh>
 #include <thrust/iterator/counting_iterator.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "common/cuda_check.h"
@@ -118,13 +119,31 @@ __global__ void count_pairs_kernel(const GpuIndexView index, const GpuQueriesVie
   atomicAdd(list_count + l, 1);
 }
 
+// Exact search: a list that every query scans points at the shared identity list
+// list_queries[0 .. n) (so the scan stages the queries once); the others get their own range.
+__global__ void shared_lists_kernel(const int32_t* list_count, int64_t n_lists, int64_t n,
+                                    int32_t* own_count, int32_t* list_queries) {
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx < n_lists) own_count[idx] = list_count[idx] == n ? 0 : list_count[idx];
+  if (idx < n) list_queries[idx] = int32_t(idx);
+}
+
+__global__ void place_lists_kernel(const int32_t* list_count, const int32_t* own_count,
+                                   int64_t n_lists, int64_t n, int32_t* list_start) {
+  const int64_t l = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (l >= n_lists) return;
+  list_start[l] = list_count[l] == n ? 0 : list_start[l] + int32_t(n);
+}
+
 __global__ void scatter_pairs_kernel(const GpuIndexView index, const GpuQueriesView qv,
-                                     PairList pairs, const int32_t* list_start,
-                                     int32_t* list_fill, int32_t* list_queries) {
+                                     PairList pairs, const int32_t* list_count,
+                                     const int32_t* list_start, int32_t* list_fill,
+                                     int32_t* list_queries) {
   const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= qv.n * pairs.width) return;
   const int64_t q = idx / pairs.width, l = pairs.list(q, idx % pairs.width);
   if (l < 0 || !list_usable(index, qv, q, l)) return;
+  if (!pairs.probes && list_count[l] == qv.n) return;  // the shared identity list
   list_queries[list_start[l] + atomicAdd(list_fill + l, 1)] = int32_t(q);
 }
 
@@ -175,10 +194,24 @@ void launch_invert(const GpuIndexView& index, const GpuQueriesView& queries,
   count_pairs_kernel<<<grid, kThreads, 0, stream>>>(index, queries, pairs, b.list_count);
   ARGENT_CUDA_CHECK_LAUNCH("count_pairs_kernel");
   size_t bytes = b.cub_temp_bytes;
-  ARGENT_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(b.cub_temp, bytes, b.list_count, b.list_start,
-                                                  int(n_lists), stream));
-  scatter_pairs_kernel<<<grid, kThreads, 0, stream>>>(index, queries, pairs, b.list_start,
-                                                      b.list_fill, b.list_queries);
+  if (probes) {
+    ARGENT_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(b.cub_temp, bytes, b.list_count,
+                                                    b.list_start, int(n_lists), stream));
+  } else {
+    const int64_t m = std::max(n_lists, queries.n);
+    const unsigned g2 = unsigned((m + kThreads - 1) / kThreads);
+    shared_lists_kernel<<<g2, kThreads, 0, stream>>>(b.list_count, n_lists, queries.n,
+                                                     b.list_fill, b.list_queries);
+    ARGENT_CUDA_CHECK_LAUNCH("shared_lists_kernel");
+    ARGENT_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(b.cub_temp, bytes, b.list_fill, b.list_start,
+                                                    int(n_lists), stream));
+    place_lists_kernel<<<g2, kThreads, 0, stream>>>(b.list_count, b.list_fill, n_lists, queries.n,
+                                                    b.list_start);
+    ARGENT_CUDA_CHECK_LAUNCH("place_lists_kernel");
+    ARGENT_CUDA_CHECK(cudaMemsetAsync(b.list_fill, 0, sizeof(int32_t) * n_lists, stream));
+  }
+  scatter_pairs_kernel<<<grid, kThreads, 0, stream>>>(index, queries, pairs, b.list_count,
+                                                      b.list_start, b.list_fill, b.list_queries);
   ARGENT_CUDA_CHECK_LAUNCH("scatter_pairs_kernel");
   bytes = b.cub_temp_bytes;
   ARGENT_CUDA_CHECK(cub::DeviceSelect::If(b.cub_temp, bytes, thrust::counting_iterator<int32_t>(0),

@@ -31,17 +31,27 @@ struct ScanParams {
   int n_chunks32;     // k-chunks of 32 dims: ceil(d_pad / 32)
   int n_groups;       // d_pad / 4
   int query_cap;      // queries staged at once (multiple of 8)
+  int staged_ops;     // filter ops copied to shared memory (all of the batch's), 0: read globally
+  bool sig_in_regs;   // filtered batch with <= 2 signature words: rows' words loaded per block
+};
+
+constexpr int kMaxStagedOps = 256;
+
+// The filter words of a warp's two rows (g and g + 8) of the current block, loaded once per
+// block so that rejecting an ineligible row costs no memory access.
+struct RowSigs {
+  float scale[2];
+  uint64_t w[2][2];
 };
 
 // The smallest dot product that could still score >= T for a block whose largest item scale is
-// 1 / inv_max: x = (T / query_scale) * inv_max, lowered by a margin that covers the float
-// roundings of score_of (three roundings of 2^-24 each). Non-positive or NaN x gives INT_MIN
-// (every row takes the exact path), which keeps negative thresholds exact too.
+// 1 / inv_max. t_over_scale = T / query_scale, already lowered by 1e-5 (staged), a margin that
+// covers the float roundings of score_of; the -1 and rounding down keep the bound conservative.
+// t_over_scale = -inf (T <= 0, or the sample pass) gives INT_MIN, +inf gives INT_MAX (the
+// conversion saturates); a NaN from 0 * inf converts to 0, and only arises for a block of zero
+// scales, whose rows all score 0 < T.
 __device__ __forceinline__ int32_t dot_floor(float t_over_scale, float inv_max) {
-  const float x = t_over_scale * inv_max;
-  if (!(x > 0.f)) return INT_MIN;
-  if (x >= 2.0e9f) return INT_MAX;
-  return __float2int_rd(x * 0.99999f) - 1;
+  return __float2int_rd(__fmaf_rn(t_over_scale, inv_max, -1.f));
 }
 
 struct Staged {
@@ -50,6 +60,9 @@ struct Staged {
   float* t_over_scale;  // [query_cap]
   float* scale;         // [query_cap]
   int32_t* query;       // [query_cap] batch index
+  int32_t* plan_begin;  // [query_cap] first op of the query's filter plan
+  int32_t* plan_len;    // [query_cap] its length; 0: no filter
+  const FilterOp* ops;  // the batch's plan ops (shared memory when staged, else global)
 };
 
 __device__ void stage_queries(const ScanParams& p, const int32_t* list_queries, int m,
@@ -76,119 +89,299 @@ __device__ void stage_queries(const ScanParams& p, const int32_t* list_queries, 
       const float t = p.pass.thresholds ? p.pass.thresholds[q] : -INFINITY;
       const float qs = p.queries.scales[q];
       s.threshold[i] = t;
-      s.t_over_scale[i] = t > 0.f ? (qs > 0.f ? t / qs : INFINITY) : -INFINITY;
+      s.t_over_scale[i] = t > 0.f ? (qs > 0.f ? t / qs * 0.99999f : INFINITY) : -INFINITY;
       s.scale[i] = qs;
       s.query[i] = q;
+      const int32_t plan = p.queries.plan_of_query ? p.queries.plan_of_query[q] : -1;
+      s.plan_begin[i] = plan >= 0 ? p.queries.plan_begin[plan] : 0;
+      s.plan_len[i] = plan >= 0 ? p.queries.plan_len[plan] : 0;
     } else {
       s.threshold[i] = INFINITY;
       s.t_over_scale[i] = INFINITY;
       s.scale[i] = 0.f;
       s.query[i] = -1;
+      s.plan_begin[i] = 0;
+      s.plan_len[i] = 0;
     }
   }
 }
 
-// The exact path for one (row, query) pair that passed the integer bound.
-__device__ void consider(const ScanParams& p, const Staged& s, int qi, int64_t row,
-                         int64_t list_end, int32_t dot) {
-  if (row >= list_end || s.query[qi] < 0) return;
-  const float score = score_of(dot, s.scale[qi], p.index.scan.scales[row]);
-  if (!(score >= s.threshold[qi])) return;
-  if (p.index.scan.ids[row] == kEmptyId) return;
-  const int32_t q = s.query[qi];
-  if (p.queries.plan_of_query) {
-    const int32_t plan = p.queries.plan_of_query[q];
-    if (plan >= 0) {
-      const FilterOp* ops = p.queries.plan_ops + p.queries.plan_begin[plan];
-      const int n_ops = p.queries.plan_len[plan];
-      const int words = p.index.scan.bloom_words;
-      const PlanResult b = eval_plan_bloom(ops, n_ops, p.index.scan.signatures + row * words);
-      if (!b.possible) return;
-      if (!b.definite) {
-        const FeatureStoreView& f = p.index.scan.features;
-        const int64_t off = f.offset[row];
-        if (!eval_plan_exact(ops, n_ops, f.feature_ids + off, f.values + off, f.count[row]))
-          return;
+__device__ __forceinline__ PlanResult eval_bloom_words(const FilterOp* ops, int n_ops,
+                                                       uint64_t w0, uint64_t w1) {
+  uint64_t pp = 0, dd = 0;
+  for (int i = 0; i < n_ops; ++i) {
+    const FilterOp op = ops[i];
+    if (op.kind == FilterOpKind::kTerm) {
+      const uint64_t word = op.word == 0 ? w0 : w1;
+      pp = (pp << 1) | uint64_t((word & op.mask) == op.mask);
+      dd <<= 1;
+    } else if (op.kind == FilterOpKind::kNot) {
+      const uint64_t tp = pp & 1, td = dd & 1;
+      pp = (pp & ~uint64_t(1)) | (td ^ 1);
+      dd = (dd & ~uint64_t(1)) | (tp ^ 1);
+    } else {
+      const uint64_t bp = pp & 1, bd = dd & 1;
+      pp >>= 1;
+      dd >>= 1;
+      const uint64_t ap = pp & 1, ad = dd & 1;
+      const bool conj = op.kind == FilterOpKind::kAnd;
+      pp = (pp & ~uint64_t(1)) | (conj ? (ap & bp) : (ap | bp));
+      dd = (dd & ~uint64_t(1)) | (conj ? (ad & bd) : (ad | bd));
+    }
+  }
+  return {bool(pp & 1), bool(dd & 1)};
+}
+
+// The exact path for one (row, query) pair that passed the integer bound: the float score and
+// the Bloom plan (from registers when the words were loaded). Returns 0 (reject), 1 (accept) or
+// 2 (accept; the exact feature check is due: Bloom said possible, not definite). Liveness and
+// the exact check are left to the emit step, which runs them only near the top of each list.
+__device__ int accept(const ScanParams& p, const Staged& s, int qi, int64_t row, int64_t list_end,
+                      int32_t dot, float item_scale, bool words_in_regs, uint64_t w0, uint64_t w1,
+                      float* score) {
+  if (row >= list_end || s.query[qi] < 0) return 0;
+  *score = score_of(dot, s.scale[qi], item_scale);
+  if (!(*score >= s.threshold[qi])) return 0;
+  const bool sample = p.pass.out_rows == nullptr;
+  if ((sample || p.pass.check_inline) && p.index.scan.ids[row] == kEmptyId) return 0;
+  const int n_ops = s.plan_len[qi];
+  if (n_ops == 0) return 1;
+  const FilterOp* ops = s.ops + s.plan_begin[qi];
+  const PlanResult b =
+      words_in_regs ? eval_bloom_words(ops, n_ops, w0, w1)
+                    : eval_plan_bloom(ops, n_ops,
+                                      p.index.scan.signatures + row * p.index.scan.bloom_words);
+  if (!b.possible) return 0;
+  if ((sample || p.pass.check_inline) && !b.definite) {
+    // The sample pass has no later step: check exactly now, so thresholds come from eligible rows.
+    const FeatureStoreView& f = p.index.scan.features;
+    const int64_t off = f.offset[row];
+    return eval_plan_exact(ops, n_ops, f.feature_ids + off, f.values + off, f.count[row]) ? 1 : 0;
+  }
+  return b.definite ? 1 : 2;
+}
+
+// Rows that might reach the threshold take the exact path; the accepted ones are appended with
+// one atomic per (query, warp) instead of one per row: in the sample pass every row of a sampled
+// block is accepted, and per-row atomics on a query's counter serialize.
+__device__ __forceinline__ void bounds(const Staged& s, int tile, float inv_max, int32_t& da,
+                                       int32_t& db) {
+  const int qa = tile * 8 + 2 * (threadIdx.x & 3);
+  da = dot_floor(s.t_over_scale[qa], inv_max);
+  db = dot_floor(s.t_over_scale[qa + 1], inv_max);
+}
+
+// The slow part of the epilogue, for a warp where some element passed its bound. For filtered
+// batches it is called, not inlined: the sixteen epilogues of a 4-tile group would otherwise
+// each carry a copy of the filter evaluation, and the scan then stalls on instruction fetch.
+__device__ __forceinline__ void append_hits_body(const ScanParams& p, const Staged s, int tile,
+                                         int64_t block, int64_t list_end, int32_t a0, int32_t a1,
+                                         int32_t a2, int32_t a3, uint32_t hits, const RowSigs rs) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int qa = tile * 8 + 2 * t, qb = qa + 1;
+  const int64_t r0 = block * kBlockRows + g, r1 = r0 + 8;
+  const int32_t acc[4] = {a0, a1, a2, a3};
+  int hit[4];
+  float score[4];
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    hit[e] = 0;
+    if (hits & (1u << e))
+      hit[e] = accept(p, s, (e & 1) ? qb : qa, e < 2 ? r0 : r1, list_end, acc[e],
+                      rs.scale[e >> 1], p.sig_in_regs, rs.w[e >> 1][0], rs.w[e >> 1][1],
+                      &score[e]);
+  }
+  const uint32_t group = 0x11111111u << t;  // the lanes whose element e has my query
+  const uint32_t below = (1u << lane) - 1u;
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const uint32_t mask = __ballot_sync(0xFFFFFFFFu, hit[e]) & group;
+    const int leader = mask ? __ffs(mask) - 1 : lane;
+    const int qi = (e & 1) ? qb : qa;
+    uint32_t base = 0;
+    if (mask && lane == leader) base = atomicAdd(p.pass.out_count + s.query[qi], __popc(mask));
+    base = __shfl_sync(0xFFFFFFFFu, base, leader);
+    if (hit[e]) {
+      const uint32_t pos = base + __popc(mask & below);
+      if (pos < p.pass.cap) {
+        const int64_t slot = int64_t(s.query[qi]) * p.pass.cap + pos;
+        p.pass.out_scores[slot] = score[e];
+        if (p.pass.out_rows)
+          p.pass.out_rows[slot] = int32_t(e < 2 ? r0 : r1) | (hit[e] == 2 ? kNeedsCheck : 0);
       }
     }
   }
-  const uint32_t pos = atomicAdd(p.pass.out_count + q, 1u);
-  if (pos < p.pass.cap) {
-    const int64_t slot = int64_t(q) * p.pass.cap + pos;
-    p.pass.out_scores[slot] = score;
-    if (p.pass.out_rows) p.pass.out_rows[slot] = int32_t(row);
-  }
 }
 
+__device__ __noinline__ void append_hits(const ScanParams& p, const Staged s, int tile,
+                                         int64_t block, int64_t list_end, int32_t a0, int32_t a1,
+                                         int32_t a2, int32_t a3, uint32_t hits, const RowSigs rs) {
+  append_hits_body(p, s, tile, block, list_end, a0, a1, a2, a3, hits, rs);
+}
+
+// Unfiltered batches keep the slow part inline (it is short without a filter, and a call would
+// cost the hot loop registers); filtered batches call it (see append_hits_body).
+template <bool kFiltered>
 __device__ __forceinline__ void epilogue(const ScanParams& p, const Staged& s, int tile,
-                                         int64_t block, int64_t list_end, float inv_max,
-                                         const int32_t (&acc)[4]) {
-  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int qa = tile * 8 + 2 * t, qb = qa + 1;
-  const int32_t da = dot_floor(s.t_over_scale[qa], inv_max);
-  const int32_t db = dot_floor(s.t_over_scale[qb], inv_max);
-  if (acc[0] >= da || acc[1] >= db || acc[2] >= da || acc[3] >= db) {
-    const int64_t r0 = block * kBlockRows + g, r1 = r0 + 8;
-    if (acc[0] >= da) consider(p, s, qa, r0, list_end, acc[0]);
-    if (acc[1] >= db) consider(p, s, qb, r0, list_end, acc[1]);
-    if (acc[2] >= da) consider(p, s, qa, r1, list_end, acc[2]);
-    if (acc[3] >= db) consider(p, s, qb, r1, list_end, acc[3]);
+                                         int64_t block, int64_t list_end, int32_t da, int32_t db,
+                                         const int32_t (&acc)[4], const RowSigs& rs) {
+  const uint32_t hits = uint32_t(acc[0] >= da) | uint32_t(acc[1] >= db) << 1 |
+                        uint32_t(acc[2] >= da) << 2 | uint32_t(acc[3] >= db) << 3;
+  if (!__any_sync(0xFFFFFFFFu, hits != 0)) return;
+  if constexpr (kFiltered) {
+    append_hits(p, s, tile, block, list_end, acc[0], acc[1], acc[2], acc[3], hits, rs);
+  } else {
+    append_hits_body(p, s, tile, block, list_end, acc[0], acc[1], acc[2], acc[3], hits, rs);
   }
 }
 
-// KC > 0: the dimension fits KC chunks of 32 (d_pad <= 128) and a block's A fragments stay in
-// registers across all staged queries. KC == 0: any dimension; fragments are reloaded (from L1)
-// for each tile of 8 queries.
+__device__ __forceinline__ void load_row_sigs(const ScanParams& p, int64_t block, int lane,
+                                              RowSigs& rs) {
+  const int64_t r0 = block * kBlockRows + (lane >> 2);
+  rs.scale[0] = __ldg(p.index.scan.scales + r0);
+  rs.scale[1] = __ldg(p.index.scan.scales + r0 + 8);
+  if (!p.sig_in_regs) return;
+  const int words = p.index.scan.bloom_words;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const uint64_t* sig = p.index.scan.signatures + (r0 + 8 * h) * words;
+    rs.w[h][0] = __ldg(sig);
+    rs.w[h][1] = words > 1 ? __ldg(sig + 1) : 0;
+  }
+}
+
 template <int KC>
-__device__ void scan_block(const ScanParams& p, const Staged& s, int m_pad, int64_t block,
-                           int64_t list_end) {
+__device__ __forceinline__ void load_b_fragments(const uint32_t* b, uint32_t (&bf)[2 * KC]) {
+  // 16- or 8-byte shared loads: each lane's words for a tile are contiguous.
+  if constexpr (KC % 2 == 0) {
+#pragma unroll
+    for (int i = 0; i < KC / 2; ++i) {
+      const uint4 v = reinterpret_cast<const uint4*>(b)[i];
+      bf[4 * i] = v.x, bf[4 * i + 1] = v.y, bf[4 * i + 2] = v.z, bf[4 * i + 3] = v.w;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < KC; ++i) {
+      const uint2 v = reinterpret_cast<const uint2*>(b)[i];
+      bf[2 * i] = v.x, bf[2 * i + 1] = v.y;
+    }
+  }
+}
+
+// All staged queries against one block whose A fragments are in registers. Tiles go four at a
+// time: four independent accumulator chains keep the tensor pipe busy where one chain of
+// dependent mma would leave it waiting on its own latency.
+template <int KC, bool kFiltered>
+__device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s, int tiles,
+                                            int64_t block, int64_t list_end, float inv_max,
+                                            const uint32_t (&a)[KC][4]) {
   const int lane = threadIdx.x & 31;
-  const int8_t* codes = p.index.scan.codes + block * int64_t(kBlockRows) * p.index.scan.d_pad;
-  const float inv_max = p.index.block_inv_max_scale[block];
+  RowSigs rs;
+  load_row_sigs(p, block, lane, rs);
+  int tile = 0;
+  for (; tile + 4 <= tiles; tile += 4) {
+    uint32_t bf[4][2 * KC];
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+      load_b_fragments<KC>(s.frag + (size_t(tile + u) * 32 + lane) * (2 * KC), bf[u]);
+    // The bounds do not depend on the products: computed while the mma are in flight.
+    int32_t d[4][2];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) bounds(s, tile + u, inv_max, d[u][0], d[u][1]);
+    int32_t acc[4][4] = {};
+#pragma unroll
+    for (int c = 0; c < KC; ++c)
+#pragma unroll
+      for (int u = 0; u < 4; ++u) mma_s8_16x8x32(acc[u], a[c], bf[u][2 * c], bf[u][2 * c + 1]);
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+      epilogue<kFiltered>(p, s, tile + u, block, list_end, d[u][0], d[u][1], acc[u], rs);
+  }
+  for (; tile < tiles; ++tile) {
+    uint32_t bf[2 * KC];
+    load_b_fragments<KC>(s.frag + (size_t(tile) * 32 + lane) * (2 * KC), bf);
+    int32_t da, db;
+    bounds(s, tile, inv_max, da, db);
+    int32_t acc[4] = {0, 0, 0, 0};
+#pragma unroll
+    for (int c = 0; c < KC; ++c) mma_s8_16x8x32(acc, a[c], bf[2 * c], bf[2 * c + 1]);
+    epilogue<kFiltered>(p, s, tile, block, list_end, da, db, acc, rs);
+  }
+}
+
+// The next block of the chunk this warp scans at or after index i (sample mode skips blocks
+// that are not multiples of the stride); nblk when none is left.
+__device__ __forceinline__ int next_block(const ScanParams& p, int64_t first, int nblk, int i) {
+  const int stride = p.pass.sample_stride;
+  if (stride <= 1) return min(i, nblk);
+  for (; i < nblk; i += kWarps)
+    if ((first + i) % stride == 0) return i;
+  return nblk;
+}
+
+// One warp's share of a chunk. KC > 0 (d_pad <= 128): the A fragments of the next block are
+// loaded while the current one is multiplied, so two blocks per warp are in flight. KC == 0
+// (any dimension): fragments are reloaded (from L1) for each tile of 8 queries.
+template <int KC, bool kFiltered>
+__device__ void scan_chunk(const ScanParams& p, const Staged& s, int m_pad, int64_t first,
+                           int nblk, int64_t list_end) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int tiles = m_pad / 8;
+  const int64_t block_bytes = int64_t(kBlockRows) * p.index.scan.d_pad;
+  int i = next_block(p, first, nblk, warp);
+  if (i >= nblk) return;
   if constexpr (KC > 0) {
     uint32_t a[KC][4];
 #pragma unroll
-    for (int c = 0; c < KC; ++c) load_a_fragment(codes, c, p.n_groups, lane, a[c]);
-    for (int tile = 0; tile < tiles; ++tile) {
-      const uint32_t* b = s.frag + (size_t(tile) * 32 + lane) * (2 * KC);
-      // 16- or 8-byte shared loads: each lane's words for the tile are contiguous.
-      uint32_t bf[2 * KC];
-      if constexpr (KC % 2 == 0) {
+    for (int c = 0; c < KC; ++c)
+      load_a_fragment(p.index.scan.codes + (first + i) * block_bytes, c, p.n_groups, lane, a[c]);
+    float inv_max = p.index.block_inv_max_scale[first + i];
+    while (true) {
+      const int j = next_block(p, first, nblk, i + kWarps);
+      uint32_t an[KC][4];
+      float inv_next = 0.f;
+      if (j < nblk) {
 #pragma unroll
-        for (int i = 0; i < KC / 2; ++i) {
-          const uint4 v = reinterpret_cast<const uint4*>(b)[i];
-          bf[4 * i] = v.x, bf[4 * i + 1] = v.y, bf[4 * i + 2] = v.z, bf[4 * i + 3] = v.w;
-        }
-      } else {
-#pragma unroll
-        for (int i = 0; i < KC; ++i) {
-          const uint2 v = reinterpret_cast<const uint2*>(b)[i];
-          bf[2 * i] = v.x, bf[2 * i + 1] = v.y;
-        }
+        for (int c = 0; c < KC; ++c)
+          load_a_fragment(p.index.scan.codes + (first + j) * block_bytes, c, p.n_groups, lane,
+                          an[c]);
+        inv_next = p.index.block_inv_max_scale[first + j];
       }
-      int32_t acc[4] = {0, 0, 0, 0};
+      score_block<KC, kFiltered>(p, s, tiles, first + i, list_end, inv_max, a);
+      if (j >= nblk) break;
 #pragma unroll
-      for (int c = 0; c < KC; ++c) mma_s8_16x8x32(acc, a[c], bf[2 * c], bf[2 * c + 1]);
-      epilogue(p, s, tile, block, list_end, inv_max, acc);
+      for (int c = 0; c < KC; ++c)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) a[c][r] = an[c][r];
+      inv_max = inv_next;
+      i = j;
     }
   } else {
     const int nc = p.n_chunks32;
-    for (int tile = 0; tile < tiles; ++tile) {
-      const uint32_t* b = s.frag + (size_t(tile) * 32 + lane) * (2 * nc);
-      int32_t acc[4] = {0, 0, 0, 0};
-      for (int c = 0; c < nc; ++c) {
-        uint32_t a[4];
-        load_a_fragment(codes, c, p.n_groups, lane, a);
-        mma_s8_16x8x32(acc, a, b[2 * c], b[2 * c + 1]);
+    for (; i < nblk; i = next_block(p, first, nblk, i + kWarps)) {
+      const int64_t block = first + i;
+      const int8_t* codes = p.index.scan.codes + block * block_bytes;
+      const float inv_max = p.index.block_inv_max_scale[block];
+      RowSigs rs;
+      load_row_sigs(p, block, lane, rs);
+      for (int tile = 0; tile < tiles; ++tile) {
+        const uint32_t* b = s.frag + (size_t(tile) * 32 + lane) * (2 * nc);
+        int32_t acc[4] = {0, 0, 0, 0};
+        for (int c = 0; c < nc; ++c) {
+          uint32_t a[4];
+          load_a_fragment(codes, c, p.n_groups, lane, a);
+          mma_s8_16x8x32(acc, a, b[2 * c], b[2 * c + 1]);
+        }
+        int32_t da, db;
+        bounds(s, tile, inv_max, da, db);
+        epilogue<kFiltered>(p, s, tile, block, list_end, da, db, acc, rs);
       }
-      epilogue(p, s, tile, block, list_end, inv_max, acc);
     }
   }
 }
 
-template <int KC>
-__global__ void __launch_bounds__(kThreads, 2) scan_kernel(ScanParams p) {
+template <int KC, bool kFiltered>
+__global__ void __launch_bounds__(kThreads, 2) scan_kernel(const __grid_constant__ ScanParams p) {
   extern __shared__ uint4 shared[];
   const int cap = p.query_cap, nc = p.n_chunks32;
   Staged s;
@@ -197,51 +390,60 @@ __global__ void __launch_bounds__(kThreads, 2) scan_kernel(ScanParams p) {
   s.t_over_scale = s.threshold + cap;
   s.scale = s.t_over_scale + cap;
   s.query = reinterpret_cast<int32_t*>(s.scale + cap);
+  s.plan_begin = s.query + cap;
+  s.plan_len = s.plan_begin + cap;
+  if (p.staged_ops > 0) {
+    FilterOp* ops = reinterpret_cast<FilterOp*>(s.plan_len + cap + (cap & 3 ? 4 - (cap & 3) : 0));
+    for (int i = threadIdx.x; i < p.staged_ops; i += blockDim.x) ops[i] = p.queries.plan_ops[i];
+    s.ops = ops;
+  } else {
+    s.ops = p.queries.plan_ops;
+  }
+  __syncthreads();
 
   const int64_t n_tasks = *p.n_tasks;
   const int64_t begin = n_tasks * blockIdx.x / gridDim.x;
   const int64_t end = n_tasks * (blockIdx.x + 1) / gridDim.x;
-  const int warp = threadIdx.x >> 5;
-  int staged_list = -1, staged_base = -1;
+  // Queries are restaged only when the set changes: in exact search every list that all
+  // queries scan shares one query list (search_steps.h), so a CTA stages once.
+  const int32_t* staged = nullptr;
+  int staged_m = -1;
+  const int64_t stride = p.pass.sample_stride;
   for (int64_t task = begin; task < end; ++task) {
     const int32_t chunk = p.tasks[task];
-    const int32_t list = p.index.chunk_list[chunk];
     const int64_t first = p.index.chunk_first_block[chunk];
     const int nblk = p.index.chunk_blocks[chunk];
+    if (stride > 1 && (first + stride - 1) / stride * stride >= first + nblk) continue;  // unsampled
+    const int32_t list = p.index.chunk_list[chunk];
     const int64_t list_end = p.index.scan.list_offsets[list] + p.index.scan.list_sizes[list];
     const int32_t qcount = p.lists.count[list];
     const int32_t* qlist = p.lists.queries + p.lists.start[list];
     for (int base = 0; base < qcount; base += cap) {
       const int m = min(cap, qcount - base);
-      if (list != staged_list || base != staged_base) {
+      if (qlist + base != staged || m != staged_m) {
         __syncthreads();
         stage_queries(p, qlist + base, m, s);
         __syncthreads();
-        staged_list = list;
-        staged_base = base;
+        staged = qlist + base;
+        staged_m = m;
       }
-      const int m_pad = (m + 7) & ~7;
-      for (int i = warp; i < nblk; i += kWarps) {
-        const int64_t block = first + i;
-        if (p.pass.sample_stride > 1 && block % p.pass.sample_stride != 0) continue;
-        scan_block<KC>(p, s, m_pad, block, list_end);
-      }
+      scan_chunk<KC, kFiltered>(p, s, (m + 7) & ~7, first, nblk, list_end);
     }
   }
 }
 
-template <int KC>
+template <int KC, bool kFiltered>
 void launch_kernel(const ScanParams& p, size_t smem, cudaStream_t stream) {
-  ARGENT_CUDA_CHECK(cudaFuncSetAttribute(scan_kernel<KC>,
+  ARGENT_CUDA_CHECK(cudaFuncSetAttribute(scan_kernel<KC, kFiltered>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          int(kMaxSharedBytes)));
   int per_sm = 0, device = 0, sms = 0;
-  ARGENT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, scan_kernel<KC>,
+  ARGENT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, scan_kernel<KC, kFiltered>,
                                                                   kThreads, smem));
   ARGENT_CUDA_CHECK(cudaGetDevice(&device));
   ARGENT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   const int grid = std::max(1, per_sm) * sms * 4;  // more tasks than CTAs balances uneven chunks
-  scan_kernel<KC><<<grid, kThreads, smem, stream>>>(p);
+  scan_kernel<KC, kFiltered><<<grid, kThreads, smem, stream>>>(p);
   ARGENT_CUDA_CHECK_LAUNCH("scan_kernel");
 }
 
@@ -260,18 +462,30 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
   const int d_pad = index.scan.d_pad;
   p.n_chunks32 = (d_pad + 31) / 32;
   p.n_groups = d_pad / 4;
-  const size_t per_query = size_t(p.n_chunks32) * 32 + 16;
-  const int fit = int(kMaxSharedBytes / per_query) / 8 * 8;
+  const size_t per_query = size_t(p.n_chunks32) * 32 + 24;
+  const int fit = int((kMaxSharedBytes - kMaxStagedOps * sizeof(FilterOp)) / per_query) / 8 * 8;
   ARGENT_ASSERT(fit >= 8, "dimension ", d_pad, " leaves no room for 8 staged queries");
   const int wanted = (std::max(1, max_queries_per_list) + 7) / 8 * 8;
   p.query_cap = std::min(fit, wanted);
-  const size_t smem = per_query * size_t(p.query_cap);
-  switch (p.n_chunks32) {
-    case 1: launch_kernel<1>(p, smem, stream); break;
-    case 2: launch_kernel<2>(p, smem, stream); break;
-    case 3: launch_kernel<3>(p, smem, stream); break;
-    case 4: launch_kernel<4>(p, smem, stream); break;
-    default: launch_kernel<0>(p, smem, stream); break;
+  p.staged_ops = queries.n_plan_ops <= kMaxStagedOps ? queries.n_plan_ops : 0;
+  p.sig_in_regs = queries.plan_of_query != nullptr && index.scan.bloom_words <= 2;
+  const size_t smem = per_query * size_t(p.query_cap) + sizeof(FilterOp) * size_t(p.staged_ops);
+  if (queries.plan_of_query) {
+    switch (p.n_chunks32) {
+      case 1: launch_kernel<1, true>(p, smem, stream); break;
+      case 2: launch_kernel<2, true>(p, smem, stream); break;
+      case 3: launch_kernel<3, true>(p, smem, stream); break;
+      case 4: launch_kernel<4, true>(p, smem, stream); break;
+      default: launch_kernel<0, true>(p, smem, stream); break;
+    }
+  } else {
+    switch (p.n_chunks32) {
+      case 1: launch_kernel<1, false>(p, smem, stream); break;
+      case 2: launch_kernel<2, false>(p, smem, stream); break;
+      case 3: launch_kernel<3, false>(p, smem, stream); break;
+      case 4: launch_kernel<4, false>(p, smem, stream); break;
+      default: launch_kernel<0, false>(p, smem, stream); break;
+    }
   }
 }
 

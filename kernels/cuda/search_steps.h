@@ -11,6 +11,11 @@
 namespace argent {
 namespace cuda {
 
+// Candidate rows carry a flag in bit 31: the Bloom plan passed without being definite, so the
+// exact feature check is still due (done after the sort, for the candidates near the top only).
+constexpr int32_t kNeedsCheck = int32_t(0x80000000u);
+constexpr int32_t kRowMask = 0x7FFFFFFF;
+
 // Which queries scan which lists, list-major: list l is scanned by
 // list_queries[list_start[l] .. list_start[l] + list_count[l]).
 struct ListQueries {
@@ -31,6 +36,10 @@ struct ScanPass {
   float* out_scores = nullptr;    // [n, cap]
   int32_t* out_rows = nullptr;    // [n, cap] or null
   int64_t cap = 0;
+  // Collect mode: run liveness and the exact feature check here rather than after the sort, so
+  // only eligible rows take slots (a threshold that is the exact k-th score leaves no room for
+  // Bloom false positives).
+  bool check_inline = false;
 };
 
 void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
@@ -40,7 +49,7 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
 // Builds ListQueries from probes [n, nprobe] (or, with probes == null, every list), skipping
 // empty lists and lists whose Bloom summary rules out the query's filter, then the list of
 // chunks that some query scans (tasks, count in *n_tasks). Scratch buffers are caller-owned:
-// list_count/list_fill/list_start [n_lists], list_queries [n * (probes ? nprobe : n_lists)],
+// list_count/list_fill/list_start [n_lists], list_queries [n * (probes ? nprobe : n_lists) + n],
 // tasks [n_chunks], cub_temp of cub_temp_bytes (query with cub_temp == null first).
 struct InvertBuffers {
   int32_t* list_count;
@@ -73,7 +82,8 @@ struct SortBuffers {
   size_t cub_temp_bytes;
 };
 size_t sort_temp_bytes(int64_t n, int64_t cap);
-void launch_sort_and_emit(const GpuIndexView& index, const float* cand_scores,
+void launch_sort_and_emit(const GpuIndexView& index, const GpuQueriesView& queries,
+                          const float* cand_scores,
                           const int32_t* cand_rows, const uint32_t* cand_count,
                           const float* thresholds, int64_t n, int64_t cap, int64_t k,
                           const SortBuffers& b, float* scores, int64_t* ids, int64_t* rows,

@@ -1,5 +1,6 @@
 // Thresholds from the sample, and the final top-k: one radix sort of all candidate buffers by
 // (query, score), equal scores put in id order, the first k of each query written out.
+#include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
 
 #include <cstdint>
@@ -46,7 +47,8 @@ __global__ void order_ties_kernel(const GpuIndexView index, const uint64_t* keys
   const int64_t q = blockIdx.y;
   const int64_t n = min(int64_t(count[q]), cap);
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= min(n, k)) return;
+  if (i >= n) return;
+  (void)k;
   const uint64_t* key = keys + q * cap;
   int32_t* val = values + q * cap;
   const uint32_t mine = uint32_t(key[i]);
@@ -57,9 +59,9 @@ __global__ void order_ties_kernel(const GpuIndexView index, const uint64_t* keys
   const int64_t* ids = index.scan.ids;
   for (int64_t a = i + 1; a < end; ++a) {
     const int32_t row = val[a];
-    const int64_t id = ids[row];
+    const int64_t id = ids[row & kRowMask];
     int64_t b = a;
-    while (b > i && ids[val[b - 1]] > id) {
+    while (b > i && ids[val[b - 1] & kRowMask] > id) {
       val[b] = val[b - 1];
       --b;
     }
@@ -67,30 +69,64 @@ __global__ void order_ties_kernel(const GpuIndexView index, const uint64_t* keys
   }
 }
 
-__global__ void emit_kernel(const GpuIndexView index, const uint64_t* keys, const int32_t* values,
-                            const uint32_t* count, const float* thresholds, int64_t cap, int64_t k,
-                            float* scores, int64_t* ids, int64_t* rows, int32_t* rescue,
-                            int32_t* n_rescue) {
-  const int64_t q = blockIdx.y;
+// One CTA per query walks its sorted candidates in windows of kEmitThreads: a candidate is
+// valid when its row is live and, if the scan flagged it (Bloom possible but not definite),
+// the exact feature check passes; the first k valid ones are written in order. The exact checks
+// run here, in parallel over the few candidates near the top, rather than inside the scan.
+constexpr int kEmitThreads = 512;
+
+__global__ void __launch_bounds__(kEmitThreads) verify_emit_kernel(
+    const GpuIndexView index, const GpuQueriesView qv, const uint64_t* keys,
+    const int32_t* values, const uint32_t* count, const float* thresholds, int64_t cap, int64_t k,
+    float* scores, int64_t* ids, int64_t* rows, int32_t* rescue, int32_t* n_rescue) {
+  using BlockScan = cub::BlockScan<int, kEmitThreads>;
+  __shared__ typename BlockScan::TempStorage scan_tmp;
+  __shared__ int total;
+  const int64_t q = blockIdx.x;
   const int64_t n = min(int64_t(count[q]), cap);
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i == 0) {
+  const int32_t plan = qv.plan_of_query ? qv.plan_of_query[q] : -1;
+  const FilterOp* ops = plan >= 0 ? qv.plan_ops + qv.plan_begin[plan] : nullptr;
+  const int n_ops = plan >= 0 ? qv.plan_len[plan] : 0;
+  const FeatureStoreView& f = index.scan.features;
+  if (threadIdx.x == 0) total = 0;
+  __syncthreads();
+  for (int64_t base = 0; base < n && total < k; base += kEmitThreads) {
+    const int64_t i = base + threadIdx.x;
+    int ok = 0;
+    int32_t row = 0;
+    if (i < n) {
+      const int32_t v = values[q * cap + i];
+      row = v & kRowMask;
+      ok = index.scan.ids[row] != kEmptyId;
+      if (ok && (v & kNeedsCheck)) {
+        const int64_t off = f.offset[row];
+        ok = eval_plan_exact(ops, n_ops, f.feature_ids + off, f.values + off, f.count[row]);
+      }
+    }
+    int rank = 0, found = 0;
+    BlockScan(scan_tmp).ExclusiveSum(ok, rank, found);
+    const int64_t out_rank = total + rank;
+    if (ok && out_rank < k) {
+      const int64_t out = q * k + out_rank;
+      scores[out] = score_of_key(uint32_t(keys[q * cap + i]));
+      ids[out] = index.scan.ids[row];
+      if (rows) rows[out] = row;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) total += found;
+    __syncthreads();
+  }
+  const int64_t got = min(int64_t(total), k);
+  for (int64_t i = got + threadIdx.x; i < k; i += kEmitThreads) {
+    scores[q * k + i] = -INFINITY;
+    ids[q * k + i] = kEmptyId;
+    if (rows) rows[q * k + i] = -1;
+  }
+  if (threadIdx.x == 0) {
     const bool overflow = int64_t(count[q]) > cap;
-    const bool short_of_k = n < k && thresholds[q] > -INFINITY;
+    const bool short_of_k = got < k && thresholds[q] > -INFINITY;
     rescue[q] = overflow || short_of_k;
     if (overflow || short_of_k) atomicAdd(n_rescue, 1);
-  }
-  if (i >= k) return;
-  const int64_t out = q * k + i;
-  if (i < n) {
-    const int32_t row = values[q * cap + i];
-    scores[out] = score_of_key(uint32_t(keys[q * cap + i]));
-    ids[out] = index.scan.ids[row];
-    if (rows) rows[out] = row;
-  } else {
-    scores[out] = -INFINITY;
-    ids[out] = kEmptyId;
-    if (rows) rows[out] = -1;
   }
 }
 
@@ -119,7 +155,8 @@ size_t sort_temp_bytes(int64_t n, int64_t cap) {
   return bytes;
 }
 
-void launch_sort_and_emit(const GpuIndexView& index, const float* cand_scores,
+void launch_sort_and_emit(const GpuIndexView& index, const GpuQueriesView& queries,
+                          const float* cand_scores,
                           const int32_t* cand_rows, const uint32_t* cand_count,
                           const float* thresholds, int64_t n, int64_t cap, int64_t k,
                           const SortBuffers& b, float* scores, int64_t* ids, int64_t* rows,
@@ -134,15 +171,14 @@ void launch_sort_and_emit(const GpuIndexView& index, const float* cand_scores,
   size_t temp = b.cub_temp_bytes;
   ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(b.cub_temp, temp, keys, values, items, 0,
                                                     key_bits(n), stream));
-  const dim3 tie_grid(unsigned((std::min(k, cap) + kThreads - 1) / kThreads), unsigned(n));
+  const dim3 tie_grid(unsigned((cap + kThreads - 1) / kThreads), unsigned(n));
   order_ties_kernel<<<tie_grid, kThreads, 0, stream>>>(index, keys.Current(), values.Current(),
                                                        cand_count, cap, k);
   ARGENT_CUDA_CHECK_LAUNCH("order_ties_kernel");
-  const dim3 emit_grid(unsigned((k + kThreads - 1) / kThreads), unsigned(n));
-  emit_kernel<<<emit_grid, kThreads, 0, stream>>>(index, keys.Current(), values.Current(),
-                                                  cand_count, thresholds, cap, k, scores, ids,
-                                                  rows, rescue, n_rescue);
-  ARGENT_CUDA_CHECK_LAUNCH("emit_kernel");
+  verify_emit_kernel<<<unsigned(n), kEmitThreads, 0, stream>>>(
+      index, queries, keys.Current(), values.Current(), cand_count, thresholds, cap, k, scores,
+      ids, rows, rescue, n_rescue);
+  ARGENT_CUDA_CHECK_LAUNCH("verify_emit_kernel");
 }
 
 }  // namespace cuda
