@@ -176,9 +176,11 @@ int run_bench_rerank(const BenchRerankArgs& a) {
                 (long long)depth, (long long)m, seconds, rate, 1000 * seconds, max_rel);
     std::fflush(stdout);
     const std::string dev = reranker.device().str();
-    csv += dev + "," + std::to_string(a.batch) + "," + std::to_string(depth) + "," +
-           std::to_string(m) + "," + std::to_string(seconds) + "," + std::to_string(rate) + "," +
-           std::to_string(1000 * seconds) + "," + std::to_string(max_rel) + "\n";
+    char line[256];
+    std::snprintf(line, sizeof line, "%s,%lld,%lld,%lld,%.6f,%.1f,%.3f,%.3e\n", dev.c_str(),
+                  (long long)a.batch, (long long)depth, (long long)m, seconds, rate,
+                  1000 * seconds, max_rel);
+    csv += line;
     rows.push_back({{"device", dev}, {"batch", a.batch}, {"depth", depth}, {"candidates", m},
                     {"seconds", seconds}, {"candidates_per_s", rate},
                     {"ms_per_batch", 1000 * seconds}, {"max_rel_err", max_rel},
