@@ -111,6 +111,23 @@ Entry choice_key(const std::string& path, Section Config::*section, std::string 
   return e;
 }
 
+// A YAML sequence of scalars, e.g. `tasks: [click, like]`; T is std::string, int64_t or double.
+template <typename Section, typename T>
+Entry list_key(const std::string& path, Section Config::*section, std::vector<T> Section::*field,
+               const char* type, const std::string& doc) {
+  Config defaults;
+  std::string shown = "[";
+  for (const T& v : (defaults.*section).*field) shown += (shown.size() > 1 ? ", " : "") + text(v);
+  Entry e{{path, std::string("list of ") + type, shown + "]", doc}, nullptr};
+  e.set = [=](Config& c, const YAML::Node& n, const std::string& where) {
+    ARGENT_CHECK(n.IsSequence(), where, ": ", path, " must be a list, e.g. [a, b]");
+    std::vector<T> out;
+    for (const YAML::Node& item : n) out.push_back(scalar_as<T>(item, path, where, type));
+    (c.*section).*field = std::move(out);
+  };
+  return e;
+}
+
 const std::vector<Entry>& schema() {
   static const std::vector<Entry> entries = [] {
     using C = Config;
@@ -188,6 +205,35 @@ const std::vector<Entry>& schema() {
                 "hanging it."),
         float_key("serve.stats_interval_s", &C::serve, &ServeConfig::stats_interval_s, 0.0,
                   3600.0, "Seconds between the server's stats log lines (0: never)."),
+        bool_key("rerank.enabled", &C::rerank, &RerankConfig::enabled,
+                 "Rerank the merged candidates on the coordinator with rerank.model; when false, "
+                 "results are the retrieval order and task_weights in requests are rejected."),
+        string_key("rerank.model", &C::rerank, &RerankConfig::model,
+                   "Reranker model file (TorchScript, written by python/train_reranker.py; "
+                   "docs/formats.md)."),
+        list_key("rerank.tasks", &C::rerank, &RerankConfig::tasks, "string",
+                 "Task heads, in the model's order; must equal the model file's tasks."),
+        list_key("rerank.hidden", &C::rerank, &RerankConfig::hidden, "int",
+                 "OverArch hidden layer sizes; must equal the model file's."),
+        choice_key("rerank.activation", &C::rerank, &RerankConfig::activation,
+                   {"relu", "gelu", "tanh", "silu"},
+                   "OverArch activation; must equal the model file's."),
+        list_key("rerank.task_weights", &C::rerank, &RerankConfig::task_weights, "float",
+                 "Value model: weight w_t of each task's probability in the blended value "
+                 "sum_t w_t * sigmoid(logit_t) + w_r * retrieval score. Empty: the weights stored "
+                 "in the model file (w_r included). A request's task_weights override them."),
+        float_key("rerank.retrieval_score_weight", &C::rerank,
+                  &RerankConfig::retrieval_score_weight, -1e6, 1e6,
+                  "Value model: w_r, used when rerank.task_weights is set."),
+        int_key("rerank.depth", &C::rerank, &RerankConfig::depth, 1, 100000,
+                "Candidates reranked per query (the retrieval top-depth); a request's "
+                "rerank_depth overrides it."),
+        int_key("rerank.chunk_rows", &C::rerank, &RerankConfig::chunk_rows, 1, 1 << 24,
+                "Candidates scored per forward pass; bounds the reranker's working memory "
+                "(about chunk_rows * (3 * dim + 2 * widest layer) floats)."),
+        choice_key("rerank.device", &C::rerank, &RerankConfig::device, {"auto", "cpu", "cuda"},
+                   "Where the coordinator runs the reranker: auto = CUDA when available, else "
+                   "CPU."),
     };
   }();
   return entries;
@@ -224,6 +270,23 @@ void apply(Config& c, const YAML::Node& node, const std::string& prefix, const s
   }
 }
 
+void check_rerank(const RerankConfig& r, const std::string& origin) {
+  ARGENT_CHECK(!r.tasks.empty() && r.tasks.size() <= 64, origin, ": rerank.tasks has ",
+               r.tasks.size(), " names; expected 1 to 64");
+  ARGENT_CHECK(!r.hidden.empty() && r.hidden.size() <= 16, origin, ": rerank.hidden has ",
+               r.hidden.size(), " layers; expected 1 to 16");
+  for (int64_t h : r.hidden)
+    ARGENT_CHECK(h >= 1 && h <= 65536, origin, ": rerank.hidden size ", h,
+                 " is out of range [1, 65536]");
+  ARGENT_CHECK(r.task_weights.empty() || r.task_weights.size() == r.tasks.size(), origin,
+               ": rerank.task_weights has ", r.task_weights.size(), " values for ",
+               r.tasks.size(), " tasks");
+  for (double w : r.task_weights)
+    ARGENT_CHECK(std::isfinite(w), origin, ": rerank.task_weights has a non-finite value ", w);
+  ARGENT_CHECK(!r.enabled || !r.model.empty(), origin,
+               ": rerank.enabled is true but rerank.model names no file");
+}
+
 }  // namespace
 
 Config parse_config(const std::string& yaml_text, const std::string& origin) {
@@ -240,6 +303,7 @@ Config parse_config(const std::string& yaml_text, const std::string& origin) {
   apply(c, root, "", origin, by_path);
   ARGENT_CHECK(c.index.bloom_bits % 64 == 0, origin, ": index.bloom_bits = ", c.index.bloom_bits,
                " must be a multiple of 64");
+  check_rerank(c.rerank, origin);
   return c;
 }
 

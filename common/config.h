@@ -55,11 +55,27 @@ struct ServeConfig {
   double stats_interval_s = 1.0;
 };
 
+// The coordinator's multi-task reranker (docs/architecture.md, "Reranking"). The structure keys
+// (tasks, hidden, activation) describe the model file and are checked against it at load.
+struct RerankConfig {
+  bool enabled = false;
+  std::string model;  // TorchScript file written by python/train_reranker.py
+  std::vector<std::string> tasks = {"click", "like", "share", "watch"};
+  std::vector<int64_t> hidden = {256, 128};
+  std::string activation = "relu";
+  std::vector<double> task_weights;     // empty: the value weights stored in the model file
+  double retrieval_score_weight = 0.0;  // used with task_weights
+  int64_t depth = 1000;                 // candidates reranked per query (a request may override)
+  int64_t chunk_rows = 65536;           // candidates scored per forward pass: bounds memory
+  std::string device = "auto";          // auto: CUDA when LibTorch sees a GPU, else CPU
+};
+
 struct Config {
   IndexConfig index;
   SearchConfig search;
   SyntheticConfig synthetic;
   ServeConfig serve;
+  RerankConfig rerank;
 };
 
 // One documented key of the schema.

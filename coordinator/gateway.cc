@@ -8,12 +8,14 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "coordinator/replier.h"
+#include "coordinator/value_model.h"
 #include "shard/filter.h"
 
 namespace argent {
 namespace {
 
 constexpr size_t kMaxExcludedIds = 100000;
+constexpr int64_t kMaxRerankDepth = 100000;  // the range of rerank.depth
 
 v1::Response error_response(v1::StatusCode code, const std::string& message) {
   v1::Response r;
@@ -75,8 +77,21 @@ std::string validate_search(const v1::SearchRequest& request, const IndexMeta& m
     why << request.exclude_ids_size() << " excluded ids; at most " << kMaxExcludedIds;
     return why.str();
   }
-  if (request.task_weights_size() > 0) {
-    return "task_weights given, but this server runs no reranker (no value model is loaded)";
+  if (!config.rerank.enabled) {
+    if (request.task_weights_size() > 0)
+      return "task_weights given, but this server runs no reranker (rerank.enabled is false)";
+    if (request.rerank_depth() != 0)
+      return "rerank_depth given, but this server runs no reranker (rerank.enabled is false)";
+  } else {
+    const std::string weights = task_weights_problem(
+        request.task_weights().data(), request.task_weights_size(),
+        int64_t(config.rerank.tasks.size()));
+    if (!weights.empty()) return weights;
+    if (request.rerank_depth() < 0 || request.rerank_depth() > kMaxRerankDepth) {
+      why << "rerank_depth = " << request.rerank_depth() << " is outside [0, " << kMaxRerankDepth
+          << "] (0: rerank.depth)";
+      return why.str();
+    }
   }
   try {
     compile_filter(request.filter(), meta.bloom);
@@ -91,6 +106,8 @@ std::string validate_search(const v1::SearchRequest& request, const IndexMeta& m
   out->nprobe = out->exact ? 0 : int32_t(nprobe);
   out->filter = request.filter();
   out->exclude_ids.assign(request.exclude_ids().begin(), request.exclude_ids().end());
+  out->task_weights.assign(request.task_weights().begin(), request.task_weights().end());
+  out->rerank_depth = request.rerank_depth() == 0 ? config.rerank.depth : request.rerank_depth();
   out->arrival = SteadyClock::now();
   const int64_t timeout_ms =
       request.timeout_ms() > 0 ? request.timeout_ms() : config.serve.default_timeout_ms;

@@ -34,6 +34,8 @@ MergedResult merge_query(const std::vector<const float*>& rank_scores,
     if (!excluded.count(h.id)) {
       out.ids.push_back(h.id);
       out.scores.push_back(h.score);
+      out.ranks.push_back(int32_t(h.rank));
+      out.positions.push_back(h.pos);
     }
     const int64_t next = h.pos + 1;
     if (next < block_k && rank_ids[h.rank][next] != -1)

@@ -10,6 +10,8 @@ namespace argent {
 struct MergedResult {
   std::vector<int64_t> ids;   // best first; ties by id ascending
   std::vector<float> scores;
+  std::vector<int32_t> ranks;      // which rank's block each result came from
+  std::vector<int64_t> positions;  // and its position in that rank's [k] list
 };
 
 // For query `q`, merges ranks' lists (each sorted by score desc, id asc, -1 padded) from the

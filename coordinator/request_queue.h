@@ -23,6 +23,8 @@ struct PendingSearch {
   bool exact = false;
   std::string filter;
   std::vector<int64_t> exclude_ids;
+  std::vector<float> task_weights;  // the value model's weights; empty: the server's defaults
+  int64_t rerank_depth = 0;         // candidates reranked (with a reranker)
   SteadyClock::time_point arrival;
   SteadyClock::time_point deadline;  // time_point::max(): none
 };

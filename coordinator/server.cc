@@ -3,17 +3,13 @@
 #include <zmq.hpp>
 
 #include <atomic>
-#include <condition_variable>
 #include <csignal>
-#include <deque>
-#include <mutex>
-#include <thread>
-#include <unordered_set>
 
 #include "common/error.h"
 #include "common/log.h"
 #include "coordinator/gateway.h"
-#include "coordinator/merge.h"
+#include "coordinator/merger.h"
+#include "coordinator/rerank_model.h"
 #include "coordinator/partition_map.h"
 #include "coordinator/replier.h"
 #include "coordinator/request_queue.h"
@@ -26,122 +22,6 @@ namespace argent {
 namespace {
 
 std::atomic<bool> g_shutdown{false};
-
-double ms_between(SteadyClock::time_point a, SteadyClock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-v1::Response search_status(const PendingSearch& r, v1::StatusCode code, const std::string& msg) {
-  v1::Response out;
-  v1::SearchResponse* s = out.mutable_search();
-  s->set_request_id(r.request_id);
-  s->mutable_status()->set_code(code);
-  s->mutable_status()->set_message(msg);
-  return out;
-}
-
-// A gathered step on its way from the step loop to the merge thread.
-struct MergeJob {
-  std::vector<PendingSearch> requests;
-  std::vector<uint8_t> blocks;  // ranks x shard_block_bytes(n, k)
-  int64_t k = 0;
-  SteadyClock::time_point dispatched;
-};
-
-// Merges gathered steps and replies, on its own thread, so the step loop can broadcast the next
-// batch while this one is merged.
-class Merger {
- public:
-  Merger(zmq::context_t& context, ServerStats& stats, int ranks)
-      : context_(context), stats_(stats), ranks_(ranks), thread_([this] { run(); }) {}
-  ~Merger() { stop(); }
-
-  void push(MergeJob job) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      jobs_.push_back(std::move(job));
-    }
-    cv_.notify_one();
-  }
-  void stop() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_one();
-    if (thread_.joinable()) thread_.join();
-  }
-
- private:
-  void run() {
-    Replier replier(context_);
-    for (;;) {
-      MergeJob job;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
-        if (jobs_.empty()) return;  // stopping, and every job is answered
-        job = std::move(jobs_.front());
-        jobs_.pop_front();
-      }
-      answer(job, replier);
-    }
-  }
-
-  void answer(const MergeJob& job, Replier& replier) {
-    const int64_t n = int64_t(job.requests.size()), k = job.k;
-    const size_t block_bytes = shard_block_bytes(n, k);
-    std::vector<ShardBlockView> blocks;
-    for (int r = 0; r < ranks_; ++r)
-      blocks.push_back(shard_block(job.blocks.data() + size_t(r) * block_bytes, n, k));
-    const auto now = SteadyClock::now();
-    for (int64_t q = 0; q < n; ++q) {
-      const PendingSearch& req = job.requests[size_t(q)];
-      if (now > req.deadline) {
-        stats_.record_deadline_exceeded();
-        replier.send(req.envelope, search_status(req, v1::DEADLINE_EXCEEDED,
-                                                 "deadline passed while the request was searched"));
-        continue;
-      }
-      std::vector<const float*> scores;
-      std::vector<const int64_t*> ids;
-      for (const ShardBlockView& b : blocks) {
-        scores.push_back(b.scores + q * k);
-        ids.push_back(b.ids + q * k);
-      }
-      const std::unordered_set<int64_t> excluded(req.exclude_ids.begin(), req.exclude_ids.end());
-      const MergedResult merged = merge_query(scores, ids, k, req.k, excluded);
-
-      v1::Response out;
-      v1::SearchResponse* s = out.mutable_search();
-      s->set_request_id(req.request_id);
-      s->mutable_status()->set_code(v1::OK);
-      s->mutable_ids()->Add(merged.ids.begin(), merged.ids.end());
-      s->mutable_scores()->Add(merged.scores.begin(), merged.scores.end());
-      for (const ShardBlockView& b : blocks) {
-        v1::ShardTiming* t = s->add_shard_timings();
-        t->set_rank(b.header->rank);
-        t->set_search_ms(b.header->search_ms);
-        t->set_items(b.header->items);
-      }
-      s->set_queue_ms(float(ms_between(req.arrival, job.dispatched)));
-      const double server_ms = ms_between(req.arrival, SteadyClock::now());
-      s->set_server_ms(float(server_ms));
-      s->set_batch_size(int32_t(n));
-      replier.send(req.envelope, out);
-      stats_.record_answer(server_ms);
-    }
-  }
-
-  zmq::context_t& context_;
-  ServerStats& stats_;
-  int ranks_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<MergeJob> jobs_;
-  bool stopping_ = false;
-  std::thread thread_;
-};
 
 // Everything a rank holds while serving.
 struct RankState {
@@ -223,8 +103,22 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
   const Prober prober(s.meta);
   Gateway gateway(context, config, s.meta, queue, stats,
                   GatewayInfo{control.size(), data.backend()});
+  // The reranker is loaded before the gateway opens, so a bad model file stops the job at start.
+  std::unique_ptr<RerankSetup> rerank;
+  if (config.rerank.enabled) {
+    rerank = std::make_unique<RerankSetup>();
+    RerankModel model = load_rerank_model(config.rerank.model, config.rerank, s.meta.dim);
+    rerank->defaults =
+        default_value_weights(config.rerank, model.task_weights, model.retrieval_weight);
+    rerank->reranker = std::make_unique<Reranker>(std::move(model), config.rerank.device,
+                                                  config.rerank.chunk_rows);
+    rerank->dim = s.meta.dim;
+    rerank->normalize = s.meta.normalize;
+    ARGENT_LOG(kInfo, "reranker: ", config.rerank.model, ", ", rerank->reranker->n_tasks(),
+               " tasks, depth ", config.rerank.depth, ", on ", rerank->reranker->device().str());
+  }
   gateway.start();
-  Merger merger(context, stats, data.size());
+  Merger merger(context, stats, data.size(), rerank.get());
   Replier replier(context);
   int64_t total_items = 0;
   for (int64_t n : stats.snapshot().items_per_rank) total_items += n;
@@ -270,11 +164,14 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
         std::copy(live[size_t(q)].embedding.begin(), live[size_t(q)].embedding.end(),
                   x.begin() + q * s.meta.dim);
         filters.push_back(live[size_t(q)].filter);
-        step.k = std::max<int64_t>(step.k,
-                                   live[size_t(q)].k + int64_t(live[size_t(q)].exclude_ids.size()));
+        // With the reranker, a query needs its top max(k, depth) candidates after exclusions.
+        const PendingSearch& r = live[size_t(q)];
+        const int64_t wanted = rerank ? std::max(r.k, r.rerank_depth) : r.k;
+        step.k = std::max<int64_t>(step.k, wanted + int64_t(r.exclude_ids.size()));
       }
       step.queries = prepare_queries(x.data(), n, s.meta.dim, s.meta, filters);
       step.nprobe = live.front().exact ? 0 : live.front().nprobe;
+      step.with_codes = rerank != nullptr;
       if (step.nprobe > 0)
         step.lists = prober.probe(step.queries, step.nprobe, lists.sizes.data(),
                                   lists.summaries.data());
@@ -291,6 +188,7 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
 
     MergeJob job;
     job.k = step.k;
+    job.code_dims = step.with_codes ? s.meta.d_pad : 0;
     job.dispatched = now;
     job.blocks.resize(block.size() * size_t(data.size()));
     data.all_gather_host(block.data(), job.blocks.data(), block.size());

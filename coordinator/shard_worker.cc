@@ -1,8 +1,12 @@
 #include "coordinator/shard_worker.h"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <chrono>
 
 #include "collectives/communicator.h"
+#include "kernels/layout.h"
 #include "shard/local_engine.h"
 
 namespace argent {
@@ -12,14 +16,39 @@ ShardWorker::ShardWorker(ShardIndex shard, int rank, int threads)
 
 std::vector<uint8_t> ShardWorker::search(const SearchStep& step) const {
   const int64_t n = step.queries.n, k = step.k;
-  std::vector<uint8_t> block(shard_block_bytes(n, k));
+  const int32_t d_pad = shard_.meta().d_pad;
+  const int32_t code_dims = step.with_codes ? d_pad : 0;
+  std::vector<uint8_t> block(shard_block_bytes(n, k, code_dims));
   ShardBlockHeader* header;
-  float* scores;
+  float *scores, *item_scales = nullptr;
   int64_t* ids;
-  shard_block_pointers(block.data(), n, k, &header, &scores, &ids);
+  int8_t* codes = nullptr;
+  shard_block_pointers(block.data(), n, k, &header, &scores, &ids, code_dims, &item_scales,
+                       &codes);
   const auto start = std::chrono::steady_clock::now();
+  std::vector<int64_t> rows;
+  if (step.with_codes) rows.resize(static_cast<size_t>(n * k));
   search_shard(shard_, step.queries, step.nprobe > 0 ? step.lists.data() : nullptr, step.nprobe,
-               k, threads_, scores, ids, nullptr, nullptr);
+               k, threads_, scores, ids, step.with_codes ? rows.data() : nullptr, nullptr);
+  if (step.with_codes) {
+    // Rows leave the blocked layout as plain [d_pad] code vectors; the coordinator dequantizes
+    // them (codes * scale) exactly as the index scored them.
+    const ShardTensors& t = shard_.tensors();
+    const int8_t* blocked = t.codes.data_ptr<int8_t>();
+    const float* row_scales = t.scales.data_ptr<float>();
+#pragma omp parallel for schedule(static) num_threads(threads_ > 0 ? threads_ : omp_get_max_threads())
+    for (int64_t i = 0; i < n * k; ++i) {
+      int8_t* out = codes + i * d_pad;
+      const int64_t row = rows[size_t(i)];
+      if (row < 0) {
+        std::fill(out, out + d_pad, int8_t(0));
+        item_scales[i] = 0.0f;
+        continue;
+      }
+      for (int32_t j = 0; j < d_pad; ++j) out[j] = blocked[code_offset(row, d_pad, j)];
+      item_scales[i] = row_scales[row];
+    }
+  }
   header->rank = rank_;
   header->search_ms =
       std::chrono::duration<float, std::milli>(std::chrono::steady_clock::now() - start).count();

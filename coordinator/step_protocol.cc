@@ -74,6 +74,7 @@ std::vector<uint8_t> encode_search_step(const SearchStep& s) {
   w.put<int64_t>(int64_t(q.plans.size()));
   for (const FilterPlan& plan : q.plans) w.put_array(plan.ops);
   w.put_array(s.lists);
+  w.put<int32_t>(s.with_codes ? 1 : 0);
   return w.take();
 }
 
@@ -138,29 +139,45 @@ SearchStep decode_search_step(const std::vector<uint8_t>& bytes, int32_t d_pad,
   s.lists = r.get_array<int32_t>(q.n * s.nprobe, "lists");
   for (int32_t l : s.lists)
     ARGENT_CHECK_DATA(l >= -1 && l < nlist, "search step: list ", l, " outside [0, ", nlist, ")");
+  const int32_t with_codes = r.get<int32_t>();
+  ARGENT_CHECK_DATA(with_codes == 0 || with_codes == 1, "search step: with_codes = ", with_codes);
+  s.with_codes = with_codes == 1;
   ARGENT_CHECK_DATA(r.done(), "search step: trailing bytes after the payload");
   return s;
 }
 
-size_t shard_block_bytes(int64_t n, int64_t k) {
-  return sizeof(ShardBlockHeader) + size_t(n * k) * (sizeof(float) + sizeof(int64_t));
-}
-
-ShardBlockView shard_block(const uint8_t* block, int64_t n, int64_t k) {
-  ShardBlockView v;
-  v.header = reinterpret_cast<const ShardBlockHeader*>(block);
-  v.ids = reinterpret_cast<const int64_t*>(block + sizeof(ShardBlockHeader));
-  v.scores = reinterpret_cast<const float*>(block + sizeof(ShardBlockHeader) +
-                                            size_t(n * k) * sizeof(int64_t));
-  return v;
+// Block layout: header | ids [n, k] | scores [n, k] | item scales [n, k] | codes [n, k, d_pad];
+// the last two only with code_dims > 0. Every part stays aligned to its element size.
+size_t shard_block_bytes(int64_t n, int64_t k, int32_t code_dims) {
+  const size_t rows = size_t(n * k);
+  size_t bytes = sizeof(ShardBlockHeader) + rows * (sizeof(float) + sizeof(int64_t));
+  if (code_dims > 0) bytes += rows * (sizeof(float) + size_t(code_dims));
+  return bytes;
 }
 
 void shard_block_pointers(uint8_t* block, int64_t n, int64_t k, ShardBlockHeader** header,
-                          float** scores, int64_t** ids) {
+                          float** scores, int64_t** ids, int32_t code_dims, float** item_scales,
+                          int8_t** codes) {
+  const size_t rows = size_t(n * k);
   *header = reinterpret_cast<ShardBlockHeader*>(block);
   *ids = reinterpret_cast<int64_t*>(block + sizeof(ShardBlockHeader));
-  *scores = reinterpret_cast<float*>(block + sizeof(ShardBlockHeader) +
-                                     size_t(n * k) * sizeof(int64_t));
+  uint8_t* after_ids = block + sizeof(ShardBlockHeader) + rows * sizeof(int64_t);
+  *scores = reinterpret_cast<float*>(after_ids);
+  if (code_dims > 0) {
+    if (item_scales) *item_scales = reinterpret_cast<float*>(after_ids + rows * sizeof(float));
+    if (codes) *codes = reinterpret_cast<int8_t*>(after_ids + 2 * rows * sizeof(float));
+  }
+}
+
+ShardBlockView shard_block(const uint8_t* block, int64_t n, int64_t k, int32_t code_dims) {
+  ShardBlockHeader* header;
+  float *scores, *item_scales = nullptr;
+  int64_t* ids;
+  int8_t* codes = nullptr;
+  // The pointers are only read through the const view.
+  shard_block_pointers(const_cast<uint8_t*>(block), n, k, &header, &scores, &ids, code_dims,
+                       &item_scales, &codes);
+  return ShardBlockView{header, scores, ids, item_scales, codes};
 }
 
 }  // namespace argent

@@ -4,7 +4,8 @@
 //   2. For kSearch, the SearchStep payload, broadcast over the data communicator: the batch's
 //      quantized queries, compiled filter plans, probed lists and k.
 //   3. Every rank answers with one ShardBlock of the same size, all-gathered to rank 0: per query
-//      its best k rows (score, id) and the rank's timing.
+//      its best k rows (score, id) and the rank's timing; when the coordinator reranks, also
+//      those rows' int8 codes and scales, so it can dequantize each candidate's embedding.
 //
 // Payloads are flat little-endian byte strings with explicit sizes; decoding checks every size
 // against the bytes received, so a corrupt step fails loudly instead of reading out of bounds.
@@ -34,6 +35,7 @@ struct SearchStep {
   int64_t k = 0;
   int32_t nprobe = 0;
   std::vector<int32_t> lists;
+  bool with_codes = false;  // blocks carry each result row's codes and scale (for the reranker)
 };
 
 std::vector<uint8_t> encode_search_step(const SearchStep& step);
@@ -42,7 +44,9 @@ std::vector<uint8_t> encode_search_step(const SearchStep& step);
 SearchStep decode_search_step(const std::vector<uint8_t>& bytes, int32_t d_pad, int32_t bloom_words,
                               int64_t nlist);
 
-// A rank's answer to a search step: [n, k] scores (descending, -inf pads) and ids (-1 pads).
+// A rank's answer to a search step: [n, k] scores (descending, -inf pads) and ids (-1 pads);
+// with `code_dims` = d_pad > 0 (a step with_codes) also [n, k] item scales and [n, k, d_pad]
+// row-major int8 codes of those rows (zeros for padding). code_dims = 0 is the plain block.
 struct ShardBlockHeader {
   int32_t rank = 0;
   float search_ms = 0;
@@ -50,17 +54,20 @@ struct ShardBlockHeader {
 };
 static_assert(sizeof(ShardBlockHeader) == 16, "ShardBlockHeader is gathered as raw bytes");
 
-size_t shard_block_bytes(int64_t n, int64_t k);
+size_t shard_block_bytes(int64_t n, int64_t k, int32_t code_dims = 0);
 
 // Views of one rank's block inside a gathered buffer.
 struct ShardBlockView {
   const ShardBlockHeader* header;
   const float* scores;   // [n, k]
   const int64_t* ids;    // [n, k]
+  const float* item_scales = nullptr;  // [n, k], or null without codes
+  const int8_t* codes = nullptr;       // [n, k, code_dims], or null without codes
 };
-ShardBlockView shard_block(const uint8_t* block, int64_t n, int64_t k);
-// Writable pointers into a block being filled.
+ShardBlockView shard_block(const uint8_t* block, int64_t n, int64_t k, int32_t code_dims = 0);
+// Writable pointers into a block being filled; `item_scales`/`codes` only with code_dims > 0.
 void shard_block_pointers(uint8_t* block, int64_t n, int64_t k, ShardBlockHeader** header,
-                          float** scores, int64_t** ids);
+                          float** scores, int64_t** ids, int32_t code_dims = 0,
+                          float** item_scales = nullptr, int8_t** codes = nullptr);
 
 }  // namespace argent

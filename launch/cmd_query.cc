@@ -27,7 +27,33 @@ struct QueryArgs {
   int nprobe = 0, concurrency = 1;
   int64_t timeout_ms = 0, seed = 1;
   bool exact = false, quiet = false;
+  std::vector<float> task_weights;
+  int rerank_depth = 0;
 };
+
+// A reranked reply's JSON line: the search line's fields plus the blended values and each
+// task's scores, all in result order.
+void print_reranked_line(std::string* line, int64_t query, const v1::SearchResponse& r) {
+  auto floats = [](const float* v, int n) {
+    std::string s = "[";
+    char buf[32];
+    for (int i = 0; i < n; ++i) {
+      std::snprintf(buf, sizeof buf, i ? ", %.9g" : "%.9g", double(v[i]));
+      s += buf;
+    }
+    return s + "]";
+  };
+  line->assign("{\"query\": " + std::to_string(query) + ", \"ids\": [");
+  for (int i = 0; i < r.ids_size(); ++i) line->append((i ? ", " : "") + std::to_string(r.ids(i)));
+  line->append("], \"scores\": " + floats(r.scores().data(), r.scores_size()));
+  line->append(", \"values\": " + floats(r.values().data(), r.values_size()));
+  line->append(", \"task_scores\": {");
+  for (int t = 0; t < r.task_scores_size(); ++t)
+    line->append((t ? ", \"" : "\"") + r.task_scores(t).task() + "\": " +
+                 floats(r.task_scores(t).scores().data(), r.task_scores(t).scores_size()));
+  line->append("}}\n");
+  std::fwrite(line->data(), 1, line->size(), stdout);
+}
 
 struct Outcome {
   v1::SearchResponse response;
@@ -84,6 +110,8 @@ int run_query(const QueryArgs& a) {
       r.set_exact(a.exact);
       r.set_filter(a.filter);
       r.set_timeout_ms(a.timeout_ms);
+      r.mutable_task_weights()->Add(a.task_weights.begin(), a.task_weights.end());
+      r.set_rerank_depth(a.rerank_depth);
       const auto start = std::chrono::steady_clock::now();
       outcomes[size_t(i)].response = client.search(r, std::chrono::milliseconds(600000));
       outcomes[size_t(i)].latency_ms = std::chrono::duration<double, std::milli>(
@@ -110,8 +138,13 @@ int run_query(const QueryArgs& a) {
       continue;
     }
     latencies.push_back(outcomes[size_t(i)].latency_ms);
-    if (!a.quiet && i < n)
-      print_result_line(&line, i, r.scores().data(), r.ids().data(), r.ids_size());
+    if (!a.quiet && i < n) {
+      if (r.values_size() > 0) {
+        print_reranked_line(&line, i, r);
+      } else {
+        print_result_line(&line, i, r.scores().data(), r.ids().data(), r.ids_size());
+      }
+    }
   }
   const double qps = double(latencies.size()) / seconds;
   const double p50 = percentile(latencies, 0.5), p90 = percentile(latencies, 0.9),
@@ -147,6 +180,12 @@ CommandFn add_query_command(CLI::App& app) {
   auto* nprobe = c->add_option("--nprobe", a->nprobe, "IVF lists per query (default: server's)");
   c->add_flag("--exact", a->exact, "Probe every list (exact int8 search)")->excludes(nprobe);
   c->add_option("--filter", a->filter, "Eligibility filter, e.g. \"1:10 AND NOT 2:20\"");
+  c->add_option("--task-weights", a->task_weights,
+                 "Value-model weights, one per task, e.g. 1,0,0,0 (needs a server with a "
+                 "reranker; default: the server's)")
+      ->delimiter(',');
+  c->add_option("--rerank-depth", a->rerank_depth,
+                "Candidates the server reranks (default: its rerank.depth)");
   c->add_option("--timeout-ms", a->timeout_ms, "Deadline of each request (0: server default)");
   c->add_option("--concurrency", a->concurrency, "Requests in flight (one client thread each)")
       ->capture_default_str();

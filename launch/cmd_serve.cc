@@ -14,7 +14,7 @@ namespace {
 
 struct ServeArgs {
   ConfigOption config;
-  std::string index, endpoint, backend, log_level = "info";
+  std::string index, endpoint, backend, rerank_model, log_level = "info";
 };
 
 extern "C" void on_shutdown_signal(int) { request_server_shutdown(); }
@@ -23,6 +23,10 @@ int run_serve(const ServeArgs& a) {
   Config cfg = a.config.load();
   if (!a.index.empty()) cfg.index.dir = a.index;
   if (!a.endpoint.empty()) cfg.serve.endpoint = a.endpoint;
+  if (!a.rerank_model.empty()) {
+    cfg.rerank.enabled = true;
+    cfg.rerank.model = a.rerank_model;
+  }
   if (!a.backend.empty()) {
     ARGENT_CHECK(a.backend == "cpu" || a.backend == "cuda", "--backend '", a.backend,
                  "' is not one of: cpu, cuda");
@@ -57,6 +61,9 @@ CommandFn add_serve_command(CLI::App& app) {
       ->check(CLI::ExistingDirectory);
   c->add_option("--endpoint", a->endpoint, "Gateway endpoint (overrides serve.endpoint)");
   c->add_option("--backend", a->backend, "Collectives: cpu (MPI) or cuda (NCCL)");
+  c->add_option("--rerank-model", a->rerank_model,
+                "Rerank with this model file (sets rerank.enabled and rerank.model)")
+      ->check(CLI::ExistingFile);
   c->add_option("--serve-log-level", a->log_level, "Server log level")->capture_default_str();
   return [a] { return run_serve(*a); };
 }

@@ -28,6 +28,7 @@ struct ConfigOption {
 CommandFn add_build_index_command(CLI::App& app);
 CommandFn add_search_command(CLI::App& app);
 CommandFn add_bench_command(CLI::App& app);
+CommandFn add_bench_rerank_command(CLI::App& app);
 CommandFn add_synth_command(CLI::App& app);
 CommandFn add_config_doc_command(CLI::App& app);
 CommandFn add_serve_command(CLI::App& app);

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   commands["build-index"] = argent::add_build_index_command(app);
   commands["search"] = argent::add_search_command(app);
   commands["bench"] = argent::add_bench_command(app);
+  commands["bench-rerank"] = argent::add_bench_rerank_command(app);
   commands["synth"] = argent::add_synth_command(app);
   commands["config-doc"] = argent::add_config_doc_command(app);
   commands["serve"] = argent::add_serve_command(app);

@@ -4,7 +4,7 @@
 # same `mpirun -H a,b,... argent serve` line with a shared index directory.
 #
 #   launch/start-cluster.sh --index DIR [--ranks 3] [--endpoint tcp://127.0.0.1:5555]
-#                           [--config configs/demo.yaml] [--backend cpu|cuda]
+#                           [--config configs/demo.yaml] [--backend cpu|cuda] [--rerank-model FILE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +15,7 @@ while [[ $# -gt 0 ]]; do
   case $1 in
     --ranks) ranks=$2; shift 2 ;;
     --config) config=$2; shift 2 ;;
-    --index|--endpoint|--backend) args+=("$1" "$2"); shift 2 ;;
+    --index|--endpoint|--backend|--rerank-model) args+=("$1" "$2"); shift 2 ;;
     *) echo "start-cluster.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done

@@ -86,8 +86,11 @@ class Client:
                 return reply
 
     def search(self, embedding, k=0, nprobe=0, exact=False, filter="", exclude_ids=(),
-               timeout_ms=0):
-        """Returns a SearchResponse (ids, scores best first; shard_timings; server_ms)."""
+               timeout_ms=0, task_weights=(), rerank_depth=0):
+        """Returns a SearchResponse (ids, scores best first; shard_timings; server_ms). With a
+        reranking server, ids are ordered by `values` (the blended value) and `task_scores` holds
+        one named list per task; `task_weights` (one per task) override the value weights and
+        `rerank_depth` the number of candidates reranked."""
         request = pb.Request()
         s = request.search
         s.embedding.extend(float(v) for v in embedding)
@@ -97,6 +100,8 @@ class Client:
         s.filter = filter
         s.exclude_ids.extend(int(i) for i in exclude_ids)
         s.timeout_ms = timeout_ms
+        s.task_weights.extend(float(w) for w in task_weights)
+        s.rerank_depth = rerank_depth
         return self._call(request, "search")
 
     def stats(self):

@@ -55,6 +55,16 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.serve.default_timeout_ms, b.serve.default_timeout_ms);
   EXPECT_EQ(a.serve.collective_timeout_ms, b.serve.collective_timeout_ms);
   EXPECT_EQ(a.serve.stats_interval_s, b.serve.stats_interval_s);
+  EXPECT_EQ(a.rerank.enabled, b.rerank.enabled);
+  EXPECT_EQ(a.rerank.model, b.rerank.model);
+  EXPECT_EQ(a.rerank.tasks, b.rerank.tasks);
+  EXPECT_EQ(a.rerank.hidden, b.rerank.hidden);
+  EXPECT_EQ(a.rerank.activation, b.rerank.activation);
+  EXPECT_EQ(a.rerank.task_weights, b.rerank.task_weights);
+  EXPECT_EQ(a.rerank.retrieval_score_weight, b.rerank.retrieval_score_weight);
+  EXPECT_EQ(a.rerank.depth, b.rerank.depth);
+  EXPECT_EQ(a.rerank.chunk_rows, b.rerank.chunk_rows);
+  EXPECT_EQ(a.rerank.device, b.rerank.device);
 }
 
 TEST(Config, DemoFileEqualsBuiltInDefaults) {
@@ -98,6 +108,23 @@ TEST(Config, ValuesOverrideDefaultsAndOthersKeepThem) {
   EXPECT_EQ(c.index.partitions, d.index.partitions);
   EXPECT_EQ(c.search.k, d.search.k);
   EXPECT_EQ(c.synthetic.clusters, d.synthetic.clusters);
+  EXPECT_FALSE(c.rerank.enabled);
+}
+
+TEST(Config, RerankListsParse) {
+  const Config c = parse_config(
+      "rerank:\n"
+      "  enabled: true\n"
+      "  model: m.pt\n"
+      "  tasks: [a, b]\n"
+      "  hidden: [8]\n"
+      "  task_weights: [0.5, -2]\n",
+      "rerank.yaml");
+  EXPECT_TRUE(c.rerank.enabled);
+  EXPECT_EQ(c.rerank.model, "m.pt");
+  EXPECT_EQ(c.rerank.tasks, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(c.rerank.hidden, (std::vector<int64_t>{8}));
+  EXPECT_EQ(c.rerank.task_weights, (std::vector<double>{0.5, -2.0}));
 }
 
 struct BadConfig {
@@ -146,7 +173,16 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"index:\n  list_slack: -0.5\n", {"index.list_slack = -0.5 is out of range"}},
         BadConfig{"serve:\n  backend: gpu\n", {"serve.backend = 'gpu' is not one of: cpu, cuda"}},
         BadConfig{"search: {k: 10\n", {"YAML syntax error"}},
-        BadConfig{"- 1\n- 2\n", {"the file must be a mapping"}}),
+        BadConfig{"- 1\n- 2\n", {"the file must be a mapping"}},
+        BadConfig{"rerank:\n  tasks: click\n", {":2", "rerank.tasks must be a list"}},
+        BadConfig{"rerank:\n  hidden: [64, x]\n", {"rerank.hidden = 'x' is not a valid int"}},
+        BadConfig{"rerank:\n  hidden: [64, 0]\n", {"rerank.hidden size 0 is out of range"}},
+        BadConfig{"rerank:\n  task_weights: [1, 2]\n",
+                  {"rerank.task_weights has 2 values for 4 tasks"}},
+        BadConfig{"rerank:\n  task_weights: [1, 2, .inf, 0]\n", {"non-finite value inf"}},
+        BadConfig{"rerank:\n  enabled: true\n", {"rerank.model names no file"}},
+        BadConfig{"rerank:\n  depth: 100001\n", {"rerank.depth = 100001 is out of range"}},
+        BadConfig{"rerank:\n  device: gpu\n", {"rerank.device = 'gpu' is not one of"}}),
     [](const auto& info) { return "case" + std::to_string(info.index); });
 
 TEST(Config, MissingFileIsNamed) {
