@@ -270,22 +270,27 @@ void Gateway::handle(std::vector<zmq::message_t>& frames, zmq::socket_t& router)
       out->set_rejected_overloaded(s.rejected_overloaded);
       out->set_rejected_deadline(s.rejected_deadline);
       out->set_rejected_invalid(s.rejected_invalid);
+      if (info_.update_stats != nullptr) {
+        const UpdateStatsSnapshot u = info_.update_stats->snapshot();
+        out->set_upserts(u.upserts);
+        out->set_deletes(u.deletes);
+        out->set_upserts_per_s(u.upserts_per_s);
+        out->set_deletes_per_s(u.deletes_per_s);
+        out->set_visible_p50_ms(u.visible_p50_ms);
+        out->set_visible_p99_ms(u.visible_p99_ms);
+        out->set_tombstone_ratio(u.tombstone_ratio);
+        out->set_wal_sequence(u.wal_sequence);
+        out->set_wal_bytes(u.wal_bytes);
+        out->set_snapshot_sequence(u.snapshot_sequence);
+      }
       send_response(router, envelope, r);
       return;
     }
     case v1::Request::kUpsert:
-    case v1::Request::kDelete: {
-      v1::Response r;
-      v1::MutationResponse* m = r.mutable_mutation();
-      m->set_request_id(request.has_upsert() ? request.upsert().request_id()
-                                             : request.delete_().request_id());
-      m->mutable_status()->set_code(v1::UNIMPLEMENTED);
-      m->mutable_status()->set_message(
-          "this server serves a read-only index: upserts and deletes need the write-ahead log "
-          "(docs/architecture.md, 'Serving')");
-      send_response(router, envelope, r);
+    case v1::Request::kDelete:
+    case v1::Request::kAdmin:
+      handle_write(request, std::move(envelope), router);
       return;
-    }
     case v1::Request::BODY_NOT_SET:
       stats_.record_invalid();
       send_response(router, envelope,
@@ -293,6 +298,53 @@ void Gateway::handle(std::vector<zmq::message_t>& frames, zmq::socket_t& router)
                                    "empty Request: set one of search, upsert, delete, stats, "
                                    "health"));
       return;
+  }
+}
+
+void Gateway::handle_write(const v1::Request& request, std::vector<std::string> envelope,
+                           zmq::socket_t& router) {
+  const bool admin = request.has_admin();
+  const uint64_t request_id = admin ? request.admin().request_id()
+                              : request.has_upsert() ? request.upsert().request_id()
+                                                     : request.delete_().request_id();
+  auto reply = [&](v1::StatusCode code, const std::string& message) {
+    v1::Response r;
+    v1::Status* status = nullptr;
+    if (admin) {
+      r.mutable_admin()->set_request_id(request_id);
+      status = r.mutable_admin()->mutable_status();
+    } else {
+      r.mutable_mutation()->set_request_id(request_id);
+      status = r.mutable_mutation()->mutable_status();
+    }
+    status->set_code(code);
+    status->set_message(message);
+    send_response(router, envelope, r);
+  };
+  if (info_.mutations == nullptr) {
+    reply(v1::UNIMPLEMENTED, "this server takes no writes");
+    return;
+  }
+  PendingMutation pending;
+  pending.request_id = request_id;
+  if (admin) {
+    pending.type = PendingMutation::Type::kSnapshot;
+  } else {
+    const std::string problem =
+        request.has_upsert() ? validate_upsert(request.upsert(), meta_, config_, &pending.batch)
+                             : validate_delete(request.delete_(), config_, &pending.batch);
+    if (!problem.empty()) {
+      stats_.record_invalid();
+      reply(v1::INVALID_ARGUMENT, problem);
+      return;
+    }
+  }
+  pending.arrival = SteadyClock::now();
+  pending.envelope = envelope;
+  if (!info_.mutations->push(pending)) {
+    stats_.record_overloaded();
+    reply(v1::OVERLOADED, "write queue is full (serve.max_queue = " +
+                              std::to_string(config_.serve.max_queue) + "); retry later");
   }
 }
 

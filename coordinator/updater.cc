@@ -1,0 +1,313 @@
+#include "coordinator/updater.h"
+
+#include <cstring>
+
+#include "common/error.h"
+#include "common/hash.h"
+#include "common/log.h"
+#include "coordinator/mutation_step.h"
+
+namespace argent {
+namespace {
+
+double ms_since(SteadyClock::time_point t) {
+  return std::chrono::duration<double, std::milli>(SteadyClock::now() - t).count();
+}
+
+void broadcast_step_header(MpiCommunicator& control, StepOp op, uint64_t step, int64_t payload) {
+  StepHeader h;
+  h.op = int32_t(op);
+  h.step = step;
+  h.payload_bytes = payload;
+  control.broadcast(&h, sizeof(h), 0);
+}
+
+// Every rank, after the step's payload is known: apply, gather the acks, refresh the prober's
+// lists. The same collectives in the same order on every rank.
+std::vector<uint8_t> apply_and_gather(const MutationStep& step, const UpdateContext& ctx) {
+  const std::vector<uint8_t> ack =
+      apply_mutation_step(step, ctx.data.rank(), ctx.config.updates.compact_tombstone_ratio,
+                          ctx.worker.mutable_shard());
+  std::vector<uint8_t> acks(ack.size() * size_t(ctx.data.size()));
+  ctx.data.all_gather_host(ack.data(), acks.data(), ack.size());
+  ctx.lists = gather_global_lists(ctx.data, ctx.worker.shard());
+  return acks;
+}
+
+// Every rank: write this rank's partitions into the snapshot directory (compacted first: a
+// snapshot holds no tombstones), gather who succeeded, refresh the lists.
+std::vector<uint8_t> snapshot_and_gather(uint64_t sequence, const UpdateContext& ctx) {
+  MutationAck ack;
+  try {
+    ShardIndex& shard = ctx.worker.mutable_shard();
+    shard.compact();
+    write_shard_snapshot(shard, ctx.config.index.dir, snapshot_dir_name(sequence));
+    ack = shard_ack(shard, ctx.data.rank());
+  } catch (const std::exception& e) {
+    // A failed snapshot (disk full, permissions) must not stop serving: report it and go on.
+    ARGENT_LOG(kError, "rank ", ctx.data.rank(), ": snapshot ", sequence, " failed: ", e.what());
+    ack = shard_ack(ctx.worker.shard(), ctx.data.rank());
+    ack.ok = 0;
+  }
+  std::vector<uint8_t> acks(sizeof(MutationAck) * size_t(ctx.data.size()));
+  ctx.data.all_gather_host(&ack, acks.data(), sizeof ack);
+  ctx.lists = gather_global_lists(ctx.data, ctx.worker.shard());
+  return acks;
+}
+
+v1::Response mutation_reply(uint64_t request_id, v1::StatusCode code, const std::string& message,
+                            int64_t applied, uint64_t sequence) {
+  v1::Response r;
+  v1::MutationResponse* m = r.mutable_mutation();
+  m->set_request_id(request_id);
+  m->mutable_status()->set_code(code);
+  m->mutable_status()->set_message(message);
+  m->set_applied(applied);
+  m->set_sequence(sequence);
+  return r;
+}
+
+}  // namespace
+
+Updater::Updater(UpdateContext ctx, const QuantizedCentroids& centroids, SnapshotPointer snapshot,
+                 ServerStats& server_stats, UpdateStats& stats, uint64_t& step_id)
+    : ctx_(ctx),
+      centroids_(centroids),
+      snapshot_(std::move(snapshot)),
+      server_stats_(server_stats),
+      stats_(stats),
+      step_id_(step_id),
+      last_snapshot_(std::chrono::steady_clock::now()) {}
+
+void Updater::recover() {
+  const auto start = SteadyClock::now();
+  WalRecovery rec;
+  wal_.emplace(WriteAheadLog::open(ctx_.config.index.dir, snapshot_.sequence + 1, &rec));
+  if (rec.discarded_bytes > 0)
+    ARGENT_LOG(kWarn, "write-ahead log: discarded a torn tail of ", rec.discarded_bytes,
+               " bytes at offset ", rec.valid_bytes, " (", rec.discard_reason,
+               "); its mutations were never acknowledged");
+  std::vector<MutationBatch> pending;
+  int64_t items = 0, replayed = 0;
+  auto flush = [&] {
+    if (pending.empty()) return;
+    std::vector<const MutationBatch*> batches;
+    for (const MutationBatch& b : pending) batches.push_back(&b);
+    refresh_stats(mutate(batches), int32_t(batches.size()));
+    pending.clear();
+    items = 0;
+  };
+  for (const WalRecord& r : rec.records) {
+    if (r.sequence <= snapshot_.sequence) continue;  // already in the snapshot
+    MutationBatch b = decode_mutation(r.payload.data(), r.payload.size(), ctx_.meta.dim);
+    if (items + b.size() > ctx_.config.updates.max_step_items) flush();
+    items += b.size();
+    pending.push_back(std::move(b));
+    ++replayed;
+  }
+  flush();
+  // Records the snapshot covers are left when a crash came between the snapshot's pointer and
+  // the log's truncation: finish that truncation now.
+  if (wal_->next_sequence() <= snapshot_.sequence) wal_->reset(snapshot_.sequence + 1);
+  stats_.set_wal(wal_->next_sequence() - 1, wal_->bytes());
+  stats_.set_snapshot(snapshot_.sequence);
+  ARGENT_LOG(kInfo, "recovery: snapshot at sequence ", snapshot_.sequence, " (",
+             snapshot_.dir.empty() ? std::string("the build") : snapshot_.dir, "), replayed ",
+             replayed, " log records in ", ms_since(start), " ms; next sequence ",
+             wal_->next_sequence());
+}
+
+std::vector<uint8_t> Updater::mutate(const std::vector<const MutationBatch*>& batches) {
+  MutationStep step;
+  step.n_requests = int32_t(batches.size());
+  for (size_t r = 0; r < batches.size(); ++r) {
+    const MutationBatch& b = *batches[r];
+    if (b.kind == MutationKind::kUpsert) {
+      for (PreparedItem& item : prepare_upserts(b.items, ctx_.meta, centroids_)) {
+        StepMutation m;
+        m.kind = MutationKind::kUpsert;
+        m.rank = ctx_.map.rank_of(item.partition);
+        m.request = int32_t(r);
+        m.item = std::move(item);
+        step.mutations.push_back(std::move(m));
+      }
+    } else {
+      for (int64_t id : b.ids) {
+        StepMutation m;
+        m.kind = MutationKind::kDelete;
+        m.item.id = id;
+        m.item.partition = partition_of_id(id, ctx_.meta.partitions);
+        m.rank = ctx_.map.rank_of(m.item.partition);
+        m.request = int32_t(r);
+        step.mutations.push_back(std::move(m));
+      }
+    }
+  }
+  std::vector<uint8_t> payload = encode_mutation_step(step);
+  broadcast_step_header(ctx_.control, StepOp::kMutate, ++step_id_, int64_t(payload.size()));
+  ctx_.data.broadcast_host(payload.data(), payload.size(), 0);
+  return apply_and_gather(step, ctx_);
+}
+
+void Updater::refresh_stats(const std::vector<uint8_t>& acks, int32_t n_requests) {
+  const size_t stride = mutation_ack_bytes(n_requests);
+  std::vector<int64_t> items;
+  int64_t tombstones = 0, rows = 0;
+  for (int r = 0; r < ctx_.data.size(); ++r) {
+    MutationAck a;
+    std::memcpy(&a, acks.data() + size_t(r) * stride, sizeof a);
+    items.push_back(a.items);
+    tombstones += a.tombstones;
+    rows += a.rows_in_use;
+  }
+  server_stats_.set_shards(std::move(items), server_stats_.snapshot().partitions_per_rank);
+  stats_.set_shards(tombstones, rows);
+}
+
+bool Updater::run_queued(MutationQueue& queue, Replier& replier) {
+  std::vector<PendingMutation> requests = queue.pop(ctx_.config.updates.max_step_items);
+  if (requests.empty()) return false;
+
+  if (requests.front().type == PendingMutation::Type::kSnapshot) {
+    const PendingMutation& req = requests.front();
+    SnapshotPointer done;
+    double seconds = 0;
+    const std::string problem = snapshot(&done, &seconds);
+    v1::Response r;
+    v1::AdminResponse* a = r.mutable_admin();
+    a->set_request_id(req.request_id);
+    a->mutable_status()->set_code(problem.empty() ? v1::OK : v1::INTERNAL);
+    a->mutable_status()->set_message(problem);
+    a->set_sequence(done.sequence);
+    a->set_items(done.items);
+    a->set_seconds(seconds);
+    a->set_path(problem.empty() ? snapshot_data_dir(ctx_.config.index.dir, done) : "");
+    replier.send(req.envelope, r);
+    return true;
+  }
+
+  // Log first, with one fdatasync for the whole step (group commit): nothing is applied, and so
+  // nothing acknowledged, that a crash could lose.
+  std::vector<std::vector<uint8_t>> payloads;
+  std::vector<const MutationBatch*> batches;
+  for (const PendingMutation& m : requests) {
+    payloads.push_back(encode_mutation(m.batch));
+    batches.push_back(&m.batch);
+  }
+  uint64_t first = 0;
+  try {
+    first = wal_->append(payloads);
+  } catch (const Error& e) {
+    ARGENT_LOG(kError, "write-ahead log: ", e.what());
+    for (const PendingMutation& m : requests)
+      replier.send(m.envelope, mutation_reply(m.request_id, v1::UNAVAILABLE,
+                                              std::string("not logged, not applied: ") + e.what(),
+                                              0, 0));
+    return true;
+  }
+  const std::vector<uint8_t> acks = mutate(batches);
+
+  // Every rank has applied the step: acknowledge. A later search runs in a later step, so it
+  // sees these writes (read-your-writes).
+  const int32_t n = int32_t(requests.size());
+  const size_t stride = mutation_ack_bytes(n);
+  int64_t upserts = 0, deletes = 0;
+  std::vector<double> visible;
+  for (int32_t q = 0; q < n; ++q) {
+    int64_t applied = 0;
+    for (int r = 0; r < ctx_.data.size(); ++r) {
+      int64_t v = 0;
+      std::memcpy(&v, acks.data() + size_t(r) * stride + sizeof(MutationAck) + size_t(q) * 8, 8);
+      applied += v;
+    }
+    const PendingMutation& m = requests[size_t(q)];
+    (m.batch.kind == MutationKind::kUpsert ? upserts : deletes) += m.batch.size();
+    visible.push_back(ms_since(m.arrival));
+    replier.send(m.envelope, mutation_reply(m.request_id, v1::OK, "", applied, first + uint64_t(q)));
+  }
+  refresh_stats(acks, n);
+  stats_.record_step(upserts, deletes, visible);
+  stats_.set_wal(wal_->next_sequence() - 1, wal_->bytes());
+  return true;
+}
+
+std::string Updater::snapshot(SnapshotPointer* done, double* seconds) {
+  const auto start = SteadyClock::now();
+  const uint64_t sequence = wal_->next_sequence() - 1;  // every logged record is applied
+  if (sequence == snapshot_.sequence && !snapshot_.dir.empty()) {
+    *done = snapshot_;  // nothing new since the last snapshot
+    return "";
+  }
+  broadcast_step_header(ctx_.control, StepOp::kSnapshot, ++step_id_, int64_t(sizeof(uint64_t)));
+  uint64_t seq = sequence;
+  ctx_.data.broadcast_host(&seq, sizeof seq, 0);
+  const std::vector<uint8_t> acks = snapshot_and_gather(sequence, ctx_);
+  refresh_stats(acks, 0);
+  SnapshotPointer p;
+  p.sequence = sequence;
+  p.dir = snapshot_dir_name(sequence);
+  std::string problem;
+  for (int r = 0; r < ctx_.data.size(); ++r) {
+    MutationAck a;
+    std::memcpy(&a, acks.data() + size_t(r) * sizeof a, sizeof a);
+    p.items += a.items;
+    if (!a.ok) problem += (problem.empty() ? "" : ", ") + std::to_string(r);
+  }
+  if (!problem.empty()) {
+    remove_other_snapshots(ctx_.config.index.dir, snapshot_.dir);
+    return "snapshot failed on rank(s) " + problem + " (see their logs); the previous one stays";
+  }
+  try {
+    commit_snapshot(ctx_.config.index.dir, ctx_.meta, p);
+    wal_->reset(sequence + 1);
+  } catch (const Error& e) {
+    return std::string("snapshot: ") + e.what();
+  }
+  snapshot_ = p;
+  remove_other_snapshots(ctx_.config.index.dir, p.dir);
+  last_snapshot_ = std::chrono::steady_clock::now();
+  stats_.set_snapshot(sequence);
+  stats_.set_wal(sequence, wal_->bytes());
+  *done = p;
+  *seconds = ms_since(start) / 1000.0;
+  ARGENT_LOG(kInfo, "snapshot at sequence ", sequence, ": ", p.items, " items in ", *seconds,
+             " s (", p.dir, "); write-ahead log truncated");
+  return "";
+}
+
+void Updater::maybe_snapshot() {
+  const UpdatesConfig& u = ctx_.config.updates;
+  const bool pending = wal_->next_sequence() - 1 > snapshot_.sequence;
+  const double age = std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                                   last_snapshot_).count();
+  const bool due = (u.snapshot_interval_s > 0 && age >= u.snapshot_interval_s) ||
+                   (u.snapshot_wal_bytes > 0 && wal_->bytes() >= u.snapshot_wal_bytes);
+  if (!pending || !due) return;
+  SnapshotPointer done;
+  double seconds = 0;
+  const std::string problem = snapshot(&done, &seconds);
+  if (!problem.empty()) {
+    ARGENT_LOG(kError, "periodic snapshot: ", problem);
+    last_snapshot_ = std::chrono::steady_clock::now();  // retry after another interval
+  }
+}
+
+void follow_mutation_step(const StepHeader& h, const UpdateContext& ctx) {
+  ARGENT_CHECK_DATA(h.payload_bytes >= 0 && h.payload_bytes < (int64_t(1) << 33),
+                    "mutation step of ", h.payload_bytes, " bytes");
+  std::vector<uint8_t> payload(size_t(h.payload_bytes));
+  ctx.data.broadcast_host(payload.data(), payload.size(), 0);
+  const MutationStep step =
+      decode_mutation_step(payload, ctx.meta.d_pad, ctx.meta.nlist, ctx.data.size());
+  apply_and_gather(step, ctx);
+}
+
+void follow_snapshot_step(const StepHeader& h, const UpdateContext& ctx) {
+  ARGENT_CHECK_DATA(h.payload_bytes == int64_t(sizeof(uint64_t)), "snapshot step of ",
+                    h.payload_bytes, " bytes");
+  uint64_t sequence = 0;
+  ctx.data.broadcast_host(&sequence, sizeof sequence, 0);
+  snapshot_and_gather(sequence, ctx);
+}
+
+}  // namespace argent
