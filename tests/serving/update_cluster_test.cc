@@ -6,8 +6,12 @@
 // cluster killed with SIGKILL mid-stream restarts with every acknowledged write and no partial one.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <map>
 #include <set>
 
@@ -314,6 +318,50 @@ TEST_F(UpdateCluster, BadWritesAreRejectedWholeAndServingContinues) {
   EXPECT_EQ(r.ids_size(), 0);
   EXPECT_EQ(client.search(search(two.at(good_id).embedding, 3, term(kIdFeature, 5), true)).ids_size(), 1)
       << "the delete with a bad id removed id 5";
+}
+
+// The command line: argent upsert --items / delete --ids / admin snapshot exit 0 only once
+// every write is acknowledged, and non-zero when the server rejects one.
+TEST_F(UpdateCluster, CommandLineWritesExitZeroOnlyWhenAcknowledged) {
+  const std::string items = dir_->path() + "/items.jsonl", bad = dir_->path() + "/bad.jsonl";
+  Model fresh;
+  for (int i = 0; i < 7; ++i) fresh[8000000 + i] = random_item(*rng_, 8000000 + i, next_version_++);
+  {
+    std::ofstream out(items), out_bad(bad);
+    for (const auto& [id, m] : fresh) {
+      out << "{\"id\": " << id << ", \"embedding\": [";
+      for (int j = 0; j < kDim; ++j) out << (j ? ", " : "") << std::setprecision(9) << m.embedding[size_t(j)];
+      out << "], \"features\": {";
+      for (size_t f = 0; f < m.features.size(); ++f)
+        out << (f ? ", " : "") << "\"" << m.features[f].first << "\": [" << m.features[f].second << "]";
+      out << "}}\n";
+    }
+    out_bad << "{\"id\": 9, \"embedding\": [1, 2, 3]}\n";  // wrong dimension
+  }
+  auto run = [&](const std::string& args) {
+    const std::string cmd = std::string(ARGENT_BIN) + " " + args + " --endpoint " +
+                            cluster_->endpoint() + " >> " + dir_->path() + "/cli.log 2>&1";
+    const int status = std::system(cmd.c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  EXPECT_EQ(run("upsert --batch 3 --items " + items), 0);
+  Client client(cluster_->endpoint());
+  for (const auto& [id, m] : fresh) {
+    const v1::SearchResponse r = client.search(search(m.embedding, 2, term(kIdFeature, id), true));
+    ASSERT_EQ(r.ids_size(), 1) << "id " << id;
+    EXPECT_EQ(r.ids(0), id);
+    EXPECT_EQ(client.search(search(m.embedding, 1, "", true)).ids(0), id) << "embedding of " << id;
+  }
+  EXPECT_NE(run("upsert --items " + bad), 0);
+  EXPECT_EQ(run("delete --ids 8000000,8000001,8000002"), 0);
+  EXPECT_EQ(client.search(search(fresh.begin()->second.embedding, 2, term(kIdFeature, 8000000), true)).ids_size(), 0);
+  { std::ofstream(dir_->path() + "/ids.txt") << "8000003\n8000004, 8000005\n"; }
+  EXPECT_EQ(run("delete --ids-file " + dir_->path() + "/ids.txt"), 0);
+  EXPECT_NE(run("delete --ids 5,-1"), 0);
+  EXPECT_EQ(run("admin snapshot"), 0);
+  v1::Request health;
+  health.mutable_health();
+  EXPECT_EQ(client.call(health).health().items(), kBaseItems + 1);
 }
 
 // The acceptance check: a long random mix through the gateway equals a fresh build.
