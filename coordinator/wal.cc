@@ -1,6 +1,7 @@
 #include "coordinator/wal.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -136,6 +137,10 @@ WriteAheadLog WriteAheadLog::open(const std::string& dir, uint64_t next_sequence
   const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
   ARGENT_SYSCALL_CHECK(fd >= 0, "write-ahead log: cannot open ", path);
   WriteAheadLog log(path, fd, expected, int64_t(at));
+  // Two servers appending to one log would interleave records: the second one refuses to start.
+  // The kernel drops the lock when the process dies, so a crash never leaves it behind.
+  ARGENT_CHECK(::flock(fd, LOCK_EX | LOCK_NB) == 0, "write-ahead log: ", path,
+               " is in use by another server (", std::strerror(errno), ")");
   if (at < bytes.size()) {
     // Cut the torn tail off now, so new records follow the last intact one.
     ARGENT_SYSCALL_CHECK(::ftruncate(fd, off_t(at)) == 0, "write-ahead log: cannot truncate ",
@@ -189,6 +194,8 @@ void WriteAheadLog::reset(uint64_t next_sequence) {
   close_fd();
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
   ARGENT_SYSCALL_CHECK(fd_ >= 0, "write-ahead log: cannot open ", path_);
+  ARGENT_CHECK(::flock(fd_, LOCK_EX | LOCK_NB) == 0, "write-ahead log: ", path_,
+               " is in use by another server (", std::strerror(errno), ")");
   ARGENT_SYSCALL_CHECK(::lseek(fd_, off_t(kHeaderBytes), SEEK_SET) == off_t(kHeaderBytes),
                        "write-ahead log: cannot seek ", path_);
   next_sequence_ = next_sequence;

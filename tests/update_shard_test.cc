@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <map>
+#include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "common/error.h"
@@ -287,6 +289,29 @@ TEST_F(UpdateShardTest, ExportedPartitionsReloadToTheSameItems) {
   const SearchResults b = reloaded.search(x.data(), 8, dim_, {"0:1 OR 1:1"}, exact_options(50));
   EXPECT_EQ(a.ids, b.ids);
   EXPECT_EQ(a.scores, b.scores);
+}
+
+}  // namespace
+}  // namespace argent
+
+namespace argent {
+namespace {
+
+// A new build must not inherit a previous index's write-ahead log or snapshots, which a server
+// would otherwise replay onto it.
+TEST(UpdateBuild, RebuildRemovesTheOldServingState) {
+  test::TempDir dir;
+  test::Rng rng(test::test_seed(7));
+  const ItemSet items = test::random_items(rng, 300, 8, test::random_ids(rng, 300), 2, 2, 0.5);
+  std::ofstream(dir.file("wal.log")) << "old log";
+  std::ofstream(dir.file("SNAPSHOT.argent")) << "old pointer";
+  std::filesystem::create_directories(dir.file("snapshot-00000000000000000009"));
+  std::ofstream(dir.file("keep.txt")) << "not ours";
+  build_index(items, test::small_index_config(2, 4), dir.path());
+  EXPECT_FALSE(std::filesystem::exists(dir.file("wal.log")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("SNAPSHOT.argent")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("snapshot-00000000000000000009")));
+  EXPECT_TRUE(std::filesystem::exists(dir.file("keep.txt")));
 }
 
 }  // namespace

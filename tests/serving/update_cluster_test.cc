@@ -392,7 +392,7 @@ TEST_F(UpdateCluster, RandomMixEqualsFreshBuildAndStatsReportIt) {
   EXPECT_GT(s.deletes(), 7);
   EXPECT_GT(s.tombstone_ratio(), 0.0);
   EXPECT_LT(s.tombstone_ratio(), 1.0);
-  EXPECT_GT(s.wal_sequence(), 250u);
+  EXPECT_GE(s.wal_sequence(), 250u);  // one record per request
   EXPECT_GT(s.wal_bytes(), 32);
 }
 

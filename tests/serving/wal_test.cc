@@ -56,17 +56,22 @@ TEST(WriteAheadLog, RecordsRoundTripAndSequencesContinue) {
     EXPECT_EQ(log.append(b), 107u);
     EXPECT_EQ(log.next_sequence(), 112u);
   }
-  WalRecovery rec;
-  WriteAheadLog log = WriteAheadLog::open(dir.path(), 1, &rec);  // the file's base wins
-  auto all = a;
-  all.insert(all.end(), b.begin(), b.end());
-  expect_records(rec, all, 100);
-  EXPECT_EQ(rec.discarded_bytes, 0);
-  EXPECT_EQ(log.next_sequence(), 112u);
-  EXPECT_EQ(log.bytes(), int64_t(read_whole_file(WriteAheadLog::path_in(dir.path())).size()));
+  {
+    WalRecovery rec;
+    WriteAheadLog log = WriteAheadLog::open(dir.path(), 1, &rec);  // the file's base wins
+    auto all = a;
+    all.insert(all.end(), b.begin(), b.end());
+    expect_records(rec, all, 100);
+    EXPECT_EQ(rec.discarded_bytes, 0);
+    EXPECT_EQ(log.next_sequence(), 112u);
+    EXPECT_EQ(log.bytes(), int64_t(read_whole_file(WriteAheadLog::path_in(dir.path())).size()));
+    // A second server on the same directory is refused while this one holds the log.
+    WalRecovery second;
+    EXPECT_THROW(WriteAheadLog::open(dir.path(), 1, &second), Error);
 
-  log.reset(500);
-  EXPECT_EQ(log.append(a), 500u);
+    log.reset(500);
+    EXPECT_EQ(log.append(a), 500u);
+  }
   WalRecovery after;
   WriteAheadLog::open(dir.path(), 1, &after);
   expect_records(after, a, 500);
