@@ -253,7 +253,8 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
   MutationQueue mutations(config.serve.max_queue, [&queue] { queue.wake(); });
   UpdateStats update_stats;
   Updater updater(UpdateContext{config, s.meta, s.map, control, data, *s.worker, lists},
-                  prober.centroids(), s.snapshot, stats, update_stats, step_id);
+                  prober.centroids(), s.snapshot, stats, update_stats, step_id,
+                  [&queue] { queue.wake(); });
   updater.recover();
   Gateway gateway(context, config, s.meta, queue, stats,
                   GatewayInfo{control.size(), data.backend(), &mutations, &update_stats});
@@ -267,7 +268,8 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
 
   const auto stats_interval = std::chrono::duration<double>(config.serve.stats_interval_s);
   while (!g_shutdown.load()) {
-    // Queued writes go first, one step at a time, so they become visible within a step.
+    // Writes move first (log, then apply and acknowledge), so they become visible within a
+    // step or two; the log's fdatasync runs beside the search steps.
     updater.run_queued(mutations, replier);
     updater.maybe_snapshot();
     if (stats.roll(config.serve.stats_interval_s > 0 ? stats_interval
@@ -281,7 +283,7 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
     }
     std::vector<PendingSearch> batch =
         queue.pop_batch(config.serve.max_batch, std::chrono::microseconds(config.serve.max_wait_us),
-                        std::chrono::milliseconds(mutations.empty() ? 20 : 0));
+                        std::chrono::milliseconds(!mutations.empty() && !updater.logging() ? 0 : 20));
     if (batch.empty()) continue;
 
     // Requests whose deadline already passed are answered now, not searched.
@@ -337,6 +339,7 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
   }
 
   ARGENT_LOG(kInfo, "coordinator: shutting down");
+  updater.finish(replier);  // a logged group is applied and acknowledged, not dropped
   broadcast_header(control, StepOp::kShutdown, ++step_id, 0);
   for (const PendingSearch& r : queue.close())
     replier.send(r.envelope, search_status(r, v1::UNAVAILABLE, "server is shutting down"));

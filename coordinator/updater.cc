@@ -70,14 +70,21 @@ v1::Response mutation_reply(uint64_t request_id, v1::StatusCode code, const std:
 }  // namespace
 
 Updater::Updater(UpdateContext ctx, const QuantizedCentroids& centroids, SnapshotPointer snapshot,
-                 ServerStats& server_stats, UpdateStats& stats, uint64_t& step_id)
+                 ServerStats& server_stats, UpdateStats& stats, uint64_t& step_id,
+                 std::function<void()> wake)
     : ctx_(ctx),
       centroids_(centroids),
       snapshot_(std::move(snapshot)),
       server_stats_(server_stats),
       stats_(stats),
       step_id_(step_id),
-      last_snapshot_(std::chrono::steady_clock::now()) {}
+      last_snapshot_(std::chrono::steady_clock::now()),
+      wake_(std::move(wake)) {}
+
+Updater::~Updater() {
+  // Never leave the helper thread writing to a destroyed log.
+  if (in_flight_ && in_flight_->first.valid()) in_flight_->first.wait();
+}
 
 void Updater::recover() {
   const auto start = SteadyClock::now();
@@ -164,52 +171,73 @@ void Updater::refresh_stats(const std::vector<uint8_t>& acks, int32_t n_requests
   stats_.set_shards(tombstones, rows);
 }
 
-bool Updater::run_queued(MutationQueue& queue, Replier& replier) {
+void Updater::answer_snapshot(const PendingMutation& req, Replier& replier) {
+  SnapshotPointer done;
+  double seconds = 0;
+  const std::string problem = snapshot(&done, &seconds);
+  v1::Response r;
+  v1::AdminResponse* a = r.mutable_admin();
+  a->set_request_id(req.request_id);
+  a->mutable_status()->set_code(problem.empty() ? v1::OK : v1::INTERNAL);
+  a->mutable_status()->set_message(problem);
+  a->set_sequence(done.sequence);
+  a->set_items(done.items);
+  a->set_seconds(seconds);
+  a->set_path(problem.empty() ? snapshot_data_dir(ctx_.config.index.dir, done) : "");
+  replier.send(req.envelope, r);
+}
+
+void Updater::run_queued(MutationQueue& queue, Replier& replier) {
+  if (in_flight_) {
+    if (in_flight_->first.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+    complete(replier);
+  }
   std::vector<PendingMutation> requests = queue.pop(ctx_.config.updates.max_step_items);
-  if (requests.empty()) return false;
-
+  if (requests.empty()) return;
   if (requests.front().type == PendingMutation::Type::kSnapshot) {
-    const PendingMutation& req = requests.front();
-    SnapshotPointer done;
-    double seconds = 0;
-    const std::string problem = snapshot(&done, &seconds);
-    v1::Response r;
-    v1::AdminResponse* a = r.mutable_admin();
-    a->set_request_id(req.request_id);
-    a->mutable_status()->set_code(problem.empty() ? v1::OK : v1::INTERNAL);
-    a->mutable_status()->set_message(problem);
-    a->set_sequence(done.sequence);
-    a->set_items(done.items);
-    a->set_seconds(seconds);
-    a->set_path(problem.empty() ? snapshot_data_dir(ctx_.config.index.dir, done) : "");
-    replier.send(req.envelope, r);
-    return true;
+    answer_snapshot(requests.front(), replier);
+    return;
   }
-
-  // Log first, with one fdatasync for the whole step (group commit): nothing is applied, and so
-  // nothing acknowledged, that a crash could lose.
+  // Log first, with one fdatasync for the whole group (group commit), on a helper thread: search
+  // steps continue meanwhile, and nothing is applied, or acknowledged, before it is durable.
   std::vector<std::vector<uint8_t>> payloads;
-  std::vector<const MutationBatch*> batches;
-  for (const PendingMutation& m : requests) {
-    payloads.push_back(encode_mutation(m.batch));
-    batches.push_back(&m.batch);
-  }
+  for (const PendingMutation& m : requests) payloads.push_back(encode_mutation(m.batch));
+  in_flight_.emplace();
+  in_flight_->requests = std::move(requests);
+  WriteAheadLog* wal = &*wal_;
+  in_flight_->first = std::async(std::launch::async, [wal, payloads = std::move(payloads), this] {
+    struct Wake {
+      std::function<void()>& wake;
+      ~Wake() {
+        if (wake) wake();
+      }
+    } wake_on_exit{wake_};
+    return wal->append(payloads);
+  });
+}
+
+void Updater::complete(Replier& replier) {
+  InFlight job = std::move(*in_flight_);
+  in_flight_.reset();
   uint64_t first = 0;
   try {
-    first = wal_->append(payloads);
+    first = job.first.get();
   } catch (const Error& e) {
+    // The log was cut back to before these records: they are neither durable nor applied.
     ARGENT_LOG(kError, "write-ahead log: ", e.what());
-    for (const PendingMutation& m : requests)
+    for (const PendingMutation& m : job.requests)
       replier.send(m.envelope, mutation_reply(m.request_id, v1::UNAVAILABLE,
                                               std::string("not logged, not applied: ") + e.what(),
                                               0, 0));
-    return true;
+    return;
   }
+  std::vector<const MutationBatch*> batches;
+  for (const PendingMutation& m : job.requests) batches.push_back(&m.batch);
   const std::vector<uint8_t> acks = mutate(batches);
 
   // Every rank has applied the step: acknowledge. A later search runs in a later step, so it
   // sees these writes (read-your-writes).
-  const int32_t n = int32_t(requests.size());
+  const int32_t n = int32_t(job.requests.size());
   const size_t stride = mutation_ack_bytes(n);
   int64_t upserts = 0, deletes = 0;
   std::vector<double> visible;
@@ -220,7 +248,7 @@ bool Updater::run_queued(MutationQueue& queue, Replier& replier) {
       std::memcpy(&v, acks.data() + size_t(r) * stride + sizeof(MutationAck) + size_t(q) * 8, 8);
       applied += v;
     }
-    const PendingMutation& m = requests[size_t(q)];
+    const PendingMutation& m = job.requests[size_t(q)];
     (m.batch.kind == MutationKind::kUpsert ? upserts : deletes) += m.batch.size();
     visible.push_back(ms_since(m.arrival));
     replier.send(m.envelope, mutation_reply(m.request_id, v1::OK, "", applied, first + uint64_t(q)));
@@ -228,7 +256,12 @@ bool Updater::run_queued(MutationQueue& queue, Replier& replier) {
   refresh_stats(acks, n);
   stats_.record_step(upserts, deletes, visible);
   stats_.set_wal(wal_->next_sequence() - 1, wal_->bytes());
-  return true;
+}
+
+void Updater::finish(Replier& replier) {
+  if (!in_flight_) return;
+  in_flight_->first.wait();
+  complete(replier);
 }
 
 std::string Updater::snapshot(SnapshotPointer* done, double* seconds) {
@@ -276,6 +309,7 @@ std::string Updater::snapshot(SnapshotPointer* done, double* seconds) {
 }
 
 void Updater::maybe_snapshot() {
+  if (in_flight_) return;  // the log belongs to the writing thread until it finishes
   const UpdatesConfig& u = ctx_.config.updates;
   const bool pending = wal_->next_sequence() - 1 > snapshot_.sequence;
   const double age = std::chrono::duration<double>(std::chrono::steady_clock::now() -

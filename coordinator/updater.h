@@ -6,6 +6,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <future>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,15 +41,25 @@ struct UpdateContext {
 class Updater {
  public:
   // `snapshot`: what this job loaded (read_snapshot_pointer). `centroids`: the prober's.
+  // `wake` is called (from another thread) when a log write finishes: the step loop should come
+  // back to run_queued.
   Updater(UpdateContext ctx, const QuantizedCentroids& centroids, SnapshotPointer snapshot,
-          ServerStats& server_stats, UpdateStats& stats, uint64_t& step_id);
+          ServerStats& server_stats, UpdateStats& stats, uint64_t& step_id,
+          std::function<void()> wake);
+  ~Updater();
 
   // Opens the write-ahead log and replays, through mutation steps, every record after the
   // loaded snapshot. A torn tail is reported and discarded. Call before the gateway starts.
   void recover();
-  // Runs one step for the oldest queued writes (or snapshot): log with one fdatasync, apply on
-  // every rank, then acknowledge. Returns false when the queue was empty.
-  bool run_queued(MutationQueue& queue, Replier& replier);
+  // Moves writes along, without waiting: when the log write in flight has finished, applies
+  // its requests on every rank (a kMutate step) and acknowledges them; when none is in flight,
+  // starts writing the oldest queued requests to the log (one write and one fdatasync, on a
+  // helper thread, so search steps go on meanwhile), or runs a queued snapshot.
+  void run_queued(MutationQueue& queue, Replier& replier);
+  // Whether a log write is in flight (run_queued can do nothing more until `wake`).
+  bool logging() const { return in_flight_.has_value(); }
+  // Shutdown: waits for the log write in flight, then applies and acknowledges it.
+  void finish(Replier& replier);
   // Takes a snapshot when updates.snapshot_interval_s or updates.snapshot_wal_bytes says so.
   void maybe_snapshot();
 
@@ -57,6 +69,16 @@ class Updater {
   // A snapshot step; on success returns "" and fills `done`, else the error message.
   std::string snapshot(SnapshotPointer* done, double* seconds);
   void refresh_stats(const std::vector<uint8_t>& acks, int32_t n_requests);
+  // Applies and acknowledges the finished log write.
+  void complete(Replier& replier);
+  void answer_snapshot(const PendingMutation& req, Replier& replier);
+
+  // A group of requests being written to the log by a helper thread; `first` becomes the first
+  // record's sequence. The WriteAheadLog belongs to that thread until `first` is ready.
+  struct InFlight {
+    std::vector<PendingMutation> requests;
+    std::future<uint64_t> first;
+  };
 
   UpdateContext ctx_;
   const QuantizedCentroids& centroids_;
@@ -65,6 +87,8 @@ class Updater {
   UpdateStats& stats_;
   uint64_t& step_id_;
   std::optional<WriteAheadLog> wal_;  // opened by recover()
+  std::optional<InFlight> in_flight_;
+  std::function<void()> wake_;
   std::chrono::steady_clock::time_point last_snapshot_;
 };
 

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -99,19 +100,24 @@ std::vector<v1::Request> upserts_from_file(const std::string& path, int64_t batc
   return out;
 }
 
-// Random items for load tests: standard normal embeddings, 4 features of 1000 values each.
-std::vector<v1::Request> random_upserts(const WriteArgs& a, int dim) {
-  std::mt19937_64 rng(uint64_t(a.seed));
+// Request `r` of the random load (items [r * batch, (r + 1) * batch) of --random): standard
+// normal embeddings and 4 features of 1000 values each, seeded per request so that requests can
+// be made lazily, in any order, by any thread.
+v1::Request random_upsert(const WriteArgs& a, int dim, int64_t r) {
+  std::mt19937_64 rng(uint64_t(a.seed) * 0x9E3779B97F4A7C15ull + uint64_t(r));
   std::normal_distribution<float> normal;
-  std::vector<v1::Request> out;
-  for (int64_t i = 0; i < a.random; ++i) {
-    if (out.empty() || out.back().upsert().items_size() >= a.batch) out.emplace_back().mutable_upsert();
-    v1::Item* item = out.back().mutable_upsert()->add_items();
+  v1::Request out;
+  for (int64_t i = r * a.batch; i < std::min(a.random, (r + 1) * a.batch); ++i) {
+    v1::Item* item = out.mutable_upsert()->add_items();
     item->set_id(a.id_base + i);
     for (int j = 0; j < dim; ++j) item->add_embedding(normal(rng));
     for (int32_t f = 0; f < 4; ++f) (*item->mutable_features())[f].add_values(int64_t(rng() % 1000));
   }
   return out;
+}
+
+int64_t items_of(const v1::Request& r) {
+  return r.has_upsert() ? r.upsert().items_size() : r.delete_().ids_size();
 }
 
 std::vector<int64_t> parse_ids(std::string text, const std::string& where) {
@@ -133,27 +139,28 @@ std::vector<int64_t> parse_ids(std::string text, const std::string& where) {
   return ids;
 }
 
-// Sends every request from `concurrency` threads (one client each, one request in flight per
-// thread; with concurrency 1 they go in order) and reports. Returns the exit status.
-int send_all(const WriteArgs& a, const char* what, const std::vector<v1::Request>& requests) {
+// Sends requests make(0) .. make(n - 1) from `concurrency` threads (one client each, one request
+// in flight per thread; with concurrency 1 they go in order) and reports. Returns the exit
+// status.
+int send_all(const WriteArgs& a, const char* what, size_t n,
+             const std::function<v1::Request(size_t)>& make) {
   ARGENT_CHECK(a.concurrency >= 1 && a.concurrency <= 1024, "--concurrency ", a.concurrency,
                " is outside [1, 1024]");
-  std::vector<double> latency(requests.size(), -1);
+  std::vector<double> latency(n, -1);
   std::atomic<size_t> next{0};
-  std::atomic<int64_t> errors{0}, applied{0};
+  std::atomic<int64_t> errors{0}, applied{0}, items{0};
   std::mutex print;
-  int64_t items = 0;
-  for (const v1::Request& r : requests)
-    items += r.has_upsert() ? r.upsert().items_size() : r.delete_().ids_size();
   auto worker = [&] {
     Client client(a.endpoint);
     for (;;) {
       const size_t i = next.fetch_add(1);
-      if (i >= requests.size()) return;
+      if (i >= n) return;
+      const v1::Request request = make(i);
+      items += items_of(request);
       const auto start = std::chrono::steady_clock::now();
       std::string problem;
       try {
-        const v1::Response r = client.call(requests[i], std::chrono::milliseconds(a.timeout_ms));
+        const v1::Response r = client.call(request, std::chrono::milliseconds(a.timeout_ms));
         const v1::Status& s = r.has_mutation() ? r.mutation().status() : r.error();
         if (s.code() == v1::OK && r.has_mutation()) {
           applied += r.mutation().applied();
@@ -180,17 +187,17 @@ int send_all(const WriteArgs& a, const char* what, const std::vector<v1::Request
   std::vector<double> ok;
   for (double l : latency)
     if (l >= 0) ok.push_back(l);
-  const double rate = double(items) / seconds;
+  const double rate = double(items.load()) / seconds;
   std::fprintf(stderr,
                "%s: %lld items in %zu requests, %lld applied, concurrency %d, %.2f s: %.1f items/s, "
                "ack latency p50 %.2f ms, p99 %.2f ms, %lld errors\n",
-               what, (long long)items, requests.size(), (long long)applied.load(), a.concurrency,
+               what, (long long)items.load(), n, (long long)applied.load(), a.concurrency,
                seconds, rate, percentile(ok, 0.5), percentile(ok, 0.99), (long long)errors.load());
   if (!a.summary_json.empty()) {
     std::ofstream out(a.summary_json);
     ARGENT_CHECK(out.good(), "cannot write ", a.summary_json);
-    out << nlohmann::json{{"operation", what},        {"items", items},
-                          {"requests", requests.size()}, {"applied", applied.load()},
+    out << nlohmann::json{{"operation", what},        {"items", items.load()},
+                          {"requests", n}, {"applied", applied.load()},
                           {"concurrency", a.concurrency}, {"seconds", seconds},
                           {"items_per_s", rate},       {"p50_ms", percentile(ok, 0.5)},
                           {"p99_ms", percentile(ok, 0.99)}, {"errors", errors.load()}}
@@ -203,18 +210,18 @@ int send_all(const WriteArgs& a, const char* what, const std::vector<v1::Request
 int run_upsert(const WriteArgs& a) {
   ARGENT_CHECK(a.items.empty() != (a.random == 0), "give exactly one of --items or --random");
   ARGENT_CHECK(a.batch >= 1, "--batch ", a.batch, " must be >= 1");
-  std::vector<v1::Request> requests;
   if (!a.items.empty()) {
-    requests = upserts_from_file(a.items, a.batch);
-  } else {
-    Client probe(a.endpoint);
-    ARGENT_CHECK(probe.wait_until_healthy(std::chrono::milliseconds(10000)),
-                 "no healthy server at ", a.endpoint, " within 10 s");
-    v1::Request health;
-    health.mutable_health();
-    requests = random_upserts(a, probe.call(health).health().dim());
+    const std::vector<v1::Request> requests = upserts_from_file(a.items, a.batch);
+    return send_all(a, "upsert", requests.size(), [&](size_t i) { return requests[i]; });
   }
-  return send_all(a, "upsert", requests);
+  Client probe(a.endpoint);
+  ARGENT_CHECK(probe.wait_until_healthy(std::chrono::milliseconds(10000)), "no healthy server at ",
+               a.endpoint, " within 10 s");
+  v1::Request health;
+  health.mutable_health();
+  const int dim = probe.call(health).health().dim();
+  return send_all(a, "upsert", size_t((a.random + a.batch - 1) / a.batch),
+                  [&](size_t i) { return random_upsert(a, dim, int64_t(i)); });
 }
 
 int run_delete(const WriteArgs& a) {
@@ -236,7 +243,7 @@ int run_delete(const WriteArgs& a) {
     if (i % size_t(a.batch) == 0) requests.emplace_back().mutable_delete_();
     requests.back().mutable_delete_()->add_ids(ids[i]);
   }
-  return send_all(a, "delete", requests);
+  return send_all(a, "delete", requests.size(), [&](size_t i) { return requests[i]; });
 }
 
 void add_common(CLI::App* c, WriteArgs& a) {
