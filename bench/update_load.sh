@@ -5,12 +5,15 @@
 # writes update_load.{csv,json,md} to --out-dir.
 #
 #   bench/update_load.sh [--n 200000] [--dim 128] [--queries 20000] [--readers 32]
-#                        [--batch 100] [--writers 4] [--work-dir /tmp/argent-update-bench]
-#                        [--out-dir bench/results]
+#                        [--batch 100] [--writers 4] [--rate 1000] [--work-dir DIR] [--out-dir DIR]
+#
+# Phases: A searches alone; B searches with a paced stream of --rate upserts/s; B' searches with
+# the writers upserting as fast as they are acknowledged; C upserts alone; D snapshot, more
+# upserts, SIGKILL of the whole job, restart (log replay).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-n=200000 dim=128 queries=20000 readers=32 batch=100 writers=4
+n=200000 dim=128 queries=20000 readers=32 batch=100 writers=4 rate=1000
 work=/tmp/argent-update-bench out=bench/results
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -20,6 +23,7 @@ while [[ $# -gt 0 ]]; do
     --readers) readers=$2; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
     --writers) writers=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
     --work-dir) work=$2; shift 2 ;;
     --out-dir) out=$2; shift 2 ;;
     *) echo "update_load.sh: unknown argument $1" >&2; exit 2 ;;
@@ -66,17 +70,23 @@ query() {  # $1: summary file
 echo "== A: searches alone"
 query "$work/a.json"
 
-echo "== B: searches while $writers writers upsert batches of $batch"
-"$argent" upsert --endpoint "$endpoint" --random 100000000 --batch "$batch" \
-  --concurrency "$writers" --id-base 1000000000 > "$work/writer.log" 2>&1 &
-writer=$!
-sleep 3  # let the stream reach its steady rate
-stats > "$work/b0.json"
-t0=$(date +%s.%N)
-query "$work/b.json"
-t1=$(date +%s.%N)
-stats > "$work/b1.json"
-kill -TERM "$writer" && wait "$writer" 2>/dev/null || true
+# Searches while a writer stream runs: $1 = phase name, $2 = --rate (0: unpaced).
+with_writers() {
+  echo "== $1: searches while $writers writers upsert batches of $batch (rate ${2/#0/unpaced})"
+  "$argent" upsert --endpoint "$endpoint" --random 100000000 --batch "$batch" \
+    --concurrency "$writers" --rate "$2" --id-base "$3" > "$work/writer-$1.log" 2>&1 &
+  local writer=$!
+  sleep 3  # let the stream reach its steady rate
+  stats > "$work/$1-0.json"
+  local t0=$(date +%s.%N)
+  query "$work/$1.json"
+  local t1=$(date +%s.%N)
+  stats > "$work/$1-1.json"
+  echo "$t1 - $t0" | bc > "$work/$1.seconds"
+  kill -TERM "$writer" && wait "$writer" 2>/dev/null || true
+}
+with_writers b "$rate" 1000000000
+with_writers bmax 0 1500000000
 
 echo "== C: upserts alone"
 "$argent" upsert --endpoint "$endpoint" --random 50000 --batch "$batch" --concurrency "$writers" \
@@ -93,31 +103,37 @@ recovery_s=$(start_cluster)
 stats > "$work/d1.json"
 stop_cluster
 
-$py - "$work" "$out" "$t0" "$t1" "$recovery_s" "$n" "$dim" "$readers" "$writers" "$batch" <<'PY'
+$py - "$work" "$out" "$recovery_s" "$n" "$dim" "$readers" "$writers" "$batch" "$rate" <<'PY'
 import csv, json, re, sys
-work, out, t0, t1, recovery_s = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
-n, dim, readers, writers, batch = sys.argv[6:11]
+work, out, recovery_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
+n, dim, readers, writers, batch, rate = sys.argv[4:10]
 j = lambda name: json.load(open(f"{work}/{name}"))
-a, b, c, d = j("a.json"), j("b.json"), j("c.json"), j("d.json")
-b0, b1, c1, d1, snap = j("b0.json"), j("b1.json"), j("c1.json"), j("d1.json"), j("snapshot.json")
-overlap = t1 - t0
-upserts_during = int(b1["upserts"]) - int(b0["upserts"])
+a, c, d = j("a.json"), j("c.json"), j("d.json")
+c1, d1, snap = j("c1.json"), j("d1.json"), j("snapshot.json")
+def during(phase):
+    q, s0, s1 = j(f"{phase}.json"), j(f"{phase}-0.json"), j(f"{phase}-1.json")
+    seconds = float(open(f"{work}/{phase}.seconds").read())
+    ups = int(s1["upserts"]) - int(s0["upserts"])
+    return q, s1, round(ups / seconds, 1)
 log = open(f"{work}/serve.log").read()
 replay = re.findall(r"replayed (\d+) log records in ([0-9.]+) ms", log)[-1]
 rows = [
     {"phase": "A: search only", "search_qps": a["qps"], "search_p50_ms": a["p50_ms"],
      "search_p99_ms": a["p99_ms"], "search_errors": a["errors"], "upserts_per_s": 0,
      "visible_p50_ms": "", "visible_p99_ms": ""},
-    {"phase": "B: search + upserts", "search_qps": b["qps"], "search_p50_ms": b["p50_ms"],
-     "search_p99_ms": b["p99_ms"], "search_errors": b["errors"],
-     "upserts_per_s": round(upserts_during / overlap, 1),
-     "visible_p50_ms": b1["visible_p50_ms"], "visible_p99_ms": b1["visible_p99_ms"]},
+] + [
+    {"phase": name, "search_qps": q["qps"], "search_p50_ms": q["p50_ms"],
+     "search_p99_ms": q["p99_ms"], "search_errors": q["errors"], "upserts_per_s": ups,
+     "visible_p50_ms": s1["visible_p50_ms"], "visible_p99_ms": s1["visible_p99_ms"]}
+    for name, (q, s1, ups) in [(f"B: search + {rate} upserts/s", during("b")),
+                               ("B': search + unpaced upserts", during("bmax"))]
+] + [
     {"phase": "C: upserts only", "search_qps": 0, "search_p50_ms": "", "search_p99_ms": "",
      "search_errors": "", "upserts_per_s": round(c["items_per_s"], 1),
      "visible_p50_ms": c1["visible_p50_ms"], "visible_p99_ms": c1["visible_p99_ms"]},
 ]
 extra = {"n": int(n), "dim": int(dim), "readers": int(readers), "writers": int(writers),
-         "batch": int(batch), "overlap_s": round(overlap, 2), "upserts_during_B": upserts_during,
+         "batch": int(batch), "paced_rate": float(rate),
          "upsert_ack_p50_ms_C": c["p50_ms"], "upsert_ack_p99_ms_C": c["p99_ms"],
          "snapshot_items": int(snap["items"]), "snapshot_s": round(snap["seconds"], 3),
          "crash_replayed_records": int(replay[0]), "crash_replay_ms": float(replay[1]),

@@ -31,6 +31,7 @@ struct WriteArgs {
   int64_t batch = 1000, random = 0, id_base = int64_t(1) << 40, seed = 1;
   int concurrency = 1;
   int64_t timeout_ms = 60000;
+  double rate = 0;  // items per second over all threads; 0: as fast as acknowledged
 };
 
 double percentile(std::vector<double> v, double p) {
@@ -150,12 +151,17 @@ int send_all(const WriteArgs& a, const char* what, size_t n,
   std::atomic<size_t> next{0};
   std::atomic<int64_t> errors{0}, applied{0}, items{0};
   std::mutex print;
+  const auto begin = std::chrono::steady_clock::now();
   auto worker = [&] {
     Client client(a.endpoint);
     for (;;) {
       const size_t i = next.fetch_add(1);
       if (i >= n) return;
       const v1::Request request = make(i);
+      if (a.rate > 0)  // request i leaves at its slot of an even schedule of --rate items/s
+        std::this_thread::sleep_until(
+            begin + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                        std::chrono::duration<double>(double(i) * double(a.batch) / a.rate)));
       items += items_of(request);
       const auto start = std::chrono::steady_clock::now();
       std::string problem;
@@ -256,6 +262,8 @@ void add_common(CLI::App* c, WriteArgs& a) {
   c->add_option("--timeout-ms", a.timeout_ms, "Give up on a request's ack after this long")
       ->capture_default_str();
   c->add_option("--summary-json", a.summary_json, "Write items/s and ack latencies as JSON");
+  c->add_option("--rate", a.rate, "Pace requests to this many items/s in all (0: no pacing)")
+      ->capture_default_str();
 }
 
 }  // namespace
