@@ -1,5 +1,6 @@
 // The update path of the serving job (docs/architecture.md, "Updates"): crash recovery at start,
-// mutation steps (log, apply on every rank, acknowledge) and snapshot steps. Rank 0 runs an
+// mutation steps (log, apply on every rank, acknowledge) in updater.cc, and snapshot steps in
+// updater_snapshot.cc. Rank 0 runs an
 // Updater from its step loop; the other ranks follow its steps with follow_mutation_step and
 // follow_snapshot_step. Everything here runs on the step loop's thread, between search steps.
 #pragma once
@@ -64,6 +65,8 @@ class Updater {
   void maybe_snapshot();
 
  private:
+  // Starts step `op` on every rank (the header over the control communicator).
+  void broadcast_header(StepOp op, int64_t payload_bytes);
   // The collectives of one mutation step; returns the gathered acks (ranks x ack bytes).
   std::vector<uint8_t> mutate(const std::vector<const MutationBatch*>& batches);
   // A snapshot step; on success returns "" and fills `done`, else the error message.
