@@ -73,13 +73,16 @@ void Updater::recover() {
     ARGENT_LOG(kWarn, "write-ahead log: discarded a torn tail of ", rec.discarded_bytes,
                " bytes at offset ", rec.valid_bytes, " (", rec.discard_reason,
                "); its mutations were never acknowledged");
+  // Stale snapshot directories (a snapshot interrupted before its pointer was written) go; every
+  // rank has finished loading by now (the start-up collectives came first).
+  remove_other_snapshots(ctx_.config.index.dir, snapshot_.dir);
   std::vector<MutationBatch> pending;
   int64_t items = 0, replayed = 0;
   auto flush = [&] {
     if (pending.empty()) return;
-    std::vector<const MutationBatch*> batches;
-    for (const MutationBatch& b : pending) batches.push_back(&b);
-    refresh_stats(mutate(batches), int32_t(batches.size()));
+    MutationStep step;
+    for (const MutationBatch& b : pending) add_to_step(b, &step);
+    refresh_stats(mutate(step), step.n_requests);
     pending.clear();
     items = 0;
   };
@@ -103,32 +106,35 @@ void Updater::recover() {
              wal_->next_sequence());
 }
 
-std::vector<uint8_t> Updater::mutate(const std::vector<const MutationBatch*>& batches) {
-  MutationStep step;
-  step.n_requests = int32_t(batches.size());
-  for (size_t r = 0; r < batches.size(); ++r) {
-    const MutationBatch& b = *batches[r];
-    if (b.kind == MutationKind::kUpsert) {
-      for (PreparedItem& item : prepare_upserts(b.items, ctx_.meta, centroids_)) {
-        StepMutation m;
-        m.kind = MutationKind::kUpsert;
-        m.rank = ctx_.map.rank_of(item.partition);
-        m.request = int32_t(r);
-        m.item = std::move(item);
-        step.mutations.push_back(std::move(m));
-      }
-    } else {
-      for (int64_t id : b.ids) {
-        StepMutation m;
-        m.kind = MutationKind::kDelete;
-        m.item.id = id;
-        m.item.partition = partition_of_id(id, ctx_.meta.partitions);
-        m.rank = ctx_.map.rank_of(m.item.partition);
-        m.request = int32_t(r);
-        step.mutations.push_back(std::move(m));
-      }
+void Updater::add_to_step(const MutationBatch& b, MutationStep* step) const {
+  const int32_t r = step->n_requests;
+  std::vector<StepMutation> added;
+  if (b.kind == MutationKind::kUpsert) {
+    for (PreparedItem& item : prepare_upserts(b.items, ctx_.meta, centroids_)) {
+      StepMutation m;
+      m.kind = MutationKind::kUpsert;
+      m.rank = ctx_.map.rank_of(item.partition);
+      m.request = r;
+      m.item = std::move(item);
+      added.push_back(std::move(m));
+    }
+  } else {
+    for (int64_t id : b.ids) {
+      StepMutation m;
+      m.kind = MutationKind::kDelete;
+      m.item.id = id;
+      m.item.partition = partition_of_id(id, ctx_.meta.partitions);
+      m.rank = ctx_.map.rank_of(m.item.partition);
+      m.request = r;
+      added.push_back(std::move(m));
     }
   }
+  // Only a request that prepared whole joins the step.
+  for (StepMutation& m : added) step->mutations.push_back(std::move(m));
+  ++step->n_requests;
+}
+
+std::vector<uint8_t> Updater::mutate(const MutationStep& step) {
   std::vector<uint8_t> payload = encode_mutation_step(step);
   broadcast_header(StepOp::kMutate, int64_t(payload.size()));
   ctx_.data.broadcast_host(payload.data(), payload.size(), 0);
@@ -161,12 +167,26 @@ void Updater::run_queued(MutationQueue& queue, Replier& replier) {
     answer_snapshot(requests.front(), replier);
     return;
   }
-  // Log first, with one fdatasync for the whole group (group commit), on a helper thread: search
-  // steps continue meanwhile, and nothing is applied, or acknowledged, before it is durable.
-  std::vector<std::vector<uint8_t>> payloads;
-  for (const PendingMutation& m : requests) payloads.push_back(encode_mutation(m.batch));
+  // Prepare first (quantize, assign, route): a request that fails here is answered and never
+  // logged, so the log holds nothing that could not be applied.
   in_flight_.emplace();
-  in_flight_->requests = std::move(requests);
+  std::vector<std::vector<uint8_t>> payloads;
+  for (PendingMutation& m : requests) {
+    try {
+      add_to_step(m.batch, &in_flight_->step);
+    } catch (const Error& e) {
+      replier.send(m.envelope, mutation_reply(m.request_id, v1::INVALID_ARGUMENT, e.what(), 0, 0));
+      continue;
+    }
+    payloads.push_back(encode_mutation(m.batch));
+    in_flight_->requests.push_back(std::move(m));
+  }
+  if (in_flight_->requests.empty()) {
+    in_flight_.reset();
+    return;
+  }
+  // Then log, with one fdatasync for the whole group (group commit), on a helper thread: search
+  // steps continue meanwhile, and nothing is applied, or acknowledged, before it is durable.
   WriteAheadLog* wal = &*wal_;
   in_flight_->first = std::async(std::launch::async, [wal, payloads = std::move(payloads), this] {
     struct Wake {
@@ -194,9 +214,7 @@ void Updater::complete(Replier& replier) {
                                               0, 0));
     return;
   }
-  std::vector<const MutationBatch*> batches;
-  for (const PendingMutation& m : job.requests) batches.push_back(&m.batch);
-  const std::vector<uint8_t> acks = mutate(batches);
+  const std::vector<uint8_t> acks = mutate(job.step);
 
   // Every rank has applied the step: acknowledge. A later search runs in a later step, so it
   // sees these writes (read-your-writes).

@@ -20,6 +20,7 @@
 #include "coordinator/replier.h"
 #include "coordinator/server_stats.h"
 #include "coordinator/shard_worker.h"
+#include "coordinator/mutation_step.h"
 #include "coordinator/snapshot.h"
 #include "coordinator/step_protocol.h"
 #include "coordinator/update_queue.h"
@@ -67,8 +68,11 @@ class Updater {
  private:
   // Starts step `op` on every rank (the header over the control communicator).
   void broadcast_header(StepOp op, int64_t payload_bytes);
+  // Prepares `b` (quantize, assign, route to ranks) as the next request of `step`; throws
+  // Error(kInvalidArgument), leaving `step` unchanged, when an item cannot be prepared.
+  void add_to_step(const MutationBatch& b, MutationStep* step) const;
   // The collectives of one mutation step; returns the gathered acks (ranks x ack bytes).
-  std::vector<uint8_t> mutate(const std::vector<const MutationBatch*>& batches);
+  std::vector<uint8_t> mutate(const MutationStep& step);
   // A snapshot step; on success returns "" and fills `done`, else the error message.
   std::string snapshot(SnapshotPointer* done, double* seconds);
   void refresh_stats(const std::vector<uint8_t>& acks, int32_t n_requests);
@@ -80,6 +84,7 @@ class Updater {
   // record's sequence. The WriteAheadLog belongs to that thread until `first` is ready.
   struct InFlight {
     std::vector<PendingMutation> requests;
+    MutationStep step;  // the requests, prepared
     std::future<uint64_t> first;
   };
 
