@@ -234,6 +234,25 @@ const std::vector<Entry>& schema() {
         choice_key("rerank.device", &C::rerank, &RerankConfig::device, {"auto", "cpu", "cuda"},
                    "Where the coordinator runs the reranker: auto = CUDA when available, else "
                    "CPU."),
+        int_key("updates.max_request_items", &C::updates, &UpdatesConfig::max_request_items, 1,
+                1 << 20,
+                "Most items (or ids) one Upsert (Delete) request may carry; larger ones get "
+                "INVALID_ARGUMENT."),
+        int_key("updates.max_step_items", &C::updates, &UpdatesConfig::max_step_items, 1,
+                1 << 22,
+                "Group commit: queued mutations are logged with one fdatasync and applied in "
+                "one step until this many items (a larger request still goes alone)."),
+        float_key("updates.snapshot_interval_s", &C::updates, &UpdatesConfig::snapshot_interval_s,
+                  0.0, 604800.0,
+                  "Seconds between automatic snapshots, taken only when the log has records "
+                  "(0: only `argent admin snapshot`)."),
+        int_key("updates.snapshot_wal_bytes", &C::updates, &UpdatesConfig::snapshot_wal_bytes, 0,
+                int64_t(1) << 50,
+                "Also snapshot when the write-ahead log grows past this many bytes (0: never)."),
+        float_key("updates.compact_tombstone_ratio", &C::updates,
+                  &UpdatesConfig::compact_tombstone_ratio, 0.0, 1.0,
+                  "A rank compacts its shard when deleted rows exceed this fraction of its rows "
+                  "in use (0: only at snapshots and when a full list is reallocated)."),
     };
   }();
   return entries;

@@ -70,12 +70,22 @@ struct RerankConfig {
   std::string device = "auto";          // auto: CUDA when LibTorch sees a GPU, else CPU
 };
 
+// Streaming updates: the write-ahead log, snapshots and compaction (docs/architecture.md).
+struct UpdatesConfig {
+  int64_t max_request_items = 10000;
+  int64_t max_step_items = 8192;
+  double snapshot_interval_s = 3600;
+  int64_t snapshot_wal_bytes = int64_t(1) << 30;
+  double compact_tombstone_ratio = 0.25;
+};
+
 struct Config {
   IndexConfig index;
   SearchConfig search;
   SyntheticConfig synthetic;
   ServeConfig serve;
   RerankConfig rerank;
+  UpdatesConfig updates;
 };
 
 // One documented key of the schema.

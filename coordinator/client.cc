@@ -12,6 +12,7 @@ uint64_t response_request_id(const v1::Response& r) {
     case v1::Response::kMutation: return r.mutation().request_id();
     case v1::Response::kStats: return r.stats().request_id();
     case v1::Response::kHealth: return r.health().request_id();
+    case v1::Response::kAdmin: return r.admin().request_id();
     default: return 0;
   }
 }
@@ -38,6 +39,7 @@ uint64_t Client::send(v1::Request request) {
     case v1::Request::kDelete: assign(request.mutable_delete_()); break;
     case v1::Request::kStats: assign(request.mutable_stats()); break;
     case v1::Request::kHealth: assign(request.mutable_health()); break;
+    case v1::Request::kAdmin: assign(request.mutable_admin()); break;
     case v1::Request::BODY_NOT_SET: break;
   }
   send_raw(request.SerializeAsString());

@@ -287,22 +287,27 @@ void Gateway::handle(std::vector<zmq::message_t>& frames, zmq::socket_t& router)
       out->set_rejected_overloaded(s.rejected_overloaded);
       out->set_rejected_deadline(s.rejected_deadline);
       out->set_rejected_invalid(s.rejected_invalid);
+      if (info_.update_stats != nullptr) {
+        const UpdateStatsSnapshot u = info_.update_stats->snapshot();
+        out->set_upserts(u.upserts);
+        out->set_deletes(u.deletes);
+        out->set_upserts_per_s(u.upserts_per_s);
+        out->set_deletes_per_s(u.deletes_per_s);
+        out->set_visible_p50_ms(u.visible_p50_ms);
+        out->set_visible_p99_ms(u.visible_p99_ms);
+        out->set_tombstone_ratio(u.tombstone_ratio);
+        out->set_wal_sequence(u.wal_sequence);
+        out->set_wal_bytes(u.wal_bytes);
+        out->set_snapshot_sequence(u.snapshot_sequence);
+      }
       send_response(router, envelope, r);
       return;
     }
     case v1::Request::kUpsert:
-    case v1::Request::kDelete: {
-      v1::Response r;
-      v1::MutationResponse* m = r.mutable_mutation();
-      m->set_request_id(request.has_upsert() ? request.upsert().request_id()
-                                             : request.delete_().request_id());
-      m->mutable_status()->set_code(v1::UNIMPLEMENTED);
-      m->mutable_status()->set_message(
-          "this server serves a read-only index: upserts and deletes need the write-ahead log "
-          "(docs/architecture.md, 'Serving')");
-      send_response(router, envelope, r);
+    case v1::Request::kDelete:
+    case v1::Request::kAdmin:
+      handle_write(request, std::move(envelope), router);
       return;
-    }
     case v1::Request::BODY_NOT_SET:
       stats_.record_invalid();
       send_response(router, envelope,

@@ -14,6 +14,7 @@
 #include "common/config.h"
 #include "coordinator/request_queue.h"
 #include "coordinator/server_stats.h"
+#include "coordinator/update_queue.h"
 #include "shard/index_meta.h"
 
 namespace argent {
@@ -21,6 +22,10 @@ namespace argent {
 struct GatewayInfo {
   int ranks = 1;
   std::string backend;
+  // The write path (not owned; both outlive the gateway). Null: Upsert, Delete and Admin are
+  // answered UNIMPLEMENTED.
+  MutationQueue* mutations = nullptr;
+  UpdateStats* update_stats = nullptr;
 };
 
 // Checks a SearchRequest against the index and the config and fills `out`; returns an empty
@@ -41,6 +46,10 @@ class Gateway {
  private:
   void run(zmq::socket_t& router, zmq::socket_t& inbox);
   void handle(std::vector<zmq::message_t>& frames, zmq::socket_t& router);
+  // Upsert, Delete, Admin: validated here, queued for the step loop, which logs, applies and
+  // answers them.
+  void handle_write(const v1::Request& request, std::vector<std::string> envelope,
+                    zmq::socket_t& router);
 
   zmq::context_t& context_;
   const Config& config_;

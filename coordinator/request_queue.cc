@@ -24,7 +24,8 @@ std::vector<PendingSearch> RequestQueue::pop_batch(int max_batch,
                                                    std::chrono::milliseconds idle_wait) {
   std::vector<PendingSearch> batch;
   std::unique_lock<std::mutex> lock(mu_);
-  if (!cv_.wait_for(lock, idle_wait, [&] { return !queue_.empty() || closed_; })) return batch;
+  if (!cv_.wait_for(lock, idle_wait, [&] { return !queue_.empty() || closed_ || woken_; })) return batch;
+  woken_ = false;
   if (queue_.empty()) return batch;
   const auto close_at = queue_.front().arrival + max_wait;
   batch.push_back(std::move(queue_.front()));
@@ -49,6 +50,14 @@ std::vector<PendingSearch> RequestQueue::pop_batch(int max_batch,
     }
   }
   return batch;
+}
+
+void RequestQueue::wake() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    woken_ = true;
+  }
+  cv_.notify_all();
 }
 
 std::vector<PendingSearch> RequestQueue::close() {

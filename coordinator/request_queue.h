@@ -42,6 +42,10 @@ class RequestQueue {
   std::vector<PendingSearch> pop_batch(int max_batch, std::chrono::microseconds max_wait,
                                        std::chrono::milliseconds idle_wait);
 
+  // Ends a pop_batch that is waiting idle for a first request (it returns an empty batch), so
+  // the step loop turns to queued writes at once instead of after its idle wait.
+  void wake();
+
   // Stops accepting; returns what was still queued (to be answered UNAVAILABLE).
   std::vector<PendingSearch> close();
   int64_t depth() const;
@@ -52,6 +56,7 @@ class RequestQueue {
   std::deque<PendingSearch> queue_;
   int64_t capacity_;
   bool closed_ = false;
+  bool woken_ = false;  // set by wake(), consumed by pop_batch
 };
 
 }  // namespace argent

@@ -16,6 +16,8 @@
 #include "coordinator/server_stats.h"
 #include "coordinator/shard_worker.h"
 #include "coordinator/step_protocol.h"
+#include "coordinator/update_queue.h"
+#include "coordinator/updater.h"
 #include "shard/prober.h"
 
 namespace argent {
@@ -23,10 +25,29 @@ namespace {
 
 std::atomic<bool> g_shutdown{false};
 
+double ms_between(SteadyClock::time_point a, SteadyClock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+v1::Response mutation_status(const PendingMutation& m, v1::StatusCode code, const std::string& msg) {
+  v1::Response out;
+  if (m.type == PendingMutation::Type::kSnapshot) {
+    out.mutable_admin()->set_request_id(m.request_id);
+    out.mutable_admin()->mutable_status()->set_code(code);
+    out.mutable_admin()->mutable_status()->set_message(msg);
+  } else {
+    out.mutable_mutation()->set_request_id(m.request_id);
+    out.mutable_mutation()->mutable_status()->set_code(code);
+    out.mutable_mutation()->mutable_status()->set_message(msg);
+  }
+  return out;
+}
+
 // Everything a rank holds while serving.
 struct RankState {
   IndexMeta meta;
   PartitionMap map;
+  SnapshotPointer snapshot;  // what was loaded: the latest snapshot, or the build
   std::unique_ptr<ShardWorker> worker;
 };
 
@@ -36,7 +57,10 @@ RankState load_rank(const Config& config, const Communicator& control) {
   s.map = PartitionMap::round_robin(s.meta.partitions, control.size(),
                                     config.serve.coordinator_serves);
   const std::vector<int32_t>& mine = s.map.partitions_of(control.rank());
-  ShardIndex shard = ShardIndex::load(config.index.dir, s.meta, mine, config.index.list_slack);
+  // The latest snapshot when there is one; rank 0 then replays the log after it (Updater).
+  s.snapshot = read_snapshot_pointer(config.index.dir);
+  ShardIndex shard = ShardIndex::load(snapshot_data_dir(config.index.dir, s.snapshot), s.meta,
+                                      mine, config.index.list_slack);
   ARGENT_LOG(kInfo, "rank ", control.rank(), ": ", mine.size(), " partitions, ", shard.n_items(), " items");
   s.worker = std::make_unique<ShardWorker>(std::move(shard), control.rank(), config.search.threads);
   return s;
@@ -60,7 +84,8 @@ void broadcast_header(MpiCommunicator& control, StepOp op, uint64_t step, int64_
 // Ranks other than 0: follow the coordinator's steps until it says shut down.
 int run_shard_loop(const Config& config, MpiCommunicator& control, Communicator& data,
                    RankState& s) {
-  (void)config;
+  GlobalLists lists;  // gathered after updates for the coordinator; unused here
+  const UpdateContext update{config, s.meta, s.map, control, data, *s.worker, lists};
   for (;;) {
     StepHeader h;
     control.broadcast(&h, sizeof(h), 0, kNoTimeout);  // an idle server is not a failure
@@ -81,6 +106,12 @@ int run_shard_loop(const Config& config, MpiCommunicator& control, Communicator&
       case StepOp::kStats:
         gather_items(data, *s.worker);
         break;
+      case StepOp::kMutate:
+        follow_mutation_step(h, update);
+        break;
+      case StepOp::kSnapshot:
+        follow_snapshot_step(h, update);
+        break;
       case StepOp::kShutdown:
         ARGENT_LOG(kInfo, "rank ", control.rank(), ": shutting down");
         return 0;
@@ -92,7 +123,7 @@ int run_shard_loop(const Config& config, MpiCommunicator& control, Communicator&
 
 // Rank 0: the gateway, the batcher, the step loop and the merger.
 int run_coordinator(const Config& config, MpiCommunicator& control, Communicator& data,
-                    RankState& s, const GlobalLists& lists, std::vector<int64_t> items) {
+                    RankState& s, GlobalLists lists, std::vector<int64_t> items) {
   ServerStats stats;
   std::vector<std::vector<int32_t>> partitions;
   for (int r = 0; r < control.size(); ++r) partitions.push_back(s.map.partitions_of(r));
@@ -101,8 +132,16 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
   zmq::context_t context(1);
   RequestQueue queue(config.serve.max_queue);
   const Prober prober(s.meta);
+  uint64_t step_id = 0;
+  // Writes: recovered from the log before the gateway opens, then served between searches.
+  MutationQueue mutations(config.serve.max_queue, [&queue] { queue.wake(); });
+  UpdateStats update_stats;
+  Updater updater(UpdateContext{config, s.meta, s.map, control, data, *s.worker, lists},
+                  prober.centroids(), s.snapshot, stats, update_stats, step_id,
+                  [&queue] { queue.wake(); });
+  updater.recover();
   Gateway gateway(context, config, s.meta, queue, stats,
-                  GatewayInfo{control.size(), data.backend()});
+                  GatewayInfo{control.size(), data.backend(), &mutations, &update_stats});
   // The reranker is loaded before the gateway opens, so a bad model file stops the job at start.
   std::unique_ptr<RerankSetup> rerank;
   if (config.rerank.enabled) {
@@ -126,10 +165,15 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
              data.backend(), " collectives)");
 
   const auto stats_interval = std::chrono::duration<double>(config.serve.stats_interval_s);
-  uint64_t step_id = 0;
   while (!g_shutdown.load()) {
+    // Writes move first (log, then apply and acknowledge), so they become visible within a
+    // step or two; the log's fdatasync runs beside the search steps.
+    updater.run_queued(mutations, replier);
+    updater.maybe_snapshot();
     if (stats.roll(config.serve.stats_interval_s > 0 ? stats_interval
                                                      : std::chrono::duration<double>(1.0))) {
+      update_stats.roll(config.serve.stats_interval_s > 0 ? stats_interval
+                                                          : std::chrono::duration<double>(1.0));
       broadcast_header(control, StepOp::kStats, ++step_id, 0);
       stats.set_shards(gather_items(data, *s.worker), partitions);
       stats.set_queue_depth(queue.depth());
@@ -137,7 +181,7 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
     }
     std::vector<PendingSearch> batch =
         queue.pop_batch(config.serve.max_batch, std::chrono::microseconds(config.serve.max_wait_us),
-                        std::chrono::milliseconds(20));
+                        std::chrono::milliseconds(!mutations.empty() && !updater.logging() ? 0 : 20));
     if (batch.empty()) continue;
 
     // Requests whose deadline already passed are answered now, not searched.
@@ -197,9 +241,13 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
   }
 
   ARGENT_LOG(kInfo, "coordinator: shutting down");
+  updater.finish(replier);  // a logged group is applied and acknowledged, not dropped
   broadcast_header(control, StepOp::kShutdown, ++step_id, 0);
   for (const PendingSearch& r : queue.close())
     replier.send(r.envelope, search_status(r, v1::UNAVAILABLE, "server is shutting down"));
+  for (const PendingMutation& m : mutations.close())
+    replier.send(m.envelope, mutation_status(m, v1::UNAVAILABLE,
+                                             "server is shutting down; not logged, not applied"));
   merger.stop();
   gateway.stop();
   return 0;
@@ -214,9 +262,10 @@ int run_server(const Config& config, MpiCommunicator& control, Communicator& dat
   ARGENT_CHECK(s.worker->shard().meta().dim > 0, "index has no dimension");
   // Startup collectives, on every rank in the same order: the index-wide lists for the prober
   // and each rank's item count for Stats and Health.
-  const GlobalLists lists = gather_global_lists(data, s.worker->shard());
+  GlobalLists lists = gather_global_lists(data, s.worker->shard());
   std::vector<int64_t> items = gather_items(data, *s.worker);
-  if (control.rank() == 0) return run_coordinator(config, control, data, s, lists, std::move(items));
+  if (control.rank() == 0)
+    return run_coordinator(config, control, data, s, std::move(lists), std::move(items));
   return run_shard_loop(config, control, data, s);
 }
 

@@ -18,6 +18,8 @@ class ShardWorker {
   std::vector<uint8_t> search(const SearchStep& step) const;
 
   const ShardIndex& shard() const { return shard_; }
+  // For the update path (coordinator/updater.h), which runs between searches on the same thread.
+  ShardIndex& mutable_shard() { return shard_; }
   int rank() const { return rank_; }
 
  private:

@@ -19,7 +19,8 @@
 
 namespace argent {
 
-enum class StepOp : int32_t { kSearch = 1, kStats = 2, kShutdown = 3 };
+// kMutate and kSnapshot: coordinator/mutation_step.h and coordinator/updater.h.
+enum class StepOp : int32_t { kSearch = 1, kStats = 2, kShutdown = 3, kMutate = 4, kSnapshot = 5 };
 
 struct StepHeader {
   uint32_t magic = 0x41524753;  // "SGRA"

@@ -33,5 +33,8 @@ CommandFn add_synth_command(CLI::App& app);
 CommandFn add_config_doc_command(CLI::App& app);
 CommandFn add_serve_command(CLI::App& app);
 CommandFn add_query_command(CLI::App& app);
+CommandFn add_upsert_command(CLI::App& app);
+CommandFn add_delete_command(CLI::App& app);
+CommandFn add_admin_command(CLI::App& app);
 
 }  // namespace argent

@@ -2,7 +2,8 @@
 # The README's demo command: installs dependencies, builds, generates a synthetic catalogue,
 # builds an int8 IVF index, starts a 3-rank serving cluster with mpirun and answers real queries
 # through the ZeroMQ gateway (C++ and Python clients), with and without filters, checks them
-# against a single-process search, runs a short load test, and shuts the cluster down.
+# against a single-process search, runs a short load test, upserts and deletes a few items while
+# serving, and shuts the cluster down.
 # Environment: ARGENT_SKIP_DEPS=1 skips apt-get; DEMO_ITEMS / DEMO_DIM / DEMO_RANKS size it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +53,21 @@ PYTHONPATH=python /usr/bin/python3 python/examples/query_demo.py --endpoint "$en
 
 echo "== load: 4096 random queries, 32 in flight"
 $argent query --endpoint "$endpoint" --random 4096 --concurrency 32 --quiet
+
+echo "== streaming updates: upsert 3 new items, delete one, find the others by their feature"
+/usr/bin/python3 -c "
+import json, random
+random.seed(1)
+for i in range(3):
+    print(json.dumps({'id': 900000000 + i, 'embedding': [random.gauss(0, 1) for _ in range($dim)],
+                      'features': {'7': [424242]}}))" > "$work/new-items.jsonl"
+$argent upsert --endpoint "$endpoint" --items "$work/new-items.jsonl"
+$argent delete --endpoint "$endpoint" --ids 900000001
+$argent query --endpoint "$endpoint" --random 1 --exact --k 5 --filter '7:424242'
+$argent admin stats --endpoint "$endpoint" | /usr/bin/python3 -c "
+import json, sys
+s = json.load(sys.stdin)
+print({k: s[k] for k in ('upserts', 'deletes', 'tombstone_ratio', 'wal_sequence', 'wal_bytes')})"
 
 echo "== shut down (SIGTERM to mpirun)"
 kill -TERM $cluster

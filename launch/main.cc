@@ -23,6 +23,9 @@ int main(int argc, char** argv) {
   commands["config-doc"] = argent::add_config_doc_command(app);
   commands["serve"] = argent::add_serve_command(app);
   commands["query"] = argent::add_query_command(app);
+  commands["upsert"] = argent::add_upsert_command(app);
+  commands["delete"] = argent::add_delete_command(app);
+  commands["admin"] = argent::add_admin_command(app);
 
   try {
     app.parse(argc, argv);

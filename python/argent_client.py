@@ -104,6 +104,32 @@ class Client:
         s.rerank_depth = rerank_depth
         return self._call(request, "search")
 
+    def upsert(self, items):
+        """Inserts or replaces items, atomically: `items` is an iterable of (id, embedding,
+        features) with features a dict {feature_id: value or [values]}. Returns the
+        MutationResponse once the write is durable and visible (applied, sequence)."""
+        request = pb.Request()
+        for item_id, embedding, features in items:
+            item = request.upsert.items.add()
+            item.id = int(item_id)
+            item.embedding.extend(float(v) for v in embedding)
+            for feature, values in (features or {}).items():
+                values = values if isinstance(values, (list, tuple)) else [values]
+                item.features[int(feature)].values.extend(int(v) for v in values)
+        return self._call(request, "upsert")
+
+    def delete(self, ids):
+        """Deletes items by id, atomically; MutationResponse.applied counts those present."""
+        request = pb.Request()
+        request.delete.ids.extend(int(i) for i in ids)
+        return self._call(request, "delete")
+
+    def snapshot(self):
+        """Writes a snapshot of every partition and truncates the log (AdminResponse)."""
+        request = pb.Request()
+        request.admin.action = pb.AdminRequest.SNAPSHOT
+        return self._call(request, "admin")
+
     def stats(self):
         request = pb.Request()
         request.stats.SetInParent()

@@ -68,6 +68,22 @@ ListBounds::ListBounds(const ShardIndex& shard, const QuantizedCentroids& centro
   }
 }
 
+void ListBounds::include(const ShardIndex& shard, int64_t row, int64_t list) {
+  const int d_pad = shard.meta().d_pad;
+  std::vector<int8_t> c(static_cast<size_t>(d_pad)), x(static_cast<size_t>(d_pad));
+  unpack_row(centroids_.blocked.data(), d_pad, list, c.data());
+  unpack_row(shard.tensors().codes.data_ptr<int8_t>(), d_pad, row, x.data());
+  const double scale = double(shard.tensors().scales.data_ptr<float>()[row]);
+  // The same arithmetic as the constructor, so a radius computed either way is the same number.
+  double d2 = 0;
+  for (int j = 0; j < d_pad; ++j) {
+    const double chat = double(c[size_t(j)]) * double(centroids_.scales[size_t(list)]);
+    const double diff = double(x[size_t(j)]) * scale - chat;
+    d2 += diff * diff;
+  }
+  radius_[size_t(list)] = std::max(radius_[size_t(list)], std::sqrt(d2));
+}
+
 void ListBounds::search(const ShardIndex& shard, const QueryBatch& q, int64_t k, int first_pass,
                         int threads, float* scores, int64_t* ids, ScanStats* stats) const {
   const int64_t nlist = centroids_.n_clusters, stride = centroids_.n_rows, n = q.n;

@@ -31,6 +31,11 @@ class ListBounds {
 
   const std::vector<double>& radius() const { return radius_; }
 
+  // Keeps the bound valid after `row` of `shard` was written into `list` by an upsert: the
+  // list's radius grows to cover it. Deletes and compaction need nothing (a radius may
+  // over-estimate; the bound only has to hold for every live item).
+  void include(const ShardIndex& shard, int64_t row, int64_t list);
+
  private:
   QuantizedCentroids centroids_;     // a copy: the engine that owns this object may move
   std::vector<double> radius_;         // [nlist]; -1 for a list with no live item

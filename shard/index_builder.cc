@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <numeric>
 
 #include "common/error.h"
@@ -51,6 +52,18 @@ PartitionData make_partition(const ItemSet& items, const IndexMeta& meta, int32_
   }
   std::partial_sum(p.list_offsets.begin(), p.list_offsets.end(), p.list_offsets.begin());
   return p;
+}
+
+// A server's write-ahead log and snapshots (docs/formats.md) belong to the index they were
+// written against: replayed onto a new build they would resurrect old items, so a build into a
+// directory removes them first.
+void remove_serving_state(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::remove(dir + "/wal.log", ec);
+  fs::remove(dir + "/SNAPSHOT.argent", ec);
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec))
+    if (e.path().filename().string().rfind("snapshot-", 0) == 0) fs::remove_all(e.path(), ec);
 }
 
 }  // namespace
@@ -109,6 +122,7 @@ BuildReport build_index(const ItemSet& items, const IndexConfig& cfg, const std:
 
   make_directories(out_dir);
   if (path_exists(manifest_path(out_dir))) std::remove(manifest_path(out_dir).c_str());
+  remove_serving_state(out_dir);
   Progress progress("writing " + std::to_string(meta.partitions) + " partitions", meta.partitions);
   for (int32_t p = 0; p < meta.partitions; ++p) {
     write_partition(out_dir, meta,

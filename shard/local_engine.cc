@@ -29,6 +29,20 @@ LocalEngine LocalEngine::open(const std::string& dir, const Config& config) {
   return LocalEngine(config, ShardIndex::load(dir, meta, all, config.index.list_slack));
 }
 
+void LocalEngine::upsert(const ItemSet& items) {
+  const std::vector<PreparedItem> prepared = prepare_upserts(items, meta(), prober_.centroids());
+  for (const PreparedItem& item : prepared) {
+    const int64_t row = shard_.upsert(item);
+    bounds_.include(shard_, row, item.list);
+  }
+}
+
+int64_t LocalEngine::remove(const std::vector<int64_t>& ids) {
+  int64_t removed = 0;
+  for (int64_t id : ids) removed += shard_.remove(id) ? 1 : 0;
+  return removed;
+}
+
 SearchResults LocalEngine::search(const float* queries, int64_t n, int dim,
                                   const std::vector<std::string>& filters,
                                   const SearchOptions& opts) const {

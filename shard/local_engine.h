@@ -47,6 +47,14 @@ class LocalEngine {
   SearchResults search(const float* queries, int64_t n, int dim,
                        const std::vector<std::string>& filters, const SearchOptions& opts) const;
 
+  // Streaming updates in one process, applied in place exactly as a serving rank applies them
+  // (shard/shard_index.h); not thread-safe against concurrent searches. upsert validates the
+  // whole set first (dimension, finite values, unique ids, features), so a bad item changes
+  // nothing. remove returns how many of `ids` were present.
+  void upsert(const ItemSet& items);
+  int64_t remove(const std::vector<int64_t>& ids);
+  void compact() { shard_.compact(); }
+
   const IndexMeta& meta() const { return shard_.meta(); }
   const ShardIndex& shard() const { return shard_; }
   const Config& config() const { return config_; }

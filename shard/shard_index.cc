@@ -53,6 +53,8 @@ ShardIndex ShardIndex::load(const std::string& dir, const IndexMeta& meta,
   ShardIndex s;
   s.meta_ = meta;
   s.partitions_ = partitions;
+  s.list_slack_ = list_slack;
+  s.pool_used_ = pool;
   const int words = meta.bloom.words;
   ShardTensors& t = s.t_;
   t.codes = at::zeros({rows * meta.d_pad}, at::kChar);

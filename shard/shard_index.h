@@ -16,6 +16,8 @@
 
 #include "kernels/cpu/fused_scan.h"
 #include "shard/index_meta.h"
+#include "shard/mutation.h"
+#include "shard/partition_file.h"
 
 namespace argent {
 
@@ -47,6 +49,8 @@ class ShardIndex {
   const std::vector<int32_t>& partitions() const { return partitions_; }
   int64_t n_items() const { return int64_t(id_to_row_.size()); }
   int64_t n_rows() const { return t_.ids.size(0); }
+  // Deleted rows still inside their list (list_sizes counts them) until compaction.
+  int64_t tombstones() const { return tombstones_; }
 
   // Raw pointers for the kernels; valid until the shard is modified.
   ScanIndexView view() const;
@@ -58,11 +62,41 @@ class ShardIndex {
   // One row's embedding as the index scores it: codes * scale, [dim] floats.
   void dequantize_row(int64_t row, float* out) const;
 
+  // ---- Streaming updates (shard/shard_update.cc) ---------------------------------------------
+  // Updates change the tensors in place. They must not run concurrently with a search or another
+  // update: the serving step loop and LocalEngine run them on the searching thread between
+  // searches, which is what makes a search see an item's old or new row, never a torn one. Every
+  // member below is therefore GUARDED_BY(the caller's step serialization), not by a lock.
+
+  // Writes `item` into the next free row of its list (growing the list by reallocating the
+  // shard when it is full), with its Bloom signature, exact features and the list's summary.
+  // A live row with the same id is tombstoned first, so an id never has two live copies.
+  // Returns the row. Throws Error(kInvalidArgument) when this shard does not hold the item's
+  // partition or the item does not fit the index (code length, list number).
+  int64_t upsert(const PreparedItem& item);
+  // Tombstones the row of `id` (ids[row] = -1, which every scan skips). Returns false when the
+  // id is not here.
+  bool remove(int64_t id);
+  // Rebuilds the tensors with only live rows, reclaiming tombstones and dead feature-store
+  // entries; each list gets index.list_slack spare rows again.
+  void compact();
+  // The live items of each partition this shard holds, in the file order (list, then id).
+  std::vector<PartitionData> export_partitions() const;
+
  private:
+  // Relays every live row into fresh tensors; list `grow` (or -1) gets at least twice its live
+  // rows of capacity, so repeated upserts into one list reallocate only O(log n) times.
+  void rebuild(int64_t grow);
+  void tombstone(int64_t row);
+  void append_features(int64_t row, const std::vector<std::pair<int32_t, int64_t>>& features);
+
   IndexMeta meta_;
   std::vector<int32_t> partitions_;
-  ShardTensors t_;
-  std::unordered_map<int64_t, int64_t> id_to_row_;
+  double list_slack_ = 0;
+  ShardTensors t_;                                 // GUARDED_BY(step serialization)
+  std::unordered_map<int64_t, int64_t> id_to_row_;  // GUARDED_BY(step serialization)
+  int64_t pool_used_ = 0;    // entries of feature_ids/values in use (live or dead)
+  int64_t tombstones_ = 0;   // deleted rows inside lists
 };
 
 }  // namespace argent

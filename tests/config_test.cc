@@ -48,6 +48,11 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.serve.endpoint, b.serve.endpoint);
   EXPECT_EQ(a.serve.backend, b.serve.backend);
   EXPECT_EQ(a.serve.coordinator_serves, b.serve.coordinator_serves);
+  EXPECT_EQ(a.updates.max_request_items, b.updates.max_request_items);
+  EXPECT_EQ(a.updates.max_step_items, b.updates.max_step_items);
+  EXPECT_EQ(a.updates.snapshot_interval_s, b.updates.snapshot_interval_s);
+  EXPECT_EQ(a.updates.snapshot_wal_bytes, b.updates.snapshot_wal_bytes);
+  EXPECT_EQ(a.updates.compact_tombstone_ratio, b.updates.compact_tombstone_ratio);
   EXPECT_EQ(a.serve.max_batch, b.serve.max_batch);
   EXPECT_EQ(a.serve.max_wait_us, b.serve.max_wait_us);
   EXPECT_EQ(a.serve.max_queue, b.serve.max_queue);

@@ -7,6 +7,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
+#include <cstdlib>
+
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -61,6 +65,17 @@ class MpiJob {
     return false;
   }
 
+  // Simulates a crash of the whole job: SIGKILL to mpirun and every process below it (the ranks
+  // get no chance to flush, log or reply), then reaps mpirun. Returns whether it exited.
+  bool kill_tree() {
+    if (pid_ <= 0 || exited_) return exited_;
+    std::vector<pid_t> tree = descendants(pid_);
+    tree.push_back(pid_);
+    for (pid_t p : tree) kill(p, SIGSTOP);  // freeze first: nothing reacts to the others dying
+    for (pid_t p : tree) kill(p, SIGKILL);
+    return stop(0, std::chrono::seconds(30));
+  }
+
   std::string log() const {
     std::ifstream in(log_path_);
     std::stringstream s;
@@ -69,6 +84,39 @@ class MpiJob {
   }
 
  private:
+  // Every process whose parent chain reaches `root`, from /proc.
+  static std::vector<pid_t> descendants(pid_t root) {
+    std::vector<std::pair<pid_t, pid_t>> parent;  // (pid, ppid)
+    if (DIR* d = opendir("/proc")) {
+      while (dirent* e = readdir(d)) {
+        const pid_t pid = pid_t(std::atoi(e->d_name));
+        if (pid <= 0) continue;
+        std::ifstream stat(std::string("/proc/") + e->d_name + "/stat");
+        std::string line;
+        std::getline(stat, line);
+        const size_t close = line.rfind(')');
+        if (close == std::string::npos) continue;
+        std::istringstream rest(line.substr(close + 2));
+        char state;
+        pid_t ppid = 0;
+        rest >> state >> ppid;
+        parent.emplace_back(pid, ppid);
+      }
+      closedir(d);
+    }
+    std::vector<pid_t> out, frontier = {root};
+    while (!frontier.empty()) {
+      const pid_t p = frontier.back();
+      frontier.pop_back();
+      for (const auto& [pid, ppid] : parent)
+        if (ppid == p) {
+          out.push_back(pid);
+          frontier.push_back(pid);
+        }
+    }
+    return out;
+  }
+
   std::string log_path_;
   pid_t pid_ = -1;
   bool exited_ = false;

@@ -1,0 +1,64 @@
+// The gateway's write requests (Upsert, Delete, Admin): validated on the gateway thread and
+// queued for the step loop, which logs, applies and answers them (coordinator/updater.h).
+#include "common/error.h"
+#include "coordinator/gateway.h"
+
+namespace argent {
+namespace {
+
+void send_reply(zmq::socket_t& router, const std::vector<std::string>& envelope,
+                const v1::Response& response) {
+  for (const std::string& frame : envelope) router.send(zmq::buffer(frame), zmq::send_flags::sndmore);
+  router.send(zmq::buffer(response.SerializeAsString()), zmq::send_flags::none);
+}
+
+}  // namespace
+
+void Gateway::handle_write(const v1::Request& request, std::vector<std::string> envelope,
+                           zmq::socket_t& router) {
+  const bool admin = request.has_admin();
+  const uint64_t request_id = admin ? request.admin().request_id()
+                              : request.has_upsert() ? request.upsert().request_id()
+                                                     : request.delete_().request_id();
+  auto reply = [&](v1::StatusCode code, const std::string& message) {
+    v1::Response r;
+    v1::Status* status = nullptr;
+    if (admin) {
+      r.mutable_admin()->set_request_id(request_id);
+      status = r.mutable_admin()->mutable_status();
+    } else {
+      r.mutable_mutation()->set_request_id(request_id);
+      status = r.mutable_mutation()->mutable_status();
+    }
+    status->set_code(code);
+    status->set_message(message);
+    send_reply(router, envelope, r);
+  };
+  if (info_.mutations == nullptr) {
+    reply(v1::UNIMPLEMENTED, "this server takes no writes");
+    return;
+  }
+  PendingMutation pending;
+  pending.request_id = request_id;
+  if (admin) {
+    pending.type = PendingMutation::Type::kSnapshot;
+  } else {
+    const std::string problem =
+        request.has_upsert() ? validate_upsert(request.upsert(), meta_, config_, &pending.batch)
+                             : validate_delete(request.delete_(), config_, &pending.batch);
+    if (!problem.empty()) {
+      stats_.record_invalid();
+      reply(v1::INVALID_ARGUMENT, problem);
+      return;
+    }
+  }
+  pending.arrival = SteadyClock::now();
+  pending.envelope = envelope;
+  if (!info_.mutations->push(pending)) {
+    stats_.record_overloaded();
+    reply(v1::OVERLOADED, "write queue is full (serve.max_queue = " +
+                              std::to_string(config_.serve.max_queue) + "); retry later");
+  }
+}
+
+}  // namespace argent

@@ -1,0 +1,258 @@
+#include "coordinator/updater.h"
+
+#include <cstring>
+
+#include "common/error.h"
+#include "common/hash.h"
+#include "common/log.h"
+#include "coordinator/mutation_step.h"
+
+namespace argent {
+namespace {
+
+double ms_since(SteadyClock::time_point t) {
+  return std::chrono::duration<double, std::milli>(SteadyClock::now() - t).count();
+}
+
+// Every rank, after the step's payload is known: apply, gather the acks, refresh the prober's
+// lists. The same collectives in the same order on every rank.
+std::vector<uint8_t> apply_and_gather(const MutationStep& step, const UpdateContext& ctx) {
+  const std::vector<uint8_t> ack =
+      apply_mutation_step(step, ctx.data.rank(), ctx.config.updates.compact_tombstone_ratio,
+                          ctx.worker.mutable_shard());
+  std::vector<uint8_t> acks(ack.size() * size_t(ctx.data.size()));
+  ctx.data.all_gather_host(ack.data(), acks.data(), ack.size());
+  ctx.lists = gather_global_lists(ctx.data, ctx.worker.shard());
+  return acks;
+}
+
+v1::Response mutation_reply(uint64_t request_id, v1::StatusCode code, const std::string& message,
+                            int64_t applied, uint64_t sequence) {
+  v1::Response r;
+  v1::MutationResponse* m = r.mutable_mutation();
+  m->set_request_id(request_id);
+  m->mutable_status()->set_code(code);
+  m->mutable_status()->set_message(message);
+  m->set_applied(applied);
+  m->set_sequence(sequence);
+  return r;
+}
+
+}  // namespace
+
+Updater::Updater(UpdateContext ctx, const QuantizedCentroids& centroids, SnapshotPointer snapshot,
+                 ServerStats& server_stats, UpdateStats& stats, uint64_t& step_id,
+                 std::function<void()> wake)
+    : ctx_(ctx),
+      centroids_(centroids),
+      snapshot_(std::move(snapshot)),
+      server_stats_(server_stats),
+      stats_(stats),
+      step_id_(step_id),
+      last_snapshot_(std::chrono::steady_clock::now()),
+      wake_(std::move(wake)) {}
+
+void Updater::broadcast_header(StepOp op, int64_t payload_bytes) {
+  StepHeader h;
+  h.op = int32_t(op);
+  h.step = ++step_id_;
+  h.payload_bytes = payload_bytes;
+  ctx_.control.broadcast(&h, sizeof(h), 0);
+}
+
+Updater::~Updater() {
+  // Never leave the helper thread writing to a destroyed log.
+  if (in_flight_ && in_flight_->first.valid()) in_flight_->first.wait();
+}
+
+void Updater::recover() {
+  const auto start = SteadyClock::now();
+  WalRecovery rec;
+  wal_.emplace(WriteAheadLog::open(ctx_.config.index.dir, snapshot_.sequence + 1, &rec));
+  if (rec.discarded_bytes > 0)
+    ARGENT_LOG(kWarn, "write-ahead log: discarded a torn tail of ", rec.discarded_bytes,
+               " bytes at offset ", rec.valid_bytes, " (", rec.discard_reason,
+               "); its mutations were never acknowledged");
+  // Stale snapshot directories (a snapshot interrupted before its pointer was written) go; every
+  // rank has finished loading by now (the start-up collectives came first).
+  remove_other_snapshots(ctx_.config.index.dir, snapshot_.dir);
+  std::vector<MutationBatch> pending;
+  int64_t items = 0, replayed = 0;
+  auto flush = [&] {
+    if (pending.empty()) return;
+    MutationStep step;
+    for (const MutationBatch& b : pending) add_to_step(b, &step);
+    refresh_stats(mutate(step), step.n_requests);
+    pending.clear();
+    items = 0;
+  };
+  for (const WalRecord& r : rec.records) {
+    if (r.sequence <= snapshot_.sequence) continue;  // already in the snapshot
+    MutationBatch b = decode_mutation(r.payload.data(), r.payload.size(), ctx_.meta.dim);
+    if (items + b.size() > ctx_.config.updates.max_step_items) flush();
+    items += b.size();
+    pending.push_back(std::move(b));
+    ++replayed;
+  }
+  flush();
+  // Records the snapshot covers are left when a crash came between the snapshot's pointer and
+  // the log's truncation: finish that truncation now.
+  if (wal_->next_sequence() <= snapshot_.sequence) wal_->reset(snapshot_.sequence + 1);
+  stats_.set_wal(wal_->next_sequence() - 1, wal_->bytes());
+  stats_.set_snapshot(snapshot_.sequence);
+  ARGENT_LOG(kInfo, "recovery: snapshot at sequence ", snapshot_.sequence, " (",
+             snapshot_.dir.empty() ? std::string("the build") : snapshot_.dir, "), replayed ",
+             replayed, " log records in ", ms_since(start), " ms; next sequence ",
+             wal_->next_sequence());
+}
+
+void Updater::add_to_step(const MutationBatch& b, MutationStep* step) const {
+  const int32_t r = step->n_requests;
+  std::vector<StepMutation> added;
+  if (b.kind == MutationKind::kUpsert) {
+    for (PreparedItem& item : prepare_upserts(b.items, ctx_.meta, centroids_)) {
+      StepMutation m;
+      m.kind = MutationKind::kUpsert;
+      m.rank = ctx_.map.rank_of(item.partition);
+      m.request = r;
+      m.item = std::move(item);
+      added.push_back(std::move(m));
+    }
+  } else {
+    for (int64_t id : b.ids) {
+      StepMutation m;
+      m.kind = MutationKind::kDelete;
+      m.item.id = id;
+      m.item.partition = partition_of_id(id, ctx_.meta.partitions);
+      m.rank = ctx_.map.rank_of(m.item.partition);
+      m.request = r;
+      added.push_back(std::move(m));
+    }
+  }
+  // Only a request that prepared whole joins the step.
+  for (StepMutation& m : added) step->mutations.push_back(std::move(m));
+  ++step->n_requests;
+}
+
+std::vector<uint8_t> Updater::mutate(const MutationStep& step) {
+  std::vector<uint8_t> payload = encode_mutation_step(step);
+  broadcast_header(StepOp::kMutate, int64_t(payload.size()));
+  ctx_.data.broadcast_host(payload.data(), payload.size(), 0);
+  return apply_and_gather(step, ctx_);
+}
+
+void Updater::refresh_stats(const std::vector<uint8_t>& acks, int32_t n_requests) {
+  const size_t stride = mutation_ack_bytes(n_requests);
+  std::vector<int64_t> items;
+  int64_t tombstones = 0, rows = 0;
+  for (int r = 0; r < ctx_.data.size(); ++r) {
+    MutationAck a;
+    std::memcpy(&a, acks.data() + size_t(r) * stride, sizeof a);
+    items.push_back(a.items);
+    tombstones += a.tombstones;
+    rows += a.rows_in_use;
+  }
+  server_stats_.set_shards(std::move(items), server_stats_.snapshot().partitions_per_rank);
+  stats_.set_shards(tombstones, rows);
+}
+
+void Updater::run_queued(MutationQueue& queue, Replier& replier) {
+  if (in_flight_) {
+    if (in_flight_->first.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+    complete(replier);
+  }
+  std::vector<PendingMutation> requests = queue.pop(ctx_.config.updates.max_step_items);
+  if (requests.empty()) return;
+  if (requests.front().type == PendingMutation::Type::kSnapshot) {
+    answer_snapshot(requests.front(), replier);
+    return;
+  }
+  // Prepare first (quantize, assign, route): a request that fails here is answered and never
+  // logged, so the log holds nothing that could not be applied.
+  in_flight_.emplace();
+  std::vector<std::vector<uint8_t>> payloads;
+  for (PendingMutation& m : requests) {
+    try {
+      add_to_step(m.batch, &in_flight_->step);
+    } catch (const Error& e) {
+      replier.send(m.envelope, mutation_reply(m.request_id, v1::INVALID_ARGUMENT, e.what(), 0, 0));
+      continue;
+    }
+    payloads.push_back(encode_mutation(m.batch));
+    in_flight_->requests.push_back(std::move(m));
+  }
+  if (in_flight_->requests.empty()) {
+    in_flight_.reset();
+    return;
+  }
+  // Then log, with one fdatasync for the whole group (group commit), on a helper thread: search
+  // steps continue meanwhile, and nothing is applied, or acknowledged, before it is durable.
+  WriteAheadLog* wal = &*wal_;
+  in_flight_->first = std::async(std::launch::async, [wal, payloads = std::move(payloads), this] {
+    struct Wake {
+      std::function<void()>& wake;
+      ~Wake() {
+        if (wake) wake();
+      }
+    } wake_on_exit{wake_};
+    return wal->append(payloads);
+  });
+}
+
+void Updater::complete(Replier& replier) {
+  InFlight job = std::move(*in_flight_);
+  in_flight_.reset();
+  uint64_t first = 0;
+  try {
+    first = job.first.get();
+  } catch (const Error& e) {
+    // The log was cut back to before these records: they are neither durable nor applied.
+    ARGENT_LOG(kError, "write-ahead log: ", e.what());
+    for (const PendingMutation& m : job.requests)
+      replier.send(m.envelope, mutation_reply(m.request_id, v1::UNAVAILABLE,
+                                              std::string("not logged, not applied: ") + e.what(),
+                                              0, 0));
+    return;
+  }
+  const std::vector<uint8_t> acks = mutate(job.step);
+
+  // Every rank has applied the step: acknowledge. A later search runs in a later step, so it
+  // sees these writes (read-your-writes).
+  const int32_t n = int32_t(job.requests.size());
+  const size_t stride = mutation_ack_bytes(n);
+  int64_t upserts = 0, deletes = 0;
+  std::vector<double> visible;
+  for (int32_t q = 0; q < n; ++q) {
+    int64_t applied = 0;
+    for (int r = 0; r < ctx_.data.size(); ++r) {
+      int64_t v = 0;
+      std::memcpy(&v, acks.data() + size_t(r) * stride + sizeof(MutationAck) + size_t(q) * 8, 8);
+      applied += v;
+    }
+    const PendingMutation& m = job.requests[size_t(q)];
+    (m.batch.kind == MutationKind::kUpsert ? upserts : deletes) += m.batch.size();
+    visible.push_back(ms_since(m.arrival));
+    replier.send(m.envelope, mutation_reply(m.request_id, v1::OK, "", applied, first + uint64_t(q)));
+  }
+  refresh_stats(acks, n);
+  stats_.record_step(upserts, deletes, visible);
+  stats_.set_wal(wal_->next_sequence() - 1, wal_->bytes());
+}
+
+void Updater::finish(Replier& replier) {
+  if (!in_flight_) return;
+  in_flight_->first.wait();
+  complete(replier);
+}
+
+void follow_mutation_step(const StepHeader& h, const UpdateContext& ctx) {
+  ARGENT_CHECK_DATA(h.payload_bytes >= 0 && h.payload_bytes < (int64_t(1) << 33),
+                    "mutation step of ", h.payload_bytes, " bytes");
+  std::vector<uint8_t> payload(size_t(h.payload_bytes));
+  ctx.data.broadcast_host(payload.data(), payload.size(), 0);
+  const MutationStep step =
+      decode_mutation_step(payload, ctx.meta.d_pad, ctx.meta.nlist, ctx.data.size());
+  apply_and_gather(step, ctx);
+}
+
+}  // namespace argent

@@ -1,0 +1,107 @@
+// The update path of the serving job (docs/architecture.md, "Updates"): crash recovery at start,
+// mutation steps (log, apply on every rank, acknowledge) in updater.cc, and snapshot steps in
+// updater_snapshot.cc. Rank 0 runs an
+// Updater from its step loop; the other ranks follow its steps with follow_mutation_step and
+// follow_snapshot_step. Everything here runs on the step loop's thread, between search steps.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "collectives/communicator.h"
+#include "collectives/mpi_communicator.h"
+#include "common/config.h"
+#include "coordinator/partition_map.h"
+#include "coordinator/replier.h"
+#include "coordinator/server_stats.h"
+#include "coordinator/shard_worker.h"
+#include "coordinator/mutation_step.h"
+#include "coordinator/snapshot.h"
+#include "coordinator/step_protocol.h"
+#include "coordinator/update_queue.h"
+#include "coordinator/wal.h"
+#include "kernels/cpu/kmeans.h"
+
+namespace argent {
+
+// What a rank's step loop shares with the update path. References; all outlive the Updater.
+struct UpdateContext {
+  const Config& config;
+  const IndexMeta& meta;
+  const PartitionMap& map;
+  MpiCommunicator& control;
+  Communicator& data;
+  ShardWorker& worker;
+  GlobalLists& lists;  // rank 0: the prober's index-wide lists, refreshed after each step
+};
+
+class Updater {
+ public:
+  // `snapshot`: what this job loaded (read_snapshot_pointer). `centroids`: the prober's.
+  // `wake` is called (from another thread) when a log write finishes: the step loop should come
+  // back to run_queued.
+  Updater(UpdateContext ctx, const QuantizedCentroids& centroids, SnapshotPointer snapshot,
+          ServerStats& server_stats, UpdateStats& stats, uint64_t& step_id,
+          std::function<void()> wake);
+  ~Updater();
+
+  // Opens the write-ahead log and replays, through mutation steps, every record after the
+  // loaded snapshot. A torn tail is reported and discarded. Call before the gateway starts.
+  void recover();
+  // Moves writes along, without waiting: when the log write in flight has finished, applies
+  // its requests on every rank (a kMutate step) and acknowledges them; when none is in flight,
+  // starts writing the oldest queued requests to the log (one write and one fdatasync, on a
+  // helper thread, so search steps go on meanwhile), or runs a queued snapshot.
+  void run_queued(MutationQueue& queue, Replier& replier);
+  // Whether a log write is in flight (run_queued can do nothing more until `wake`).
+  bool logging() const { return in_flight_.has_value(); }
+  // Shutdown: waits for the log write in flight, then applies and acknowledges it.
+  void finish(Replier& replier);
+  // Takes a snapshot when updates.snapshot_interval_s or updates.snapshot_wal_bytes says so.
+  void maybe_snapshot();
+
+ private:
+  // Starts step `op` on every rank (the header over the control communicator).
+  void broadcast_header(StepOp op, int64_t payload_bytes);
+  // Prepares `b` (quantize, assign, route to ranks) as the next request of `step`; throws
+  // Error(kInvalidArgument), leaving `step` unchanged, when an item cannot be prepared.
+  void add_to_step(const MutationBatch& b, MutationStep* step) const;
+  // The collectives of one mutation step; returns the gathered acks (ranks x ack bytes).
+  std::vector<uint8_t> mutate(const MutationStep& step);
+  // A snapshot step; on success returns "" and fills `done`, else the error message.
+  std::string snapshot(SnapshotPointer* done, double* seconds);
+  void refresh_stats(const std::vector<uint8_t>& acks, int32_t n_requests);
+  // Applies and acknowledges the finished log write.
+  void complete(Replier& replier);
+  void answer_snapshot(const PendingMutation& req, Replier& replier);
+
+  // A group of requests being written to the log by a helper thread; `first` becomes the first
+  // record's sequence. The WriteAheadLog belongs to that thread until `first` is ready.
+  struct InFlight {
+    std::vector<PendingMutation> requests;
+    MutationStep step;  // the requests, prepared
+    std::future<uint64_t> first;
+  };
+
+  UpdateContext ctx_;
+  const QuantizedCentroids& centroids_;
+  SnapshotPointer snapshot_;
+  ServerStats& server_stats_;
+  UpdateStats& stats_;
+  uint64_t& step_id_;
+  std::optional<WriteAheadLog> wal_;  // opened by recover()
+  std::optional<InFlight> in_flight_;
+  std::function<void()> wake_;
+  std::chrono::steady_clock::time_point last_snapshot_;
+};
+
+// Ranks other than 0, on a kMutate / kSnapshot header from the coordinator.
+void follow_mutation_step(const StepHeader& h, const UpdateContext& ctx);
+void follow_snapshot_step(const StepHeader& h, const UpdateContext& ctx);
+
+}  // namespace argent
