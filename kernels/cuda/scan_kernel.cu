@@ -18,6 +18,15 @@ namespace cuda {
 namespace {
 
 constexpr int kWarps = 8;
+#ifndef ARGENT_SCAN_GROUP_TILES
+#define ARGENT_SCAN_GROUP_TILES 4
+#endif
+#ifndef ARGENT_SCAN_MIN_BLOCKS
+#define ARGENT_SCAN_MIN_BLOCKS 2
+#endif
+// Tiles of 8 queries multiplied per block load (independent accumulator chains), and CTAs per
+// SM the register budget is cut for: the two tuning parameters of the scan.
+constexpr int kGroupTiles = ARGENT_SCAN_GROUP_TILES;
 constexpr int kThreads = kWarps * 32;
 constexpr size_t kMaxSharedBytes = 200 * 1024;
 
@@ -279,22 +288,22 @@ __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s
   RowSigs rs;
   load_row_sigs(p, block, lane, rs);
   int tile = 0;
-  for (; tile + 4 <= tiles; tile += 4) {
-    uint32_t bf[4][2 * KC];
+  for (; tile + kGroupTiles <= tiles; tile += kGroupTiles) {
+    uint32_t bf[kGroupTiles][2 * KC];
 #pragma unroll
-    for (int u = 0; u < 4; ++u)
+    for (int u = 0; u < kGroupTiles; ++u)
       load_b_fragments<KC>(s.frag + (size_t(tile + u) * 32 + lane) * (2 * KC), bf[u]);
     // The bounds do not depend on the products: computed while the mma are in flight.
-    int32_t d[4][2];
+    int32_t d[kGroupTiles][2];
 #pragma unroll
-    for (int u = 0; u < 4; ++u) bounds(s, tile + u, inv_max, d[u][0], d[u][1]);
-    int32_t acc[4][4] = {};
+    for (int u = 0; u < kGroupTiles; ++u) bounds(s, tile + u, inv_max, d[u][0], d[u][1]);
+    int32_t acc[kGroupTiles][4] = {};
 #pragma unroll
     for (int c = 0; c < KC; ++c)
 #pragma unroll
-      for (int u = 0; u < 4; ++u) mma_s8_16x8x32(acc[u], a[c], bf[u][2 * c], bf[u][2 * c + 1]);
+      for (int u = 0; u < kGroupTiles; ++u) mma_s8_16x8x32(acc[u], a[c], bf[u][2 * c], bf[u][2 * c + 1]);
 #pragma unroll
-    for (int u = 0; u < 4; ++u)
+    for (int u = 0; u < kGroupTiles; ++u)
       epilogue<kFiltered>(p, s, tile + u, block, list_end, d[u][0], d[u][1], acc[u], rs);
   }
   for (; tile < tiles; ++tile) {
@@ -381,7 +390,7 @@ __device__ void scan_chunk(const ScanParams& p, const Staged& s, int m_pad, int6
 }
 
 template <int KC, bool kFiltered>
-__global__ void __launch_bounds__(kThreads, 2) scan_kernel(const __grid_constant__ ScanParams p) {
+__global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS) scan_kernel(const __grid_constant__ ScanParams p) {
   extern __shared__ uint4 shared[];
   const int cap = p.query_cap, nc = p.n_chunks32;
   Staged s;
