@@ -165,6 +165,10 @@ const std::vector<Entry>& schema() {
                 "Largest k a request may ask for."),
         int_key("search.threads", &C::search, &SearchConfig::threads, 0, 1024,
                 "CPU threads per process for search and build; 0 uses all cores."),
+        choice_key("search.device", &C::search, &SearchConfig::device, {"cpu", "cuda"},
+                   "Where each shard scans: cpu (SIMD kernels) or cuda (the CUDA search, on the "
+                   "GPU of the rank's node-local index; same results). cuda needs a build with "
+                   "the CUDA backend and a GPU."),
         int_key("synthetic.clusters", &C::synthetic, &SyntheticConfig::clusters, 1, 1 << 24,
                 "Gaussian mixture components of `build-index --synthetic`."),
         float_key("synthetic.cluster_spread", &C::synthetic, &SyntheticConfig::cluster_spread,

@@ -30,6 +30,7 @@ struct SearchConfig {
   int32_t batch = 64;
   int64_t max_k = 100000;
   int32_t threads = 0;
+  std::string device = "cpu";  // cpu | cuda: where each shard scans (kernels/cpu or kernels/cuda)
 };
 
 struct SyntheticConfig {

@@ -11,8 +11,9 @@
 
 namespace argent {
 
-ShardWorker::ShardWorker(ShardIndex shard, int rank, int threads)
-    : shard_(std::move(shard)), rank_(rank), threads_(threads) {}
+ShardWorker::ShardWorker(ShardIndex shard, int rank, int threads, const std::string& device,
+                         int gpu)
+    : shard_(std::move(shard)), rank_(rank), threads_(threads), scanner_(device, gpu) {}
 
 std::vector<uint8_t> ShardWorker::search(const SearchStep& step) const {
   const int64_t n = step.queries.n, k = step.k;
@@ -28,8 +29,8 @@ std::vector<uint8_t> ShardWorker::search(const SearchStep& step) const {
   const auto start = std::chrono::steady_clock::now();
   std::vector<int64_t> rows;
   if (step.with_codes) rows.resize(static_cast<size_t>(n * k));
-  search_shard(shard_, step.queries, step.nprobe > 0 ? step.lists.data() : nullptr, step.nprobe,
-               k, threads_, scores, ids, step.with_codes ? rows.data() : nullptr, nullptr);
+  scanner_.scan(shard_, step.queries, step.nprobe > 0 ? step.lists.data() : nullptr, step.nprobe,
+                k, threads_, scores, ids, step.with_codes ? rows.data() : nullptr, nullptr);
   if (step.with_codes) {
     // Rows leave the blocked layout as plain [d_pad] code vectors; the coordinator dequantizes
     // them (codes * scale) exactly as the index scored them.

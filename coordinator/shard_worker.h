@@ -7,25 +7,32 @@
 
 #include "coordinator/step_protocol.h"
 #include "shard/shard_index.h"
+#include "shard/shard_scanner.h"
 
 namespace argent {
 
 class ShardWorker {
  public:
-  ShardWorker(ShardIndex shard, int rank, int threads);
+  // `device`: search.device (cpu or cuda); with cuda the shard is scanned on GPU `gpu`.
+  ShardWorker(ShardIndex shard, int rank, int threads, const std::string& device = "cpu",
+              int gpu = 0);
 
   // Runs `step` and returns this rank's block (shard_block_bytes(n, k)).
   std::vector<uint8_t> search(const SearchStep& step) const;
 
   const ShardIndex& shard() const { return shard_; }
   // For the update path (coordinator/updater.h), which runs between searches on the same thread.
-  ShardIndex& mutable_shard() { return shard_; }
+  ShardIndex& mutable_shard() {
+    scanner_.invalidate();  // the caller is about to change the shard
+    return shard_;
+  }
   int rank() const { return rank_; }
 
  private:
   ShardIndex shard_;
   int rank_;
   int threads_;
+  mutable ShardScanner scanner_;  // search() is logically const; the GPU copy is a cache
 };
 
 // The index-wide list sizes and Bloom summaries the prober needs: sums and ORs over every rank's

@@ -15,14 +15,15 @@ namespace {
 
 struct SearchArgs {
   ConfigOption config;
-  std::string index, queries, filter;
+  std::string index, queries, filter, device;
   int64_t k = -1;
   int nprobe = -1, batch = -1, threads = -1;
   bool exact = false, scan_all = false, stats = false;
 };
 
 int run_search(const SearchArgs& a) {
-  const Config cfg = a.config.load();
+  Config cfg = a.config.load();
+  if (!a.device.empty()) cfg.search.device = a.device;
   SearchOptions opts;
   opts.k = a.k >= 0 ? a.k : cfg.search.k;
   opts.nprobe = a.nprobe >= 0 ? a.nprobe : cfg.search.nprobe;
@@ -72,6 +73,7 @@ CommandFn add_search_command(CLI::App& app) {
   c->add_option("--batch", a->batch, "Queries searched together (default search.batch)");
   c->add_option("--threads", a->threads, "Threads (default search.threads; 0 = all cores)");
   c->add_flag("--stats", a->stats, "Print scan statistics to stderr");
+  c->add_option("--device", a->device, "Where to scan: cpu or cuda (overrides search.device)");
   a->config.add_to(c);
   return [a] { return run_search(*a); };
 }

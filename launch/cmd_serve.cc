@@ -14,7 +14,7 @@ namespace {
 
 struct ServeArgs {
   ConfigOption config;
-  std::string index, endpoint, backend, rerank_model, log_level = "info";
+  std::string index, endpoint, backend, device, rerank_model, log_level = "info";
 };
 
 extern "C" void on_shutdown_signal(int) { request_server_shutdown(); }
@@ -32,6 +32,7 @@ int run_serve(const ServeArgs& a) {
                  "' is not one of: cpu, cuda");
     cfg.serve.backend = a.backend;
   }
+  if (!a.device.empty()) cfg.search.device = a.device;
   MpiSession mpi(nullptr, nullptr);
   const CollectiveTimeout timeout(cfg.serve.collective_timeout_ms);
   MpiCommunicator world(MPI_COMM_WORLD, timeout);
@@ -61,6 +62,8 @@ CommandFn add_serve_command(CLI::App& app) {
       ->check(CLI::ExistingDirectory);
   c->add_option("--endpoint", a->endpoint, "Gateway endpoint (overrides serve.endpoint)");
   c->add_option("--backend", a->backend, "Collectives: cpu (MPI) or cuda (NCCL)");
+  c->add_option("--device", a->device,
+                "Where each rank scans its shard: cpu or cuda (overrides search.device)");
   c->add_option("--rerank-model", a->rerank_model,
                 "Rerank with this model file (sets rerank.enabled and rerank.model)")
       ->check(CLI::ExistingFile);

@@ -20,7 +20,8 @@ LocalEngine::LocalEngine(Config config, ShardIndex shard)
     : config_(std::move(config)),
       shard_(std::move(shard)),
       prober_(shard_.meta()),
-      bounds_(shard_, prober_.centroids()) {}
+      bounds_(shard_, prober_.centroids()),
+      scanner_(config_.search.device, 0) {}
 
 LocalEngine LocalEngine::open(const std::string& dir, const Config& config) {
   const IndexMeta meta = read_manifest(dir);
@@ -35,11 +36,13 @@ void LocalEngine::upsert(const ItemSet& items) {
     const int64_t row = shard_.upsert(item);
     bounds_.include(shard_, row, item.list);
   }
+  scanner_.invalidate();
 }
 
 int64_t LocalEngine::remove(const std::vector<int64_t>& ids) {
   int64_t removed = 0;
   for (int64_t id : ids) removed += shard_.remove(id) ? 1 : 0;
+  scanner_.invalidate();
   return removed;
 }
 
@@ -73,7 +76,12 @@ SearchResults LocalEngine::search(const float* queries, int64_t n, int dim,
       lists = prober_.probe(q, nprobe, t.list_sizes.data_ptr<int64_t>(),
                             static_cast<const uint64_t*>(t.list_summaries.data_ptr()));
     ScanStats stats;
-    if (exact && !opts.exhaustive) {
+    if (scanner_.on_gpu()) {
+      // The GPU scans every list of an exact search at memory speed; the CPU bounds do not apply.
+      scanner_.scan(shard_, q, exact ? nullptr : lists.data(), nprobe, opts.k, opts.threads,
+                    out.scores.data() + q0 * opts.k, out.ids.data() + q0 * opts.k, nullptr,
+                    &stats);
+    } else if (exact && !opts.exhaustive) {
       // A first pass as wide as the default probe finds most queries' top k; the bounds then
       // name the few other lists that could still hold a better (or tying) item.
       bounds_.search(shard_, q, opts.k, std::max(1, config_.search.nprobe), opts.threads,

@@ -11,6 +11,7 @@
 #include "shard/exact_search.h"
 #include "shard/prober.h"
 #include "shard/shard_index.h"
+#include "shard/shard_scanner.h"
 
 namespace argent {
 
@@ -65,6 +66,7 @@ class LocalEngine {
   ShardIndex shard_;
   Prober prober_;
   ListBounds bounds_;
+  mutable ShardScanner scanner_;  // search.device; the GPU copy is a cache of shard_
 };
 
 }  // namespace argent

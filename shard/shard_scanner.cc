@@ -1,0 +1,55 @@
+#include "shard/shard_scanner.h"
+
+#include "common/error.h"
+#include "shard/local_engine.h"
+#if defined(ARGENT_WITH_CUDA)
+#include "kernels/cpu/kmeans.h"
+#include "shard/gpu_shard.h"
+#endif
+
+namespace argent {
+
+#if !defined(ARGENT_WITH_CUDA)
+// Only the pointer is held; the type is complete in CUDA builds.
+class GpuShard {};
+#endif
+
+ShardScanner::ShardScanner(const std::string& device, int gpu) : gpu_(gpu) {
+  ARGENT_CHECK(device == "cpu" || device == "cuda", "search.device '", device,
+               "' is not cpu or cuda");
+  cuda_ = device == "cuda";
+#if defined(ARGENT_WITH_CUDA)
+  ARGENT_CHECK(!cuda_ || cuda_device_available(),
+               "search.device: cuda, but no CUDA device is available here");
+#else
+  ARGENT_CHECK(!cuda_, "search.device: cuda, but this build has no CUDA backend "
+                       "(configure with -DARGENT_CUDA=ON where nvcc is installed)");
+#endif
+}
+
+ShardScanner::~ShardScanner() = default;
+ShardScanner::ShardScanner(ShardScanner&&) noexcept = default;
+ShardScanner& ShardScanner::operator=(ShardScanner&&) noexcept = default;
+
+void ShardScanner::scan(const ShardIndex& shard, const QueryBatch& q, const int32_t* lists,
+                        int nprobe, int64_t k, int threads, float* scores, int64_t* ids,
+                        int64_t* rows, ScanStats* stats) {
+  if (!cuda_) {
+    search_shard(shard, q, lists, nprobe, k, threads, scores, ids, rows, stats);
+    return;
+  }
+#if defined(ARGENT_WITH_CUDA)
+  if (stale_ || !gpu_shard_) {
+    gpu_shard_.reset();  // free the old copy first: two copies of a large shard may not fit
+    const IndexMeta& m = shard.meta();
+    const QuantizedCentroids c = quantize_centroids(m.centroids.data(), m.nlist, m.dim);
+    gpu_shard_ = std::make_unique<GpuShard>(shard, c, gpu_);
+    stale_ = false;
+  }
+  gpu_shard_->search(q, lists == nullptr, lists, nprobe, k, scores, ids, rows, nullptr,
+                     GpuShard::Tuning{});
+  if (stats) *stats = ScanStats{};
+#endif
+}
+
+}  // namespace argent

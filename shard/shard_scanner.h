@@ -1,0 +1,43 @@
+// Where a shard's scans run: the CPU fused scan, or the CUDA search over a GPU copy of the
+// shard (search.device: cuda). Both give the same ids and scores; callers do not care which.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "shard/query_batch.h"
+#include "shard/shard_index.h"
+
+namespace argent {
+
+class GpuShard;
+
+class ShardScanner {
+ public:
+  // device: "cpu" or "cuda" (GPU `gpu`). Throws Error(kInvalidArgument) for "cuda" in a build
+  // without the CUDA backend or on a machine without a GPU.
+  ShardScanner(const std::string& device, int gpu);
+  ~ShardScanner();
+  ShardScanner(ShardScanner&&) noexcept;
+  ShardScanner& operator=(ShardScanner&&) noexcept;
+
+  // Scans `lists` [q.n, nprobe] (null: every list) of `shard` for q's top k into host arrays
+  // scores/ids/rows [q.n, k] (rows may be null), as search_shard does. On the GPU the shard is
+  // copied on first use and again after invalidate(). Not thread-safe.
+  void scan(const ShardIndex& shard, const QueryBatch& q, const int32_t* lists, int nprobe,
+            int64_t k, int threads, float* scores, int64_t* ids, int64_t* rows, ScanStats* stats);
+
+  // The shard was modified (upserts, deletes, compaction): refresh the GPU copy before the
+  // next scan. A full copy: streaming updates on a CUDA shard cost a re-upload per write step.
+  void invalidate() { stale_ = true; }
+  bool on_gpu() const { return cuda_; }
+
+ private:
+  bool cuda_ = false;
+  int gpu_ = 0;
+  bool stale_ = true;
+  std::unique_ptr<GpuShard> gpu_shard_;
+};
+
+}  // namespace argent
