@@ -1,62 +1,29 @@
 #include "coordinator/step_protocol.h"
 
-#include <cstring>
 
+#include "common/byte_codec.h"
 #include "common/error.h"
 
 namespace argent {
 namespace {
 
-class ByteWriter {
- public:
-  template <typename T>
-  void put(const T& v) { append(&v, sizeof(T)); }
-  template <typename T>
-  void put_array(const std::vector<T>& v) {
-    put<int64_t>(int64_t(v.size()));
-    append(v.data(), v.size() * sizeof(T));
-  }
-  std::vector<uint8_t> take() { return std::move(bytes_); }
+// Arrays travel as an int64 element count followed by the elements (common/byte_codec.h).
+template <typename T>
+void put_sized(ByteWriter& w, const std::vector<T>& v) {
+  w.put<int64_t>(int64_t(v.size()));
+  w.put_array(v.data(), v.size());
+}
 
- private:
-  void append(const void* p, size_t n) {
-    const auto* b = static_cast<const uint8_t*>(p);
-    bytes_.insert(bytes_.end(), b, b + n);
-  }
-  std::vector<uint8_t> bytes_;
-};
-
-class ByteReader {
- public:
-  explicit ByteReader(const std::vector<uint8_t>& bytes) : bytes_(bytes) {}
-  template <typename T>
-  T get() {
-    T v;
-    take(&v, sizeof(T));
-    return v;
-  }
-  template <typename T>
-  std::vector<T> get_array(int64_t expected, const char* what) {
-    const int64_t n = get<int64_t>();
-    ARGENT_CHECK_DATA(expected < 0 || n == expected, "search step: ", what, " has ", n,
-                      " elements, expected ", expected);
-    ARGENT_CHECK_DATA(n >= 0 && uint64_t(n) * sizeof(T) <= bytes_.size() - at_, "search step: ",
-                      what, " of ", n, " elements overruns the payload");
-    std::vector<T> v(static_cast<size_t>(n));
-    take(v.data(), size_t(n) * sizeof(T));
-    return v;
-  }
-  bool done() const { return at_ == bytes_.size(); }
-
- private:
-  void take(void* p, size_t n) {
-    ARGENT_CHECK_DATA(n <= bytes_.size() - at_, "search step: payload truncated at byte ", at_);
-    std::memcpy(p, bytes_.data() + at_, n);
-    at_ += n;
-  }
-  const std::vector<uint8_t>& bytes_;
-  size_t at_ = 0;
-};
+// The count is checked against `expected` (< 0: any) and the bytes left before allocating.
+template <typename T>
+std::vector<T> get_sized(ByteReader& r, int64_t expected, const char* what) {
+  const int64_t n = r.get<int64_t>();
+  ARGENT_CHECK_DATA(expected < 0 || n == expected, "search step: ", what, " has ", n,
+                    " elements, expected ", expected);
+  ARGENT_CHECK_DATA(n >= 0 && uint64_t(n) <= r.left() / sizeof(T), "search step: ", what,
+                    " of ", n, " elements overruns the payload");
+  return r.get_array<T>(n);
+}
 
 }  // namespace
 
@@ -67,13 +34,13 @@ std::vector<uint8_t> encode_search_step(const SearchStep& s) {
   w.put<int32_t>(q.d_pad);
   w.put<int32_t>(s.nprobe);
   w.put<int64_t>(s.k);
-  w.put_array(q.codes);
-  w.put_array(q.scales);
-  w.put_array(q.bias);
-  w.put_array(q.plan_of_query);
+  put_sized(w, q.codes);
+  put_sized(w, q.scales);
+  put_sized(w, q.bias);
+  put_sized(w, q.plan_of_query);
   w.put<int64_t>(int64_t(q.plans.size()));
-  for (const FilterPlan& plan : q.plans) w.put_array(plan.ops);
-  w.put_array(s.lists);
+  for (const FilterPlan& plan : q.plans) put_sized(w, plan.ops);
+  put_sized(w, s.lists);
   w.put<int32_t>(s.with_codes ? 1 : 0);
   return w.take();
 }
@@ -109,7 +76,7 @@ static void check_plan(const FilterPlan& plan, int32_t bloom_words) {
 
 SearchStep decode_search_step(const std::vector<uint8_t>& bytes, int32_t d_pad,
                               int32_t bloom_words, int64_t nlist) {
-  ByteReader r(bytes);
+  ByteReader r(bytes.data(), bytes.size(), "search step");
   SearchStep s;
   QueryBatch& q = s.queries;
   q.n = r.get<int64_t>();
@@ -119,24 +86,24 @@ SearchStep decode_search_step(const std::vector<uint8_t>& bytes, int32_t d_pad,
   ARGENT_CHECK_DATA(q.n >= 0 && q.n <= (int64_t(1) << 24), "search step: ", q.n, " queries");
   ARGENT_CHECK_DATA(q.d_pad == d_pad, "search step: d_pad ", q.d_pad, " != index d_pad ", d_pad);
   ARGENT_CHECK_DATA(s.nprobe >= 0 && s.k >= 0, "search step: nprobe ", s.nprobe, ", k ", s.k);
-  q.codes = r.get_array<int8_t>(q.n * q.d_pad, "codes");
-  q.scales = r.get_array<float>(q.n, "scales");
-  q.bias = r.get_array<int32_t>(q.n, "bias");
-  q.plan_of_query = r.get_array<int32_t>(-1, "plan_of_query");
+  q.codes = get_sized<int8_t>(r, q.n * q.d_pad, "codes");
+  q.scales = get_sized<float>(r, q.n, "scales");
+  q.bias = get_sized<int32_t>(r, q.n, "bias");
+  q.plan_of_query = get_sized<int32_t>(r, -1, "plan_of_query");
   ARGENT_CHECK_DATA(q.plan_of_query.empty() || int64_t(q.plan_of_query.size()) == q.n,
                     "search step: plan_of_query has ", q.plan_of_query.size(), " entries");
   const int64_t n_plans = r.get<int64_t>();
   ARGENT_CHECK_DATA(n_plans >= 0 && n_plans <= q.n, "search step: ", n_plans, " filter plans");
   q.plans.resize(size_t(n_plans));
   for (FilterPlan& plan : q.plans) {
-    plan.ops = r.get_array<FilterOp>(-1, "filter plan");
+    plan.ops = get_sized<FilterOp>(r, -1, "filter plan");
     ARGENT_CHECK_DATA(plan.ops.size() <= size_t(kMaxFilterOps), "search step: filter plan of ",
                       plan.ops.size(), " ops");
     check_plan(plan, bloom_words);
   }
   for (int32_t p : q.plan_of_query)
     ARGENT_CHECK_DATA(p >= -1 && p < n_plans, "search step: plan index ", p);
-  s.lists = r.get_array<int32_t>(q.n * s.nprobe, "lists");
+  s.lists = get_sized<int32_t>(r, q.n * s.nprobe, "lists");
   for (int32_t l : s.lists)
     ARGENT_CHECK_DATA(l >= -1 && l < nlist, "search step: list ", l, " outside [0, ", nlist, ")");
   const int32_t with_codes = r.get<int32_t>();

@@ -69,4 +69,20 @@ ARGENT_HOST_DEVICE inline BloomTerm bloom_term(const BloomParams& p, int32_t fea
   return t;
 }
 
+// Whether a row's (feature, value) pairs, sorted and n long, contain (feature, value): the term
+// test of the exact evaluation, on the CPU and the GPU.
+ARGENT_HOST_DEVICE inline bool has_feature_pair(const int32_t* fid, const int64_t* val, int32_t n,
+                                                int32_t feature, int64_t value) {
+  int32_t lo = 0, hi = n;  // binary search for the first pair >= (feature, value)
+  while (lo < hi) {
+    const int32_t mid = (lo + hi) / 2;
+    if (fid[mid] < feature || (fid[mid] == feature && val[mid] < value)) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo < n && fid[lo] == feature && val[lo] == value;
+}
+
 }  // namespace argent

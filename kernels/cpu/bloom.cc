@@ -99,19 +99,7 @@ bool eval_plan_exact(const FilterPlanView& plan, const FeatureStoreView& f, int6
   const int32_t n = f.count[row];
   return run_plan<bool>(
       plan,
-      [&](const FilterOp& op) {
-        // Binary search for (feature, value) in the row's sorted pairs.
-        int32_t lo = 0, hi = n;
-        while (lo < hi) {
-          const int32_t mid = (lo + hi) / 2;
-          if (fid[mid] < op.feature || (fid[mid] == op.feature && val[mid] < op.value)) {
-            lo = mid + 1;
-          } else {
-            hi = mid;
-          }
-        }
-        return lo < n && fid[lo] == op.feature && val[lo] == op.value;
-      },
+      [&](const FilterOp& op) { return has_feature_pair(fid, val, n, op.feature, op.value); },
       [](bool a) { return !a; }, [](bool a, bool b) { return a && b; },
       [](bool a, bool b) { return a || b; });
 }

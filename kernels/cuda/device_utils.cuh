@@ -63,13 +63,16 @@ struct PlanResult {
   bool definite;
 };
 
-// Three-valued Bloom evaluation (kernels/filter_plan.h) against one signature.
-__device__ inline PlanResult eval_plan_bloom(const FilterOp* ops, int n_ops, const uint64_t* sig) {
+// Three-valued Bloom evaluation (kernels/filter_plan.h); word(i) gives signature word i, so the
+// words may come from memory or from registers.
+template <typename Word>
+__device__ __forceinline__ PlanResult eval_plan_bloom_words(const FilterOp* ops, int n_ops,
+                                                            Word word) {
   uint64_t p = 0, d = 0;
   for (int i = 0; i < n_ops; ++i) {
     const FilterOp op = ops[i];
     if (op.kind == FilterOpKind::kTerm) {
-      const bool set = (sig[op.word] & op.mask) == op.mask;
+      const bool set = (word(op.word) & op.mask) == op.mask;
       p = (p << 1) | uint64_t(set);
       d = d << 1;
     } else if (op.kind == FilterOpKind::kNot) {
@@ -89,6 +92,11 @@ __device__ inline PlanResult eval_plan_bloom(const FilterOp* ops, int n_ops, con
   return {bool(p & 1), bool(d & 1)};
 }
 
+// Against one signature in memory.
+__device__ inline PlanResult eval_plan_bloom(const FilterOp* ops, int n_ops, const uint64_t* sig) {
+  return eval_plan_bloom_words(ops, n_ops, [sig](int32_t w) { return sig[w]; });
+}
+
 // Exact evaluation against a row's sorted (feature, value) pairs.
 __device__ inline bool eval_plan_exact(const FilterOp* ops, int n_ops, const int32_t* fid,
                                        const int64_t* val, int32_t n) {
@@ -96,17 +104,7 @@ __device__ inline bool eval_plan_exact(const FilterOp* ops, int n_ops, const int
   for (int i = 0; i < n_ops; ++i) {
     const FilterOp op = ops[i];
     if (op.kind == FilterOpKind::kTerm) {
-      int32_t lo = 0, hi = n;
-      while (lo < hi) {
-        const int32_t mid = (lo + hi) / 2;
-        if (fid[mid] < op.feature || (fid[mid] == op.feature && val[mid] < op.value)) {
-          lo = mid + 1;
-        } else {
-          hi = mid;
-        }
-      }
-      const bool has = lo < n && fid[lo] == op.feature && val[lo] == op.value;
-      s = (s << 1) | uint64_t(has);
+      s = (s << 1) | uint64_t(has_feature_pair(fid, val, n, op.feature, op.value));
     } else if (op.kind == FilterOpKind::kNot) {
       s ^= 1;
     } else {

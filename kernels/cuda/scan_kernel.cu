@@ -7,6 +7,9 @@
 // exact feature check, append. No score leaves the registers otherwise.
 #include <algorithm>
 #include <climits>
+#include <map>
+#include <mutex>
+#include <utility>
 #include <cstdint>
 
 #include "common/cuda_check.h"
@@ -115,32 +118,6 @@ __device__ void stage_queries(const ScanParams& p, const int32_t* list_queries, 
   }
 }
 
-__device__ __forceinline__ PlanResult eval_bloom_words(const FilterOp* ops, int n_ops,
-                                                       uint64_t w0, uint64_t w1) {
-  uint64_t pp = 0, dd = 0;
-  for (int i = 0; i < n_ops; ++i) {
-    const FilterOp op = ops[i];
-    if (op.kind == FilterOpKind::kTerm) {
-      const uint64_t word = op.word == 0 ? w0 : w1;
-      pp = (pp << 1) | uint64_t((word & op.mask) == op.mask);
-      dd <<= 1;
-    } else if (op.kind == FilterOpKind::kNot) {
-      const uint64_t tp = pp & 1, td = dd & 1;
-      pp = (pp & ~uint64_t(1)) | (td ^ 1);
-      dd = (dd & ~uint64_t(1)) | (tp ^ 1);
-    } else {
-      const uint64_t bp = pp & 1, bd = dd & 1;
-      pp >>= 1;
-      dd >>= 1;
-      const uint64_t ap = pp & 1, ad = dd & 1;
-      const bool conj = op.kind == FilterOpKind::kAnd;
-      pp = (pp & ~uint64_t(1)) | (conj ? (ap & bp) : (ap | bp));
-      dd = (dd & ~uint64_t(1)) | (conj ? (ad & bd) : (ad | bd));
-    }
-  }
-  return {bool(pp & 1), bool(dd & 1)};
-}
-
 // The exact path for one (row, query) pair that passed the integer bound: the float score and
 // the Bloom plan (from registers when the words were loaded). Returns 0 (reject), 1 (accept) or
 // 2 (accept; the exact feature check is due: Bloom said possible, not definite). Liveness and
@@ -157,7 +134,8 @@ __device__ int accept(const ScanParams& p, const Staged& s, int qi, int64_t row,
   if (n_ops == 0) return 1;
   const FilterOp* ops = s.ops + s.plan_begin[qi];
   const PlanResult b =
-      words_in_regs ? eval_bloom_words(ops, n_ops, w0, w1)
+      words_in_regs ? eval_plan_bloom_words(ops, n_ops,
+                                            [w0, w1](int32_t w) { return w == 0 ? w0 : w1; })
                     : eval_plan_bloom(ops, n_ops,
                                       p.index.scan.signatures + row * p.index.scan.bloom_words);
   if (!b.possible) return 0;
@@ -443,15 +421,29 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS) scan_kernel(
 
 template <int KC, bool kFiltered>
 void launch_kernel(const ScanParams& p, size_t smem, cudaStream_t stream) {
-  ARGENT_CUDA_CHECK(cudaFuncSetAttribute(scan_kernel<KC, kFiltered>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         int(kMaxSharedBytes)));
-  int per_sm = 0, device = 0, sms = 0;
-  ARGENT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, scan_kernel<KC, kFiltered>,
-                                                                  kThreads, smem));
+  // The persistent grid (as many CTAs as stay resident, times 4: more tasks than CTAs balances
+  // uneven chunks) depends only on the device and the shared memory size; it is worked out once
+  // for each, not on every batch.
+  static std::mutex mu;
+  static std::map<std::pair<int, size_t>, int> grids;
+  int device = 0;
   ARGENT_CUDA_CHECK(cudaGetDevice(&device));
-  ARGENT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int grid = std::max(1, per_sm) * sms * 4;  // more tasks than CTAs balances uneven chunks
+  int grid = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = grids.find({device, smem});
+    if (it == grids.end()) {
+      ARGENT_CUDA_CHECK(cudaFuncSetAttribute(scan_kernel<KC, kFiltered>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             int(kMaxSharedBytes)));
+      int per_sm = 0, sms = 0;
+      ARGENT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+          &per_sm, scan_kernel<KC, kFiltered>, kThreads, smem));
+      ARGENT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+      it = grids.emplace(std::make_pair(device, smem), std::max(1, per_sm) * sms * 4).first;
+    }
+    grid = it->second;
+  }
   scan_kernel<KC, kFiltered><<<grid, kThreads, smem, stream>>>(p);
   ARGENT_CUDA_CHECK_LAUNCH("scan_kernel");
 }

@@ -43,12 +43,11 @@ __global__ void sort_keys_kernel(const float* scores, const int32_t* rows, const
 
 // Runs of equal scores are rare and short: the thread at a run's start sorts it by id.
 __global__ void order_ties_kernel(const GpuIndexView index, const uint64_t* keys, int32_t* values,
-                                  const uint32_t* count, int64_t cap, int64_t k) {
+                                  const uint32_t* count, int64_t cap) {
   const int64_t q = blockIdx.y;
   const int64_t n = min(int64_t(count[q]), cap);
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  (void)k;
   const uint64_t* key = keys + q * cap;
   int32_t* val = values + q * cap;
   const uint32_t mine = uint32_t(key[i]);
@@ -173,7 +172,7 @@ void launch_sort_and_emit(const GpuIndexView& index, const GpuQueriesView& queri
                                                     key_bits(n), stream));
   const dim3 tie_grid(unsigned((cap + kThreads - 1) / kThreads), unsigned(n));
   order_ties_kernel<<<tie_grid, kThreads, 0, stream>>>(index, keys.Current(), values.Current(),
-                                                       cand_count, cap, k);
+                                                       cand_count, cap);
   ARGENT_CUDA_CHECK_LAUNCH("order_ties_kernel");
   verify_emit_kernel<<<unsigned(n), kEmitThreads, 0, stream>>>(
       index, queries, keys.Current(), values.Current(), cand_count, thresholds, cap, k, scores,

@@ -16,6 +16,7 @@
 #include <set>
 
 #include "coordinator/client.h"
+#include "serving/item_model.h"
 #include "serving/mpi_job.h"
 #include "shard/index_builder.h"
 #include "shard/local_engine.h"
@@ -31,35 +32,17 @@ using test::Rng;
 
 constexpr int kDim = 12;
 constexpr int64_t kBaseItems = 3000;
-constexpr int32_t kIdFeature = 100;      // every item carries (100, its id)
-constexpr int32_t kVersionFeature = 99;  // and (99, a version unique to each write)
 
-struct ModelItem {
-  std::vector<float> embedding;
-  FeatureList features;
-};
-using Model = std::map<int64_t, ModelItem>;
+using test::Model;
+using test::ModelItem;
+using test::kIdFeature;
+using test::kVersionFeature;
 
 ModelItem random_item(Rng& rng, int64_t id, int64_t version) {
-  ModelItem m;
-  m.embedding = test::random_normal(rng, kDim);
-  m.features = test::random_features(rng, 4, 5, 0.3);
-  m.features.emplace_back(kVersionFeature, version);
-  m.features.emplace_back(kIdFeature, id);
-  std::sort(m.features.begin(), m.features.end());
-  return m;
+  return test::random_model_item(rng, kDim, 4, 5, id, version);
 }
 
-ItemSet to_item_set(const Model& model) {
-  ItemSet items;
-  items.dim = kDim;
-  for (const auto& [id, m] : model) {
-    items.ids.push_back(id);
-    items.embeddings.insert(items.embeddings.end(), m.embedding.begin(), m.embedding.end());
-    items.push_features(m.features);
-  }
-  return items;
-}
+ItemSet to_item_set(const Model& model) { return test::to_item_set(model, kDim); }
 
 IndexConfig index_config() { return test::small_index_config(12, 24); }
 

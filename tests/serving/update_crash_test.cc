@@ -14,6 +14,7 @@
 #include <set>
 
 #include "coordinator/client.h"
+#include "serving/item_model.h"
 #include "serving/mpi_job.h"
 #include "shard/index_builder.h"
 #include "shard/local_engine.h"
@@ -28,17 +29,13 @@ using test::Rng;
 
 constexpr int kDim = 10;
 constexpr int64_t kBaseItems = 2000;
-constexpr int32_t kIdFeature = 100;
-constexpr int32_t kVersionFeature = 99;
 constexpr int kWindow = 8;          // requests in flight
 constexpr int kAckedBeforeKill = 300;
 
-struct ModelItem {
-  std::vector<float> embedding;
-  FeatureList features;
-  int64_t version = 0;
-};
-using Model = std::map<int64_t, ModelItem>;
+using test::Model;
+using test::ModelItem;
+using test::kIdFeature;
+using test::kVersionFeature;
 
 struct Write {
   bool upsert = true;
@@ -55,26 +52,10 @@ void apply_write(const Write& w, Model* m) {
 }
 
 ModelItem random_item(Rng& rng, int64_t id, int64_t version) {
-  ModelItem m;
-  m.embedding = test::random_normal(rng, kDim);
-  m.features = test::random_features(rng, 3, 4, 0.3);
-  m.features.emplace_back(kVersionFeature, version);
-  m.features.emplace_back(kIdFeature, id);
-  std::sort(m.features.begin(), m.features.end());
-  m.version = version;
-  return m;
+  return test::random_model_item(rng, kDim, 3, 4, id, version);
 }
 
-ItemSet to_item_set(const Model& model) {
-  ItemSet items;
-  items.dim = kDim;
-  for (const auto& [id, m] : model) {
-    items.ids.push_back(id);
-    items.embeddings.insert(items.embeddings.end(), m.embedding.begin(), m.embedding.end());
-    items.push_features(m.features);
-  }
-  return items;
-}
+ItemSet to_item_set(const Model& model) { return test::to_item_set(model, kDim); }
 
 v1::Request to_request(const Write& w) {
   v1::Request r;
