@@ -5,9 +5,10 @@
 //
 // Buffers passed to a communicator live where memory() says. Every call checks the backend's
 // result, and every call but those given kNoTimeout must finish within the communicator's
-// timeout: a collective that does not (a rank died or diverged) aborts the job with a message
-// naming the operation, instead of hanging it. A serving rank waits for its next step with
-// kNoTimeout, since an idle server is not a failure.
+// timeout: a collective that does not (a rank died or diverged) throws Error(kUnavailable) with
+// a message naming the operation and the rank, instead of hanging it. A serving rank waits for
+// its next step with its own deadline (serve.heartbeat_ms + serve.step_timeout_ms), and a
+// watchdog thread (coordinator/watchdog.h) bounds every step.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -59,6 +60,13 @@ class Communicator {
   virtual void send(const void* data, size_t bytes, int peer) = 0;
   virtual void recv(void* data, size_t bytes, int peer) = 0;
   virtual void barrier() = 0;
+
+  // For a watchdog thread (any thread, while another may be inside a collective): the
+  // backend's asynchronous error ("" when none; NCCL: ncclCommGetAsyncError), and an abort that
+  // makes every pending and later call fail instead of hang (NCCL: ncclCommAbort). MPI has
+  // neither: its calls are polled against their timeout, and the process exits to abort.
+  virtual std::string async_error() { return ""; }
+  virtual void abort() noexcept {}
 
   CollectiveTimeout timeout() const { return timeout_; }
   void set_timeout(CollectiveTimeout timeout) { timeout_ = timeout; }

@@ -80,9 +80,13 @@ void MpiCommunicator::wait(MPI_Request* request, const char* op, CollectiveTimeo
     ARGENT_MPI_CHECK(MPI_Test(request, &done, status), op);
     if (done) return;
     if (timeout >= CollectiveTimeout::zero() && Clock::now() - start > timeout) {
+      // The caller decides how to end the job (argent serve: answer clients, then exit); MPI
+      // cannot cancel a pending collective, so this communicator is unusable from here on.
       ARGENT_LOG(kCritical, "MPI ", op, " did not finish within ", timeout.count(), " ms on rank ",
-                 rank_, " of ", size_, ": a rank died or the ranks diverged; aborting the job");
-      MPI_Abort(comm_, 70);
+                 rank_, " of ", size_, ": a rank died or the ranks diverged");
+      ARGENT_THROW(ErrorCode::kUnavailable, "MPI ", op, " did not finish within ",
+                   timeout.count(), " ms on rank ", rank_, " of ", size_,
+                   ": a rank died or the ranks diverged");
     }
     if (polls < 64) {
       std::this_thread::yield();

@@ -40,7 +40,8 @@ class MpiCommunicator final : public Communicator {
   MPI_Comm comm() const { return comm_; }
 
  private:
-  // Polls `request` until it completes; past `timeout` logs the operation and aborts the job.
+  // Polls `request` until it completes; past `timeout` logs the operation and throws
+  // Error(kUnavailable).
   void wait(MPI_Request* request, const char* op, CollectiveTimeout timeout,
             MPI_Status* status = MPI_STATUS_IGNORE);
 

@@ -40,10 +40,39 @@ NcclCommunicator::NcclCommunicator(MpiCommunicator& bootstrap, CollectiveTimeout
 
 NcclCommunicator::~NcclCommunicator() {
   // After ncclCommAbort the communicator is already released.
-  if (comm_ && !aborted_) ncclCommDestroy(comm_);
+  {
+    std::lock_guard<std::mutex> lock(comm_mu_);
+    if (comm_ && !aborted_) ncclCommDestroy(comm_);
+  }
   if (barrier_word_) cudaFree(barrier_word_);
   if (scratch_) cudaFree(scratch_);
   if (stream_) cudaStreamDestroy(stream_);
+}
+
+std::string NcclCommunicator::async_error() {
+  std::lock_guard<std::mutex> lock(comm_mu_);
+  if (aborted_) return "NCCL communicator was aborted";
+  ncclResult_t state = ncclSuccess;
+  const ncclResult_t rc = ncclCommGetAsyncError(comm_, &state);
+  if (rc != ncclSuccess) return std::string("ncclCommGetAsyncError: ") + ncclGetErrorString(rc);
+  if (state != ncclSuccess && state != ncclInProgress) return ncclGetErrorString(state);
+  return "";
+}
+
+void NcclCommunicator::abort() noexcept {
+  std::lock_guard<std::mutex> lock(comm_mu_);
+  if (aborted_ || comm_ == nullptr) return;
+  // Makes the kernels of pending operations return and releases the communicator; peers see
+  // their collectives with this rank fail (their own watchdogs then abort them too).
+  ncclCommAbort(comm_);
+  aborted_ = true;
+}
+
+template <typename Enqueue>
+void NcclCommunicator::enqueue(const char* op, Enqueue&& enqueue) {
+  std::lock_guard<std::mutex> lock(comm_mu_);
+  ARGENT_CHECK(!aborted_, "NCCL ", op, ": the communicator was aborted");
+  enqueue();
 }
 
 void NcclCommunicator::wait(const char* op, CollectiveTimeout timeout) {
@@ -57,18 +86,15 @@ void NcclCommunicator::wait(const char* op, CollectiveTimeout timeout) {
       ARGENT_THROW(ErrorCode::kInternal, "NCCL ", op, ": CUDA stream failed: ",
                    cudaGetErrorString(state));
     }
-    ncclResult_t async_error = ncclSuccess;
-    ARGENT_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async_error), "comm_get_async_error");
-    if (async_error != ncclSuccess && async_error != ncclInProgress) {
-      ncclCommAbort(comm_);
-      aborted_ = true;
-      ARGENT_THROW(ErrorCode::kInternal, "NCCL ", op, " failed asynchronously on rank ", rank_,
-                   ": ", ncclGetErrorString(async_error), "; communicator aborted");
+    const std::string async = async_error();
+    if (!async.empty()) {
+      abort();
+      ARGENT_THROW(ErrorCode::kUnavailable, "NCCL ", op, " failed asynchronously on rank ", rank_,
+                   ": ", async, "; communicator aborted");
     }
     if (timeout >= CollectiveTimeout::zero() && Clock::now() - start > timeout) {
-      ncclCommAbort(comm_);
-      aborted_ = true;
-      ARGENT_THROW(ErrorCode::kDeadlineExceeded, "NCCL ", op, " did not finish within ",
+      abort();
+      ARGENT_THROW(ErrorCode::kUnavailable, "NCCL ", op, " did not finish within ",
                    timeout.count(), " ms on rank ", rank_, " of ", size_,
                    ": a rank died or the ranks diverged; communicator aborted");
     }
@@ -78,33 +104,37 @@ void NcclCommunicator::wait(const char* op, CollectiveTimeout timeout) {
 }
 
 void NcclCommunicator::broadcast(void* data, size_t bytes, int root, CollectiveTimeout timeout) {
-  ARGENT_CHECK(!aborted_, "NCCL communicator was aborted");
-  ARGENT_NCCL_CHECK(ncclBroadcast(data, data, bytes, ncclUint8, root, comm_, stream_), "broadcast");
+  enqueue("broadcast", [&] {
+    ARGENT_NCCL_CHECK(ncclBroadcast(data, data, bytes, ncclUint8, root, comm_, stream_),
+                      "broadcast");
+  });
   wait("broadcast", timeout);
 }
 
 void NcclCommunicator::all_gather(const void* send, void* recv, size_t bytes) {
-  ARGENT_CHECK(!aborted_, "NCCL communicator was aborted");
-  ARGENT_NCCL_CHECK(ncclAllGather(send, recv, bytes, ncclUint8, comm_, stream_), "all_gather");
+  enqueue("all_gather", [&] {
+    ARGENT_NCCL_CHECK(ncclAllGather(send, recv, bytes, ncclUint8, comm_, stream_), "all_gather");
+  });
   wait("all_gather", timeout_);
 }
 
 void NcclCommunicator::all_gather_v(const void* send, void* recv,
                                     const std::vector<size_t>& counts) {
-  ARGENT_CHECK(!aborted_, "NCCL communicator was aborted");
   ARGENT_CHECK(int(counts.size()) == size_, "all_gather_v: ", counts.size(), " counts for ",
                size_, " ranks");
   // NCCL has no all-gather-v: one broadcast per rank, grouped into a single launch.
-  size_t offset = 0;
-  ARGENT_NCCL_CHECK(ncclGroupStart(), "group_start");
-  for (int r = 0; r < size_; ++r) {
-    uint8_t* dst = static_cast<uint8_t*>(recv) + offset;
-    const void* src = r == rank_ ? send : dst;
-    ARGENT_NCCL_CHECK(ncclBroadcast(src, dst, counts[size_t(r)], ncclUint8, r, comm_, stream_),
-                      "all_gather_v");
-    offset += counts[size_t(r)];
-  }
-  ARGENT_NCCL_CHECK(ncclGroupEnd(), "group_end");
+  enqueue("all_gather_v", [&] {
+    size_t offset = 0;
+    ARGENT_NCCL_CHECK(ncclGroupStart(), "group_start");
+    for (int r = 0; r < size_; ++r) {
+      uint8_t* dst = static_cast<uint8_t*>(recv) + offset;
+      const void* src = r == rank_ ? send : dst;
+      ARGENT_NCCL_CHECK(ncclBroadcast(src, dst, counts[size_t(r)], ncclUint8, r, comm_, stream_),
+                        "all_gather_v");
+      offset += counts[size_t(r)];
+    }
+    ARGENT_NCCL_CHECK(ncclGroupEnd(), "group_end");
+  });
   wait("all_gather_v", timeout_);
 }
 
@@ -120,46 +150,51 @@ uint8_t* NcclCommunicator::scratch(size_t bytes) {
 }
 
 void NcclCommunicator::broadcast_host(void* data, size_t bytes, int root) {
-  ARGENT_CHECK(!aborted_, "NCCL communicator was aborted");
   uint8_t* staged = scratch(std::max<size_t>(bytes, 1));
   if (rank_ == root)
     ARGENT_CUDA_CHECK(cudaMemcpyAsync(staged, data, bytes, cudaMemcpyHostToDevice, stream_));
-  ARGENT_NCCL_CHECK(ncclBroadcast(staged, staged, bytes, ncclUint8, root, comm_, stream_),
-                    "broadcast");
+  enqueue("broadcast", [&] {
+    ARGENT_NCCL_CHECK(ncclBroadcast(staged, staged, bytes, ncclUint8, root, comm_, stream_),
+                      "broadcast");
+  });
   if (rank_ != root)
     ARGENT_CUDA_CHECK(cudaMemcpyAsync(data, staged, bytes, cudaMemcpyDeviceToHost, stream_));
   wait("broadcast", timeout_);
 }
 
 void NcclCommunicator::all_gather_host(const void* send, void* recv, size_t bytes) {
-  ARGENT_CHECK(!aborted_, "NCCL communicator was aborted");
   uint8_t* staged = scratch(std::max<size_t>(bytes * size_t(size_), 1));
   uint8_t* mine = staged + bytes * size_t(rank_);
   ARGENT_CUDA_CHECK(cudaMemcpyAsync(mine, send, bytes, cudaMemcpyHostToDevice, stream_));
   // In place: each rank's contribution already sits at its offset of the output.
-  ARGENT_NCCL_CHECK(ncclAllGather(mine, staged, bytes, ncclUint8, comm_, stream_), "all_gather");
+  enqueue("all_gather", [&] {
+    ARGENT_NCCL_CHECK(ncclAllGather(mine, staged, bytes, ncclUint8, comm_, stream_), "all_gather");
+  });
   ARGENT_CUDA_CHECK(
       cudaMemcpyAsync(recv, staged, bytes * size_t(size_), cudaMemcpyDeviceToHost, stream_));
   wait("all_gather", timeout_);
 }
 
 void NcclCommunicator::send(const void* data, size_t bytes, int peer) {
-  ARGENT_CHECK(!aborted_, "NCCL communicator was aborted");
-  ARGENT_NCCL_CHECK(ncclSend(data, bytes, ncclUint8, peer, comm_, stream_), "send");
+  enqueue("send", [&] {
+    ARGENT_NCCL_CHECK(ncclSend(data, bytes, ncclUint8, peer, comm_, stream_), "send");
+  });
   wait("send", timeout_);
 }
 
 void NcclCommunicator::recv(void* data, size_t bytes, int peer) {
-  ARGENT_CHECK(!aborted_, "NCCL communicator was aborted");
-  ARGENT_NCCL_CHECK(ncclRecv(data, bytes, ncclUint8, peer, comm_, stream_), "recv");
+  enqueue("recv", [&] {
+    ARGENT_NCCL_CHECK(ncclRecv(data, bytes, ncclUint8, peer, comm_, stream_), "recv");
+  });
   wait("recv", timeout_);
 }
 
 void NcclCommunicator::barrier() {
-  ARGENT_CHECK(!aborted_, "NCCL communicator was aborted");
-  ARGENT_NCCL_CHECK(
-      ncclAllReduce(barrier_word_, barrier_word_, 1, ncclFloat, ncclSum, comm_, stream_),
-      "barrier");
+  enqueue("barrier", [&] {
+    ARGENT_NCCL_CHECK(
+        ncclAllReduce(barrier_word_, barrier_word_, 1, ncclFloat, ncclSum, comm_, stream_),
+        "barrier");
+  });
   wait("barrier", timeout_);
 }
 

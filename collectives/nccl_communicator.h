@@ -4,10 +4,15 @@
 // Operations are enqueued on the communicator's stream and then polled: the stream's progress
 // and ncclCommGetAsyncError are checked until the operation completes, and past the timeout the
 // communicator is aborted (ncclCommAbort) and the call throws, instead of hanging the rank.
+// A watchdog thread may call async_error() and abort() while the rank's thread is inside a
+// call: comm_mu_ orders every use of comm_ against the abort, which releases it.
 #pragma once
 
 #include <cuda_runtime_api.h>
 #include <nccl.h>
+
+#include <mutex>
+#include <string>
 
 #include "collectives/mpi_communicator.h"
 
@@ -36,16 +41,23 @@ class NcclCommunicator final : public Communicator {
   void send(const void* data, size_t bytes, int peer) override;
   void recv(void* data, size_t bytes, int peer) override;
   void barrier() override;
+  std::string async_error() override;
+  void abort() noexcept override;
 
  private:
   // Waits for the work enqueued on stream_; aborts the communicator and throws on an NCCL
   // asynchronous error or past `timeout`.
   void wait(const char* op, CollectiveTimeout timeout);
 
-  ncclComm_t comm_ = nullptr;
+  // Runs `enqueue` (NCCL calls on comm_) under comm_mu_, unless the communicator was aborted.
+  template <typename Enqueue>
+  void enqueue(const char* op, Enqueue&& enqueue);
+
+  std::mutex comm_mu_;
+  ncclComm_t comm_ = nullptr;  // GUARDED_BY(comm_mu_) once serving: abort() releases it
   cudaStream_t stream_ = nullptr;
   int rank_ = 0, size_ = 1, local_rank_ = 0, device_ = 0;
-  bool aborted_ = false;
+  bool aborted_ = false;  // GUARDED_BY(comm_mu_)
   void* barrier_word_ = nullptr;  // one float on the device, all-reduced by barrier()
   // Device staging buffer of the host-buffer collectives; grows to the largest call.
   uint8_t* scratch(size_t bytes);

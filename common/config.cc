@@ -209,6 +209,22 @@ const std::vector<Entry>& schema() {
                 "hanging it."),
         float_key("serve.stats_interval_s", &C::serve, &ServeConfig::stats_interval_s, 0.0,
                   3600.0, "Seconds between the server's stats log lines (0: never)."),
+        int_key("serve.step_timeout_ms", &C::serve, &ServeConfig::step_timeout_ms, 100,
+                int64_t(1) << 40,
+                "A step (search, stats, mutation, shutdown) must finish on every rank within this; "
+                "else each rank's watchdog aborts its communicator and exits, and the coordinator "
+                "first answers every in-flight and queued request UNAVAILABLE naming the rank."),
+        int_key("serve.snapshot_timeout_ms", &C::serve, &ServeConfig::snapshot_timeout_ms, 100,
+                int64_t(1) << 40,
+                "The same deadline for snapshot steps (every rank writes its partitions)."),
+        int_key("serve.heartbeat_ms", &C::serve, &ServeConfig::heartbeat_ms, 10, 3600000,
+                "An idle coordinator sends a heartbeat step this often; a shard rank that hears "
+                "no step for heartbeat_ms + step_timeout_ms takes the coordinator for lost and "
+                "exits."),
+        int_key("serve.abort_grace_ms", &C::serve, &ServeConfig::abort_grace_ms, 10, 60000,
+                "After a failure: time to answer clients and abort the communicator "
+                "(ncclCommAbort) before the process exits (_exit). Keep it under mpirun's 1 s "
+                "between SIGTERM and SIGKILL."),
         bool_key("rerank.enabled", &C::rerank, &RerankConfig::enabled,
                  "Rerank the merged candidates on the coordinator with rerank.model; when false, "
                  "results are the retrieval order and task_weights in requests are rejected."),

@@ -54,6 +54,11 @@ struct ServeConfig {
   int64_t default_timeout_ms = 10000;
   int64_t collective_timeout_ms = 60000;
   double stats_interval_s = 1.0;
+  // Cluster faults (docs/reliability.md, "Cluster faults"): the watchdog's deadlines.
+  int64_t step_timeout_ms = 10000;
+  int64_t snapshot_timeout_ms = 600000;
+  int64_t heartbeat_ms = 1000;
+  int64_t abort_grace_ms = 500;
 };
 
 // The coordinator's multi-task reranker (docs/architecture.md, "Reranking"). The structure keys

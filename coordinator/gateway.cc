@@ -240,6 +240,12 @@ void Gateway::handle(std::vector<zmq::message_t>& frames, zmq::socket_t& router)
       }
       pending.envelope = std::move(envelope);
       if (!queue_.push(pending)) {
+        const std::string closed = queue_.closed_reason();
+        if (!closed.empty()) {  // a failed or stopping cluster: not a retry-later overload
+          send_response(router, pending.envelope,
+                        search_error(pending.request_id, v1::UNAVAILABLE, closed));
+          return;
+        }
         stats_.record_overloaded();
         send_response(router, pending.envelope,
                       search_error(pending.request_id, v1::OVERLOADED,

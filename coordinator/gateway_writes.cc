@@ -55,6 +55,11 @@ void Gateway::handle_write(const v1::Request& request, std::vector<std::string> 
   pending.arrival = SteadyClock::now();
   pending.envelope = envelope;
   if (!info_.mutations->push(pending)) {
+    const std::string closed = info_.mutations->closed_reason();
+    if (!closed.empty()) {  // a failed or stopping cluster: not a retry-later overload
+      reply(v1::UNAVAILABLE, closed + "; not logged, not applied");
+      return;
+    }
     stats_.record_overloaded();
     reply(v1::OVERLOADED, "write queue is full (serve.max_queue = " +
                               std::to_string(config_.serve.max_queue) + "); retry later");

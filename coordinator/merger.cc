@@ -26,8 +26,14 @@ v1::Response search_status(const PendingSearch& r, v1::StatusCode code, const st
   return out;
 }
 
-Merger::Merger(zmq::context_t& context, ServerStats& stats, int ranks, const RerankSetup* rerank)
-    : context_(context), stats_(stats), ranks_(ranks), rerank_(rerank), thread_([this] { run(); }) {}
+Merger::Merger(zmq::context_t& context, ServerStats& stats, int ranks, const RerankSetup* rerank,
+               InFlightBoard* board)
+    : context_(context),
+      stats_(stats),
+      ranks_(ranks),
+      rerank_(rerank),
+      board_(board),
+      thread_([this] { run(); }) {}
 
 void Merger::push(MergeJob job) {
   {
@@ -62,6 +68,7 @@ void Merger::run() {
 }
 
 void Merger::answer(const MergeJob& job, Replier& replier) {
+  if (board_ && job.token != 0 && !board_->release(job.token)) return;  // a failure answered them
   const int64_t n = int64_t(job.requests.size()), k = job.k;
   const size_t block_bytes = shard_block_bytes(n, k, job.code_dims);
   std::vector<ShardBlockView> blocks;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "argent/v1/service.pb.h"
+#include "coordinator/inflight_board.h"
 #include "coordinator/replier.h"
 #include "coordinator/request_queue.h"
 #include "coordinator/reranker.h"
@@ -28,6 +29,7 @@ struct MergeJob {
   int64_t k = 0;
   int32_t code_dims = 0;  // d_pad when the blocks carry codes for the reranker
   SteadyClock::time_point dispatched;
+  uint64_t token = 0;  // the requests' entry on the InFlightBoard (0: none)
 };
 
 // What the merge thread needs to rerank; absent when rerank.enabled is false.
@@ -43,8 +45,10 @@ v1::Response search_status(const PendingSearch& r, v1::StatusCode code, const st
 
 class Merger {
  public:
-  // `rerank` may be null (no reranker). Starts the thread.
-  Merger(zmq::context_t& context, ServerStats& stats, int ranks, const RerankSetup* rerank);
+  // `rerank` may be null (no reranker). `board` (may be null) tracks each job's requests until
+  // the merger takes them over (release) to answer them. Starts the thread.
+  Merger(zmq::context_t& context, ServerStats& stats, int ranks, const RerankSetup* rerank,
+         InFlightBoard* board = nullptr);
   ~Merger() { stop(); }
 
   void push(MergeJob job);
@@ -59,6 +63,7 @@ class Merger {
   ServerStats& stats_;
   int ranks_;
   const RerankSetup* rerank_;
+  InFlightBoard* board_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<MergeJob> jobs_;

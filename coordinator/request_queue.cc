@@ -60,16 +60,22 @@ void RequestQueue::wake() {
   cv_.notify_all();
 }
 
-std::vector<PendingSearch> RequestQueue::close() {
+std::vector<PendingSearch> RequestQueue::close(const std::string& reason) {
   std::vector<PendingSearch> left;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!closed_) closed_reason_ = reason;
     closed_ = true;
     for (auto& r : queue_) left.push_back(std::move(r));
     queue_.clear();
   }
   cv_.notify_all();
   return left;
+}
+
+std::string RequestQueue::closed_reason() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return closed_reason_;
 }
 
 int64_t RequestQueue::depth() const {

@@ -46,8 +46,11 @@ class RequestQueue {
   // the step loop turns to queued writes at once instead of after its idle wait.
   void wake();
 
-  // Stops accepting; returns what was still queued (to be answered UNAVAILABLE).
-  std::vector<PendingSearch> close();
+  // Stops accepting; returns what was still queued (to be answered UNAVAILABLE). `reason`
+  // says why (closed_reason()).
+  std::vector<PendingSearch> close(const std::string& reason = "server is shutting down");
+  // "" while open; after close() its reason (the gateway answers new requests UNAVAILABLE).
+  std::string closed_reason() const;
   int64_t depth() const;
 
  private:
@@ -56,6 +59,7 @@ class RequestQueue {
   std::deque<PendingSearch> queue_;
   int64_t capacity_;
   bool closed_ = false;
+  std::string closed_reason_;
   bool woken_ = false;  // set by wake(), consumed by pop_batch
 };
 

@@ -4,13 +4,18 @@
 
 #include <atomic>
 #include <csignal>
+#include <thread>
 
 #include "common/error.h"
 #include "common/log.h"
+#include "coordinator/coordinator_steps.h"
+#include "coordinator/fault_injection.h"
 #include "coordinator/gateway.h"
+#include "coordinator/inflight_board.h"
 #include "coordinator/merger.h"
 #include "coordinator/rerank_model.h"
 #include "coordinator/partition_map.h"
+#include "coordinator/rank_liveness.h"
 #include "coordinator/replier.h"
 #include "coordinator/request_queue.h"
 #include "coordinator/server_stats.h"
@@ -18,30 +23,13 @@
 #include "coordinator/step_protocol.h"
 #include "coordinator/update_queue.h"
 #include "coordinator/updater.h"
+#include "coordinator/watchdog.h"
 #include "shard/prober.h"
 
 namespace argent {
 namespace {
 
 std::atomic<bool> g_shutdown{false};
-
-double ms_between(SteadyClock::time_point a, SteadyClock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-v1::Response mutation_status(const PendingMutation& m, v1::StatusCode code, const std::string& msg) {
-  v1::Response out;
-  if (m.type == PendingMutation::Type::kSnapshot) {
-    out.mutable_admin()->set_request_id(m.request_id);
-    out.mutable_admin()->mutable_status()->set_code(code);
-    out.mutable_admin()->mutable_status()->set_message(msg);
-  } else {
-    out.mutable_mutation()->set_request_id(m.request_id);
-    out.mutable_mutation()->mutable_status()->set_code(code);
-    out.mutable_mutation()->mutable_status()->set_message(msg);
-  }
-  return out;
-}
 
 // Everything a rank holds while serving.
 struct RankState {
@@ -74,57 +62,107 @@ std::vector<int64_t> gather_items(Communicator& data, const ShardWorker& worker)
   return all;
 }
 
-void broadcast_header(MpiCommunicator& control, StepOp op, uint64_t step, int64_t payload) {
-  StepHeader h;
-  h.op = int32_t(op);
-  h.step = step;
-  h.payload_bytes = payload;
-  control.broadcast(&h, sizeof(h), 0);
-}
-
-// Ranks other than 0: follow the coordinator's steps until it says shut down.
+// Ranks other than 0: follow the coordinator's steps until it says shut down. Any error (a
+// failed collective, a step out of sequence, a payload that disagrees with its header) fails
+// the rank through its watchdog: logged, communicator aborted, process ended.
 int run_shard_loop(const Config& config, MpiCommunicator& control, Communicator& data,
                    RankState& s) {
+  const int rank = control.rank();
+  Watchdog watchdog(data, rank, config.serve, [] { return g_shutdown.load(); }, nullptr);
   GlobalLists lists;  // gathered after updates for the coordinator; unused here
-  const UpdateContext update{config, s.meta, s.map, control, data, *s.worker, lists};
+  const UpdateContext update{config, s.meta, s.map, control, data, *s.worker, lists, &watchdog};
+  // The coordinator sends a step at least every heartbeat_ms; silence for longer than that plus
+  // a step's deadline means it is gone.
+  const CollectiveTimeout idle(config.serve.heartbeat_ms + config.serve.step_timeout_ms);
+  const InjectedFaults& faults = injected_faults();
+  uint64_t previous = 0;
   for (;;) {
-    StepHeader h;
-    control.broadcast(&h, sizeof(h), 0, kNoTimeout);  // an idle server is not a failure
-    ARGENT_CHECK_DATA(h.magic == StepHeader{}.magic, "step header with bad magic ", h.magic);
-    switch (StepOp(h.op)) {
-      case StepOp::kSearch: {
-        ARGENT_CHECK_DATA(h.payload_bytes >= 0 && h.payload_bytes < (int64_t(1) << 31),
-                          "search step of ", h.payload_bytes, " bytes");
-        std::vector<uint8_t> payload(size_t(h.payload_bytes));
-        data.broadcast_host(payload.data(), payload.size(), 0);
-        const SearchStep step =
-            decode_search_step(payload, s.meta.d_pad, s.meta.bloom.words, s.meta.nlist);
-        const std::vector<uint8_t> block = s.worker->search(step);
-        std::vector<uint8_t> gathered(block.size() * size_t(data.size()));
-        data.all_gather_host(block.data(), gathered.data(), block.size());
-        break;
+    try {
+      StepHeader h;
+      try {
+        control.broadcast(&h, sizeof(h), 0, idle);
+      } catch (const Error& e) {
+        watchdog.fail("no step from the coordinator (rank 0) within " +
+                      std::to_string(idle.count()) + " ms: " + e.what());
       }
-      case StepOp::kStats:
-        gather_items(data, *s.worker);
-        break;
-      case StepOp::kMutate:
-        follow_mutation_step(h, update);
-        break;
-      case StepOp::kSnapshot:
-        follow_snapshot_step(h, update);
-        break;
-      case StepOp::kShutdown:
-        ARGENT_LOG(kInfo, "rank ", control.rank(), ": shutting down");
-        return 0;
-      default:
-        ARGENT_CHECK_DATA(false, "unknown step op ", h.op);
+      check_step_header(h, previous, rank);
+      previous = h.step;
+      watchdog.begin(h);
+      switch (StepOp(h.op)) {
+        case StepOp::kSearch: {
+          ARGENT_CHECK_DATA(h.payload_bytes >= 0 && h.payload_bytes < (int64_t(1) << 31),
+                            "search step of ", h.payload_bytes, " bytes");
+          std::vector<uint8_t> payload(size_t(h.payload_bytes));
+          data.broadcast_host(payload.data(), payload.size(), 0);
+          const SearchStep step =
+              decode_search_step(payload, s.meta.d_pad, s.meta.bloom.words, s.meta.nlist);
+          check_search_step(h, step, rank);
+          std::vector<uint8_t> block = s.worker->search(step);
+          StepHeader echoed = h;
+          if (faults.wrong_k_rank == rank) echoed.k = h.k + 1;  // test builds only
+          stamp_shard_block(block, echoed);
+          std::vector<uint8_t> gathered(block.size() * size_t(data.size()));
+          data.all_gather_host(block.data(), gathered.data(), block.size());
+          break;
+        }
+        case StepOp::kStats:
+          gather_items(data, *s.worker);
+          break;
+        case StepOp::kMutate:
+          follow_mutation_step(h, update);
+          break;
+        case StepOp::kSnapshot:
+          follow_snapshot_step(h, update);
+          break;
+        case StepOp::kShutdown:
+          watchdog.end();
+          ARGENT_LOG(kInfo, "rank ", rank, ": shutting down");
+          return 0;
+        default:
+          ARGENT_CHECK_DATA(false, "rank ", rank, ": unknown step op ", h.op);
+      }
+      watchdog.end();
+    } catch (const std::exception& e) {
+      watchdog.fail(e.what());
     }
   }
 }
 
+// Rank 0's answer to a cluster failure (Watchdog's handler): every request a step or the merge
+// thread holds, and every queued one, gets UNAVAILABLE naming the failure and what is known of
+// the ranks; the queues stay closed, so later requests get the same; then the gateway thread
+// gets a moment to send the replies before the watchdog ends the process.
+struct FailureReplies {
+  const Config& config;
+  zmq::context_t& context;
+  InFlightBoard& board;
+  RequestQueue& queue;
+  MutationQueue& mutations;
+  const RankLiveness& liveness;
+
+  void operator()(const std::string& why) const {
+    const std::string message = "cluster failure: " + why + "; " + liveness.diagnose() +
+                                "; the job is aborting (its supervisor restarts it)";
+    Replier replier(context);
+    int64_t answered = board.fail(message, replier);
+    for (const PendingSearch& r : queue.close(message)) {
+      replier.send(r.envelope, search_status(r, v1::UNAVAILABLE, message));
+      ++answered;
+    }
+    for (const PendingMutation& m : mutations.close(message)) {
+      replier.send(m.envelope, status_reply(reply_target(m), v1::UNAVAILABLE,
+                                            message + "; not logged, not applied"));
+      ++answered;
+    }
+    ARGENT_LOG(kCritical, "coordinator: answered ", answered, " requests UNAVAILABLE: ", message);
+    std::this_thread::sleep_for(std::chrono::milliseconds(config.serve.abort_grace_ms / 2));
+  }
+};
+
 // Rank 0: the gateway, the batcher, the step loop and the merger.
 int run_coordinator(const Config& config, MpiCommunicator& control, Communicator& data,
-                    RankState& s, GlobalLists lists, std::vector<int64_t> items) {
+                    RankState& s, GlobalLists lists, std::vector<int64_t> items,
+                    const RankLiveness& liveness) {
   ServerStats stats;
   std::vector<std::vector<int32_t>> partitions;
   for (int r = 0; r < control.size(); ++r) partitions.push_back(s.map.partitions_of(r));
@@ -133,14 +171,21 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
   zmq::context_t context(1);
   RequestQueue queue(config.serve.max_queue);
   const Prober prober(s.meta);
-  uint64_t step_id = 0;
+  uint64_t step_id = 0, batch_id = 0;
   // Writes: recovered from the log before the gateway opens, then served between searches.
   MutationQueue mutations(config.serve.max_queue, [&queue] { queue.wake(); });
+  InFlightBoard board;
+  Watchdog watchdog(data, 0, config.serve, [] { return g_shutdown.load(); },
+                    FailureReplies{config, context, board, queue, mutations, liveness});
   UpdateStats update_stats;
-  Updater updater(UpdateContext{config, s.meta, s.map, control, data, *s.worker, lists},
-                  prober.centroids(), s.snapshot, stats, update_stats, step_id,
-                  [&queue] { queue.wake(); });
-  updater.recover();
+  Updater updater(
+      UpdateContext{config, s.meta, s.map, control, data, *s.worker, lists, &watchdog, &board},
+      prober.centroids(), s.snapshot, stats, update_stats, step_id, [&queue] { queue.wake(); });
+  try {
+    updater.recover();
+  } catch (const std::exception& e) {
+    watchdog.fail(std::string("recovery: ") + e.what());
+  }
   Gateway gateway(context, config, s.meta, queue, stats,
                   GatewayInfo{control.size(), data.backend(), &mutations, &update_stats});
   // The reranker is loaded before the gateway opens, so a bad model file stops the job at start.
@@ -158,97 +203,64 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
                " tasks, depth ", config.rerank.depth, ", on ", rerank->reranker->device().str());
   }
   gateway.start();
-  Merger merger(context, stats, data.size(), rerank.get());
+  Merger merger(context, stats, data.size(), rerank.get(), &board);
   Replier replier(context);
   int64_t total_items = 0;
   for (int64_t n : stats.snapshot().items_per_rank) total_items += n;
   ARGENT_LOG(kInfo, "serving ", total_items, " items on ", control.size(), " ranks (",
              data.backend(), " collectives)");
 
-  const auto stats_interval = std::chrono::duration<double>(config.serve.stats_interval_s);
+  const auto stats_interval = std::chrono::duration<double>(
+      config.serve.stats_interval_s > 0 ? config.serve.stats_interval_s : 1.0);
   while (!g_shutdown.load()) {
-    // Writes move first (log, then apply and acknowledge), so they become visible within a
-    // step or two; the log's fdatasync runs beside the search steps.
-    updater.run_queued(mutations, replier);
-    updater.maybe_snapshot();
-    if (stats.roll(config.serve.stats_interval_s > 0 ? stats_interval
-                                                     : std::chrono::duration<double>(1.0))) {
-      update_stats.roll(config.serve.stats_interval_s > 0 ? stats_interval
-                                                          : std::chrono::duration<double>(1.0));
-      broadcast_header(control, StepOp::kStats, ++step_id, 0);
-      stats.set_shards(gather_items(data, *s.worker), partitions);
-      stats.set_queue_depth(queue.depth());
-      if (config.serve.stats_interval_s > 0) ARGENT_LOG(kInfo, "stats: ", stats.summary());
-    }
-    std::vector<PendingSearch> batch =
-        queue.pop_batch(config.serve.max_batch, std::chrono::microseconds(config.serve.max_wait_us),
-                        std::chrono::milliseconds(!mutations.empty() && !updater.logging() ? 0 : 20));
-    if (batch.empty()) continue;
-
-    // Requests whose deadline already passed are answered now, not searched.
-    const auto now = SteadyClock::now();
-    std::vector<PendingSearch> live;
-    for (PendingSearch& r : batch) {
-      if (now > r.deadline) {
-        stats.record_deadline_exceeded();
-        replier.send(r.envelope, search_status(r, v1::DEADLINE_EXCEEDED,
-                                               "deadline passed while the request was queued"));
-      } else {
-        live.push_back(std::move(r));
-      }
-    }
-    if (live.empty()) continue;
-    stats.record_batch(int64_t(live.size()));
-
-    SearchStep step;
     try {
-      const int64_t n = int64_t(live.size());
-      std::vector<float> x(size_t(n * s.meta.dim));
-      std::vector<std::string> filters;
-      for (int64_t q = 0; q < n; ++q) {
-        std::copy(live[size_t(q)].embedding.begin(), live[size_t(q)].embedding.end(),
-                  x.begin() + q * s.meta.dim);
-        filters.push_back(live[size_t(q)].filter);
-        // With the reranker, a query needs its top max(k, depth) candidates after exclusions.
-        const PendingSearch& r = live[size_t(q)];
-        const int64_t wanted = rerank ? std::max(r.k, r.rerank_depth) : r.k;
-        step.k = std::max<int64_t>(step.k, wanted + int64_t(r.exclude_ids.size()));
+      // Writes move first (log, then apply and acknowledge), so they become visible within a
+      // step or two; the log's fdatasync runs beside the search steps.
+      updater.run_queued(mutations, replier);
+      updater.maybe_snapshot();
+      const bool roll = stats.roll(stats_interval);
+      if (roll || watchdog.ms_since_last_step() >= double(config.serve.heartbeat_ms)) {
+        // Also the heartbeat: the shard ranks take a long silence for a lost coordinator.
+        if (roll) update_stats.roll(stats_interval);
+        start_step(control, watchdog, step_id, StepOp::kStats, 0);
+        stats.set_shards(gather_items(data, *s.worker), partitions);
+        watchdog.end();
+        stats.set_queue_depth(queue.depth());
+        if (roll && config.serve.stats_interval_s > 0)
+          ARGENT_LOG(kInfo, "stats: ", stats.summary());
       }
-      step.queries = prepare_queries(x.data(), n, s.meta.dim, s.meta, filters);
-      step.nprobe = live.front().exact ? 0 : live.front().nprobe;
-      step.with_codes = rerank != nullptr;
-      if (step.nprobe > 0)
-        step.lists = prober.probe(step.queries, step.nprobe, lists.sizes.data(),
-                                  lists.summaries.data());
-    } catch (const Error& e) {
-      // Requests were validated one by one; a batch that still fails is answered, not fatal.
-      for (const PendingSearch& r : live)
-        replier.send(r.envelope, search_status(r, v1::INTERNAL, e.what()));
-      continue;
+      std::vector<PendingSearch> batch = queue.pop_batch(
+          config.serve.max_batch, std::chrono::microseconds(config.serve.max_wait_us),
+          std::chrono::milliseconds(!mutations.empty() && !updater.logging() ? 0 : 20));
+      if (batch.empty()) continue;
+      run_search_step(SearchStepContext{config, control, data, s.meta, *s.worker, lists, prober,
+                                        rerank.get(),
+                                        watchdog, board, stats, merger, replier, step_id,
+                                        batch_id},
+                      std::move(batch));
+    } catch (const std::exception& e) {
+      // A failed collective or a checked mismatch: the cluster is no longer in step.
+      watchdog.fail(std::string("rank 0: ") + e.what());
     }
-    std::vector<uint8_t> payload = encode_search_step(step);
-    broadcast_header(control, StepOp::kSearch, ++step_id, int64_t(payload.size()));
-    data.broadcast_host(payload.data(), payload.size(), 0);
-    const std::vector<uint8_t> block = s.worker->search(step);
-
-    MergeJob job;
-    job.k = step.k;
-    job.code_dims = step.with_codes ? s.meta.d_pad : 0;
-    job.dispatched = now;
-    job.blocks.resize(block.size() * size_t(data.size()));
-    data.all_gather_host(block.data(), job.blocks.data(), block.size());
-    job.requests = std::move(live);
-    merger.push(std::move(job));
   }
 
+  // SIGTERM. mpirun sends it to every rank when one of them died: that is a failure to report
+  // (naming the rank), not a clean stop.
+  const std::string lost = liveness.lost_ranks();
+  if (!lost.empty()) watchdog.fail("the job is being stopped (SIGTERM) and " + lost);
   ARGENT_LOG(kInfo, "coordinator: shutting down");
-  updater.finish(replier);  // a logged group is applied and acknowledged, not dropped
-  broadcast_header(control, StepOp::kShutdown, ++step_id, 0);
+  try {
+    updater.finish(replier);  // a logged group is applied and acknowledged, not dropped
+    start_step(control, watchdog, step_id, StepOp::kShutdown, 0);
+    watchdog.end();
+  } catch (const std::exception& e) {
+    watchdog.fail(std::string("rank 0: shutdown: ") + e.what());
+  }
   for (const PendingSearch& r : queue.close())
     replier.send(r.envelope, search_status(r, v1::UNAVAILABLE, "server is shutting down"));
   for (const PendingMutation& m : mutations.close())
-    replier.send(m.envelope, mutation_status(m, v1::UNAVAILABLE,
-                                             "server is shutting down; not logged, not applied"));
+    replier.send(m.envelope, status_reply(reply_target(m), v1::UNAVAILABLE,
+                                          "server is shutting down; not logged, not applied"));
   merger.stop();
   gateway.stop();
   return 0;
@@ -265,8 +277,10 @@ int run_server(const Config& config, MpiCommunicator& control, Communicator& dat
   // and each rank's item count for Stats and Health.
   GlobalLists lists = gather_global_lists(data, s.worker->shard());
   std::vector<int64_t> items = gather_items(data, *s.worker);
+  const RankLiveness liveness = RankLiveness::gather(control);
   if (control.rank() == 0)
-    return run_coordinator(config, control, data, s, std::move(lists), std::move(items));
+    return run_coordinator(config, control, data, s, std::move(lists), std::move(items),
+                           liveness);
   return run_shard_loop(config, control, data, s);
 }
 

@@ -1,5 +1,7 @@
 #include "coordinator/step_protocol.h"
 
+#include <cstring>
+#include <sstream>
 
 #include "common/byte_codec.h"
 #include "common/error.h"
@@ -26,6 +28,57 @@ std::vector<T> get_sized(ByteReader& r, int64_t expected, const char* what) {
 }
 
 }  // namespace
+
+const char* step_op_name(int32_t op) {
+  switch (StepOp(op)) {
+    case StepOp::kSearch: return "search";
+    case StepOp::kStats: return "stats";
+    case StepOp::kShutdown: return "shutdown";
+    case StepOp::kMutate: return "mutate";
+    case StepOp::kSnapshot: return "snapshot";
+  }
+  return "unknown";
+}
+
+void check_step_header(const StepHeader& h, uint64_t previous, int rank) {
+  ARGENT_CHECK_DATA(h.magic == StepHeader{}.magic, "rank ", rank, ": step header with magic ",
+                    h.magic, ", expected ", StepHeader{}.magic);
+  ARGENT_CHECK_DATA(h.step == previous + 1, "rank ", rank, ": received step ", h.step, " (",
+                    step_op_name(h.op), ") after step ", previous, ", expected step ",
+                    previous + 1, ": a step was skipped or reordered");
+}
+
+void check_search_step(const StepHeader& h, const SearchStep& step, int rank) {
+  ARGENT_CHECK_DATA(step.queries.n == h.n, "rank ", rank, ": step ", h.step, " (batch ", h.batch,
+                    ") payload has n = ", step.queries.n, ", header n = ", h.n);
+  ARGENT_CHECK_DATA(step.k == h.k, "rank ", rank, ": step ", h.step, " (batch ", h.batch,
+                    ") payload has k = ", step.k, ", header k = ", h.k);
+}
+
+void stamp_shard_block(std::vector<uint8_t>& block, const StepHeader& h) {
+  ARGENT_ASSERT(block.size() >= sizeof(ShardBlockHeader), "block of ", block.size(), " bytes");
+  ShardBlockHeader b;
+  std::memcpy(&b, block.data(), sizeof b);
+  b.step = h.step;
+  b.batch = h.batch;
+  b.n = h.n;
+  b.k = h.k;
+  std::memcpy(block.data(), &b, sizeof b);
+}
+
+std::string shard_block_mismatch(const ShardBlockHeader& b, int rank, const StepHeader& h) {
+  std::ostringstream why;
+  auto differs = [&](const char* field, auto got, auto want) {
+    if (got == want) return false;
+    why << "rank " << rank << " answered step " << h.step << " (batch " << h.batch << ") with "
+        << field << " = " << got << ", expected " << field << " = " << want;
+    return true;
+  };
+  if (differs("rank", int64_t(b.rank), int64_t(rank)) || differs("step", b.step, h.step) ||
+      differs("batch", b.batch, h.batch) || differs("n", b.n, h.n) || differs("k", b.k, h.k))
+    return why.str();
+  return "";
+}
 
 std::vector<uint8_t> encode_search_step(const SearchStep& s) {
   const QueryBatch& q = s.queries;

@@ -41,8 +41,14 @@ int64_t MutationQueue::depth() const {
   return int64_t(queue_.size());
 }
 
-std::vector<PendingMutation> MutationQueue::close() {
+std::string MutationQueue::closed_reason() const {
   std::lock_guard<std::mutex> lock(mu_);
+  return closed_reason_;
+}
+
+std::vector<PendingMutation> MutationQueue::close(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!closed_) closed_reason_ = reason;
   closed_ = true;
   std::vector<PendingMutation> left;
   for (auto& m : queue_) left.push_back(std::move(m));

@@ -37,13 +37,16 @@ class MutationQueue {
   std::vector<PendingMutation> pop(int64_t max_items);
   bool empty() const;
   int64_t depth() const;
-  std::vector<PendingMutation> close();
+  std::vector<PendingMutation> close(const std::string& reason = "server is shutting down");
+  // "" while open; after close() its reason.
+  std::string closed_reason() const;
 
  private:
   mutable std::mutex mu_;
   std::deque<PendingMutation> queue_;  // GUARDED_BY(mu_)
   int64_t capacity_;
   bool closed_ = false;  // GUARDED_BY(mu_)
+  std::string closed_reason_;  // GUARDED_BY(mu_)
   std::function<void()> wake_;
 };
 

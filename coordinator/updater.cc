@@ -52,12 +52,18 @@ Updater::Updater(UpdateContext ctx, const QuantizedCentroids& centroids, Snapsho
       last_snapshot_(std::chrono::steady_clock::now()),
       wake_(std::move(wake)) {}
 
-void Updater::broadcast_header(StepOp op, int64_t payload_bytes) {
+void Updater::broadcast_header(StepOp op, int64_t payload_bytes, int64_t n) {
   StepHeader h;
   h.op = int32_t(op);
   h.step = ++step_id_;
   h.payload_bytes = payload_bytes;
+  h.n = n;
+  if (ctx_.watchdog) ctx_.watchdog->begin(h);
   ctx_.control.broadcast(&h, sizeof(h), 0);
+}
+
+void Updater::end_step() {
+  if (ctx_.watchdog) ctx_.watchdog->end();
 }
 
 Updater::~Updater() {
@@ -136,9 +142,21 @@ void Updater::add_to_step(const MutationBatch& b, MutationStep* step) const {
 
 std::vector<uint8_t> Updater::mutate(const MutationStep& step) {
   std::vector<uint8_t> payload = encode_mutation_step(step);
-  broadcast_header(StepOp::kMutate, int64_t(payload.size()));
+  broadcast_header(StepOp::kMutate, int64_t(payload.size()), step.n_requests);
   ctx_.data.broadcast_host(payload.data(), payload.size(), 0);
-  return apply_and_gather(step, ctx_);
+  std::vector<uint8_t> acks = apply_and_gather(step, ctx_);
+  end_step();
+  // Every rank's ack must come from that rank (a rank out of step would answer another's).
+  const size_t stride = mutation_ack_bytes(step.n_requests);
+  for (int r = 0; r < ctx_.data.size(); ++r) {
+    MutationAck a;
+    std::memcpy(&a, acks.data() + size_t(r) * stride, sizeof a);
+    if (a.rank != r && ctx_.watchdog)
+      ctx_.watchdog->fail("rank " + std::to_string(r) + " answered step " +
+                          std::to_string(step_id_) + " (mutate) as rank " +
+                          std::to_string(a.rank) + ", expected rank " + std::to_string(r));
+  }
+  return acks;
 }
 
 void Updater::refresh_stats(const std::vector<uint8_t>& acks, int32_t n_requests) {
@@ -185,6 +203,8 @@ void Updater::run_queued(MutationQueue& queue, Replier& replier) {
     in_flight_.reset();
     return;
   }
+  // From here until acknowledged, a cluster failure answers them (UNAVAILABLE).
+  if (ctx_.board) in_flight_->token = ctx_.board->track_all(in_flight_->requests, replier);
   // Then log, with one fdatasync for the whole group (group commit), on a helper thread: search
   // steps continue meanwhile, and nothing is applied, or acknowledged, before it is durable.
   WriteAheadLog* wal = &*wal_;
@@ -208,6 +228,7 @@ void Updater::complete(Replier& replier) {
   } catch (const Error& e) {
     // The log was cut back to before these records: they are neither durable nor applied.
     ARGENT_LOG(kError, "write-ahead log: ", e.what());
+    if (ctx_.board && !ctx_.board->release(job.token)) return;  // answered by a failure
     for (const PendingMutation& m : job.requests)
       replier.send(m.envelope, mutation_reply(m.request_id, v1::UNAVAILABLE,
                                               std::string("not logged, not applied: ") + e.what(),
@@ -215,6 +236,7 @@ void Updater::complete(Replier& replier) {
     return;
   }
   const std::vector<uint8_t> acks = mutate(job.step);
+  if (ctx_.board && !ctx_.board->release(job.token)) return;  // answered by a failure
 
   // Every rank has applied the step: acknowledge. A later search runs in a later step, so it
   // sees these writes (read-your-writes).

@@ -20,11 +20,13 @@
 #include "coordinator/replier.h"
 #include "coordinator/server_stats.h"
 #include "coordinator/shard_worker.h"
+#include "coordinator/inflight_board.h"
 #include "coordinator/mutation_step.h"
 #include "coordinator/snapshot.h"
 #include "coordinator/step_protocol.h"
 #include "coordinator/update_queue.h"
 #include "coordinator/wal.h"
+#include "coordinator/watchdog.h"
 #include "kernels/cpu/kmeans.h"
 
 namespace argent {
@@ -38,6 +40,9 @@ struct UpdateContext {
   Communicator& data;
   ShardWorker& worker;
   GlobalLists& lists;  // rank 0: the prober's index-wide lists, refreshed after each step
+  // Cluster faults (coordinator/watchdog.h, inflight_board.h); null: not watched (unit tests).
+  Watchdog* watchdog = nullptr;  // every step is begun and ended with it
+  InFlightBoard* board = nullptr;  // rank 0: writes taken from the queue until acknowledged
 };
 
 class Updater {
@@ -66,8 +71,10 @@ class Updater {
   void maybe_snapshot();
 
  private:
-  // Starts step `op` on every rank (the header over the control communicator).
-  void broadcast_header(StepOp op, int64_t payload_bytes);
+  // Starts step `op` on every rank (the header over the control communicator) and on the
+  // watchdog; end_step() after its last collective.
+  void broadcast_header(StepOp op, int64_t payload_bytes, int64_t n = 0);
+  void end_step();
   // Prepares `b` (quantize, assign, route to ranks) as the next request of `step`; throws
   // Error(kInvalidArgument), leaving `step` unchanged, when an item cannot be prepared.
   void add_to_step(const MutationBatch& b, MutationStep* step) const;
@@ -86,6 +93,7 @@ class Updater {
     std::vector<PendingMutation> requests;
     MutationStep step;  // the requests, prepared
     std::future<uint64_t> first;
+    uint64_t token = 0;  // on ctx_.board
   };
 
   UpdateContext ctx_;

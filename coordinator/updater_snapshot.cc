@@ -40,7 +40,10 @@ std::vector<uint8_t> snapshot_and_gather(uint64_t sequence, const UpdateContext&
 void Updater::answer_snapshot(const PendingMutation& req, Replier& replier) {
   SnapshotPointer done;
   double seconds = 0;
+  const uint64_t token =
+      ctx_.board ? ctx_.board->track_all(std::vector<PendingMutation>{req}, replier) : 0;
   const std::string problem = snapshot(&done, &seconds);
+  if (ctx_.board && !ctx_.board->release(token)) return;  // answered by a failure
   v1::Response r;
   v1::AdminResponse* a = r.mutable_admin();
   a->set_request_id(req.request_id);
@@ -64,6 +67,7 @@ std::string Updater::snapshot(SnapshotPointer* done, double* seconds) {
   uint64_t seq = sequence;
   ctx_.data.broadcast_host(&seq, sizeof seq, 0);
   const std::vector<uint8_t> acks = snapshot_and_gather(sequence, ctx_);
+  end_step();
   refresh_stats(acks, 0);
   SnapshotPointer p;
   p.sequence = sequence;

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   commands["upsert"] = argent::add_upsert_command(app);
   commands["delete"] = argent::add_delete_command(app);
   commands["admin"] = argent::add_admin_command(app);
+  commands["supervise"] = argent::add_supervise_command(app);
 
   try {
     app.parse(argc, argv);

@@ -46,6 +46,9 @@ class MpiJob {
   }
 
   bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  // The wait status once the job exited (stop() returned true).
+  int status() const { return status_; }
 
   // Sends `signal` and waits up to `timeout` for the job to exit; returns whether it did.
   bool stop(int signal, std::chrono::seconds timeout) {
@@ -83,7 +86,6 @@ class MpiJob {
     return s.str();
   }
 
- private:
   // Every process whose parent chain reaches `root`, from /proc.
   static std::vector<pid_t> descendants(pid_t root) {
     std::vector<std::pair<pid_t, pid_t>> parent;  // (pid, ppid)
@@ -117,6 +119,7 @@ class MpiJob {
     return out;
   }
 
+ private:
   std::string log_path_;
   pid_t pid_ = -1;
   bool exited_ = false;

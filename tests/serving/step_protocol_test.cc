@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
+#include <functional>
 #include <random>
 
 #include "common/error.h"
@@ -67,6 +69,84 @@ TEST(StepProtocol, CorruptPayloadsAreRejected) {
   EXPECT_THROW(decode_search_step(trailing, 8, 2, 50), Error);
   EXPECT_THROW(decode_search_step(bytes, 12, 2, 50), Error);  // wrong d_pad
   EXPECT_THROW(decode_search_step(bytes, 8, 2, 10), Error);   // list numbers out of range
+}
+
+// A message names the rank and both values, so an operator can tell who diverged and how.
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kDataLoss);
+    return e.what();
+  }
+  return "";
+}
+
+TEST(StepChecks, HeaderSequenceMustBeTheNextStep) {
+  StepHeader h;
+  h.op = int32_t(StepOp::kSearch);
+  h.step = 8;
+  EXPECT_EQ(error_of([&] { check_step_header(h, 7, 1); }), "");
+  const std::string skipped = error_of([&] { check_step_header(h, 6, 2); });
+  EXPECT_NE(skipped.find("rank 2: received step 8 (search) after step 6, expected step 7"),
+            std::string::npos) << skipped;
+  const std::string repeated = error_of([&] { check_step_header(h, 8, 1); });
+  EXPECT_NE(repeated.find("expected step 9"), std::string::npos) << repeated;
+  h.magic ^= 1;
+  EXPECT_NE(error_of([&] { check_step_header(h, 7, 1); }).find("magic"), std::string::npos);
+}
+
+TEST(StepChecks, PayloadSizesMustMatchTheHeader) {
+  std::mt19937_64 rng(3);
+  const SearchStep s = random_step(rng, 5, 16, 2);
+  StepHeader h;
+  h.step = 4;
+  h.batch = 2;
+  h.n = 5;
+  h.k = s.k;
+  EXPECT_EQ(error_of([&] { check_search_step(h, s, 1); }), "");
+  h.k = s.k + 1;
+  const std::string k = error_of([&] { check_search_step(h, s, 1); });
+  EXPECT_NE(k.find("rank 1: step 4 (batch 2) payload has k = 37, header k = 38"), std::string::npos)
+      << k;
+  h.k = s.k;
+  h.n = 6;
+  EXPECT_NE(error_of([&] { check_search_step(h, s, 2); }).find("n = 5, header n = 6"),
+            std::string::npos);
+}
+
+TEST(StepChecks, BlocksMustEchoTheirStep) {
+  StepHeader h;
+  h.step = 18;
+  h.batch = 9;
+  h.n = 3;
+  h.k = 10;
+  std::vector<uint8_t> block(shard_block_bytes(h.n, h.k));
+  ShardBlockHeader* header;
+  float* scores;
+  int64_t* ids;
+  shard_block_pointers(block.data(), h.n, h.k, &header, &scores, &ids);
+  header->rank = 2;
+  stamp_shard_block(block, h);
+  ShardBlockHeader b;
+  std::memcpy(&b, block.data(), sizeof b);
+  EXPECT_EQ(shard_block_mismatch(b, 2, h), "");
+  EXPECT_EQ(shard_block_mismatch(b, 1, h), "rank 1 answered step 18 (batch 9) with rank = 2, "
+                                           "expected rank = 1");
+  // Each echoed field on its own, as a rank that misread or skipped the step would send it.
+  auto with = [&](auto mutate) {
+    ShardBlockHeader c = b;
+    mutate(c);
+    return shard_block_mismatch(c, 2, h);
+  };
+  EXPECT_EQ(with([](ShardBlockHeader& c) { c.k = 11; }),
+            "rank 2 answered step 18 (batch 9) with k = 11, expected k = 10");
+  EXPECT_EQ(with([](ShardBlockHeader& c) { c.n = 4; }),
+            "rank 2 answered step 18 (batch 9) with n = 4, expected n = 3");
+  EXPECT_EQ(with([](ShardBlockHeader& c) { c.step = 17; }),
+            "rank 2 answered step 18 (batch 9) with step = 17, expected step = 18");
+  EXPECT_EQ(with([](ShardBlockHeader& c) { c.batch = 8; }),
+            "rank 2 answered step 18 (batch 9) with batch = 8, expected batch = 9");
 }
 
 TEST(Merge, EqualsSortOfTheUnion) {
