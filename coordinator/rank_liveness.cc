@@ -39,7 +39,11 @@ RankLiveness RankLiveness::gather(Communicator& comm) {
   return out;
 }
 
-std::string RankLiveness::lost_ranks() const {
+std::string RankLiveness::lost_ranks() const { return describe(true); }
+
+std::string RankLiveness::exited_ranks() const { return describe(false); }
+
+std::string RankLiveness::describe(bool stopped_too) const {
   std::string out;
   const std::string& here = ranks_[size_t(self_)].host;
   for (size_t r = 0; r < ranks_.size(); ++r) {
@@ -47,7 +51,7 @@ std::string RankLiveness::lost_ranks() const {
     const char state = process_state(ranks_[r].pid);
     std::string what;
     if (state == 0 || state == 'Z' || state == 'X') what = "has exited";
-    else if (state == 'T' || state == 't') what = "is stopped";
+    else if (stopped_too && (state == 'T' || state == 't')) what = "is stopped";
     else continue;
     out += (out.empty() ? "" : "; ") + std::string("rank ") + std::to_string(r) + " (pid " +
            std::to_string(ranks_[r].pid) + ") " + what;

@@ -20,6 +20,8 @@ class RankLiveness {
   // The ranks that have exited or are stopped, e.g. "rank 2 (pid 4711) has exited"; "" when
   // none of the ranks this host can see has. Safe from any thread.
   std::string lost_ranks() const;
+  // Only the ranks that have exited (a stopped rank may still resume within its deadline).
+  std::string exited_ranks() const;
   // lost_ranks(), or when empty a sentence saying what could not be checked.
   std::string diagnose() const;
 
@@ -28,6 +30,8 @@ class RankLiveness {
     int pid = 0;
     std::string host;
   };
+  std::string describe(bool stopped_too) const;
+
   std::vector<Entry> ranks_;
   int self_ = 0;
 };

@@ -141,7 +141,9 @@ struct FailureReplies {
   const RankLiveness& liveness;
 
   void operator()(const std::string& why) const {
-    const std::string message = "cluster failure: " + why + "; " + liveness.diagnose() +
+    const std::string ranks = liveness.diagnose();
+    const std::string message = "cluster failure: " + why +
+                                (why.find(ranks) == std::string::npos ? "; " + ranks : "") +
                                 "; the job is aborting (its supervisor restarts it)";
     Replier replier(context);
     int64_t answered = board.fail(message, replier);
@@ -176,7 +178,8 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
   MutationQueue mutations(config.serve.max_queue, [&queue] { queue.wake(); });
   InFlightBoard board;
   Watchdog watchdog(data, 0, config.serve, [] { return g_shutdown.load(); },
-                    FailureReplies{config, context, board, queue, mutations, liveness});
+                    FailureReplies{config, context, board, queue, mutations, liveness},
+                    [&liveness] { return liveness.exited_ranks(); });
   UpdateStats update_stats;
   Updater updater(
       UpdateContext{config, s.meta, s.map, control, data, *s.worker, lists, &watchdog, &board},

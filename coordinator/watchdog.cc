@@ -12,6 +12,10 @@ namespace {
 
 // How often the thread looks; a detection is at most this late.
 constexpr std::chrono::milliseconds kPollInterval(10);
+// A step slower than this makes the watchdog ask whether a peer is gone (every few polls): far
+// above a healthy step's collectives, far below any deadline.
+constexpr double kProbePeersAfterMs = 100;
+constexpr int kProbeEveryPolls = 5;
 
 double ms_since(Watchdog::Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Watchdog::Clock::now() - t).count();
@@ -26,7 +30,8 @@ std::string describe(const StepHeader& h) {
 }  // namespace
 
 Watchdog::Watchdog(Communicator& data, int rank, const ServeConfig& config,
-                   std::function<bool()> shutdown_requested, FailureHandler on_failure)
+                   std::function<bool()> shutdown_requested, FailureHandler on_failure,
+                   std::function<std::string()> lost_peers)
     : data_(data),
       rank_(rank),
       // Ranks other than 0 wait a grace longer: the coordinator should be the one to notice,
@@ -36,6 +41,7 @@ Watchdog::Watchdog(Communicator& data, int rank, const ServeConfig& config,
       abort_grace_(config.abort_grace_ms),
       shutdown_requested_(std::move(shutdown_requested)),
       on_failure_(std::move(on_failure)),
+      lost_peers_(std::move(lost_peers)),
       started_(Clock::now()),
       thread_([this] { run(); }) {}
 
@@ -74,7 +80,7 @@ void Watchdog::end() {
 
 void Watchdog::run() {
   std::unique_lock<std::mutex> lock(mu_);
-  while (!stopping_) {
+  for (int64_t poll = 0; !stopping_; ++poll) {
     cv_.wait_for(lock, kPollInterval);
     if (stopping_) break;
     std::string why;
@@ -89,6 +95,13 @@ void Watchdog::run() {
         why = "the job is being stopped (SIGTERM) while " + describe(step_) +
               " has been in flight for " + std::to_string(int64_t(ms)) + " ms on rank " +
               std::to_string(rank_);
+      } else if (lost_peers_ && ms > kProbePeersAfterMs && poll % kProbeEveryPolls == 0) {
+        const StepHeader step = step_;
+        lock.unlock();
+        const std::string lost = lost_peers_();  // reads /proc: outside mu_
+        lock.lock();
+        if (!lost.empty())
+          why = describe(step) + " cannot finish on rank " + std::to_string(rank_) + ": " + lost;
       }
     }
     if (why.empty()) {

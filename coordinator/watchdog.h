@@ -6,6 +6,8 @@
 //     serve.snapshot_timeout_ms; on ranks other than 0 plus serve.abort_grace_ms, so that the
 //     coordinator, which answers the clients, is the first to notice),
 //   - the communicator reports an asynchronous error (NCCL: ncclCommGetAsyncError),
+//   - a peer is known to be gone (rank 0: a rank on its host has exited) while a step has
+//     been in flight for more than kProbePeersAfter,
 //   - the job is being stopped (SIGTERM, e.g. from mpirun after another rank died) while a step
 //     has been in flight for longer than half of serve.abort_grace_ms: a step whose ranks are
 //     all alive finishes in far less;
@@ -42,10 +44,13 @@ class Watchdog {
   // Called once with the failure's description; must return within serve.abort_grace_ms.
   using FailureHandler = std::function<void(const std::string& why)>;
 
-  // `shutdown_requested` tells whether the job is being stopped (a SIGTERM flag). Starts the
-  // thread. `data` must outlive the watchdog.
+  // `shutdown_requested` tells whether the job is being stopped (a SIGTERM flag). `lost_peers`
+  // (may be null) names peers known to be gone ("" when none): asked while a step is slow, so a
+  // dead rank fails the step at once rather than at its deadline. Starts the thread. `data`
+  // must outlive the watchdog.
   Watchdog(Communicator& data, int rank, const ServeConfig& config,
-           std::function<bool()> shutdown_requested, FailureHandler on_failure);
+           std::function<bool()> shutdown_requested, FailureHandler on_failure,
+           std::function<std::string()> lost_peers = nullptr);
   ~Watchdog();
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
@@ -73,6 +78,7 @@ class Watchdog {
   const std::chrono::milliseconds step_timeout_, snapshot_timeout_, abort_grace_;
   std::function<bool()> shutdown_requested_;
   FailureHandler on_failure_;
+  std::function<std::string()> lost_peers_;
 
   std::mutex mu_;
   std::condition_variable cv_;

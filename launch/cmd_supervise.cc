@@ -93,24 +93,28 @@ pid_t spawn(const std::vector<std::string>& argv, int run) {
   return pid;
 }
 
-// Our children other than `except` (orphans of the job, reparented to this subreaper).
-std::vector<pid_t> other_children(pid_t except) {
+// The state letter of /proc/<pid>/stat and its parent, or state 0 when gone.
+std::pair<char, pid_t> state_and_parent(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  const size_t close = line.rfind(')');
+  if (close == std::string::npos) return {0, 0};
+  std::istringstream rest(line.substr(close + 2));
+  char state = 0;
+  pid_t ppid = 0;
+  rest >> state >> ppid;
+  return {state, ppid};
+}
+
+// Our children (orphans of the job, reparented to this subreaper).
+std::vector<pid_t> children() {
   std::vector<pid_t> out;
   const pid_t self = getpid();
   if (DIR* d = opendir("/proc")) {
     while (dirent* e = readdir(d)) {
       const pid_t pid = pid_t(std::atoi(e->d_name));
-      if (pid <= 0 || pid == except) continue;
-      std::ifstream stat(std::string("/proc/") + e->d_name + "/stat");
-      std::string line;
-      std::getline(stat, line);
-      const size_t close = line.rfind(')');
-      if (close == std::string::npos) continue;
-      std::istringstream rest(line.substr(close + 2));
-      char state;
-      pid_t ppid = 0;
-      rest >> state >> ppid;
-      if (ppid == self) out.push_back(pid);
+      if (pid > 0 && state_and_parent(pid).second == self) out.push_back(pid);
     }
     closedir(d);
   }
@@ -118,20 +122,24 @@ std::vector<pid_t> other_children(pid_t except) {
 }
 
 // Kills what is left of a run: its process group and any orphan that reached us; reaps them.
+// Orphans that had already exited (zombies whose parent, mpirun, ended first) are only reaped.
 void clear_leftovers(pid_t group) {
   kill(-group, SIGKILL);
   int killed = 0;
   for (int round = 0; round < 50; ++round) {
-    const std::vector<pid_t> left = other_children(-1);
+    const std::vector<pid_t> left = children();
     if (left.empty()) break;
     for (pid_t p : left) {
-      kill(p, SIGKILL);
-      if (waitpid(p, nullptr, 0) == p) ++killed;
+      if (state_and_parent(p).first != 'Z') {
+        kill(p, SIGKILL);
+        ++killed;
+      }
+      waitpid(p, nullptr, 0);
     }
   }
   while (waitpid(-1, nullptr, WNOHANG) > 0) {
   }
-  if (killed > 0) note("killed ", killed, " leftover process(es) of the last run");
+  if (killed > 0) note("killed ", killed, " process(es) of the last run still alive after it");
 }
 
 void remove_stale_ipc(const std::string& endpoint) {

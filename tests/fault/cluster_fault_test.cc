@@ -113,8 +113,12 @@ void run_rank_fault(Fault fault) {
 
   // Load, then the fault while searches are in flight.
   Client client(endpoint);
+  const auto load_start = Clock::now();
   auto load = std::async(std::launch::async, [&] {
-    return run_search_load(client, ref.requests, kWindow, [] { return false; });
+    // Bounded, so that a fault that goes unnoticed fails the test instead of hanging it.
+    return run_search_load(client, ref.requests, kWindow, [&] {
+      return Clock::now() - load_start > std::chrono::seconds(60);
+    });
   });
   std::this_thread::sleep_for(milliseconds(800));
   const auto fault_at = Clock::now();
