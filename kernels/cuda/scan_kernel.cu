@@ -44,21 +44,21 @@ struct ScanParams {
   int n_groups;       // d_pad / 4
   int query_cap;      // queries staged at once (multiple of 8)
   int staged_ops;     // filter ops copied to shared memory (all of the batch's), 0: read globally
-  bool sig_in_regs;   // filtered batch with <= 2 signature words: rows' words loaded per block
+  bool sig_in_regs;   // filtered batch with <= 2 signature words: a row's words fit in registers
 };
 
 constexpr int kMaxStagedOps = 256;
 
-// The filter words of a warp's two rows (g and g + 8) of the current block, loaded once per
-// block so that rejecting an ineligible row costs no memory access.
+// What a lane knows of its two rows (g and g + 8) of the current block. The Bloom plans are
+// evaluated once per row (not once per row and query) when the staged queries use at most
+// kLocalPlans distinct plans: 4 bits per local plan (possible r0, definite r0, possible r1,
+// definite r1). known = false: too many plans; the slow path evaluates each pair from memory.
 struct RowSigs {
   float scale[2];
-  uint64_t w[2][2];
-  // The Bloom plans of the block's rows, evaluated once per row (not once per row and query)
-  // when the staged queries use at most kLocalPlans distinct plans: 4 bits per local plan
-  // (possible r0, definite r0, possible r1, definite r1). known = false: evaluate per pair.
   uint32_t plans;
+  uint32_t uniform_mask;  // one plan for every staged query: bit e = element e possible
   bool known;
+  bool uniform;
 };
 
 // Distinct filter plans among the staged queries for which the scan evaluates each row once.
@@ -89,6 +89,7 @@ struct Staged {
 
 // The distinct plans of the staged queries (shared memory), when there are at most kLocalPlans.
 struct LocalPlans {
+  int32_t plan[kLocalPlans];  // the batch's plan index (GpuQueriesView)
   int32_t begin[kLocalPlans];
   int32_t len[kLocalPlans];
   int32_t count;  // -1: too many distinct plans; rows are then evaluated per (row, query) pair
@@ -97,7 +98,7 @@ struct LocalPlans {
 
 // One thread numbers the distinct plans of the staged queries. Plans are identified by their
 // first op: the batch's plans are laid out once each (plan_of_query shares them).
-__device__ void assign_plan_slots(const Staged& s, int m, LocalPlans* local) {
+__device__ void assign_plan_slots(const ScanParams& p, const Staged& s, int m, LocalPlans* local) {
   if (threadIdx.x != 0) return;
   int count = 0;
   bool all_filtered = true;
@@ -114,6 +115,7 @@ __device__ void assign_plan_slots(const Staged& s, int m, LocalPlans* local) {
         count = -1;
         continue;
       }
+      local->plan[count] = p.queries.plan_of_query[s.query[i]];
       local->begin[count] = s.plan_begin[i];
       local->len[count] = s.plan_len[i];
       ++count;
@@ -170,8 +172,7 @@ __device__ void stage_queries(const ScanParams& p, const int32_t* list_queries, 
 // 2 (accept; the exact feature check is due: Bloom said possible, not definite). Liveness and
 // the exact check are left to the emit step, which runs them only near the top of each list.
 __device__ int accept(const ScanParams& p, const Staged& s, int qi, int64_t row, int64_t list_end,
-                      int32_t dot, float item_scale, bool words_in_regs, uint64_t w0, uint64_t w1,
-                      int known_plan, float* score) {
+                      int32_t dot, float item_scale, int known_plan, float* score) {
   if (row >= list_end || s.query[qi] < 0) return 0;
   *score = score_of(dot, s.scale[qi], item_scale);
   if (!(*score >= s.threshold[qi])) return 0;
@@ -182,11 +183,9 @@ __device__ int accept(const ScanParams& p, const Staged& s, int qi, int64_t row,
   const FilterOp* ops = s.ops + s.plan_begin[qi];
   // known_plan: the 2 bits (possible, definite) the block's row evaluation found, or -1.
   const PlanResult b =
-      known_plan >= 0 ? PlanResult{bool(known_plan & 1), bool(known_plan & 2)}
-      : words_in_regs ? eval_plan_bloom_words(ops, n_ops,
-                                              [w0, w1](int32_t w) { return w == 0 ? w0 : w1; })
-                      : eval_plan_bloom(ops, n_ops,
-                                        p.index.scan.signatures + row * p.index.scan.bloom_words);
+      known_plan >= 0
+          ? PlanResult{bool(known_plan & 1), bool(known_plan & 2)}
+          : eval_plan_bloom(ops, n_ops, p.index.scan.signatures + row * p.index.scan.bloom_words);
   if (!b.possible) return 0;
   if ((sample || p.pass.check_inline) && !b.definite) {
     // The sample pass has no later step: check exactly now, so thresholds come from eligible rows.
@@ -234,7 +233,6 @@ __device__ __forceinline__ void append_hits_body(const ScanParams& p, const Stag
     if (hits & (1u << e)) {
       const int qi = (e & 1) ? qb : qa;
       hit[e] = accept(p, s, qi, e < 2 ? r0 : r1, list_end, acc[e], rs.scale[e >> 1],
-                      p.sig_in_regs, rs.w[e >> 1][0], rs.w[e >> 1][1],
                       known_plan_bits(s, rs, qi, e >> 1), &score[e]);
     }
   }
@@ -277,7 +275,9 @@ __device__ __forceinline__ void epilogue(const ScanParams& p, const Staged& s, i
   if constexpr (kFiltered) {
     // Rows the block evaluation found ineligible never take the slow path: a selective filter
     // lowers the threshold, so without this most of the rows would.
-    if (rs.known && hits) {
+    if (rs.uniform) {
+      hits &= rs.uniform_mask;
+    } else if (rs.known && hits) {
       const int qa = tile * 8 + 2 * (threadIdx.x & 3);
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
@@ -296,41 +296,49 @@ __device__ __forceinline__ void epilogue(const ScanParams& p, const Staged& s, i
 
 // Returns false when the block can be skipped: no row of it is possibly eligible under any
 // staged query's plan (and every staged query has one). Warp-uniform.
+// word: the block's pre-pass words OR-ed over the staged plans when next_block read them, else -1.
 template <bool kFiltered>
 __device__ __forceinline__ bool load_row_sigs(const ScanParams& p, const Staged& s,
                                               const LocalPlans& local, int64_t block, int lane,
-                                              RowSigs& rs) {
+                                              int64_t word, RowSigs& rs) {
   const int64_t r0 = block * kBlockRows + (lane >> 2);
   rs.scale[0] = __ldg(p.index.scan.scales + r0);
   rs.scale[1] = __ldg(p.index.scan.scales + r0 + 8);
   rs.known = false;
+  rs.uniform = false;
   rs.plans = 0;
+  rs.uniform_mask = 0;
   if constexpr (!kFiltered) return true;
-  const int words = p.index.scan.bloom_words;
-  if (p.sig_in_regs) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const uint64_t* sig = p.index.scan.signatures + (r0 + 8 * h) * words;
-      rs.w[h][0] = __ldg(sig);
-      rs.w[h][1] = words > 1 ? __ldg(sig + 1) : 0;
-    }
-  }
   const int n_local = local.count;
   if (n_local < 0) return true;
+  const int words = p.index.scan.bloom_words;
   // Lane (g, t) evaluates local plan t for rows g and g + 8; the 4 lanes of the group then
   // swap their results so that each holds all of them.
   const int t = lane & 3;
   uint32_t mine = 0;
-  if (t < n_local) {
+  if (t < n_local && p.pass.block_plans) {
+    // Evaluated before the scan (launch_block_plans): one word per (plan, block).
+    const uint32_t w =
+        word >= 0 && n_local == 1
+            ? uint32_t(word)
+            : __ldg(p.pass.block_plans + int64_t(local.plan[t]) * (p.index.scan.n_rows / kBlockRows) +
+                    block);
+    const int g = lane >> 2;
+    mine = ((w >> g) & 1u) | ((w >> (16 + g)) & 1u) << 1 | ((w >> (g + 8)) & 1u) << 2 |
+           ((w >> (24 + g)) & 1u) << 3;
+  } else if (t < n_local) {
     const FilterOp* ops = s.ops + local.begin[t];
     const int n_ops = local.len[t];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const PlanResult b =
-          p.sig_in_regs
-              ? eval_plan_bloom_words(ops, n_ops,
-                                      [&rs, h](int32_t w) { return w == 0 ? rs.w[h][0] : rs.w[h][1]; })
-              : eval_plan_bloom(ops, n_ops, p.index.scan.signatures + (r0 + 8 * h) * words);
+      const uint64_t* sig = p.index.scan.signatures + (r0 + 8 * h) * words;
+      PlanResult b;
+      if (p.sig_in_regs) {
+        const uint64_t w0 = __ldg(sig), w1 = words > 1 ? __ldg(sig + 1) : 0;
+        b = eval_plan_bloom_words(ops, n_ops, [w0, w1](int32_t w) { return w == 0 ? w0 : w1; });
+      } else {
+        b = eval_plan_bloom(ops, n_ops, sig);
+      }
       mine |= (uint32_t(b.possible) | uint32_t(b.definite) << 1) << (2 * h);
     }
   }
@@ -339,6 +347,10 @@ __device__ __forceinline__ bool load_row_sigs(const ScanParams& p, const Staged&
   all |= __shfl_xor_sync(0xFFFFFFFFu, all, 2);
   rs.plans = all;
   rs.known = true;
+  if (n_local == 1 && local.all_filtered) {
+    rs.uniform = true;
+    rs.uniform_mask = (all & 1u) * 0x3u | ((all >> 2) & 1u) * 0xCu;
+  }
   // Skippable only when every staged query has a plan (a query without one sees every row);
   // the possible bits are bits 0 and 2 of each nibble.
   return !local.all_filtered || __any_sync(0xFFFFFFFFu, (all & 0x5555u) != 0);
@@ -369,10 +381,10 @@ template <int KC, bool kFiltered>
 __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s,
                                             const LocalPlans& local, int tiles, int64_t block,
                                             int64_t list_end, float inv_max,
-                                            const uint32_t (&a)[KC][4]) {
+                                            const uint32_t (&a)[KC][4], int64_t word) {
   const int lane = threadIdx.x & 31;
   RowSigs rs;
-  if (!load_row_sigs<kFiltered>(p, s, local, block, lane, rs)) return;
+  if (!load_row_sigs<kFiltered>(p, s, local, block, lane, word, rs)) return;
   int tile = 0;
   for (; tile + kGroupTiles <= tiles; tile += kGroupTiles) {
     uint32_t bf[kGroupTiles][2 * KC];
@@ -404,13 +416,32 @@ __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s
   }
 }
 
-// The next block of the chunk this warp scans at or after index i (sample mode skips blocks
-// that are not multiples of the stride); nblk when none is left.
-__device__ __forceinline__ int next_block(const ScanParams& p, int64_t first, int nblk, int i) {
+// Whether some row of the block is possibly eligible under some staged plan, from the
+// pre-pass words (the caller checks that they exist and that every staged query has a plan).
+// *word: the OR of the staged plans' words (with one plan, its word, reused by load_row_sigs).
+__device__ __forceinline__ bool block_possible(const ScanParams& p, const LocalPlans& local,
+                                               int64_t block, uint32_t* word) {
+  const int64_t n_blocks = p.index.scan.n_rows / kBlockRows;
+  uint32_t any = 0;
+  for (int l = 0; l < local.count; ++l)
+    any |= __ldg(p.pass.block_plans + int64_t(local.plan[l]) * n_blocks + block);
+  *word = any;
+  return (any & 0xFFFFu) != 0;
+}
+
+// The next block of the chunk this warp scans at or after index i; nblk when none is left.
+// Sample mode skips blocks that are not multiples of the stride; with the pre-pass words, blocks
+// that no staged query can match are skipped before their codes are read (a selective filter
+// then reads a fraction of the index).
+__device__ __forceinline__ int next_block(const ScanParams& p, const LocalPlans& local,
+                                          bool skip_ineligible, int64_t first, int nblk, int i,
+                                          uint32_t* word) {
   const int stride = p.pass.sample_stride;
-  if (stride <= 1) return min(i, nblk);
-  for (; i < nblk; i += kWarps)
-    if ((first + i) % stride == 0) return i;
+  for (; i < nblk; i += kWarps) {
+    if (stride > 1 && (first + i) % stride != 0) continue;
+    if (skip_ineligible && !block_possible(p, local, first + i, word)) continue;
+    return i;
+  }
   return nblk;
 }
 
@@ -423,7 +454,9 @@ __device__ void scan_chunk(const ScanParams& p, const Staged& s, const LocalPlan
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int tiles = m_pad / 8;
   const int64_t block_bytes = int64_t(kBlockRows) * p.index.scan.d_pad;
-  int i = next_block(p, first, nblk, warp);
+  const bool skip = kFiltered && p.pass.block_plans && local.count > 0 && local.all_filtered;
+  uint32_t word = 0, word_next = 0;  // pre-pass words (skip mode)
+  int i = next_block(p, local, skip, first, nblk, warp, &word);
   if (i >= nblk) return;
   if constexpr (KC > 0) {
     uint32_t a[KC][4];
@@ -432,7 +465,7 @@ __device__ void scan_chunk(const ScanParams& p, const Staged& s, const LocalPlan
       load_a_fragment(p.index.scan.codes + (first + i) * block_bytes, c, p.n_groups, lane, a[c]);
     float inv_max = p.index.block_inv_max_scale[first + i];
     while (true) {
-      const int j = next_block(p, first, nblk, i + kWarps);
+      const int j = next_block(p, local, skip, first, nblk, i + kWarps, &word_next);
       uint32_t an[KC][4];
       float inv_next = 0.f;
       if (j < nblk) {
@@ -442,8 +475,10 @@ __device__ void scan_chunk(const ScanParams& p, const Staged& s, const LocalPlan
                           an[c]);
         inv_next = p.index.block_inv_max_scale[first + j];
       }
-      score_block<KC, kFiltered>(p, s, local, tiles, first + i, list_end, inv_max, a);
+      score_block<KC, kFiltered>(p, s, local, tiles, first + i, list_end, inv_max, a,
+                                 skip ? int64_t(word) : -1);
       if (j >= nblk) break;
+      word = word_next;
 #pragma unroll
       for (int c = 0; c < KC; ++c)
 #pragma unroll
@@ -453,12 +488,13 @@ __device__ void scan_chunk(const ScanParams& p, const Staged& s, const LocalPlan
     }
   } else {
     const int nc = p.n_chunks32;
-    for (; i < nblk; i = next_block(p, first, nblk, i + kWarps)) {
+    for (; i < nblk; i = next_block(p, local, skip, first, nblk, i + kWarps, &word)) {
       const int64_t block = first + i;
       const int8_t* codes = p.index.scan.codes + block * block_bytes;
       const float inv_max = p.index.block_inv_max_scale[block];
       RowSigs rs;
-      if (!load_row_sigs<kFiltered>(p, s, local, block, lane, rs)) continue;
+      if (!load_row_sigs<kFiltered>(p, s, local, block, lane, skip ? int64_t(word) : -1, rs))
+        continue;
       for (int tile = 0; tile < tiles; ++tile) {
         const uint32_t* b = s.frag + (size_t(tile) * 32 + lane) * (2 * nc);
         int32_t acc[4] = {0, 0, 0, 0};
@@ -522,7 +558,7 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS) scan_kernel(
         stage_queries(p, qlist + base, m, s);
         __syncthreads();
         if constexpr (kFiltered) {
-          assign_plan_slots(s, m, &local);
+          assign_plan_slots(p, s, m, &local);
           __syncthreads();
         }
         staged = qlist + base;
