@@ -118,11 +118,14 @@ TEST_F(GpuSearchTest, ExactAndIvfEqualCpuForManyShapes) {
         f->gpu->probe(q, nprobe, gpu_lists.data());
         ASSERT_EQ(lists, gpu_lists) << "probe, dim " << dim << " nprobe " << nprobe << " seed "
                                     << seed;
+        // Stride 16: a sparse sample, drawn one warp per (query, list) (sample_pairs.cu).
         for (const int64_t k : {int64_t(1), int64_t(10), int64_t(300)}) {
-          EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), nprobe, k),
-                           gpu_search(*f, q, false, nullptr, nprobe, k, 0), k))
-              << "IVF dim " << dim << " nprobe " << nprobe << " k " << k << " filtered "
-              << filtered << " seed " << seed;
+          for (const int stride : {0, 16}) {
+            EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), nprobe, k),
+                             gpu_search(*f, q, false, nullptr, nprobe, k, stride), k))
+                << "IVF dim " << dim << " nprobe " << nprobe << " k " << k << " stride " << stride
+                << " filtered " << filtered << " seed " << seed;
+          }
         }
       }
       for (const int64_t k : {int64_t(1), int64_t(100), int64_t(2500), int64_t(7000)}) {
