@@ -205,7 +205,8 @@ const std::vector<Entry>& schema() {
                 "searching at its deadline gets DEADLINE_EXCEEDED."),
         int_key("serve.collective_timeout_ms", &C::serve, &ServeConfig::collective_timeout_ms, 100,
                 int64_t(1) << 40,
-                "A collective that does not finish in this time aborts the job instead of "
+                "A collective that does not finish in this time fails its rank (an error naming "
+                "the operation and the rank; the job ends, see serve.step_timeout_ms) instead of "
                 "hanging it."),
         float_key("serve.stats_interval_s", &C::serve, &ServeConfig::stats_interval_s, 0.0,
                   3600.0, "Seconds between the server's stats log lines (0: never)."),

@@ -171,11 +171,17 @@ int wait_run(pid_t pid, const SuperviseArgs& a, Clock::time_point started) {
       kill(-pid, SIGKILL);
     }
     if (!answering && !stopping) {
-      // Health through the gateway: the time from start to a serving cluster.
-      if (probe->wait_until_healthy(std::chrono::milliseconds(100))) {
-        answering = true;
-        note("cluster answering on ", a.endpoint, " ",
-             std::chrono::duration<double>(Clock::now() - started).count(), " s after start");
+      // Health through the gateway: the time from start to a serving cluster. A failed probe
+      // (a signal interrupting ZeroMQ's poll, a reply that does not parse) is only a probe:
+      // the supervisor must go on watching the job.
+      try {
+        if (probe->wait_until_healthy(std::chrono::milliseconds(100))) {
+          answering = true;
+          note("cluster answering on ", a.endpoint, " ",
+               std::chrono::duration<double>(Clock::now() - started).count(), " s after start");
+        }
+      } catch (const std::exception&) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
     } else {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
