@@ -96,8 +96,8 @@ void ModuleScanner::scan(const QueryBatch& q, const int32_t* lists, int nprobe, 
   std::vector<int32_t> spans(size_t(2 * q.n), 0);
   for (const FilterPlan& p : q.plans) ops.insert(ops.end(), p.ops.begin(), p.ops.end());
   std::vector<int32_t> first(q.plans.size());
-  for (size_t p = 0, at = 0; p < q.plans.size(); at += q.plans[p].ops.size(), ++p)
-    first[p] = int32_t(at);
+  for (size_t p = 0, offset = 0; p < q.plans.size(); offset += q.plans[p].ops.size(), ++p)
+    first[p] = int32_t(offset);
   for (int64_t i = 0; i < q.n && !q.plans.empty(); ++i) {
     const int32_t p = q.plan_of_query[size_t(i)];
     if (p < 0) continue;

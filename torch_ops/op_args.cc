@@ -11,10 +11,27 @@
 namespace argent::ops {
 namespace {
 
+// dtype names as Python spells them (torch.float32), which is where most calls come from.
+std::string dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kLong: return "int64";
+    case at::kInt: return "int32";
+    case at::kShort: return "int16";
+    case at::kChar: return "int8";
+    case at::kByte: return "uint8";
+    case at::kBool: return "bool";
+    default: return c10::toString(t);
+  }
+}
+
 std::string describe(at::ScalarType dtype, std::initializer_list<int64_t> shape,
                      const at::Device& device) {
   std::ostringstream s;
-  s << c10::toString(dtype) << " [";
+  s << dtype_name(dtype) << " [";
   bool first = true;
   for (int64_t d : shape) {
     s << (first ? "" : ", ");
@@ -31,7 +48,7 @@ std::string describe(at::ScalarType dtype, std::initializer_list<int64_t> shape,
 
 std::string describe(const at::Tensor& t) {
   std::ostringstream s;
-  s << c10::toString(t.scalar_type()) << " " << t.sizes() << " on "
+  s << dtype_name(t.scalar_type()) << " " << t.sizes() << " on "
     << c10::DeviceTypeName(t.device().type(), /*lower_case=*/true);
   return s.str();
 }

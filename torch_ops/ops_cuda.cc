@@ -45,6 +45,14 @@ cudaStream_t current_stream(const at::Device& device) {
 #endif
 }
 
+// The dispatcher picks the CUDA kernel when any tensor argument is on a CUDA device; the checks
+// then hold every tensor to the device of the call's first tensor, which must be that one.
+void check_on_cuda(const char* op, const char* name, const Tensor& t) {
+  TORCH_CHECK(t.defined() && t.is_cuda(), op, ": ", name,
+              " is on the CPU while another argument is on a CUDA device; give all tensors of a "
+              "call on one device");
+}
+
 // Translates the kernels' argent::Error into a c10::Error naming the op.
 template <typename F>
 auto guarded(const char* op, F&& f) {
@@ -139,6 +147,7 @@ Tensor bloom_signatures_cuda(const Tensor& feature_offset, const Tensor& feature
                              const Tensor& feature_ids, const Tensor& feature_values,
                              int64_t bloom_words, int64_t bloom_hashes, int64_t bloom_seed) {
   const char* op = "argent::bloom_signatures";
+  check_on_cuda(op, "feature_offset", feature_offset);
   const at::Device device = feature_offset.device();
   const BloomParams p = bloom_params(op, bloom_words, bloom_hashes, bloom_seed);
   const FeatureStoreView f =
@@ -158,6 +167,7 @@ Tensor probe_cuda(const Tensor& query_codes, const Tensor& query_scales, const T
                   const Tensor& centroid_scales, const Tensor& list_sizes,
                   const Tensor& list_summaries, int64_t nprobe) {
   const char* op = "argent::probe";
+  check_on_cuda(op, "query_codes", query_codes);
   const QueryArgs q = check_queries(op, query_codes, query_scales, query_bias);
   const at::Device device = query_codes.device();
   const Centroids c = check_centroids(op, q.d_pad, device, centroid_codes, centroid_scales,
@@ -192,6 +202,7 @@ std::tuple<Tensor, Tensor, Tensor> search_cuda(
     const Tensor& list_summaries, const Tensor& feature_offset, const Tensor& feature_count,
     const Tensor& feature_ids, const Tensor& feature_values) {
   const char* op = "argent::search";
+  check_on_cuda(op, "query_codes", query_codes);
   check_k(op, k);
   const QueryArgs q = check_queries(op, query_codes, query_scales, query_bias);
   const at::Device device = query_codes.device();
@@ -240,6 +251,7 @@ Tensor verify_filter_cuda(const Tensor& rows, const Tensor& plan_ops, const Tens
                           const Tensor& feature_offset, const Tensor& feature_count,
                           const Tensor& feature_ids, const Tensor& feature_values) {
   const char* op = "argent::verify_filter";
+  check_on_cuda(op, "rows", rows);
   TORCH_CHECK(rows.dim() == 2, op, ": rows must be int64 [n, k], got ", rows.sizes());
   const at::Device device = rows.device();
   check_tensor(op, "rows", rows, at::kLong, {kAny, kAny}, device);
@@ -271,7 +283,9 @@ std::tuple<Tensor, Tensor, Tensor> merge_topk_cuda(at::TensorList scores, at::Te
                                                    int64_t k) {
   // The coordinator merges the ranks' lists on the host; so does this op, with merge_topk.
   const char* op = "argent::merge_topk";
-  const at::Device device = scores.empty() ? at::Device(at::kCUDA) : scores[0].device();
+  TORCH_CHECK(!scores.empty(), op, ": no sources");
+  check_on_cuda(op, "scores[0]", scores[0]);
+  const at::Device device = scores[0].device();
   const MergeArgs m = check_merge(op, scores, ids, k, device);
   std::vector<Tensor> hs, hi;
   std::vector<const float*> s;

@@ -23,6 +23,8 @@ def main():
     page = os.path.abspath(sys.argv[1])
     with open(page) as f:
         blocks = example_blocks(f.read())
+    if os.environ.get("ARGENT_TORCH_OPS"):  # relative to where we were started
+        os.environ["ARGENT_TORCH_OPS"] = os.path.abspath(os.environ["ARGENT_TORCH_OPS"])
     os.chdir(os.environ["ARGENT_TORCH_WORK"])
     namespace = {"__name__": "__example__"}
     for i, code in enumerate(blocks):

@@ -197,7 +197,7 @@ class TorchOpsTest(unittest.TestCase):
             keep = (ids % 2) == parity
             s = torch.where(keep, scores, torch.full_like(scores, float("-inf")))
             i = torch.where(keep, ids, torch.full_like(ids, -1))
-            order = torch.argsort(-s, dim=1, stable=True)
+            _, order = torch.sort(-s, dim=1, stable=True)
             parts.append((torch.gather(s, 1, order), torch.gather(i, 1, order)))
         ms, mi, origin = torch.ops.argent.merge_topk([p[0] for p in parts], [p[1] for p in parts], K)
         self.assertTrue(torch.equal(ms, scores) and torch.equal(mi, ids))
