@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "common/error.h"
+#include "common/log.h"
 
 namespace argent {
 namespace {
@@ -65,6 +66,7 @@ ModuleScanner::ModuleScanner(const std::string& path)
   ARGENT_CHECK(format == kModuleFormat, "search.module: ", path, ": module format ", format,
                "; this build reads format ", kModuleFormat);
   s_->module.eval();
+  ARGENT_LOG(kInfo, "search.module: scanning with the scan method of ", path);
 }
 
 ModuleScanner::~ModuleScanner() = default;

@@ -112,15 +112,19 @@ TEST_F(TorchModule, SearchModuleConfigGivesTheBuiltInResultsAlsoAfterUpdates) {
   std::normal_distribution<float> normal;
   ItemSet items;
   items.dim = int32_t(q.dim);
-  for (int64_t i = 0; i < 300; ++i) {  // enough to make some lists grow (reallocation)
+  for (int64_t i = 0; i < 600; ++i) {  // enough to make some lists grow (reallocation)
     items.ids.push_back(i < 100 ? i : 50000000 + i);
     for (int64_t j = 0; j < q.dim; ++j)
       items.embeddings.push_back(i < 8 ? q.x[size_t(i * q.dim + j)] : normal(rng));
     items.push_features({{1, int64_t(i % 3)}, {5, 8}});
   }
   const std::vector<int64_t> deletes = {100, 101, 102, 50000000 + 150};
+  const void* codes_before = served.shard().tensors().codes.data_ptr();
   plain.upsert(items);
   served.upsert(items);
+  // Some list overflowed its spare rows: the shard reallocated, and the module must have been
+  // rebound to the new tensors (its old buffers would still hold the old rows).
+  EXPECT_NE(served.shard().tensors().codes.data_ptr(), codes_before);
   EXPECT_EQ(served.remove(deletes), plain.remove(deletes));
   check("after updates (seed " + std::to_string(seed) + ")");
 }

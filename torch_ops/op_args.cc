@@ -5,6 +5,8 @@
 #include <cstring>
 #include <mutex>
 #include <sstream>
+#include <string>
+#include <unordered_map>
 
 #include "kernels/layout.h"
 
@@ -137,6 +139,7 @@ PlanBatch check_plans(const char* op, const at::Tensor& plan_ops, const at::Tens
   }
   const int32_t* s = spans.data_ptr<int32_t>();
   b.plan_of_query.assign(size_t(n), -1);
+  std::unordered_map<std::string, int32_t> plan_index;
   for (int64_t q = 0; q < n; ++q) {
     const int64_t first = s[2 * q], count = s[2 * q + 1];
     TORCH_CHECK(first >= 0 && count >= 0 && first + count <= int64_t(b.ops.size()), op,
@@ -157,9 +160,16 @@ PlanBatch check_plans(const char* op, const at::Tensor& plan_ops, const at::Tens
     }
     TORCH_CHECK(depth == 1, op, ": query ", q, "'s plan leaves ", depth,
                 " values; a plan computes one");
-    b.plan_of_query[size_t(q)] = int32_t(b.begin.size());
-    b.begin.push_back(int32_t(first));
-    b.length.push_back(int32_t(count));
+    // Identical plans share one index, as prepare_queries shares identical expressions: the
+    // CUDA scan evaluates each distinct plan of a block once.
+    const std::string bytes(reinterpret_cast<const char*>(b.ops.data() + first),
+                            size_t(count) * sizeof(FilterOp));
+    auto it = plan_index.emplace(bytes, int32_t(b.begin.size())).first;
+    if (it->second == int32_t(b.begin.size())) {
+      b.begin.push_back(int32_t(first));
+      b.length.push_back(int32_t(count));
+    }
+    b.plan_of_query[size_t(q)] = it->second;
   }
   for (size_t p = 0; p < b.begin.size(); ++p)
     b.views.push_back(FilterPlanView{b.ops.data() + b.begin[p], b.length[p]});

@@ -94,6 +94,7 @@ GpuQueriesView gpu_queries(const Tensor& codes, const Tensor& scales, int64_t n,
     v.plan_len = data_as<int32_t>(d.length);
     v.plan_of_query = data_as<int32_t>(d.plan_of_query);
     v.n_plan_ops = int32_t(p.ops.size());
+    v.n_plans = int32_t(p.begin.size());
   }
   return v;
 }
