@@ -169,6 +169,12 @@ const std::vector<Entry>& schema() {
                    "Where each shard scans: cpu (SIMD kernels) or cuda (the CUDA search, on the "
                    "GPU of the rank's node-local index; same results). cuda needs a build with "
                    "the CUDA backend and a GPU."),
+        string_key("search.module", &C::search, &SearchConfig::module,
+                   "A saved TorchScript retrieval module (python/argent/torch.py, "
+                   "ArgentRetrieval): each shard runs the module's scan method over its own "
+                   "tensors, bound as the module's index buffers, instead of calling the scan "
+                   "directly (same results; docs/torch.md). Empty: the built-in scan. Needs "
+                   "search.device: cpu."),
         int_key("synthetic.clusters", &C::synthetic, &SyntheticConfig::clusters, 1, 1 << 24,
                 "Gaussian mixture components of `build-index --synthetic`."),
         float_key("synthetic.cluster_spread", &C::synthetic, &SyntheticConfig::cluster_spread,

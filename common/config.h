@@ -31,6 +31,7 @@ struct SearchConfig {
   int64_t max_k = 100000;
   int32_t threads = 0;
   std::string device = "cpu";  // cpu | cuda: where each shard scans (kernels/cpu or kernels/cuda)
+  std::string module;  // a saved TorchScript ArgentRetrieval (python/argent/torch.py) that scans
 };
 
 struct SyntheticConfig {

@@ -20,7 +20,10 @@ at::Device resolve_rerank_device(const std::string& device) {
 }
 
 Reranker::Reranker(RerankModel model, const std::string& device, int64_t chunk_rows)
-    : model_(std::move(model)), device_(resolve_rerank_device(device)), chunk_rows_(chunk_rows) {
+    : Reranker(std::move(model), resolve_rerank_device(device), chunk_rows) {}
+
+Reranker::Reranker(RerankModel model, at::Device device, int64_t chunk_rows)
+    : model_(std::move(model)), device_(device), chunk_rows_(chunk_rows) {
   ARGENT_CHECK(chunk_rows_ >= 1, "rerank.chunk_rows ", chunk_rows_, " must be >= 1");
   ARGENT_CHECK(!model_.weights.empty() && model_.weights.size() == model_.biases.size(),
                "reranker: model has ", model_.weights.size(), " hidden layers");
@@ -49,6 +52,17 @@ at::Tensor Reranker::forward_logits(const at::Tensor& user, const at::Tensor& it
     }
   }
   return at::linear(h, model_.head_weight, model_.head_bias);
+}
+
+std::pair<at::Tensor, at::Tensor> Reranker::score_rows(const at::Tensor& users,
+                                                     const at::Tensor& items,
+                                                     const at::Tensor& task_weights,
+                                                     const at::Tensor& retrieval,
+                                                     float retrieval_weight) const {
+  const at::Tensor probs = at::sigmoid(forward_logits(users, items));
+  // ValueModel.forward: (sigmoid(logits) * w).sum(1) + w_r * retrieval.
+  const at::Tensor value = (probs * task_weights).sum(1) + retrieval * retrieval_weight;
+  return {probs, value};
 }
 
 void Reranker::score(const RerankBatch& b, float* task_scores, float* values) const {
@@ -83,11 +97,9 @@ void Reranker::score(const RerankBatch& b, float* task_scores, float* values) co
     at::Tensor item = staging.narrow(0, 0, count);
     b.items(begin, count, item.data_ptr<float>());
     const at::Tensor rows = query_of.narrow(0, begin, count).to(device_);
-    const at::Tensor logits = forward_logits(users.index_select(0, rows), item.to(device_));
-    const at::Tensor probs = at::sigmoid(logits);
-    // ValueModel.forward: (sigmoid(logits) * w).sum(1) + w_r * retrieval.
-    const at::Tensor value = (probs * weights.index_select(0, rows)).sum(1) +
-                             retrieval.narrow(0, begin, count).to(device_) * b.retrieval_weight;
+    const auto [probs, value] =
+        score_rows(users.index_select(0, rows), item.to(device_), weights.index_select(0, rows),
+                   retrieval.narrow(0, begin, count).to(device_), b.retrieval_weight);
     out_scores.narrow(0, begin, count).copy_(probs);
     out_values.narrow(0, begin, count).copy_(value);
   }

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "coordinator/rerank_model.h"
@@ -41,10 +42,20 @@ class Reranker {
   // `device`: "cpu", "cuda" or "auto" (CUDA when LibTorch sees a GPU). Throws
   // Error(kInvalidArgument) for "cuda" without a usable GPU, or chunk_rows < 1.
   Reranker(RerankModel model, const std::string& device, int64_t chunk_rows);
+  // On an explicit device (torch.ops.argent.rerank runs on its inputs' device).
+  Reranker(RerankModel model, at::Device device, int64_t chunk_rows);
 
   // Scores a batch: task_scores [m, T] = sigmoid(logits), values [m]; both caller-owned host
   // memory. Thread-compatible (const, but LibTorch's intra-op threads are shared).
   void score(const RerankBatch& batch, float* task_scores, float* values) const;
+
+  // The arithmetic of score() for m candidates already on device(), one row each: users and
+  // items [m, dim], task weights [m, T], retrieval scores [m]. Returns task scores [m, T] =
+  // sigmoid(logits) and values [m], on device(). score() runs it chunk by chunk.
+  std::pair<at::Tensor, at::Tensor> score_rows(const at::Tensor& users, const at::Tensor& items,
+                                               const at::Tensor& task_weights,
+                                               const at::Tensor& retrieval,
+                                               float retrieval_weight) const;
 
   const std::vector<std::string>& tasks() const { return model_.tasks; }
   int64_t dim() const { return model_.dim; }

@@ -51,7 +51,8 @@ RankState load_rank(const Config& config, const Communicator& control) {
                                       mine, config.index.list_slack);
   ARGENT_LOG(kInfo, "rank ", control.rank(), ": ", mine.size(), " partitions, ", shard.n_items(), " items");
   s.worker = std::make_unique<ShardWorker>(std::move(shard), control.rank(), config.search.threads,
-                                           config.search.device, control.local_rank());
+                                           config.search.device, control.local_rank(),
+                                           config.search.module);
   return s;
 }
 

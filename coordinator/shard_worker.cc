@@ -12,8 +12,8 @@
 namespace argent {
 
 ShardWorker::ShardWorker(ShardIndex shard, int rank, int threads, const std::string& device,
-                         int gpu)
-    : shard_(std::move(shard)), rank_(rank), threads_(threads), scanner_(device, gpu) {}
+                         int gpu, const std::string& module)
+    : shard_(std::move(shard)), rank_(rank), threads_(threads), scanner_(device, gpu, module) {}
 
 std::vector<uint8_t> ShardWorker::search(const SearchStep& step) const {
   const int64_t n = step.queries.n, k = step.k;

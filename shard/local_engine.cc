@@ -21,7 +21,7 @@ LocalEngine::LocalEngine(Config config, ShardIndex shard)
       shard_(std::move(shard)),
       prober_(shard_.meta()),
       bounds_(shard_, prober_.centroids()),
-      scanner_(config_.search.device, 0) {}
+      scanner_(config_.search.device, 0, config_.search.module) {}
 
 LocalEngine LocalEngine::open(const std::string& dir, const Config& config) {
   const IndexMeta meta = read_manifest(dir);
@@ -76,8 +76,9 @@ SearchResults LocalEngine::search(const float* queries, int64_t n, int dim,
       lists = prober_.probe(q, nprobe, t.list_sizes.data_ptr<int64_t>(),
                             static_cast<const uint64_t*>(t.list_summaries.data_ptr()));
     ScanStats stats;
-    if (scanner_.on_gpu()) {
+    if (scanner_.on_gpu() || !config_.search.module.empty()) {
       // The GPU scans every list of an exact search at memory speed; the CPU bounds do not apply.
+      // A search.module runs its own scan over every list, as the service's shards do.
       scanner_.scan(shard_, q, exact ? nullptr : lists.data(), nprobe, opts.k, opts.threads,
                     out.scores.data() + q0 * opts.k, out.ids.data() + q0 * opts.k, nullptr,
                     &stats);

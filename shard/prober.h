@@ -13,6 +13,16 @@
 
 namespace argent {
 
+// The probe on raw arrays, what Prober::probe runs: for queries `q` (codes [q.n, d_pad]), the best
+// `nprobe` lists by centroid score among those that are non-empty (list_sizes [n_lists]) and
+// whose Bloom summary (list_summaries [n_lists, bloom_words]) admits the query's filter.
+// centroid_codes: blocked, centroid_rows (n_lists rounded up to 16) rows; centroid_scales
+// [centroid_rows]. Writes lists [q.n, nprobe], -1 padding. Throws for nprobe < 1.
+void probe_lists(const ScanQueriesView& q, int d_pad, const int8_t* centroid_codes,
+                 const float* centroid_scales, int64_t n_lists, int64_t centroid_rows,
+                 const int64_t* list_sizes, const uint64_t* list_summaries, int bloom_words,
+                 int nprobe, int32_t* lists);
+
 class Prober {
  public:
   explicit Prober(const IndexMeta& meta);

@@ -110,6 +110,61 @@ ShardIndex ShardIndex::load(const std::string& dir, const IndexMeta& meta,
   return s;
 }
 
+ShardIndex ShardIndex::from_tensors(const IndexMeta& meta, ShardTensors t,
+                                   std::vector<int32_t> partitions, double list_slack) {
+  const int64_t rows = t.ids.numel(), nlist = meta.nlist, words = meta.bloom.words;
+  auto check = [](const at::Tensor& x, const char* name, at::ScalarType type,
+                  std::vector<int64_t> shape) {
+    ARGENT_CHECK(x.defined() && x.device().is_cpu() && x.scalar_type() == type &&
+                     x.is_contiguous() && x.sizes() == at::IntArrayRef(shape),
+                 "shard tensors: ", name, " must be a contiguous CPU ", c10::toString(type),
+                 " tensor of shape ", at::IntArrayRef(shape), ", got ",
+                 x.defined() ? x.toString() : std::string("undefined"), " ",
+                 x.defined() ? x.sizes() : at::IntArrayRef{});
+  };
+  check(t.codes, "codes", at::kChar, {rows * meta.d_pad});
+  check(t.scales, "scales", at::kFloat, {rows});
+  check(t.ids, "ids", at::kLong, {rows});
+  check(t.signatures, "signatures", at::kLong, {rows, words});
+  check(t.row_partition, "row_partition", at::kInt, {rows});
+  check(t.feature_offset, "feature_offset", at::kLong, {rows});
+  check(t.feature_count, "feature_count", at::kInt, {rows});
+  check(t.feature_ids, "feature_ids", at::kInt, {t.feature_ids.numel()});
+  check(t.feature_values, "feature_values", at::kLong, {t.feature_ids.numel()});
+  check(t.list_offsets, "list_offsets", at::kLong, {nlist});
+  check(t.list_sizes, "list_sizes", at::kLong, {nlist});
+  check(t.list_capacity, "list_capacity", at::kLong, {nlist});
+  check(t.list_summaries, "list_summaries", at::kLong, {nlist, words});
+  ARGENT_CHECK(rows % kBlockRows == 0, "shard tensors: ", rows, " rows, not a multiple of 16");
+
+  ShardIndex s;
+  s.meta_ = meta;
+  s.partitions_ = std::move(partitions);
+  s.list_slack_ = list_slack;
+  s.t_ = std::move(t);
+  const int64_t* ids = ptr<int64_t>(s.t_.ids);
+  const int64_t* offset = ptr<int64_t>(s.t_.list_offsets);
+  const int64_t* size = ptr<int64_t>(s.t_.list_sizes);
+  const int64_t* f_offset = ptr<int64_t>(s.t_.feature_offset);
+  const int32_t* f_count = ptr<int32_t>(s.t_.feature_count);
+  for (int64_t l = 0; l < nlist; ++l) {
+    for (int64_t r = offset[l]; r < offset[l] + size[l]; ++r) {
+      if (ids[r] == kEmptyId) {
+        ++s.tombstones_;
+        continue;
+      }
+      ARGENT_CHECK(s.id_to_row_.emplace(ids[r], r).second, "shard tensors: id ", ids[r],
+                   " is stored twice");
+    }
+  }
+  // The feature pool is append-only: everything past the last referenced entry is free.
+  for (int64_t r = 0; r < rows; ++r)
+    if (f_count[r] > 0) s.pool_used_ = std::max(s.pool_used_, f_offset[r] + f_count[r]);
+  ARGENT_CHECK(s.pool_used_ <= s.t_.feature_ids.numel(), "shard tensors: rows reference ",
+               s.pool_used_, " feature entries, the pool holds ", s.t_.feature_ids.numel());
+  return s;
+}
+
 ScanIndexView ShardIndex::view() const {
   ScanIndexView v;
   v.codes = ptr<int8_t>(t_.codes);

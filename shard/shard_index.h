@@ -44,6 +44,14 @@ class ShardIndex {
   static ShardIndex load(const std::string& dir, const IndexMeta& meta,
                          const std::vector<int32_t>& partitions, double list_slack);
 
+  // A shard over tensors that already hold a shard's layout (another shard's tensors(), or the
+  // index buffers of a retrieval module, python/argent/torch.py): the id map and the update
+  // bookkeeping are rebuilt from them. The tensors are shared, not copied, so updates write into
+  // them in place (until a list must grow, which reallocates). Throws Error(kInvalidArgument) for
+  // tensors of the wrong dtype or shape, or an id stored twice.
+  static ShardIndex from_tensors(const IndexMeta& meta, ShardTensors tensors,
+                                 std::vector<int32_t> partitions, double list_slack);
+
   const IndexMeta& meta() const { return meta_; }
   const ShardTensors& tensors() const { return t_; }
   const std::vector<int32_t>& partitions() const { return partitions_; }

@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "shard/local_engine.h"
+#include "shard/module_scanner.h"
 #if defined(ARGENT_WITH_CUDA)
 #include "kernels/cpu/kmeans.h"
 #include "shard/gpu_shard.h"
@@ -14,7 +15,8 @@ namespace argent {
 class GpuShard {};
 #endif
 
-ShardScanner::ShardScanner(const std::string& device, int gpu) : gpu_(gpu) {
+ShardScanner::ShardScanner(const std::string& device, int gpu, const std::string& module)
+    : gpu_(gpu) {
   ARGENT_CHECK(device == "cpu" || device == "cuda", "search.device '", device,
                "' is not cpu or cuda");
   cuda_ = device == "cuda";
@@ -25,6 +27,11 @@ ShardScanner::ShardScanner(const std::string& device, int gpu) : gpu_(gpu) {
   ARGENT_CHECK(!cuda_, "search.device: cuda, but this build has no CUDA backend "
                        "(configure with -DARGENT_CUDA=ON where nvcc is installed)");
 #endif
+  if (!module.empty()) {
+    ARGENT_CHECK(!cuda_, "search.module runs the module over the shard's CPU tensors; it needs "
+                         "search.device: cpu");
+    module_ = std::make_unique<ModuleScanner>(module);
+  }
 }
 
 ShardScanner::~ShardScanner() = default;
@@ -34,6 +41,13 @@ ShardScanner& ShardScanner::operator=(ShardScanner&&) noexcept = default;
 void ShardScanner::scan(const ShardIndex& shard, const QueryBatch& q, const int32_t* lists,
                         int nprobe, int64_t k, int threads, float* scores, int64_t* ids,
                         int64_t* rows, ScanStats* stats) {
+  if (module_) {
+    if (stale_) module_->bind(shard);
+    stale_ = false;
+    module_->scan(q, lists, nprobe, k, scores, ids, rows);
+    if (stats) *stats = ScanStats{};
+    return;
+  }
   if (!cuda_) {
     search_shard(shard, q, lists, nprobe, k, threads, scores, ids, rows, stats);
     return;

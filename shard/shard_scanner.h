@@ -12,12 +12,15 @@
 namespace argent {
 
 class GpuShard;
+class ModuleScanner;
 
 class ShardScanner {
  public:
   // device: "cpu" or "cuda" (GPU `gpu`). Throws Error(kInvalidArgument) for "cuda" in a build
   // without the CUDA backend or on a machine without a GPU.
-  ShardScanner(const std::string& device, int gpu);
+  // `module`: search.module, a saved ArgentRetrieval whose scan runs instead of the built-in one
+  // over this shard's tensors (shard/module_scanner.h); "" for none. It needs device "cpu".
+  ShardScanner(const std::string& device, int gpu, const std::string& module = "");
   ~ShardScanner();
   ShardScanner(ShardScanner&&) noexcept;
   ShardScanner& operator=(ShardScanner&&) noexcept;
@@ -28,8 +31,8 @@ class ShardScanner {
   void scan(const ShardIndex& shard, const QueryBatch& q, const int32_t* lists, int nprobe,
             int64_t k, int threads, float* scores, int64_t* ids, int64_t* rows, ScanStats* stats);
 
-  // The shard was modified (upserts, deletes, compaction): refresh the GPU copy before the
-  // next scan. A full copy: streaming updates on a CUDA shard cost a re-upload per write step.
+  // The shard was modified (upserts, deletes, compaction): refresh the GPU copy (or rebind the
+  // module's buffers) before the next scan. A full copy: streaming updates on a CUDA shard cost a re-upload per write step.
   void invalidate() { stale_ = true; }
   bool on_gpu() const { return cuda_; }
 
@@ -38,6 +41,7 @@ class ShardScanner {
   int gpu_ = 0;
   bool stale_ = true;
   std::unique_ptr<GpuShard> gpu_shard_;
+  std::unique_ptr<ModuleScanner> module_;
 };
 
 }  // namespace argent

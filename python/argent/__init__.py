@@ -1,0 +1,1 @@
+"""Argent: Python tools for the Argent retrieval engine."""
