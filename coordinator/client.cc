@@ -17,9 +17,14 @@ uint64_t response_request_id(const v1::Response& r) {
   }
 }
 
-Client::Client(const std::string& endpoint)
+Client::Client(const std::string& endpoint, const ClientSecurity& security)
     : context_(1), socket_(context_, zmq::socket_type::dealer) {
   socket_.set(zmq::sockopt::linger, 0);
+  if (security.enabled()) {
+    socket_.set(zmq::sockopt::curve_serverkey, security.server_public_key);
+    socket_.set(zmq::sockopt::curve_publickey, security.client.public_key);
+    socket_.set(zmq::sockopt::curve_secretkey, security.client.secret_key);
+  }
   try {
     socket_.connect(endpoint);
   } catch (const zmq::error_t& e) {

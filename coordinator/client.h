@@ -11,12 +11,14 @@
 #include <vector>
 
 #include "argent/v1/service.pb.h"
+#include "coordinator/curve_keys.h"
 
 namespace argent {
 
 class Client {
  public:
-  explicit Client(const std::string& endpoint);
+  // `security`: CURVE keys for a gateway with gateway.auth (default: NULL security).
+  explicit Client(const std::string& endpoint, const ClientSecurity& security = {});
 
   // Sends one request (its request_id is set if 0) and returns the id used.
   uint64_t send(v1::Request request);
