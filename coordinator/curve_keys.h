@@ -1,4 +1,4 @@
-// CURVE key files (docs/operations.md, "Authentication"). `argent admin keygen --out NAME`
+// CURVE key files (docs/reliability.md, "Authentication"). `argent admin keygen --out NAME`
 // writes NAME.key, the key pair (mode 0600), and NAME.pub, the public key alone:
 //
 //   public-key = <40 Z85 characters>

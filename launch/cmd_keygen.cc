@@ -1,5 +1,5 @@
 // argent admin keygen --out NAME: a CURVE key pair for the gateway or one of its clients
-// (docs/operations.md, "Authentication"). Writes NAME.key (public and secret key, mode 0600,
+// (docs/reliability.md, "Authentication"). Writes NAME.key (public and secret key, mode 0600,
 // never over an existing file) and NAME.pub (the public key, to hand out or put in the
 // allow-list), and prints the public key.
 #include <cstdio>

@@ -11,7 +11,7 @@ directory named by the ARGENT_PROTO_PYTHON environment variable.
 
 A gateway with gateway.auth on (configs/deploy.yaml) takes only CURVE clients whose public key is
 in its allow-list: pass this client's key pair file and the server's public key file, both
-written by `argent admin keygen` (docs/operations.md, "Authentication"):
+written by `argent admin keygen` (docs/reliability.md, "Authentication"):
 
     Client("tcp://host:5555", key_file="keys/feed.key", server_key_file="keys/server.pub")
 """

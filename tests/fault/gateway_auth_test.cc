@@ -1,4 +1,4 @@
-// Authentication and roles at the gateway (docs/operations.md, "Authentication"), on a 3-rank
+// Authentication and roles at the gateway (docs/reliability.md, "Authentication"), on a 3-rank
 // CPU cluster over TCP with gateway.auth on: a query key searches (answers equal a
 // single-process search) and reads stats but every write and admin action is refused with
 // PERMISSION_DENIED; an admin key does everything; an unknown CURVE key and a NULL-security
