@@ -2,14 +2,11 @@
 
 #include <zmq_addon.hpp>
 
-#include <cmath>
 #include <future>
 
 #include "common/error.h"
 #include "common/log.h"
 #include "coordinator/replier.h"
-#include "coordinator/value_model.h"
-#include "shard/filter.h"
 
 namespace argent {
 namespace {
