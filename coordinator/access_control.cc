@@ -60,14 +60,19 @@ ClientRole role_of_user_id(const std::string& user_id) {
   return ClientRole::kNone;
 }
 
+std::string strip_comment(const std::string& line) {
+  for (size_t i = 0; i < line.size(); ++i)
+    if (line[i] == '#' && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t'))
+      return line.substr(0, i);
+  return line;
+}
+
 AllowList parse_allow_list(const std::string& text, const std::string& origin) {
   AllowList out;
   std::istringstream lines(text);
   std::string line;
   for (int number = 1; std::getline(lines, line); ++number) {
-    const size_t hash = line.find('#');
-    if (hash != std::string::npos) line.resize(hash);
-    std::istringstream words(line);
+    std::istringstream words(strip_comment(line));
     std::string key, role, extra;
     if (!(words >> key)) continue;  // blank or comment-only
     const std::string where = origin + ":" + std::to_string(number);

@@ -33,10 +33,15 @@ ClientRole role_of_user_id(const std::string& user_id);
 //   # comment
 //   rq9Dr+xW8pN%...40 chars...  query
 //   Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID admin
-// Blank lines and '#' comments are ignored. Throws Error(kInvalidArgument) naming `origin` and
+// Blank lines and comments are ignored: '#' starts a comment at the start of a line or after a
+// space or tab (Z85 keys contain '#' themselves; `argent admin keygen` never writes a public
+// key that starts with one). Throws Error(kInvalidArgument) naming `origin` and
 // the line for a malformed line, a key that is not 40 Z85 characters, an unknown role or a key
 // listed twice.
 using AllowList = std::map<std::string, ClientRole>;
+
+// `line` without its comment, by the rule above (shared with the key files' reader).
+std::string strip_comment(const std::string& line);
 AllowList parse_allow_list(const std::string& text, const std::string& origin);
 
 }  // namespace argent

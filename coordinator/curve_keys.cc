@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "coordinator/access_control.h"
 
 namespace argent {
 namespace {
@@ -23,8 +24,7 @@ std::map<std::string, std::string> read_key_lines(const std::string& path) {
   std::map<std::string, std::string> out;
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {
-    const size_t hash = line.find('#');
-    if (hash != std::string::npos) line.resize(hash);
+    line = strip_comment(line);
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const size_t eq = line.find('=');
     std::string name, value;
@@ -46,9 +46,12 @@ std::map<std::string, std::string> read_key_lines(const std::string& path) {
 
 CurveKeyPair generate_curve_key_pair() {
   char public_key[kZ85Chars + 1], secret_key[kZ85Chars + 1];
-  if (zmq_curve_keypair(public_key, secret_key) != 0)
-    ARGENT_THROW(ErrorCode::kInternal, "zmq_curve_keypair: ", zmq_strerror(zmq_errno()),
-                 " (libzmq built without CURVE?)");
+  // A public key starting with '#' would read as a comment at the start of an allow-list line.
+  do {
+    if (zmq_curve_keypair(public_key, secret_key) != 0)
+      ARGENT_THROW(ErrorCode::kInternal, "zmq_curve_keypair: ", zmq_strerror(zmq_errno()),
+                   " (libzmq built without CURVE?)");
+  } while (public_key[0] == '#');
   return CurveKeyPair{public_key, secret_key};
 }
 

@@ -59,7 +59,12 @@ def read_key_file(path):
     keys = {}
     with open(path, encoding="ascii") as f:
         for number, line in enumerate(f, 1):
-            line = line.split("#", 1)[0].strip()
+            # '#' starts a comment at the start of a line or after a blank: Z85 keys contain '#'.
+            for i, c in enumerate(line):
+                if c == "#" and (i == 0 or line[i - 1] in " \t"):
+                    line = line[:i]
+                    break
+            line = line.strip()
             if not line:
                 continue
             name, sep, value = (part.strip() for part in line.partition("="))

@@ -215,5 +215,22 @@ TEST(Config, MissingFileIsNamed) {
   }
 }
 
+// The deployment config turns authentication on; the demo config (the defaults) keeps it off.
+TEST(Config, DeployFileAuthenticatesAndDemoFileDoesNot) {
+  const Config deploy = load_config(std::string(ARGENT_SOURCE_DIR) + "/configs/deploy.yaml");
+  EXPECT_TRUE(deploy.gateway.auth);
+  EXPECT_FALSE(deploy.gateway.server_key.empty());
+  EXPECT_FALSE(deploy.gateway.allow_list.empty());
+  EXPECT_FALSE(load_config(std::string(ARGENT_SOURCE_DIR) + "/configs/demo.yaml").gateway.auth);
+  try {
+    parse_config("gateway:\n  auth: true\n", "t.yaml");
+    ADD_FAILURE() << "gateway.auth without key files was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("gateway.auth is true but gateway.server_key"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace argent

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/error.h"
 #include "coordinator/client.h"
 #include "serving/mpi_job.h"
 #include "shard/index_builder.h"
@@ -158,7 +159,7 @@ inline int64_t wrong_answers(Client& client, const std::vector<float>& x, int64_
     try {
       got = client.search(gateway_search(x.data() + q * kGatewayDim, k, filter),
                            std::chrono::milliseconds(20000));
-    } catch (const Error&) {
+    } catch (const ::argent::Error&) {
       ++wrong;
       continue;
     }

@@ -44,6 +44,11 @@ TEST(AllowList, ParsesKeysRolesCommentsAndBlankLines) {
   EXPECT_EQ(list.at(a.public_key), ClientRole::kQuery);
   EXPECT_EQ(list.at(b.public_key), ClientRole::kAdmin);
   EXPECT_TRUE(parse_allow_list("", "f").empty());
+  // Z85 keys contain '#': only a '#' at the start or after a blank begins a comment.
+  const std::string hashed = "ab#" + a.public_key.substr(3);
+  const AllowList with_hash = parse_allow_list(hashed + " admin #comment\n", "f");
+  ASSERT_EQ(with_hash.size(), 1u);
+  EXPECT_EQ(with_hash.at(hashed), ClientRole::kAdmin);
 }
 
 TEST(AllowList, BadLinesNameFileAndLine) {
