@@ -24,5 +24,5 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # fixed time each on the committed corpora, which hold every past finding's reproducer.
 # ARGENT_SKIP_FUZZ=1 skips them.
 if [[ -z ${ARGENT_SKIP_FUZZ:-} ]]; then
-  ARGENT_FUZZ_SECONDS=${ARGENT_FUZZ_SECONDS:-15} fuzz/run-fuzzers.sh
+  ARGENT_FUZZ_SECONDS=${ARGENT_FUZZ_SECONDS:-12} fuzz/run-fuzzers.sh
 fi
