@@ -280,6 +280,46 @@ const std::vector<Entry>& schema() {
                   &UpdatesConfig::compact_tombstone_ratio, 0.0, 1.0,
                   "A rank compacts its shard when deleted rows exceed this fraction of its rows "
                   "in use (0: only at snapshots and when a full list is reallocated)."),
+        bool_key("gateway.auth", &C::gateway, &GatewayConfig::auth,
+                 "CURVE encryption and authentication: only clients whose public key is in "
+                 "gateway.allow_list connect, each with its role (query: search, stats, health; "
+                 "admin: also upsert, delete and admin actions). Off only for local demos."),
+        string_key("gateway.server_key", &C::gateway, &GatewayConfig::server_key,
+                   "The server's CURVE key pair file (`argent admin keygen --out NAME` writes "
+                   "NAME.key); needed with gateway.auth."),
+        string_key("gateway.allow_list", &C::gateway, &GatewayConfig::allow_list,
+                   "Allowed clients: one '<40-char Z85 public key> <query|admin>' per line, '#' "
+                   "comments; reloaded when it changes and on SIGHUP. Needed with gateway.auth."),
+        float_key("gateway.allow_list_check_s", &C::gateway, &GatewayConfig::allow_list_check_s,
+                  0.05, 3600.0,
+                  "Seconds between checks of the allow-list file's modification time."),
+        int_key("gateway.send_hwm", &C::gateway, &GatewayConfig::send_hwm, 1, 1 << 24,
+                "Replies queued per client (ZMQ_SNDHWM); once a client stops reading, further "
+                "replies to it are dropped and counted (dropped_replies)."),
+        int_key("gateway.receive_hwm", &C::gateway, &GatewayConfig::receive_hwm, 1, 1 << 24,
+                "Requests queued per client inside ZeroMQ (ZMQ_RCVHWM)."),
+        int_key("gateway.handshake_ms", &C::gateway, &GatewayConfig::handshake_ms, 100,
+                600000,
+                "A connection that has not finished its ZMTP/CURVE handshake in this time is "
+                "closed (ZMQ_HANDSHAKE_IVL)."),
+        int_key("gateway.max_frames", &C::gateway, &GatewayConfig::max_frames, 2, 64,
+                "Frames in one request, the routing frames included; a request with more, or "
+                "whose frames sum to more than serve.max_message_bytes, is discarded as it "
+                "arrives and answered INVALID_ARGUMENT."),
+        int_key("gateway.max_exclude_ids", &C::gateway, &GatewayConfig::max_exclude_ids, 0,
+                int64_t(1) << 24, "Most exclude_ids in one search request."),
+        int_key("gateway.max_rerank_depth", &C::gateway, &GatewayConfig::max_rerank_depth, 1,
+                100000, "Largest rerank_depth a search request may ask for."),
+        int_key("gateway.max_filter_chars", &C::gateway, &GatewayConfig::max_filter_chars, 0,
+                65536, "Longest filter expression, in characters (checked before parsing)."),
+        int_key("gateway.max_filter_depth", &C::gateway, &GatewayConfig::max_filter_depth, 1, 64,
+                "Deepest nesting of a filter expression (parentheses and NOT)."),
+        int_key("gateway.max_item_features", &C::gateway, &GatewayConfig::max_item_features, 0,
+                1 << 20, "Most (feature, value) pairs of one upserted item."),
+        int_key("gateway.log_rejections_per_s", &C::gateway, &GatewayConfig::log_rejections_per_s,
+                1, 100000,
+                "Refused connections and requests logged per second at most; the rest are "
+                "counted and the count logged with the next line."),
     };
   }();
   return entries;
@@ -350,6 +390,9 @@ Config parse_config(const std::string& yaml_text, const std::string& origin) {
   ARGENT_CHECK(c.index.bloom_bits % 64 == 0, origin, ": index.bloom_bits = ", c.index.bloom_bits,
                " must be a multiple of 64");
   check_rerank(c.rerank, origin);
+  ARGENT_CHECK(!c.gateway.auth || (!c.gateway.server_key.empty() && !c.gateway.allow_list.empty()),
+               origin, ": gateway.auth is true but gateway.server_key or gateway.allow_list names "
+               "no file");
   return c;
 }
 

@@ -86,6 +86,25 @@ struct UpdatesConfig {
   double compact_tombstone_ratio = 0.25;
 };
 
+// The gateway's defences (docs/reliability.md, "Gateway"): socket limits, per-request caps checked
+// before a request's data is copied, and CURVE authentication with an allow-list of client keys.
+struct GatewayConfig {
+  bool auth = false;              // CURVE + allow-list; configs/deploy.yaml turns it on
+  std::string server_key;         // the server's key pair file (`argent admin keygen`)
+  std::string allow_list;         // "<public key> <query|admin>" per line
+  double allow_list_check_s = 1.0;  // reload the allow-list when its mtime changes (and on SIGHUP)
+  int64_t send_hwm = 1000;        // replies queued per client before further ones are dropped
+  int64_t receive_hwm = 1000;     // requests queued per client inside ZeroMQ
+  int64_t handshake_ms = 5000;    // a connection must finish its handshake in this time
+  int64_t max_frames = 4;         // frames in one request message (routing envelope included)
+  int64_t max_exclude_ids = 100000;
+  int64_t max_rerank_depth = 100000;
+  int64_t max_filter_chars = 65536;
+  int64_t max_filter_depth = 64;
+  int64_t max_item_features = 4096;  // (feature, value) pairs per upserted item
+  int64_t log_rejections_per_s = 10;
+};
+
 struct Config {
   IndexConfig index;
   SearchConfig search;
@@ -93,6 +112,7 @@ struct Config {
   ServeConfig serve;
   RerankConfig rerank;
   UpdatesConfig updates;
+  GatewayConfig gateway;
 };
 
 // One documented key of the schema.

@@ -5,6 +5,9 @@
 #include "common/error.h"
 
 namespace argent {
+namespace {
+constexpr std::chrono::milliseconds kSendTimeout(1000);
+}  // namespace
 
 uint64_t response_request_id(const v1::Response& r) {
   switch (r.body_case()) {
@@ -17,9 +20,17 @@ uint64_t response_request_id(const v1::Response& r) {
   }
 }
 
-Client::Client(const std::string& endpoint)
+Client::Client(const std::string& endpoint, const ClientSecurity& security)
     : context_(1), socket_(context_, zmq::socket_type::dealer) {
   socket_.set(zmq::sockopt::linger, 0);
+  // A DEALER blocks a send while it has no connection (e.g. one the server refused during the
+  // handshake and ZeroMQ has not yet retried): bound that wait.
+  socket_.set(zmq::sockopt::sndtimeo, int(kSendTimeout.count()));
+  if (security.enabled()) {
+    socket_.set(zmq::sockopt::curve_serverkey, security.server_public_key);
+    socket_.set(zmq::sockopt::curve_publickey, security.client.public_key);
+    socket_.set(zmq::sockopt::curve_secretkey, security.client.secret_key);
+  }
   try {
     socket_.connect(endpoint);
   } catch (const zmq::error_t& e) {
@@ -47,7 +58,10 @@ uint64_t Client::send(v1::Request request) {
 }
 
 void Client::send_raw(const std::string& bytes) {
-  socket_.send(zmq::buffer(bytes), zmq::send_flags::none);
+  if (!socket_.send(zmq::buffer(bytes), zmq::send_flags::none))
+    ARGENT_THROW(ErrorCode::kUnavailable, "cannot send within ", kSendTimeout.count(),
+                 " ms: no connection to the gateway (down, or it refused this client's "
+                 "handshake)");
 }
 
 std::optional<v1::Response> Client::receive(std::chrono::milliseconds timeout) {
@@ -96,7 +110,12 @@ bool Client::wait_until_healthy(std::chrono::milliseconds timeout) {
   while (std::chrono::steady_clock::now() < give_up) {
     v1::Request r;
     r.mutable_health();
-    const uint64_t id = send(r);
+    uint64_t id = 0;
+    try {
+      id = send(r);
+    } catch (const Error&) {
+      continue;  // not connected (yet): try again until the timeout
+    }
     const auto poll_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
     while (std::chrono::steady_clock::now() < poll_until) {
       std::optional<v1::Response> reply = receive(std::chrono::milliseconds(50));

@@ -11,14 +11,17 @@
 #include <vector>
 
 #include "argent/v1/service.pb.h"
+#include "coordinator/curve_keys.h"
 
 namespace argent {
 
 class Client {
  public:
-  explicit Client(const std::string& endpoint);
+  // `security`: CURVE keys for a gateway with gateway.auth (default: NULL security).
+  explicit Client(const std::string& endpoint, const ClientSecurity& security = {});
 
-  // Sends one request (its request_id is set if 0) and returns the id used.
+  // Sends one request (its request_id is set if 0) and returns the id used. Throws
+  // Error(kUnavailable) when the message cannot be queued within a second (no connection).
   uint64_t send(v1::Request request);
   // Sends raw bytes as one message (tests: malformed input).
   void send_raw(const std::string& bytes);

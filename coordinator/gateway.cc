@@ -2,37 +2,20 @@
 
 #include <zmq_addon.hpp>
 
-#include <cmath>
 #include <future>
 
 #include "common/error.h"
 #include "common/log.h"
 #include "coordinator/replier.h"
-#include "coordinator/value_model.h"
-#include "shard/filter.h"
 
 namespace argent {
 namespace {
-
-constexpr size_t kMaxExcludedIds = 100000;
-constexpr int64_t kMaxRerankDepth = 100000;  // the range of rerank.depth
 
 v1::Response error_response(v1::StatusCode code, const std::string& message) {
   v1::Response r;
   r.mutable_error()->set_code(code);
   r.mutable_error()->set_message(message);
   return r;
-}
-
-void send_frames(zmq::socket_t& router, const std::vector<std::string>& envelope,
-                 const std::string& payload) {
-  for (const std::string& frame : envelope) router.send(zmq::buffer(frame), zmq::send_flags::sndmore);
-  router.send(zmq::buffer(payload), zmq::send_flags::none);
-}
-
-void send_response(zmq::socket_t& router, const std::vector<std::string>& envelope,
-                   const v1::Response& response) {
-  send_frames(router, envelope, response.SerializeAsString());
 }
 
 v1::Response search_error(uint64_t request_id, v1::StatusCode code, const std::string& message) {
@@ -46,76 +29,6 @@ v1::Response search_error(uint64_t request_id, v1::StatusCode code, const std::s
 
 }  // namespace
 
-std::string validate_search(const v1::SearchRequest& request, const IndexMeta& meta,
-                            const Config& config, PendingSearch* out) {
-  std::ostringstream why;
-  if (request.embedding_size() != meta.dim) {
-    why << "embedding has " << request.embedding_size() << " values, the index has dimension "
-        << meta.dim;
-    return why.str();
-  }
-  for (int j = 0; j < request.embedding_size(); ++j) {
-    if (!std::isfinite(request.embedding(j))) {
-      why << "embedding[" << j << "] is " << request.embedding(j) << "; values must be finite";
-      return why.str();
-    }
-  }
-  const int64_t k = request.k() == 0 ? config.search.k : request.k();
-  if (k < 1 || k > config.search.max_k) {
-    why << "k = " << k << " is outside [1, search.max_k = " << config.search.max_k << "]";
-    return why.str();
-  }
-  if (request.nprobe() < 0) {
-    why << "nprobe = " << request.nprobe() << " is negative";
-    return why.str();
-  }
-  if (request.timeout_ms() < 0) {
-    why << "timeout_ms = " << request.timeout_ms() << " is negative";
-    return why.str();
-  }
-  if (size_t(request.exclude_ids_size()) > kMaxExcludedIds) {
-    why << request.exclude_ids_size() << " excluded ids; at most " << kMaxExcludedIds;
-    return why.str();
-  }
-  if (!config.rerank.enabled) {
-    if (request.task_weights_size() > 0)
-      return "task_weights given, but this server runs no reranker (rerank.enabled is false)";
-    if (request.rerank_depth() != 0)
-      return "rerank_depth given, but this server runs no reranker (rerank.enabled is false)";
-  } else {
-    const std::string weights = task_weights_problem(
-        request.task_weights().data(), request.task_weights_size(),
-        int64_t(config.rerank.tasks.size()));
-    if (!weights.empty()) return weights;
-    if (request.rerank_depth() < 0 || request.rerank_depth() > kMaxRerankDepth) {
-      why << "rerank_depth = " << request.rerank_depth() << " is outside [0, " << kMaxRerankDepth
-          << "] (0: rerank.depth)";
-      return why.str();
-    }
-  }
-  try {
-    compile_filter(request.filter(), meta.bloom);
-  } catch (const Error& e) {
-    return std::string("filter: ") + e.what();
-  }
-  out->request_id = request.request_id();
-  out->embedding.assign(request.embedding().begin(), request.embedding().end());
-  out->k = k;
-  const int64_t nprobe = request.nprobe() == 0 ? config.search.nprobe : request.nprobe();
-  out->exact = request.exact() || nprobe >= meta.nlist;
-  out->nprobe = out->exact ? 0 : int32_t(nprobe);
-  out->filter = request.filter();
-  out->exclude_ids.assign(request.exclude_ids().begin(), request.exclude_ids().end());
-  out->task_weights.assign(request.task_weights().begin(), request.task_weights().end());
-  out->rerank_depth = request.rerank_depth() == 0 ? config.rerank.depth : request.rerank_depth();
-  out->arrival = SteadyClock::now();
-  const int64_t timeout_ms =
-      request.timeout_ms() > 0 ? request.timeout_ms() : config.serve.default_timeout_ms;
-  out->deadline = timeout_ms > 0 ? out->arrival + std::chrono::milliseconds(timeout_ms)
-                                 : SteadyClock::time_point::max();
-  return "";
-}
-
 Gateway::Gateway(zmq::context_t& context, const Config& config, const IndexMeta& meta,
                  RequestQueue& queue, ServerStats& stats, GatewayInfo info)
     : context_(context),
@@ -123,68 +36,140 @@ Gateway::Gateway(zmq::context_t& context, const Config& config, const IndexMeta&
       meta_(meta),
       queue_(queue),
       stats_(stats),
-      info_(std::move(info)) {}
+      info_(std::move(info)),
+      rejections_(config.gateway.log_rejections_per_s) {}
 
 Gateway::~Gateway() { stop(); }
 
 void Gateway::start() {
+  if (config_.gateway.auth) {
+    // libzmq consults the handler during each handshake: it must be bound before the socket is.
+    zap_ = std::make_unique<ZapHandler>(context_, config_.gateway, rejections_);
+    zap_->start();
+  }
   std::promise<std::string> bound;
   std::future<std::string> bind_result = bound.get_future();
   thread_ = std::thread([this, &bound] {
     zmq::socket_t router(context_, zmq::socket_type::router);
     zmq::socket_t inbox(context_, zmq::socket_type::pull);
+    zmq::socket_t monitor(context_, zmq::socket_type::pair);
     try {
-      // ZeroMQ disconnects a peer whose message exceeds maxmsgsize before it is buffered whole;
-      // messages up to twice the limit are read and answered with a clear error instead.
-      router.set(zmq::sockopt::maxmsgsize, int64_t(2 * config_.serve.max_message_bytes));
-      router.set(zmq::sockopt::linger, 1000);  // flush last replies on shutdown
+      configure_router(router, config_);
+      ARGENT_CHECK(zmq_socket_monitor(router.handle(), kGatewayMonitor,
+                                      ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                          ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                          ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0,
+                   "cannot monitor the gateway socket: ", zmq_strerror(zmq_errno()));
+      monitor.connect(kGatewayMonitor);
       router.bind(config_.serve.endpoint);
       inbox.bind(kReplyInbox);
-    } catch (const zmq::error_t& e) {
+    } catch (const std::exception& e) {
       bound.set_value(std::string("cannot bind gateway endpoint '") + config_.serve.endpoint +
                       "': " + e.what());
       return;
     }
     bound.set_value("");
-    run(router, inbox);
+    router_ = &router;
+    run(router, inbox, monitor);
+    router_ = nullptr;
+    zmq_socket_monitor(router.handle(), nullptr, 0);
   });
   const std::string problem = bind_result.get();
   if (!problem.empty()) {
     thread_.join();
     ARGENT_THROW(ErrorCode::kUnavailable, problem);
   }
-  ARGENT_LOG(kInfo, "gateway listening on ", config_.serve.endpoint);
+  ARGENT_LOG(kInfo, "gateway listening on ", config_.serve.endpoint,
+             config_.gateway.auth ? " (CURVE, allow-list " + config_.gateway.allow_list + ")"
+                                  : std::string(" (no authentication: gateway.auth is off)"));
 }
 
 void Gateway::stop() {
   stop_ = true;
   if (thread_.joinable()) thread_.join();
+  if (zap_) zap_->stop();
 }
 
-void Gateway::run(zmq::socket_t& router, zmq::socket_t& inbox) {
+void Gateway::reply(const std::vector<std::string>& envelope, const v1::Response& response) {
+  if (!send_reply(*router_, envelope, response.SerializeAsString())) stats_.record_dropped_reply();
+}
+
+bool Gateway::authorized(const v1::Request& request, const IncomingMessage& message) {
+  if (!config_.gateway.auth) return true;
+  const ClientRole held = role_of_user_id(message.user_id);
+  const ClientRole needed = required_role(request);
+  if (role_allows(held, needed)) return true;
+  stats_.record_permission_denied();
+  const std::string key = message.user_id.substr(message.user_id.find(':') + 1);
+  rejections_.refuse(std::string("a request needing the ") + role_name(needed) + " role from " +
+                     role_name(held) + " key " + key);
+  const std::string why = std::string("this request needs the ") + role_name(needed) +
+                          " role; the client's key has the " + role_name(held) + " role";
+  // The reply has the request's own type, so a client waiting for its request_id sees it.
+  v1::Response r;
+  v1::Status* status = nullptr;
+  switch (request.body_case()) {
+    case v1::Request::kSearch:
+      r.mutable_search()->set_request_id(request.search().request_id());
+      status = r.mutable_search()->mutable_status();
+      break;
+    case v1::Request::kUpsert:
+      r.mutable_mutation()->set_request_id(request.upsert().request_id());
+      status = r.mutable_mutation()->mutable_status();
+      break;
+    case v1::Request::kDelete:
+      r.mutable_mutation()->set_request_id(request.delete_().request_id());
+      status = r.mutable_mutation()->mutable_status();
+      break;
+    case v1::Request::kAdmin:
+      r.mutable_admin()->set_request_id(request.admin().request_id());
+      status = r.mutable_admin()->mutable_status();
+      break;
+    default:
+      status = r.mutable_error();
+      break;
+  }
+  status->set_code(held == ClientRole::kNone ? v1::UNAUTHENTICATED : v1::PERMISSION_DENIED);
+  status->set_message(why);
+  reply(message.envelope, r);
+  return false;
+}
+
+
+void Gateway::run(zmq::socket_t& router, zmq::socket_t& inbox, zmq::socket_t& monitor) {
   std::vector<zmq::pollitem_t> items = {{router.handle(), 0, ZMQ_POLLIN, 0},
-                                        {inbox.handle(), 0, ZMQ_POLLIN, 0}};
-  // Forwards every reply waiting in the inbox, frame by frame.
+                                        {inbox.handle(), 0, ZMQ_POLLIN, 0},
+                                        {monitor.handle(), 0, ZMQ_POLLIN, 0}};
+  // Forwards every reply waiting in the inbox; one whose client is gone or full is dropped.
   auto forward_replies = [&] {
     for (;;) {
       std::vector<zmq::message_t> frames;
       if (!zmq::recv_multipart(inbox, std::back_inserter(frames), zmq::recv_flags::dontwait))
         break;
-      for (size_t i = 0; i < frames.size(); ++i)
-        router.send(frames[i], i + 1 < frames.size() ? zmq::send_flags::sndmore
-                                                     : zmq::send_flags::none);
+      if (!send_frames(router, frames)) stats_.record_dropped_reply();
+    }
+  };
+  // Failed handshakes (garbage bytes, a NULL client at a CURVE gateway, a refused key).
+  auto report_handshakes = [&] {
+    HandshakeFailure failure;
+    for (int budget = 0; budget < 256; ++budget) {
+      zmq::pollitem_t item = {monitor.handle(), 0, ZMQ_POLLIN, 0};
+      if (zmq::poll(&item, 1, std::chrono::milliseconds(0)) == 0) break;
+      if (!read_handshake_failure(monitor, &failure)) continue;
+      stats_.record_unauthenticated();
+      rejections_.refuse("a connection from " + failure.address + ": " + failure.reason);
     }
   };
   while (!stop_) {
     try {
       zmq::poll(items, std::chrono::milliseconds(50));
       if (items[1].revents & ZMQ_POLLIN) forward_replies();
+      if (items[2].revents & ZMQ_POLLIN) report_handshakes();
       if (items[0].revents & ZMQ_POLLIN) {
         for (int budget = 0; budget < 256; ++budget) {
-          std::vector<zmq::message_t> frames;
-          if (!zmq::recv_multipart(router, std::back_inserter(frames), zmq::recv_flags::dontwait))
-            break;
-          handle(frames, router);
+          IncomingMessage message;
+          if (!receive_bounded(router, config_, &message)) break;
+          handle(message);
         }
       }
     } catch (const std::exception& e) {
@@ -200,41 +185,34 @@ void Gateway::run(zmq::socket_t& router, zmq::socket_t& inbox) {
   }
 }
 
-void Gateway::handle(std::vector<zmq::message_t>& frames, zmq::socket_t& router) {
-  if (frames.size() < 2) {
-    ARGENT_LOG(kWarn, "gateway: dropped a message with ", frames.size(),
-               " frames (no routing envelope)");
+void Gateway::handle(IncomingMessage& message) {
+  if (!message.refusal.empty()) {
+    stats_.record_dropped_request();
+    if (message.envelope.empty()) {
+      ARGENT_LOG(kWarn, "gateway: dropped a ", message.refusal);
+      return;
+    }
+    reply(message.envelope, error_response(v1::INVALID_ARGUMENT, message.refusal));
     return;
   }
-  std::vector<std::string> envelope;
-  for (size_t i = 0; i + 1 < frames.size(); ++i) envelope.push_back(frames[i].to_string());
-  const zmq::message_t& payload = frames.back();
-
-  if (int64_t(payload.size()) > config_.serve.max_message_bytes) {
-    stats_.record_invalid();
-    send_response(router, envelope,
-                  error_response(v1::INVALID_ARGUMENT,
-                                 "request of " + std::to_string(payload.size()) +
-                                     " bytes exceeds serve.max_message_bytes = " +
-                                     std::to_string(config_.serve.max_message_bytes)));
-    return;
-  }
+  std::vector<std::string>& envelope = message.envelope;
+  const zmq::message_t& payload = message.payload;
   v1::Request request;
   if (!request.ParseFromArray(payload.data(), int(payload.size()))) {
     stats_.record_invalid();
-    send_response(router, envelope,
-                  error_response(v1::INVALID_ARGUMENT,
-                                 "malformed message: " + std::to_string(payload.size()) +
-                                     " bytes that do not parse as an argent.v1.Request"));
+    reply(envelope, error_response(v1::INVALID_ARGUMENT,
+                                   "malformed message: " + std::to_string(payload.size()) +
+                                       " bytes that do not parse as an argent.v1.Request"));
     return;
   }
+  if (!authorized(request, message)) return;
   switch (request.body_case()) {
     case v1::Request::kSearch: {
       PendingSearch pending;
       const std::string problem = validate_search(request.search(), meta_, config_, &pending);
       if (!problem.empty()) {
         stats_.record_invalid();
-        send_response(router, envelope,
+        reply(envelope,
                       search_error(request.search().request_id(), v1::INVALID_ARGUMENT, problem));
         return;
       }
@@ -247,7 +225,7 @@ void Gateway::handle(std::vector<zmq::message_t>& frames, zmq::socket_t& router)
           return;
         }
         stats_.record_overloaded();
-        send_response(router, pending.envelope,
+        reply(pending.envelope,
                       search_error(pending.request_id, v1::OVERLOADED,
                                    "request queue is full (serve.max_queue = " +
                                        std::to_string(config_.serve.max_queue) +
@@ -267,7 +245,7 @@ void Gateway::handle(std::vector<zmq::message_t>& frames, zmq::socket_t& router)
       h->set_items(items);
       h->set_dim(meta_.dim);
       h->set_backend(info_.backend);
-      send_response(router, envelope, r);
+      reply(envelope, r);
       return;
     }
     case v1::Request::kStats: {
@@ -293,6 +271,10 @@ void Gateway::handle(std::vector<zmq::message_t>& frames, zmq::socket_t& router)
       out->set_rejected_overloaded(s.rejected_overloaded);
       out->set_rejected_deadline(s.rejected_deadline);
       out->set_rejected_invalid(s.rejected_invalid);
+      out->set_dropped_replies(s.dropped_replies);
+      out->set_dropped_requests(s.dropped_requests);
+      out->set_rejected_unauthenticated(s.rejected_unauthenticated);
+      out->set_rejected_permission(s.rejected_permission);
       if (info_.update_stats != nullptr) {
         const UpdateStatsSnapshot u = info_.update_stats->snapshot();
         out->set_upserts(u.upserts);
@@ -306,17 +288,17 @@ void Gateway::handle(std::vector<zmq::message_t>& frames, zmq::socket_t& router)
         out->set_wal_bytes(u.wal_bytes);
         out->set_snapshot_sequence(u.snapshot_sequence);
       }
-      send_response(router, envelope, r);
+      reply(envelope, r);
       return;
     }
     case v1::Request::kUpsert:
     case v1::Request::kDelete:
     case v1::Request::kAdmin:
-      handle_write(request, std::move(envelope), router);
+      handle_write(request, std::move(envelope));
       return;
     case v1::Request::BODY_NOT_SET:
       stats_.record_invalid();
-      send_response(router, envelope,
+      reply(envelope,
                     error_response(v1::INVALID_ARGUMENT,
                                    "empty Request: set one of search, upsert, delete, stats, "
                                    "health"));

@@ -2,19 +2,27 @@
 // parses each Request, validates it, answers Health and Stats itself and queues searches for
 // the step loop. Anything malformed gets an error reply naming the problem (or, past twice
 // serve.max_message_bytes, is dropped by ZeroMQ); nothing a client sends can stop the thread.
+// The socket's limits and reply policy are in gateway_socket.h; with gateway.auth, a ZAP handler
+// (zap_handler.h) admits allowed CURVE keys and each request is checked against its key's role.
 #pragma once
 
 #include <zmq.hpp>
 
 #include <atomic>
+#include <memory>
 #include <string>
 #include <thread>
 
 #include "argent/v1/service.pb.h"
 #include "common/config.h"
+#include "coordinator/access_control.h"
+#include "coordinator/gateway_socket.h"
+#include "coordinator/rejection_log.h"
 #include "coordinator/request_queue.h"
+#include "coordinator/request_validation.h"
 #include "coordinator/server_stats.h"
 #include "coordinator/update_queue.h"
+#include "coordinator/zap_handler.h"
 #include "shard/index_meta.h"
 
 namespace argent {
@@ -28,11 +36,6 @@ struct GatewayInfo {
   UpdateStats* update_stats = nullptr;
 };
 
-// Checks a SearchRequest against the index and the config and fills `out`; returns an empty
-// string when valid, else the INVALID_ARGUMENT message.
-std::string validate_search(const v1::SearchRequest& request, const IndexMeta& meta,
-                            const Config& config, PendingSearch* out);
-
 class Gateway {
  public:
   Gateway(zmq::context_t& context, const Config& config, const IndexMeta& meta,
@@ -44,12 +47,15 @@ class Gateway {
   void stop();
 
  private:
-  void run(zmq::socket_t& router, zmq::socket_t& inbox);
-  void handle(std::vector<zmq::message_t>& frames, zmq::socket_t& router);
+  void run(zmq::socket_t& router, zmq::socket_t& inbox, zmq::socket_t& monitor);
+  void handle(IncomingMessage& message);
   // Upsert, Delete, Admin: validated here, queued for the step loop, which logs, applies and
   // answers them.
-  void handle_write(const v1::Request& request, std::vector<std::string> envelope,
-                    zmq::socket_t& router);
+  void handle_write(const v1::Request& request, std::vector<std::string> envelope);
+  // Sends without blocking; a reply that cannot be delivered is counted in dropped_replies.
+  void reply(const std::vector<std::string>& envelope, const v1::Response& response);
+  // Whether the connection's role allows `request`; answers PERMISSION_DENIED when not.
+  bool authorized(const v1::Request& request, const IncomingMessage& message);
 
   zmq::context_t& context_;
   const Config& config_;
@@ -57,6 +63,9 @@ class Gateway {
   RequestQueue& queue_;
   ServerStats& stats_;
   GatewayInfo info_;
+  RejectionLog rejections_;
+  std::unique_ptr<ZapHandler> zap_;  // with gateway.auth
+  zmq::socket_t* router_ = nullptr;  // the gateway thread's socket, while it runs
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

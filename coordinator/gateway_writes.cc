@@ -4,18 +4,8 @@
 #include "coordinator/gateway.h"
 
 namespace argent {
-namespace {
 
-void send_reply(zmq::socket_t& router, const std::vector<std::string>& envelope,
-                const v1::Response& response) {
-  for (const std::string& frame : envelope) router.send(zmq::buffer(frame), zmq::send_flags::sndmore);
-  router.send(zmq::buffer(response.SerializeAsString()), zmq::send_flags::none);
-}
-
-}  // namespace
-
-void Gateway::handle_write(const v1::Request& request, std::vector<std::string> envelope,
-                           zmq::socket_t& router) {
+void Gateway::handle_write(const v1::Request& request, std::vector<std::string> envelope) {
   const bool admin = request.has_admin();
   const uint64_t request_id = admin ? request.admin().request_id()
                               : request.has_upsert() ? request.upsert().request_id()
@@ -32,7 +22,7 @@ void Gateway::handle_write(const v1::Request& request, std::vector<std::string> 
     }
     status->set_code(code);
     status->set_message(message);
-    send_reply(router, envelope, r);
+    this->reply(envelope, r);
   };
   if (info_.mutations == nullptr) {
     reply(v1::UNIMPLEMENTED, "this server takes no writes");

@@ -47,6 +47,14 @@ std::string validate_upsert(const v1::UpsertRequest& request, const IndexMeta& m
         return why.str();
       }
     }
+    int64_t pairs = 0;  // counted before any is copied
+    for (const auto& [feature, values] : item.features()) pairs += values.values_size();
+    if (pairs > config.gateway.max_item_features) {
+      why << "upsert: item " << i << " (id " << item.id() << ") has " << pairs
+          << " (feature, value) pairs; at most gateway.max_item_features = "
+          << config.gateway.max_item_features;
+      return why.str();
+    }
     std::vector<std::pair<int32_t, int64_t>> features;
     for (const auto& [feature, values] : item.features()) {
       if (feature < 0) {

@@ -41,6 +41,26 @@ void ServerStats::record_deadline_exceeded() {
   std::lock_guard<std::mutex> lock(mu_);
   ++closed_.rejected_deadline;
 }
+void ServerStats::record_dropped_reply() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++closed_.dropped_replies;
+}
+
+void ServerStats::record_dropped_request() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++closed_.dropped_requests;
+}
+
+void ServerStats::record_unauthenticated() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++closed_.rejected_unauthenticated;
+}
+
+void ServerStats::record_permission_denied() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++closed_.rejected_permission;
+}
+
 void ServerStats::record_invalid() {
   std::lock_guard<std::mutex> lock(mu_);
   ++closed_.rejected_invalid;
@@ -95,7 +115,9 @@ std::string ServerStats::summary() const {
     first = false;
   }
   out << "} rejected overloaded " << s.rejected_overloaded << " deadline " << s.rejected_deadline
-      << " invalid " << s.rejected_invalid << " items [";
+      << " invalid " << s.rejected_invalid << " dropped replies " << s.dropped_replies
+      << " requests " << s.dropped_requests << " refused auth " << s.rejected_unauthenticated
+      << " role " << s.rejected_permission << " items [";
   for (size_t r = 0; r < s.items_per_rank.size(); ++r)
     out << (r ? ", " : "") << s.items_per_rank[r];
   out << "]";

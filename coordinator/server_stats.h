@@ -18,6 +18,11 @@ struct StatsSnapshot {
   std::vector<int64_t> batch_size_histogram;  // [i]: batches of size in [2^i, 2^(i+1))
   int64_t queue_depth = 0;
   int64_t rejected_overloaded = 0, rejected_deadline = 0, rejected_invalid = 0;
+  // The gateway's defences (docs/reliability.md, "Gateway").
+  int64_t dropped_replies = 0;            // unroutable (client gone) or over gateway.send_hwm
+  int64_t dropped_requests = 0;           // too many frames or bytes, or no routing envelope
+  int64_t rejected_unauthenticated = 0;   // handshakes refused (unknown key, wrong mechanism)
+  int64_t rejected_permission = 0;        // requests beyond the client's role
   std::vector<int64_t> items_per_rank;
   std::vector<std::vector<int32_t>> partitions_per_rank;
 };
@@ -31,6 +36,10 @@ class ServerStats {
   void record_overloaded();
   void record_deadline_exceeded();
   void record_invalid();
+  void record_dropped_reply();
+  void record_dropped_request();
+  void record_unauthenticated();
+  void record_permission_denied();
   void set_queue_depth(int64_t depth);
   void set_shards(std::vector<int64_t> items_per_rank,
                   std::vector<std::vector<int32_t>> partitions_per_rank);

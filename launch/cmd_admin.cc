@@ -1,6 +1,7 @@
 // argent admin: operator actions on a running server.
 //   snapshot  write a consistent snapshot of every partition and truncate the write-ahead log
 //   stats     print the server's Stats (search latency, update rates, freshness) as JSON
+//   keygen    write a CURVE key pair (--out NAME: NAME.key and NAME.pub; no server involved)
 #include <google/protobuf/util/json_util.h>
 
 #include <cstdio>
@@ -9,6 +10,7 @@
 
 #include "common/error.h"
 #include "coordinator/client.h"
+#include "launch/client_keys_option.h"
 #include "launch/commands.h"
 
 namespace argent {
@@ -17,6 +19,8 @@ namespace {
 struct AdminArgs {
   std::string action, endpoint = "tcp://127.0.0.1:5555";
   int64_t timeout_ms = 600000;
+  std::string out;  // keygen
+  ClientKeyOption keys;
 };
 
 std::string to_json(const google::protobuf::Message& m) {
@@ -29,7 +33,8 @@ std::string to_json(const google::protobuf::Message& m) {
 }
 
 int run_admin(const AdminArgs& a) {
-  Client client(a.endpoint);
+  if (a.action == "keygen") return run_keygen(a.out);
+  Client client(a.endpoint, a.keys.load());
   v1::Request request;
   if (a.action == "snapshot") {
     request.mutable_admin()->set_action(v1::AdminRequest::SNAPSHOT);
@@ -52,10 +57,13 @@ CommandFn add_admin_command(CLI::App& app) {
   auto a = std::make_shared<AdminArgs>();
   CLI::App* c = app.add_subcommand("admin", "Operator actions on a running server");
   c->add_option("action", a->action,
-                "snapshot: write a snapshot and truncate the log; stats: print Stats as JSON")
+                "snapshot: write a snapshot and truncate the log; stats: print Stats as JSON; keygen: "
+                "write a CURVE key pair")
       ->required()
-      ->check(CLI::IsMember({"snapshot", "stats"}));
+      ->check(CLI::IsMember({"snapshot", "stats", "keygen"}));
   c->add_option("--endpoint", a->endpoint, "Gateway endpoint")->capture_default_str();
+  a->keys.add_to(c);
+  c->add_option("--out", a->out, "keygen: write OUT.key (the pair, mode 0600) and OUT.pub");
   c->add_option("--timeout-ms", a->timeout_ms, "Give up after this long")->capture_default_str();
   return [a] { return run_admin(*a); };
 }

@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "common/npy.h"
 #include "coordinator/client.h"
+#include "launch/client_keys_option.h"
 #include "launch/commands.h"
 #include "launch/result_lines.h"
 
@@ -29,6 +30,7 @@ struct QueryArgs {
   bool exact = false, quiet = false;
   std::vector<float> task_weights;
   int rerank_depth = 0;
+  ClientKeyOption keys;
 };
 
 // A reranked reply's JSON line: the search line's fields plus the blended values and each
@@ -73,7 +75,8 @@ int run_query(const QueryArgs& a) {
   ARGENT_CHECK(a.queries.empty() != (a.random == 0), "give exactly one of --queries or --random");
   ARGENT_CHECK(a.repeat >= 1, "--repeat ", a.repeat, " must be >= 1");
 
-  Client probe(a.endpoint);
+  const ClientSecurity security = a.keys.load();
+  Client probe(a.endpoint, security);
   ARGENT_CHECK(probe.wait_until_healthy(std::chrono::milliseconds(10000)), "no healthy server at ",
                a.endpoint, " within 10 s");
   v1::Request health;
@@ -98,7 +101,7 @@ int run_query(const QueryArgs& a) {
   std::vector<Outcome> outcomes(static_cast<size_t>(total));
   std::atomic<int64_t> next{0};
   auto worker = [&] {
-    Client client(a.endpoint);
+    Client client(a.endpoint, security);
     for (;;) {
       const int64_t i = next.fetch_add(1);
       if (i >= total) return;
@@ -172,6 +175,7 @@ CommandFn add_query_command(CLI::App& app) {
   CLI::App* c = app.add_subcommand(
       "query", "Query a running server through its gateway; prints the same JSON lines as search");
   c->add_option("--endpoint", a->endpoint, "Gateway endpoint")->capture_default_str();
+  a->keys.add_to(c);
   c->add_option("--queries", a->queries, "Queries, .npy float32/float16 [n, d]")
       ->check(CLI::ExistingFile);
   c->add_option("--random", a->random, "Send this many random queries instead of --queries");

@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "coordinator/server.h"
+#include "coordinator/zap_handler.h"
 #include "launch/commands.h"
 
 namespace argent {
@@ -18,6 +19,7 @@ struct ServeArgs {
 };
 
 extern "C" void on_shutdown_signal(int) { request_server_shutdown(); }
+extern "C" void on_reload_signal(int) { request_allow_list_reload(); }
 
 int run_serve(const ServeArgs& a) {
   Config cfg = a.config.load();
@@ -39,6 +41,7 @@ int run_serve(const ServeArgs& a) {
   init_logging(a.log_level, world.rank());
   std::signal(SIGTERM, on_shutdown_signal);
   std::signal(SIGINT, on_shutdown_signal);
+  std::signal(SIGHUP, on_reload_signal);  // gateway.allow_list is read again
   try {
     std::unique_ptr<Communicator> data = make_communicator(cfg.serve.backend, world, timeout);
     return run_server(cfg, world, *data);

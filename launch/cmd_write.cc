@@ -21,6 +21,7 @@
 
 #include "common/error.h"
 #include "coordinator/client.h"
+#include "launch/client_keys_option.h"
 #include "launch/commands.h"
 
 namespace argent {
@@ -32,6 +33,7 @@ struct WriteArgs {
   int concurrency = 1;
   int64_t timeout_ms = 60000;
   double rate = 0;  // items per second over all threads; 0: as fast as acknowledged
+  ClientKeyOption keys;
 };
 
 double percentile(std::vector<double> v, double p) {
@@ -153,7 +155,7 @@ int send_all(const WriteArgs& a, const char* what, size_t n,
   std::mutex print;
   const auto begin = std::chrono::steady_clock::now();
   auto worker = [&] {
-    Client client(a.endpoint);
+    Client client(a.endpoint, a.keys.load());
     for (;;) {
       const size_t i = next.fetch_add(1);
       if (i >= n) return;
@@ -220,7 +222,7 @@ int run_upsert(const WriteArgs& a) {
     const std::vector<v1::Request> requests = upserts_from_file(a.items, a.batch);
     return send_all(a, "upsert", requests.size(), [&](size_t i) { return requests[i]; });
   }
-  Client probe(a.endpoint);
+  Client probe(a.endpoint, a.keys.load());
   ARGENT_CHECK(probe.wait_until_healthy(std::chrono::milliseconds(10000)), "no healthy server at ",
                a.endpoint, " within 10 s");
   v1::Request health;
@@ -254,6 +256,7 @@ int run_delete(const WriteArgs& a) {
 
 void add_common(CLI::App* c, WriteArgs& a) {
   c->add_option("--endpoint", a.endpoint, "Gateway endpoint")->capture_default_str();
+  a.keys.add_to(c);
   c->add_option("--batch", a.batch, "Items (ids) per request; each request is atomic")
       ->capture_default_str();
   c->add_option("--concurrency", a.concurrency,

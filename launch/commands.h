@@ -37,5 +37,7 @@ CommandFn add_upsert_command(CLI::App& app);
 CommandFn add_delete_command(CLI::App& app);
 CommandFn add_admin_command(CLI::App& app);
 CommandFn add_supervise_command(CLI::App& app);
+// `argent admin keygen --out NAME` (launch/cmd_keygen.cc).
+int run_keygen(const std::string& out_prefix);
 
 }  // namespace argent

@@ -15,6 +15,8 @@ packages=(
   libopenblas0-pthread
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  # fuzz targets (fuzz/): clang with libFuzzer and the sanitizer runtimes
+  clang libclang-rt-14-dev
   # python client, FAISS comparison benchmarks
   python3 python3-numpy python3-zmq python3-protobuf python3-faiss
   # reranker training and the tests that export models (python/train_reranker.py)

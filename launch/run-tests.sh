@@ -18,5 +18,11 @@ fi
 
 # Open MPI refuses to run as root without these; CI containers run as root.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-cd "$build_dir"
-ctest --output-on-failure -j "${ARGENT_JOBS:-2}" --timeout 900
+(cd "$build_dir" && ctest --output-on-failure -j "${ARGENT_JOBS:-2}" --timeout 900)
+
+# The fuzz targets (fuzz/, clang + libFuzzer + ASan/UBSan, a build of their own) run a short,
+# fixed time each on the committed corpora, which hold every past finding's reproducer.
+# ARGENT_SKIP_FUZZ=1 skips them.
+if [[ -z ${ARGENT_SKIP_FUZZ:-} ]]; then
+  ARGENT_FUZZ_SECONDS=${ARGENT_FUZZ_SECONDS:-12} fuzz/run-fuzzers.sh
+fi

@@ -8,6 +8,12 @@ directory named by the ARGENT_PROTO_PYTHON environment variable.
     with Client("tcp://127.0.0.1:5555") as client:
         hits = client.search([0.1] * 128, k=10, filter="1:3 OR 2:5")
         print(hits.ids, hits.scores)
+
+A gateway with gateway.auth on (configs/deploy.yaml) takes only CURVE clients whose public key is
+in its allow-list: pass this client's key pair file and the server's public key file, both
+written by `argent admin keygen` (docs/reliability.md, "Authentication"):
+
+    Client("tcp://host:5555", key_file="keys/feed.key", server_key_file="keys/server.pub")
 """
 
 import itertools
@@ -47,13 +53,55 @@ class ArgentError(RuntimeError):
         self.message = message
 
 
-class Client:
-    """One DEALER socket to a gateway. Not thread-safe: use one Client per thread."""
+def read_key_file(path):
+    """The keys of an `argent admin keygen` file as {"public-key": ..., "secret-key": ...}
+    (a .pub file has only the public key). Raises ValueError naming the file and line."""
+    keys = {}
+    with open(path, encoding="ascii") as f:
+        for number, line in enumerate(f, 1):
+            # '#' starts a comment at the start of a line or after a blank: Z85 keys contain '#'.
+            for i, c in enumerate(line):
+                if c == "#" and (i == 0 or line[i - 1] in " \t"):
+                    line = line[:i]
+                    break
+            line = line.strip()
+            if not line:
+                continue
+            name, sep, value = (part.strip() for part in line.partition("="))
+            if not sep or name not in ("public-key", "secret-key"):
+                raise ValueError(f"{path}:{number}: expected 'public-key = <key>' or "
+                                 f"'secret-key = <key>'")
+            if len(value) != 40:
+                raise ValueError(f"{path}:{number}: {name} is not 40 Z85 characters")
+            if name in keys:
+                raise ValueError(f"{path}:{number}: {name} given twice")
+            keys[name] = value
+    if "public-key" not in keys:
+        raise ValueError(f"{path}: no 'public-key = ...' line")
+    return keys
 
-    def __init__(self, endpoint="tcp://127.0.0.1:5555", timeout_s=30.0):
+
+class Client:
+    """One DEALER socket to a gateway. Not thread-safe: use one Client per thread.
+
+    key_file / server_key_file: CURVE security for a gateway with gateway.auth (this client's
+    key pair, the server's public key); both or neither."""
+
+    def __init__(self, endpoint="tcp://127.0.0.1:5555", timeout_s=30.0, key_file=None,
+                 server_key_file=None):
+        if (key_file is None) != (server_key_file is None):
+            raise ValueError("CURVE needs both key_file (this client's pair) and "
+                             "server_key_file (the server's public key)")
         self._context = zmq.Context.instance()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if key_file is not None:
+            mine = read_key_file(key_file)
+            if "secret-key" not in mine:
+                raise ValueError(f"{key_file}: no 'secret-key = ...' line (give the .key file)")
+            self._socket.curve_serverkey = read_key_file(server_key_file)["public-key"].encode()
+            self._socket.curve_publickey = mine["public-key"].encode()
+            self._socket.curve_secretkey = mine["secret-key"].encode()
         self._socket.connect(endpoint)
         self._timeout_ms = int(timeout_s * 1000)
         self._ids = itertools.count(1)

@@ -68,7 +68,10 @@ IndexMeta read_manifest(const std::string& dir) {
   }
   ARGENT_CHECK_DATA(m.dim >= 1 && m.dim <= kMaxDim && m.d_pad == padded_dim(m.dim), path,
                     ": dim ", m.dim, " / d_pad ", m.d_pad, " invalid");
-  ARGENT_CHECK_DATA(m.nlist >= 1 && m.partitions >= 1 && m.n_items >= 0, path,
+  // nlist is bounded before nlist * dim is computed (the range of index.nlist).
+  ARGENT_CHECK_DATA(m.nlist >= 1 && m.nlist <= (int64_t(1) << 22) && m.partitions >= 1 &&
+                        m.n_items >= 0,
+                    path,
                     ": nlist ", m.nlist, ", partitions ", m.partitions, " invalid");
   ARGENT_CHECK_DATA(m.bloom.words >= 1 && m.bloom.words <= 64 && m.bloom.hashes >= 1 &&
                         m.bloom.hashes <= 16,

@@ -70,6 +70,20 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.rerank.depth, b.rerank.depth);
   EXPECT_EQ(a.rerank.chunk_rows, b.rerank.chunk_rows);
   EXPECT_EQ(a.rerank.device, b.rerank.device);
+  EXPECT_EQ(a.gateway.auth, b.gateway.auth);
+  EXPECT_EQ(a.gateway.server_key, b.gateway.server_key);
+  EXPECT_EQ(a.gateway.allow_list, b.gateway.allow_list);
+  EXPECT_EQ(a.gateway.allow_list_check_s, b.gateway.allow_list_check_s);
+  EXPECT_EQ(a.gateway.send_hwm, b.gateway.send_hwm);
+  EXPECT_EQ(a.gateway.receive_hwm, b.gateway.receive_hwm);
+  EXPECT_EQ(a.gateway.handshake_ms, b.gateway.handshake_ms);
+  EXPECT_EQ(a.gateway.max_frames, b.gateway.max_frames);
+  EXPECT_EQ(a.gateway.max_exclude_ids, b.gateway.max_exclude_ids);
+  EXPECT_EQ(a.gateway.max_rerank_depth, b.gateway.max_rerank_depth);
+  EXPECT_EQ(a.gateway.max_filter_chars, b.gateway.max_filter_chars);
+  EXPECT_EQ(a.gateway.max_filter_depth, b.gateway.max_filter_depth);
+  EXPECT_EQ(a.gateway.max_item_features, b.gateway.max_item_features);
+  EXPECT_EQ(a.gateway.log_rejections_per_s, b.gateway.log_rejections_per_s);
 }
 
 TEST(Config, DemoFileEqualsBuiltInDefaults) {
@@ -196,6 +210,23 @@ TEST(Config, MissingFileIsNamed) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("cannot open config file /nonexistent/argent.yaml"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// The deployment config turns authentication on; the demo config (the defaults) keeps it off.
+TEST(Config, DeployFileAuthenticatesAndDemoFileDoesNot) {
+  const Config deploy = load_config(std::string(ARGENT_SOURCE_DIR) + "/configs/deploy.yaml");
+  EXPECT_TRUE(deploy.gateway.auth);
+  EXPECT_FALSE(deploy.gateway.server_key.empty());
+  EXPECT_FALSE(deploy.gateway.allow_list.empty());
+  EXPECT_FALSE(load_config(std::string(ARGENT_SOURCE_DIR) + "/configs/demo.yaml").gateway.auth);
+  try {
+    parse_config("gateway:\n  auth: true\n", "t.yaml");
+    ADD_FAILURE() << "gateway.auth without key files was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("gateway.auth is true but gateway.server_key"),
               std::string::npos)
         << e.what();
   }
