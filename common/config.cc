@@ -257,6 +257,9 @@ const std::vector<Entry>& schema() {
                   &UpdatesConfig::compact_tombstone_ratio, 0.0, 1.0,
                   "A rank compacts its shard when deleted rows exceed this fraction of its rows "
                   "in use (0: only at snapshots and when a full list is reallocated)."),
+        string_key("metrics.endpoint", &C::metrics, &MetricsConfig::endpoint,
+                   "HOST:PORT where the coordinator serves Prometheus metrics over HTTP at "
+                   "/metrics (e.g. 0.0.0.0:9464); empty or port 0: no endpoint."),
     };
   }();
   return entries;

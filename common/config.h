@@ -80,6 +80,11 @@ struct UpdatesConfig {
   double compact_tombstone_ratio = 0.25;
 };
 
+// The coordinator's Prometheus endpoint (docs/operations.md, "Metrics").
+struct MetricsConfig {
+  std::string endpoint;  // HOST:PORT of the /metrics HTTP endpoint; empty or port 0: off
+};
+
 struct Config {
   IndexConfig index;
   SearchConfig search;
@@ -87,6 +92,7 @@ struct Config {
   ServeConfig serve;
   RerankConfig rerank;
   UpdatesConfig updates;
+  MetricsConfig metrics;
 };
 
 // One documented key of the schema.

@@ -7,6 +7,8 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/version.h"
+#include "coordinator/metrics.h"
 #include "coordinator/replier.h"
 #include "coordinator/value_model.h"
 #include "shard/filter.h"
@@ -16,6 +18,10 @@ namespace {
 
 constexpr size_t kMaxExcludedIds = 100000;
 constexpr int64_t kMaxRerankDepth = 100000;  // the range of rerank.depth
+
+// When the gateway thread received the message it is handling: the latency of the replies it
+// sends itself (errors, Health, Stats).
+thread_local SteadyClock::time_point t_received;
 
 v1::Response error_response(v1::StatusCode code, const std::string& message) {
   v1::Response r;
@@ -32,6 +38,7 @@ void send_frames(zmq::socket_t& router, const std::vector<std::string>& envelope
 
 void send_response(zmq::socket_t& router, const std::vector<std::string>& envelope,
                    const v1::Response& response) {
+  metrics().observe_response(response, t_received);
   send_frames(router, envelope, response.SerializeAsString());
 }
 
@@ -42,6 +49,18 @@ v1::Response search_error(uint64_t request_id, v1::StatusCode code, const std::s
   s->mutable_status()->set_code(code);
   s->mutable_status()->set_message(message);
   return r;
+}
+
+uint64_t request_id_of(const v1::Request& r) {
+  switch (r.body_case()) {
+    case v1::Request::kSearch: return r.search().request_id();
+    case v1::Request::kUpsert: return r.upsert().request_id();
+    case v1::Request::kDelete: return r.delete_().request_id();
+    case v1::Request::kStats: return r.stats().request_id();
+    case v1::Request::kHealth: return r.health().request_id();
+    case v1::Request::kAdmin: return r.admin().request_id();
+    default: return 0;
+  }
 }
 
 }  // namespace
@@ -128,6 +147,7 @@ Gateway::Gateway(zmq::context_t& context, const Config& config, const IndexMeta&
 Gateway::~Gateway() { stop(); }
 
 void Gateway::start() {
+  started_ = SteadyClock::now();
   std::promise<std::string> bound;
   std::future<std::string> bind_result = bound.get_future();
   thread_ = std::thread([this, &bound] {
@@ -201,6 +221,7 @@ void Gateway::run(zmq::socket_t& router, zmq::socket_t& inbox) {
 }
 
 void Gateway::handle(std::vector<zmq::message_t>& frames, zmq::socket_t& router) {
+  t_received = SteadyClock::now();
   if (frames.size() < 2) {
     ARGENT_LOG(kWarn, "gateway: dropped a message with ", frames.size(),
                " frames (no routing envelope)");
@@ -228,6 +249,7 @@ void Gateway::handle(std::vector<zmq::message_t>& frames, zmq::socket_t& router)
                                      " bytes that do not parse as an argent.v1.Request"));
     return;
   }
+  const LogRequestScope log_scope(request_id_of(request));
   switch (request.body_case()) {
     case v1::Request::kSearch: {
       PendingSearch pending;
@@ -261,6 +283,7 @@ void Gateway::handle(std::vector<zmq::message_t>& frames, zmq::socket_t& router)
       h->set_items(items);
       h->set_dim(meta_.dim);
       h->set_backend(info_.backend);
+      h->set_version(argent_version());
       send_response(router, envelope, r);
       return;
     }
@@ -276,7 +299,15 @@ void Gateway::handle(std::vector<zmq::message_t>& frames, zmq::socket_t& router)
         shard->set_items(s.items_per_rank[rank]);
         if (rank < s.partitions_per_rank.size())
           for (int32_t p : s.partitions_per_rank[rank]) shard->add_partitions(p);
+        if (rank < s.tombstones_per_rank.size()) shard->set_tombstones(s.tombstones_per_rank[rank]);
+        if (rank < s.step_ms_per_rank.size()) shard->set_step_ms(s.step_ms_per_rank[rank]);
+        if (rank < s.steps_per_rank.size()) shard->set_steps(s.steps_per_rank[rank]);
       }
+      out->set_version(argent_version());
+      out->set_backend(info_.backend);
+      out->set_dim(meta_.dim);
+      out->set_index_partitions(meta_.partitions);
+      out->set_uptime_s(std::chrono::duration<double>(SteadyClock::now() - started_).count());
       out->set_requests(s.requests);
       out->set_qps(s.qps);
       out->set_p50_ms(s.p50_ms);

@@ -59,6 +59,7 @@ class Gateway {
   GatewayInfo info_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
+  SteadyClock::time_point started_ = SteadyClock::now();
 };
 
 }  // namespace argent

@@ -2,6 +2,7 @@
 // queued for the step loop, which logs, applies and answers them (coordinator/updater.h).
 #include "common/error.h"
 #include "coordinator/gateway.h"
+#include "coordinator/metrics.h"
 
 namespace argent {
 namespace {
@@ -16,6 +17,7 @@ void send_reply(zmq::socket_t& router, const std::vector<std::string>& envelope,
 
 void Gateway::handle_write(const v1::Request& request, std::vector<std::string> envelope,
                            zmq::socket_t& router) {
+  const auto received = SteadyClock::now();
   const bool admin = request.has_admin();
   const uint64_t request_id = admin ? request.admin().request_id()
                               : request.has_upsert() ? request.upsert().request_id()
@@ -32,6 +34,7 @@ void Gateway::handle_write(const v1::Request& request, std::vector<std::string> 
     }
     status->set_code(code);
     status->set_message(message);
+    metrics().observe_response(r, received);
     send_reply(router, envelope, r);
   };
   if (info_.mutations == nullptr) {

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "coordinator/gateway.h"
 #include "coordinator/merger.h"
+#include "coordinator/metrics.h"
 #include "coordinator/rerank_model.h"
 #include "coordinator/partition_map.h"
 #include "coordinator/replier.h"
@@ -157,6 +158,7 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
     ARGENT_LOG(kInfo, "reranker: ", config.rerank.model, ", ", rerank->reranker->n_tasks(),
                " tasks, depth ", config.rerank.depth, ", on ", rerank->reranker->device().str());
   }
+  metrics().serve(config.metrics.endpoint);
   gateway.start();
   Merger merger(context, stats, data.size(), rerank.get());
   Replier replier(context);
@@ -178,7 +180,13 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
       broadcast_header(control, StepOp::kStats, ++step_id, 0);
       stats.set_shards(gather_items(data, *s.worker), partitions);
       stats.set_queue_depth(queue.depth());
-      if (config.serve.stats_interval_s > 0) ARGENT_LOG(kInfo, "stats: ", stats.summary());
+      metrics().set_queue_depth("write", mutations.depth());
+      if (config.serve.stats_interval_s > 0) {
+        const UpdateStatsSnapshot u = update_stats.snapshot();
+        ARGENT_LOG(kInfo, "stats: ", stats.summary(), " writes upserts/s ", u.upserts_per_s,
+                   " deletes/s ", u.deletes_per_s, " visible p99 ", u.visible_p99_ms,
+                   " ms wal seq ", u.wal_sequence);
+      }
     }
     std::vector<PendingSearch> batch =
         queue.pop_batch(config.serve.max_batch, std::chrono::microseconds(config.serve.max_wait_us),
@@ -192,7 +200,8 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
       if (now > r.deadline) {
         stats.record_deadline_exceeded();
         replier.send(r.envelope, search_status(r, v1::DEADLINE_EXCEEDED,
-                                               "deadline passed while the request was queued"));
+                                               "deadline passed while the request was queued"),
+                     r.arrival);
       } else {
         live.push_back(std::move(r));
       }
@@ -223,7 +232,7 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
     } catch (const Error& e) {
       // Requests were validated one by one; a batch that still fails is answered, not fatal.
       for (const PendingSearch& r : live)
-        replier.send(r.envelope, search_status(r, v1::INTERNAL, e.what()));
+        replier.send(r.envelope, search_status(r, v1::INTERNAL, e.what()), r.arrival);
       continue;
     }
     std::vector<uint8_t> payload = encode_search_step(step);
@@ -236,7 +245,9 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
     job.code_dims = step.with_codes ? s.meta.d_pad : 0;
     job.dispatched = now;
     job.blocks.resize(block.size() * size_t(data.size()));
+    const auto gather_start = SteadyClock::now();
     data.all_gather_host(block.data(), job.blocks.data(), block.size());
+    metrics().observe_all_gather(ms_between(gather_start, SteadyClock::now()) / 1000.0);
     job.requests = std::move(live);
     merger.push(std::move(job));
   }
@@ -245,10 +256,13 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
   updater.finish(replier);  // a logged group is applied and acknowledged, not dropped
   broadcast_header(control, StepOp::kShutdown, ++step_id, 0);
   for (const PendingSearch& r : queue.close())
-    replier.send(r.envelope, search_status(r, v1::UNAVAILABLE, "server is shutting down"));
+    replier.send(r.envelope, search_status(r, v1::UNAVAILABLE, "server is shutting down"),
+                 r.arrival);
   for (const PendingMutation& m : mutations.close())
-    replier.send(m.envelope, mutation_status(m, v1::UNAVAILABLE,
-                                             "server is shutting down; not logged, not applied"));
+    replier.send(m.envelope,
+                 mutation_status(m, v1::UNAVAILABLE,
+                                 "server is shutting down; not logged, not applied"),
+                 m.arrival);
   merger.stop();
   gateway.stop();
   return 0;

@@ -19,7 +19,10 @@ struct StatsSnapshot {
   int64_t queue_depth = 0;
   int64_t rejected_overloaded = 0, rejected_deadline = 0, rejected_invalid = 0;
   std::vector<int64_t> items_per_rank;
+  std::vector<int64_t> tombstones_per_rank;  // deleted rows awaiting compaction (empty: none yet)
   std::vector<std::vector<int32_t>> partitions_per_rank;
+  std::vector<double> step_ms_per_rank;    // mean local search time, last interval
+  std::vector<int64_t> steps_per_rank;     // search steps, last interval
 };
 
 class ServerStats {
@@ -28,12 +31,15 @@ class ServerStats {
 
   void record_answer(double latency_ms);
   void record_batch(int64_t size);
+  // A rank's local search time of one step (from its ShardBlock).
+  void record_rank_step(int32_t rank, double ms);
   void record_overloaded();
   void record_deadline_exceeded();
   void record_invalid();
   void set_queue_depth(int64_t depth);
   void set_shards(std::vector<int64_t> items_per_rank,
                   std::vector<std::vector<int32_t>> partitions_per_rank);
+  void set_tombstones(std::vector<int64_t> tombstones_per_rank);
 
   // Closes the current interval (percentiles, QPS) if `interval` has passed since the last one;
   // returns true when it did.
@@ -49,6 +55,8 @@ class ServerStats {
   std::vector<double> interval_latencies_;
   Clock::time_point interval_start_;
   std::array<int64_t, 32> batch_hist_{};
+  std::vector<double> interval_step_ms_;   // per rank: sum over the interval
+  std::vector<int64_t> interval_steps_;
 };
 
 }  // namespace argent

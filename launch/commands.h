@@ -36,5 +36,6 @@ CommandFn add_query_command(CLI::App& app);
 CommandFn add_upsert_command(CLI::App& app);
 CommandFn add_delete_command(CLI::App& app);
 CommandFn add_admin_command(CLI::App& app);
+CommandFn add_export_command(CLI::App& app);
 
 }  // namespace argent

@@ -5,6 +5,8 @@
 #
 #   launch/start-cluster.sh --index DIR [--ranks 3] [--endpoint tcp://127.0.0.1:5555]
 #                           [--config configs/demo.yaml] [--backend cpu|cuda] [--rerank-model FILE]
+#                           [--metrics-endpoint HOST:PORT] [--log-level info]
+# Runs $ARGENT_BUILD_DIR/launch/argent (default build/, as launch/build.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +17,7 @@ while [[ $# -gt 0 ]]; do
   case $1 in
     --ranks) ranks=$2; shift 2 ;;
     --config) config=$2; shift 2 ;;
-    --index|--endpoint|--backend|--rerank-model) args+=("$1" "$2"); shift 2 ;;
+    --index|--endpoint|--backend|--rerank-model|--metrics-endpoint|--log-level) args+=("$1" "$2"); shift 2 ;;
     *) echo "start-cluster.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -23,4 +25,4 @@ done
 # Open MPI refuses to run as root unless told it may (containers, CI).
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 exec mpirun --oversubscribe --bind-to none -np "$ranks" \
-  build/launch/argent serve --config "$config" "${args[@]}"
+  "${ARGENT_BUILD_DIR:-build}/launch/argent" serve --config "$config" "${args[@]}"

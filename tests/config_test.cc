@@ -70,6 +70,7 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.rerank.depth, b.rerank.depth);
   EXPECT_EQ(a.rerank.chunk_rows, b.rerank.chunk_rows);
   EXPECT_EQ(a.rerank.device, b.rerank.device);
+  EXPECT_EQ(a.metrics.endpoint, b.metrics.endpoint);
 }
 
 TEST(Config, DemoFileEqualsBuiltInDefaults) {
