@@ -32,6 +32,8 @@ class Exposer;
 
 namespace argent {
 
+class Progress;  // common/progress.h
+
 class Metrics {
  public:
   Metrics();
@@ -104,7 +106,7 @@ class RebalanceProgress {
 
  private:
   int64_t total_, moved_ = 0;
-  std::unique_ptr<class Progress> bar_;
+  std::unique_ptr<Progress> bar_;
 };
 
 }  // namespace argent
