@@ -1,7 +1,5 @@
 #include "coordinator/metrics.h"
 
-#include <prometheus/exposer.h>
-
 #include <algorithm>
 #include <cctype>
 #include <mutex>
@@ -9,6 +7,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/progress.h"
+#include "coordinator/metrics_http.h"
 
 namespace argent {
 namespace {
@@ -172,17 +171,10 @@ std::string Metrics::serve(const std::string& endpoint) {
     return "";
   ARGENT_CHECK(colon != std::string::npos && colon > 0 && colon + 1 < endpoint.size(),
                "metrics.endpoint '", endpoint, "' is not HOST:PORT (e.g. 127.0.0.1:9464)");
-  ARGENT_CHECK(exposer_ == nullptr, "metrics: the endpoint is already served");
-  try {
-    exposer_ = std::make_unique<prometheus::Exposer>(endpoint, 1);
-  } catch (const std::exception& e) {
-    ARGENT_THROW(ErrorCode::kUnavailable, "cannot serve metrics on '", endpoint, "': ", e.what());
-  }
-  exposer_->RegisterCollectable(registry_);
-  const std::vector<int> ports = exposer_->GetListeningPorts();
+  ARGENT_CHECK(server_ == nullptr, "metrics: the endpoint is already served");
   const std::string host = endpoint.substr(0, colon);
-  const std::string bound = host + ":" + (ports.empty() ? endpoint.substr(colon + 1)
-                                                        : std::to_string(ports.front()));
+  server_ = std::make_unique<MetricsHttpServer>(host, endpoint.substr(colon + 1), registry_);
+  const std::string bound = host + ":" + std::to_string(server_->port());
   ARGENT_LOG(kInfo, "metrics: http://", bound, "/metrics");
   return bound;
 }

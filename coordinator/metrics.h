@@ -26,13 +26,10 @@
 
 #include "argent/v1/service.pb.h"
 
-namespace prometheus {
-class Exposer;
-}
-
 namespace argent {
 
 class Progress;  // common/progress.h
+class MetricsHttpServer;  // coordinator/metrics_http.h
 
 class Metrics {
  public:
@@ -87,7 +84,7 @@ class Metrics {
   struct Families;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<Families> families_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<MetricsHttpServer> server_;
 };
 
 // The process's metrics.

@@ -193,6 +193,7 @@ int run_bench(const BenchArgs& a) {
     for (const Row& r : rows)
       f << "argent,\"" << r.filter << "\"," << r.mode << ',' << r.batch << ',' << r.nprobe << ','
         << r.qps << ',' << r.ms_per_batch << ',' << r.recall10 << ',' << r.recall100 << '\n';
+    f.close();
     ARGENT_CHECK(f.good(), "bench: cannot write ", a.csv);
     const std::string latency_csv = sibling_path(a.csv, "-latency.csv");
     std::ofstream l(latency_csv);
@@ -201,6 +202,7 @@ int run_bench(const BenchArgs& a) {
       for (double ms : r.batch_ms)
         l << '"' << r.filter << "\"," << r.mode << ',' << r.batch << ',' << r.nprobe << ',' << ms
           << '\n';
+    l.close();
     ARGENT_CHECK(l.good(), "bench: cannot write ", latency_csv);
     if (!a.no_plots) write_plots(a.csv, latency_csv);
   }

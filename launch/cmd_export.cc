@@ -76,9 +76,9 @@ int run_export(const ExportArgs& a) {
   std::sort(rows.begin(), rows.end(), [](const Row& x, const Row& y) { return x.id < y.id; });
 
   const int64_t dim = meta.dim, d_pad = meta.d_pad;
-  std::vector<int64_t> ids(size_t(n));
+  std::vector<int64_t> ids(static_cast<size_t>(n));
   std::vector<int8_t> codes(size_t(n * dim));
-  std::vector<float> scales(size_t(n)), embeddings(size_t(n * dim));
+  std::vector<float> scales(static_cast<size_t>(n)), embeddings(static_cast<size_t>(n * dim));
   make_directories(a.out);
   std::ofstream features(a.out + "/features.jsonl.tmp");
   ARGENT_CHECK(features.good(), "export: cannot write ", a.out, "/features.jsonl");

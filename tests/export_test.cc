@@ -36,12 +36,12 @@ std::string slurp(const std::string& path) {
   return s.str();
 }
 
-struct Run {
+struct CmdRun {
   int status;
   std::string err;
 };
 
-Run argent(const test::TempDir& dir, const std::string& args) {
+CmdRun argent(const test::TempDir& dir, const std::string& args) {
   const std::string err = dir.file("stderr");
   const std::string cmd = std::string("'") + ARGENT_BIN + "' " + args + " > /dev/null 2> '" + err + "'";
   const int rc = std::system(cmd.c_str());
@@ -136,7 +136,7 @@ TEST(Export, RoundTripsTheItemsExactly) {
   ASSERT_EQ(argent(dir, "build-index --out " + dir.file("a") + " --embeddings " +
                             dir.file("items.fvecs") + " --ids " + dir.file("ids.npy") +
                             " --features " + dir.file("features.jsonl") + cfg).status, 0);
-  const Run e = argent(dir, "export --index " + dir.file("a") + " --out " + dir.file("ea"));
+  const CmdRun e = argent(dir, "export --index " + dir.file("a") + " --out " + dir.file("ea"));
   ASSERT_EQ(e.status, 0) << e.err;
 
   // Ids ascending; features as given; codes and scales as an independent float64 quantizer
@@ -208,7 +208,7 @@ TEST(Export, BadVecsFilesAreNamedErrors) {
   write_fvecs(dir.file("ok.fvecs"), x.data(), 10, 4);
   const std::string bytes = slurp(dir.file("ok.fvecs"));
   std::ofstream(dir.file("cut.fvecs"), std::ios::binary) << bytes.substr(0, bytes.size() - 3);
-  Run r = argent(dir, "build-index --out " + dir.file("i") + " --embeddings " + dir.file("cut.fvecs"));
+  CmdRun r = argent(dir, "build-index --out " + dir.file("i") + " --embeddings " + dir.file("cut.fvecs"));
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("cut.fvecs: record 9"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("cut short"), std::string::npos) << r.err;
@@ -245,7 +245,7 @@ TEST(Bench, WritesLatenciesAndPlotsNextToTheCsv) {
   write_npy_f32(dir.file("q.npy"), q.data(), 20, 16);
   ASSERT_EQ(argent(dir, "build-index --out " + dir.file("i") + " --embeddings " + dir.file("items.npy") +
                             " --nlist 16 --partitions 2").status, 0);
-  const Run r = argent(dir, "bench --index " + dir.file("i") + " --queries " + dir.file("q.npy") +
+  const CmdRun r = argent(dir, "bench --index " + dir.file("i") + " --queries " + dir.file("q.npy") +
                                 " --embeddings " + dir.file("items.npy") + " --k 10 --nprobe 1,4 " +
                                 "--batch 1,8 --min-seconds 0 --csv " + dir.file("run.csv"));
   ASSERT_EQ(r.status, 0) << r.err;

@@ -12,6 +12,7 @@ ignored. A client needs its own pair and the server's public key.
 import os
 
 import zmq
+from zmq.utils import z85
 
 _KEY_LENGTH = 40
 
@@ -37,7 +38,7 @@ def read_key_file(path):
                 raise KeyFileError(f"{path}:{number}: {name} has {len(value)} characters; "
                                    f"a Z85 CURVE key has {_KEY_LENGTH}")
             try:
-                zmq.utils.z85.decode(value)
+                z85.decode(value)
             except Exception as e:  # z85 raises ValueError/KeyError on bad characters
                 raise KeyFileError(f"{path}:{number}: {name} is not Z85 ({e})") from None
             if name in keys:

@@ -29,7 +29,7 @@ cat "$work/out.txt"
 grep -q "the cluster answers as a single process does" "$work/out.txt"
 grep -Eq '^ranks +2$' "$work/out.txt" || { echo "admin status did not show 2 ranks"; exit 1; }
 grep -Eq '^health +ok$' "$work/out.txt"
-grep -Eq '^items +20000$' "$work/out.txt"
+grep -Eq '^items +10000$' "$work/out.txt"
 [[ $(wc -l < "$work/w/served.jsonl") -eq 100 ]]
 
 # The Slurm script parses, and every variable it reads is documented in its header.
