@@ -25,8 +25,8 @@ int run_build_index(const BuildIndexArgs& a) {
   if (a.nlist >= 0) cfg.index.nlist = a.nlist;
   if (a.partitions >= 0) cfg.index.partitions = a.partitions;
   ARGENT_CHECK((a.synthetic > 0) + !a.embeddings.empty() + !a.codes.empty() == 1,
-               "build-index: give one of --embeddings, --codes with --scales, or --synthetic N "
-               "--dim D");
+               "build-index: give either --embeddings or --synthetic N --dim D (or pre-quantized "
+               "items: --codes with --scales)");
   ARGENT_CHECK(a.codes.empty() == a.scales.empty(), "build-index: --codes and --scales go together");
   ItemSet items;
   if (!a.codes.empty()) {
