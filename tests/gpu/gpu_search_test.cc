@@ -157,5 +157,36 @@ TEST_F(GpuSearchTest, CoarseSamplesAreRescuedExactly) {
   EXPECT_GT(stats.rescued_queries, 0) << "the test meant to exercise the rescue path";
 }
 
+TEST_F(GpuSearchTest, LargeIvfBatchesSampleByPairs) {
+  // 256 queries x 20 probed lists: enough (query, list) pairs for the pair-wise sample pass
+  // (sample_pairs.cu), with a sparse sample, with and without filters (some unfiltered).
+  const uint64_t seed = test::test_seed(903);
+  auto f = make_fixture(seed, 20000, 128, 24);
+  Rng rng(seed);
+  const int64_t nq = 256, k = 50;
+  const int nprobe = 20;
+  std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * 128));
+  std::vector<std::string> filters;
+  for (int64_t i = 0; i < nq; ++i) {
+    Rng style(seed + i);
+    filters.push_back(i % 4 == 0 ? ""
+                                 : test::render_expr(test::random_expr(rng, 3, kFeatures, kValues),
+                                                     style));
+  }
+  for (const bool filtered : {false, true}) {
+    const QueryBatch q = prepare_queries(x.data(), nq, 128, f->engine->meta(),
+                                         filtered ? filters : std::vector<std::string>{});
+    Prober prober(f->engine->meta());
+    const ScanIndexView v = f->engine->shard().view();
+    const std::vector<int32_t> lists = prober.probe(q, nprobe, v.list_sizes, v.list_summaries);
+    for (const int stride : {16, 64}) {
+      GpuSearchStats stats;
+      EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), nprobe, k),
+                       gpu_search(*f, q, false, nullptr, nprobe, k, stride, &stats), k))
+          << "stride " << stride << " filtered " << filtered << " seed " << seed;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace argent
