@@ -94,7 +94,7 @@ echo "== C: upserts alone"
 stats > "$work/c1.json"
 
 echo "== D: snapshot, then crash (SIGKILL) and recovery"
-"$argent" admin snapshot --endpoint "$endpoint" > "$work/snapshot.json"
+"$argent" admin snapshot --json --endpoint "$endpoint" > "$work/snapshot.json"
 "$argent" upsert --endpoint "$endpoint" --random 20000 --batch "$batch" --concurrency "$writers" \
   --id-base 3000000000 --summary-json "$work/d.json"
 kill -KILL $(pgrep -P "$job") "$job" 2>/dev/null || true

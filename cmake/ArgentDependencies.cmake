@@ -24,6 +24,9 @@ add_compile_options($<$<COMPILE_LANGUAGE:CXX>:${_argent_torch_flags}>)
 # The distributed service: MPI collectives, the ZeroMQ gateway (cppzmq) and Protobuf messages.
 find_package(MPI REQUIRED COMPONENTS CXX)
 find_package(cppzmq REQUIRED)
+# The coordinator's metrics registry and text format (Debian: prometheus-cpp-dev; its civetweb
+# Exposer is not used, coordinator/metrics_http.h says why).
+find_package(prometheus-cpp CONFIG REQUIRED)
 # Open MPI refuses to start as root unless told; oversubscribe lets a 3-rank job run on 2 cores.
 set(ARGENT_MPIEXEC_FLAGS --oversubscribe --bind-to none CACHE STRING "Flags for mpiexec in tests")
 if(NOT MPIEXEC_EXECUTABLE)

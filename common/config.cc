@@ -320,6 +320,9 @@ const std::vector<Entry>& schema() {
                 1, 100000,
                 "Refused connections and requests logged per second at most; the rest are "
                 "counted and the count logged with the next line."),
+        string_key("metrics.endpoint", &C::metrics, &MetricsConfig::endpoint,
+                   "HOST:PORT where the coordinator serves Prometheus metrics over HTTP at "
+                   "/metrics (e.g. 0.0.0.0:9464); empty or port 0: no endpoint."),
     };
   }();
   return entries;

@@ -105,6 +105,11 @@ struct GatewayConfig {
   int64_t log_rejections_per_s = 10;
 };
 
+// The coordinator's Prometheus endpoint (docs/operations.md, "Metrics").
+struct MetricsConfig {
+  std::string endpoint;  // HOST:PORT of the /metrics HTTP endpoint; empty or port 0: off
+};
+
 struct Config {
   IndexConfig index;
   SearchConfig search;
@@ -113,6 +118,7 @@ struct Config {
   RerankConfig rerank;
   UpdatesConfig updates;
   GatewayConfig gateway;
+  MetricsConfig metrics;
 };
 
 // One documented key of the schema.

@@ -131,8 +131,13 @@ std::vector<float> npy_to_float_matrix(const NpyArray& a, const std::string& wha
   } else if (a.dtype == "<f2") {
     const auto* h = reinterpret_cast<const uint16_t*>(a.data.data());
     for (int64_t i = 0; i < n; ++i) out[size_t(i)] = half_to_float(h[i]);
+  } else if (a.dtype == "|u1") {  // .bvecs (SIFT1B) and uint8 .npy: every value exact in float
+    for (int64_t i = 0; i < n; ++i) out[size_t(i)] = float(a.data[size_t(i)]);
+  } else if (a.dtype == "<i4") {  // .ivecs as vectors
+    const auto* p = reinterpret_cast<const int32_t*>(a.data.data());
+    for (int64_t i = 0; i < n; ++i) out[size_t(i)] = float(p[i]);
   } else {
-    ARGENT_CHECK(false, what, ": dtype '", a.dtype, "' is not float32 or float16");
+    ARGENT_CHECK(false, what, ": dtype '", a.dtype, "' is not float32, float16, uint8 or int32");
   }
   for (int64_t i = 0; i < n; ++i) {
     ARGENT_CHECK(std::isfinite(out[size_t(i)]), what, ": row ", i / std::max<int64_t>(*cols, 1),

@@ -19,7 +19,8 @@ struct NpyArray {
 // Fortran order, big-endian, or a payload shorter than the shape says.
 NpyArray read_npy(const std::string& path);
 
-// A 2-D float matrix [rows, cols] from a float32 or float16 array (1-D arrays are one row).
+// A 2-D float matrix [rows, cols] from a float32, float16, uint8 or int32 array (1-D arrays are
+// one row; int32 values beyond 2^24 round to the nearest float).
 // Throws when the dtype is anything else or a value is NaN or infinite.
 std::vector<float> npy_to_float_matrix(const NpyArray& array, const std::string& what,
                                        int64_t* rows, int64_t* cols);

@@ -1,9 +1,11 @@
 #include "coordinator/coordinator_steps.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "common/error.h"
+#include "coordinator/metrics.h"
 
 namespace argent {
 
@@ -30,7 +32,8 @@ void run_search_step(const SearchStepContext& ctx, std::vector<PendingSearch> ba
     if (now > r.deadline) {
       ctx.stats.record_deadline_exceeded();
       ctx.replier.send(r.envelope, search_status(r, v1::DEADLINE_EXCEEDED,
-                                                 "deadline passed while the request was queued"));
+                                                 "deadline passed while the request was queued"),
+                       r.arrival);
     } else {
       live.push_back(std::move(r));
     }
@@ -60,7 +63,7 @@ void run_search_step(const SearchStepContext& ctx, std::vector<PendingSearch> ba
   } catch (const Error& e) {
     // Requests were validated one by one; a batch that still fails is answered, not fatal.
     for (const PendingSearch& r : live)
-      ctx.replier.send(r.envelope, search_status(r, v1::INTERNAL, e.what()));
+      ctx.replier.send(r.envelope, search_status(r, v1::INTERNAL, e.what()), r.arrival);
     return;
   }
   // From here until the merger takes them, a cluster failure answers them (UNAVAILABLE).
@@ -77,7 +80,10 @@ void run_search_step(const SearchStepContext& ctx, std::vector<PendingSearch> ba
   job.code_dims = step.with_codes ? meta.d_pad : 0;
   job.dispatched = now;
   job.blocks.resize(block.size() * size_t(ctx.data.size()));
+  const auto gather_start = SteadyClock::now();
   ctx.data.all_gather_host(block.data(), job.blocks.data(), block.size());
+  metrics().observe_all_gather(
+      std::chrono::duration<double>(SteadyClock::now() - gather_start).count());
   ctx.watchdog.end();
   // Every rank must have answered this step, this batch, with these sizes.
   for (int r = 0; r < ctx.data.size(); ++r) {

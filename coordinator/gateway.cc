@@ -6,10 +6,16 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/version.h"
+#include "coordinator/metrics.h"
 #include "coordinator/replier.h"
 
 namespace argent {
 namespace {
+
+// When the gateway thread received the message it is handling: the latency of the replies it
+// sends itself (errors, Health, Stats).
+thread_local SteadyClock::time_point t_received;
 
 v1::Response error_response(v1::StatusCode code, const std::string& message) {
   v1::Response r;
@@ -25,6 +31,18 @@ v1::Response search_error(uint64_t request_id, v1::StatusCode code, const std::s
   s->mutable_status()->set_code(code);
   s->mutable_status()->set_message(message);
   return r;
+}
+
+uint64_t request_id_of(const v1::Request& r) {
+  switch (r.body_case()) {
+    case v1::Request::kSearch: return r.search().request_id();
+    case v1::Request::kUpsert: return r.upsert().request_id();
+    case v1::Request::kDelete: return r.delete_().request_id();
+    case v1::Request::kStats: return r.stats().request_id();
+    case v1::Request::kHealth: return r.health().request_id();
+    case v1::Request::kAdmin: return r.admin().request_id();
+    default: return 0;
+  }
 }
 
 }  // namespace
@@ -47,6 +65,7 @@ void Gateway::start() {
     zap_ = std::make_unique<ZapHandler>(context_, config_.gateway, rejections_);
     zap_->start();
   }
+  started_ = SteadyClock::now();
   std::promise<std::string> bound;
   std::future<std::string> bind_result = bound.get_future();
   thread_ = std::thread([this, &bound] {
@@ -91,6 +110,7 @@ void Gateway::stop() {
 }
 
 void Gateway::reply(const std::vector<std::string>& envelope, const v1::Response& response) {
+  metrics().observe_response(response, t_received);
   if (!send_reply(*router_, envelope, response.SerializeAsString())) stats_.record_dropped_reply();
 }
 
@@ -186,6 +206,7 @@ void Gateway::run(zmq::socket_t& router, zmq::socket_t& inbox, zmq::socket_t& mo
 }
 
 void Gateway::handle(IncomingMessage& message) {
+  t_received = SteadyClock::now();
   if (!message.refusal.empty()) {
     stats_.record_dropped_request();
     if (message.envelope.empty()) {
@@ -206,30 +227,28 @@ void Gateway::handle(IncomingMessage& message) {
     return;
   }
   if (!authorized(request, message)) return;
+  const LogRequestScope log_scope(request_id_of(request));
   switch (request.body_case()) {
     case v1::Request::kSearch: {
       PendingSearch pending;
       const std::string problem = validate_search(request.search(), meta_, config_, &pending);
       if (!problem.empty()) {
         stats_.record_invalid();
-        reply(envelope,
-                      search_error(request.search().request_id(), v1::INVALID_ARGUMENT, problem));
+        reply(envelope, search_error(request.search().request_id(), v1::INVALID_ARGUMENT, problem));
         return;
       }
       pending.envelope = std::move(envelope);
       if (!queue_.push(pending)) {
         const std::string closed = queue_.closed_reason();
         if (!closed.empty()) {  // a failed or stopping cluster: not a retry-later overload
-          send_response(router, pending.envelope,
-                        search_error(pending.request_id, v1::UNAVAILABLE, closed));
+          reply(pending.envelope, search_error(pending.request_id, v1::UNAVAILABLE, closed));
           return;
         }
         stats_.record_overloaded();
         reply(pending.envelope,
-                      search_error(pending.request_id, v1::OVERLOADED,
-                                   "request queue is full (serve.max_queue = " +
-                                       std::to_string(config_.serve.max_queue) +
-                                       "); retry later"));
+              search_error(pending.request_id, v1::OVERLOADED,
+                           "request queue is full (serve.max_queue = " +
+                               std::to_string(config_.serve.max_queue) + "); retry later"));
       }
       return;
     }
@@ -245,6 +264,7 @@ void Gateway::handle(IncomingMessage& message) {
       h->set_items(items);
       h->set_dim(meta_.dim);
       h->set_backend(info_.backend);
+      h->set_version(argent_version());
       reply(envelope, r);
       return;
     }
@@ -260,7 +280,15 @@ void Gateway::handle(IncomingMessage& message) {
         shard->set_items(s.items_per_rank[rank]);
         if (rank < s.partitions_per_rank.size())
           for (int32_t p : s.partitions_per_rank[rank]) shard->add_partitions(p);
+        if (rank < s.tombstones_per_rank.size()) shard->set_tombstones(s.tombstones_per_rank[rank]);
+        if (rank < s.step_ms_per_rank.size()) shard->set_step_ms(s.step_ms_per_rank[rank]);
+        if (rank < s.steps_per_rank.size()) shard->set_steps(s.steps_per_rank[rank]);
       }
+      out->set_version(argent_version());
+      out->set_backend(info_.backend);
+      out->set_dim(meta_.dim);
+      out->set_index_partitions(meta_.partitions);
+      out->set_uptime_s(std::chrono::duration<double>(SteadyClock::now() - started_).count());
       out->set_requests(s.requests);
       out->set_qps(s.qps);
       out->set_p50_ms(s.p50_ms);

@@ -68,6 +68,7 @@ class Gateway {
   zmq::socket_t* router_ = nullptr;  // the gateway thread's socket, while it runs
   std::atomic<bool> stop_{false};
   std::thread thread_;
+  SteadyClock::time_point started_ = SteadyClock::now();
 };
 
 }  // namespace argent

@@ -2,6 +2,7 @@
 // queued for the step loop, which logs, applies and answers them (coordinator/updater.h).
 #include "common/error.h"
 #include "coordinator/gateway.h"
+#include "coordinator/metrics.h"
 
 namespace argent {
 

@@ -75,6 +75,8 @@ void Merger::answer(const MergeJob& job, Replier& replier) {
   for (int r = 0; r < ranks_; ++r)
     blocks.push_back(shard_block(job.blocks.data() + size_t(r) * block_bytes, n, k, job.code_dims));
   const bool reranking = rerank_ != nullptr && job.code_dims > 0;
+  for (const ShardBlockView& b : blocks)
+    stats_.record_rank_step(b.header->rank, double(b.header->search_ms));
 
   // Merge every live query: its top k, or with the reranker its top max(k, depth) candidates.
   const auto now = SteadyClock::now();
@@ -85,8 +87,10 @@ void Merger::answer(const MergeJob& job, Replier& replier) {
     const PendingSearch& req = job.requests[size_t(q)];
     if (now > req.deadline) {
       stats_.record_deadline_exceeded();
-      replier.send(req.envelope, search_status(req, v1::DEADLINE_EXCEEDED,
-                                               "deadline passed while the request was searched"));
+      replier.send(req.envelope,
+                   search_status(req, v1::DEADLINE_EXCEEDED,
+                                 "deadline passed while the request was searched"),
+                   req.arrival);
       continue;
     }
     std::vector<const float*> scores;
@@ -121,7 +125,8 @@ void Merger::answer(const MergeJob& job, Replier& replier) {
       for (int64_t q : live)
         replier.send(job.requests[size_t(q)].envelope,
                      search_status(job.requests[size_t(q)], v1::INTERNAL,
-                                   std::string("rerank failed: ") + e.what()));
+                                   std::string("rerank failed: ") + e.what()),
+                     job.requests[size_t(q)].arrival);
       return;
     }
   }
@@ -157,7 +162,7 @@ void Merger::answer(const MergeJob& job, Replier& replier) {
     const double server_ms = ms_between(req.arrival, SteadyClock::now());
     s->set_server_ms(float(server_ms));
     s->set_batch_size(int32_t(n));
-    replier.send(req.envelope, out);
+    replier.send(req.envelope, out, req.arrival);
     stats_.record_answer(server_ms);
   }
 }

@@ -5,6 +5,7 @@
 
 #include <zmq.hpp>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -17,7 +18,10 @@ constexpr const char* kReplyInbox = "inproc://argent-gateway-replies";
 class Replier {
  public:
   explicit Replier(zmq::context_t& context);
-  void send(const std::vector<std::string>& envelope, const v1::Response& response);
+  // Also counts the reply in the metrics (coordinator/metrics.h), with its latency from
+  // `arrival` when that is set.
+  void send(const std::vector<std::string>& envelope, const v1::Response& response,
+            std::chrono::steady_clock::time_point arrival = {});
 
  private:
   zmq::socket_t socket_;

@@ -13,6 +13,7 @@
 #include "coordinator/gateway.h"
 #include "coordinator/inflight_board.h"
 #include "coordinator/merger.h"
+#include "coordinator/metrics.h"
 #include "coordinator/rerank_model.h"
 #include "coordinator/partition_map.h"
 #include "coordinator/rank_liveness.h"
@@ -206,6 +207,7 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
     ARGENT_LOG(kInfo, "reranker: ", config.rerank.model, ", ", rerank->reranker->n_tasks(),
                " tasks, depth ", config.rerank.depth, ", on ", rerank->reranker->device().str());
   }
+  metrics().serve(config.metrics.endpoint);
   gateway.start();
   Merger merger(context, stats, data.size(), rerank.get(), &board);
   Replier replier(context);
@@ -230,8 +232,13 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
         stats.set_shards(gather_items(data, *s.worker), partitions);
         watchdog.end();
         stats.set_queue_depth(queue.depth());
-        if (roll && config.serve.stats_interval_s > 0)
-          ARGENT_LOG(kInfo, "stats: ", stats.summary());
+        metrics().set_queue_depth("write", mutations.depth());
+        if (roll && config.serve.stats_interval_s > 0) {
+          const UpdateStatsSnapshot u = update_stats.snapshot();
+          ARGENT_LOG(kInfo, "stats: ", stats.summary(), " writes upserts/s ", u.upserts_per_s,
+                     " deletes/s ", u.deletes_per_s, " visible p99 ", u.visible_p99_ms,
+                     " ms wal seq ", u.wal_sequence);
+        }
       }
       std::vector<PendingSearch> batch = queue.pop_batch(
           config.serve.max_batch, std::chrono::microseconds(config.serve.max_wait_us),
@@ -261,7 +268,8 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
     watchdog.fail(std::string("rank 0: shutdown: ") + e.what());
   }
   for (const PendingSearch& r : queue.close())
-    replier.send(r.envelope, search_status(r, v1::UNAVAILABLE, "server is shutting down"));
+    replier.send(r.envelope, search_status(r, v1::UNAVAILABLE, "server is shutting down"),
+                 r.arrival);
   for (const PendingMutation& m : mutations.close())
     replier.send(m.envelope, status_reply(reply_target(m), v1::UNAVAILABLE,
                                           "server is shutting down; not logged, not applied"));

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <sstream>
 
+#include "coordinator/metrics.h"
+
 namespace argent {
 namespace {
 
@@ -27,19 +29,34 @@ void ServerStats::record_answer(double latency_ms) {
 
 void ServerStats::record_batch(int64_t size) {
   if (size <= 0) return;
+  metrics().observe_batch(size);
   int bucket = 0;
   while (bucket < 31 && (int64_t(1) << (bucket + 1)) <= size) ++bucket;
   std::lock_guard<std::mutex> lock(mu_);
   ++batch_hist_[size_t(bucket)];
 }
 
+void ServerStats::record_rank_step(int32_t rank, double ms) {
+  metrics().observe_rank_step(rank, ms / 1000.0);
+  if (rank < 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (interval_steps_.size() <= size_t(rank)) {
+    interval_steps_.resize(size_t(rank) + 1, 0);
+    interval_step_ms_.resize(size_t(rank) + 1, 0.0);
+  }
+  ++interval_steps_[size_t(rank)];
+  interval_step_ms_[size_t(rank)] += ms;
+}
+
 void ServerStats::record_overloaded() {
   std::lock_guard<std::mutex> lock(mu_);
   ++closed_.rejected_overloaded;
+  metrics().rejection("overloaded").Increment();
 }
 void ServerStats::record_deadline_exceeded() {
   std::lock_guard<std::mutex> lock(mu_);
   ++closed_.rejected_deadline;
+  metrics().rejection("deadline").Increment();
 }
 void ServerStats::record_dropped_reply() {
   std::lock_guard<std::mutex> lock(mu_);
@@ -64,16 +81,29 @@ void ServerStats::record_permission_denied() {
 void ServerStats::record_invalid() {
   std::lock_guard<std::mutex> lock(mu_);
   ++closed_.rejected_invalid;
+  metrics().rejection("invalid").Increment();
 }
 void ServerStats::set_queue_depth(int64_t depth) {
   std::lock_guard<std::mutex> lock(mu_);
   closed_.queue_depth = depth;
+  metrics().set_queue_depth("search", depth);
 }
 void ServerStats::set_shards(std::vector<int64_t> items_per_rank,
                              std::vector<std::vector<int32_t>> partitions_per_rank) {
+  for (size_t r = 0; r < items_per_rank.size(); ++r)
+    metrics().set_shard_items(int32_t(r), items_per_rank[r]);
   std::lock_guard<std::mutex> lock(mu_);
   closed_.items_per_rank = std::move(items_per_rank);
   closed_.partitions_per_rank = std::move(partitions_per_rank);
+}
+
+void ServerStats::set_tombstones(std::vector<int64_t> tombstones_per_rank) {
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_.tombstones_per_rank = std::move(tombstones_per_rank);
+  for (size_t r = 0; r < closed_.tombstones_per_rank.size(); ++r)
+    metrics().set_shard(int32_t(r),
+                        r < closed_.items_per_rank.size() ? closed_.items_per_rank[r] : 0,
+                        closed_.tombstones_per_rank[r]);
 }
 
 bool ServerStats::roll(std::chrono::duration<double> interval) {
@@ -87,6 +117,13 @@ bool ServerStats::roll(std::chrono::duration<double> interval) {
   closed_.p90_ms = percentile(interval_latencies_, 0.90);
   closed_.p99_ms = percentile(interval_latencies_, 0.99);
   interval_latencies_.clear();
+  closed_.steps_per_rank = interval_steps_;
+  closed_.step_ms_per_rank.assign(interval_steps_.size(), 0.0);
+  for (size_t r = 0; r < interval_steps_.size(); ++r)
+    if (interval_steps_[r] > 0)
+      closed_.step_ms_per_rank[r] = interval_step_ms_[r] / double(interval_steps_[r]);
+  std::fill(interval_steps_.begin(), interval_steps_.end(), 0);
+  std::fill(interval_step_ms_.begin(), interval_step_ms_.end(), 0.0);
   interval_start_ = now;
   return true;
 }

@@ -24,7 +24,10 @@ struct StatsSnapshot {
   int64_t rejected_unauthenticated = 0;   // handshakes refused (unknown key, wrong mechanism)
   int64_t rejected_permission = 0;        // requests beyond the client's role
   std::vector<int64_t> items_per_rank;
+  std::vector<int64_t> tombstones_per_rank;  // deleted rows awaiting compaction (empty: none yet)
   std::vector<std::vector<int32_t>> partitions_per_rank;
+  std::vector<double> step_ms_per_rank;    // mean local search time, last interval
+  std::vector<int64_t> steps_per_rank;     // search steps, last interval
 };
 
 class ServerStats {
@@ -33,6 +36,8 @@ class ServerStats {
 
   void record_answer(double latency_ms);
   void record_batch(int64_t size);
+  // A rank's local search time of one step (from its ShardBlock).
+  void record_rank_step(int32_t rank, double ms);
   void record_overloaded();
   void record_deadline_exceeded();
   void record_invalid();
@@ -43,6 +48,7 @@ class ServerStats {
   void set_queue_depth(int64_t depth);
   void set_shards(std::vector<int64_t> items_per_rank,
                   std::vector<std::vector<int32_t>> partitions_per_rank);
+  void set_tombstones(std::vector<int64_t> tombstones_per_rank);
 
   // Closes the current interval (percentiles, QPS) if `interval` has passed since the last one;
   // returns true when it did.
@@ -58,6 +64,8 @@ class ServerStats {
   std::vector<double> interval_latencies_;
   Clock::time_point interval_start_;
   std::array<int64_t, 32> batch_hist_{};
+  std::vector<double> interval_step_ms_;   // per rank: sum over the interval
+  std::vector<int64_t> interval_steps_;
 };
 
 }  // namespace argent

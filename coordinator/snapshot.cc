@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/progress.h"
 #include "common/section_file.h"
 #include "shard/partition_file.h"
 
@@ -59,8 +60,13 @@ void write_shard_snapshot(const ShardIndex& shard, const std::string& index_dir,
                           const std::string& dir_name) {
   const std::string dir = index_dir + "/" + dir_name;
   make_directories(dir);
-  for (const PartitionData& part : shard.export_partitions())
+  const std::vector<PartitionData> parts = shard.export_partitions();
+  Progress progress("snapshot: writing " + std::to_string(parts.size()) + " partitions",
+                    int64_t(parts.size()));
+  for (const PartitionData& part : parts) {
     write_partition(dir, shard.meta(), part);
+    progress.add(1);
+  }
 }
 
 void commit_snapshot(const std::string& index_dir, IndexMeta meta, const SnapshotPointer& p) {

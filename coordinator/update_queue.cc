@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "coordinator/metrics.h"
+
 namespace argent {
 
 bool MutationQueue::push(PendingMutation& m) {
@@ -67,6 +69,8 @@ void UpdateStats::record_step(int64_t upserts, int64_t deletes,
   interval_deletes_ += deletes;
   if (interval_visible_.size() < 1000000)
     interval_visible_.insert(interval_visible_.end(), visible_ms.begin(), visible_ms.end());
+  metrics().observe_writes(upserts, deletes);
+  for (double ms : visible_ms) metrics().observe_write_visible(ms / 1000.0);
 }
 
 void UpdateStats::set_shards(int64_t tombstones, int64_t rows_in_use) {
@@ -78,11 +82,13 @@ void UpdateStats::set_wal(uint64_t last_sequence, int64_t bytes) {
   std::lock_guard<std::mutex> lock(mu_);
   closed_.wal_sequence = last_sequence;
   closed_.wal_bytes = bytes;
+  metrics().set_wal(last_sequence, bytes);
 }
 
 void UpdateStats::set_snapshot(uint64_t sequence) {
   std::lock_guard<std::mutex> lock(mu_);
   closed_.snapshot_sequence = sequence;
+  metrics().set_snapshot_sequence(sequence);
 }
 
 bool UpdateStats::roll(std::chrono::duration<double> interval) {

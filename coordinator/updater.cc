@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "common/progress.h"
 #include "coordinator/mutation_step.h"
 
 namespace argent {
@@ -92,7 +93,9 @@ void Updater::recover() {
     pending.clear();
     items = 0;
   };
+  Progress progress("replaying the write-ahead log", int64_t(rec.records.size()));
   for (const WalRecord& r : rec.records) {
+    progress.add(1);
     if (r.sequence <= snapshot_.sequence) continue;  // already in the snapshot
     MutationBatch b = decode_mutation(r.payload.data(), r.payload.size(), ctx_.meta.dim);
     if (items + b.size() > ctx_.config.updates.max_step_items) flush();
@@ -101,6 +104,7 @@ void Updater::recover() {
     ++replayed;
   }
   flush();
+  progress.finish();
   // Records the snapshot covers are left when a crash came between the snapshot's pointer and
   // the log's truncation: finish that truncation now.
   if (wal_->next_sequence() <= snapshot_.sequence) wal_->reset(snapshot_.sequence + 1);
@@ -161,16 +165,18 @@ std::vector<uint8_t> Updater::mutate(const MutationStep& step) {
 
 void Updater::refresh_stats(const std::vector<uint8_t>& acks, int32_t n_requests) {
   const size_t stride = mutation_ack_bytes(n_requests);
-  std::vector<int64_t> items;
+  std::vector<int64_t> items, tombstones_per_rank;
   int64_t tombstones = 0, rows = 0;
   for (int r = 0; r < ctx_.data.size(); ++r) {
     MutationAck a;
     std::memcpy(&a, acks.data() + size_t(r) * stride, sizeof a);
     items.push_back(a.items);
     tombstones += a.tombstones;
+    tombstones_per_rank.push_back(a.tombstones);
     rows += a.rows_in_use;
   }
   server_stats_.set_shards(std::move(items), server_stats_.snapshot().partitions_per_rank);
+  server_stats_.set_tombstones(std::move(tombstones_per_rank));
   stats_.set_shards(tombstones, rows);
 }
 
@@ -193,7 +199,8 @@ void Updater::run_queued(MutationQueue& queue, Replier& replier) {
     try {
       add_to_step(m.batch, &in_flight_->step);
     } catch (const Error& e) {
-      replier.send(m.envelope, mutation_reply(m.request_id, v1::INVALID_ARGUMENT, e.what(), 0, 0));
+      replier.send(m.envelope, mutation_reply(m.request_id, v1::INVALID_ARGUMENT, e.what(), 0, 0),
+                   m.arrival);
       continue;
     }
     payloads.push_back(encode_mutation(m.batch));
@@ -232,7 +239,8 @@ void Updater::complete(Replier& replier) {
     for (const PendingMutation& m : job.requests)
       replier.send(m.envelope, mutation_reply(m.request_id, v1::UNAVAILABLE,
                                               std::string("not logged, not applied: ") + e.what(),
-                                              0, 0));
+                                              0, 0),
+                   m.arrival);
     return;
   }
   const std::vector<uint8_t> acks = mutate(job.step);
@@ -254,7 +262,8 @@ void Updater::complete(Replier& replier) {
     const PendingMutation& m = job.requests[size_t(q)];
     (m.batch.kind == MutationKind::kUpsert ? upserts : deletes) += m.batch.size();
     visible.push_back(ms_since(m.arrival));
-    replier.send(m.envelope, mutation_reply(m.request_id, v1::OK, "", applied, first + uint64_t(q)));
+    replier.send(m.envelope, mutation_reply(m.request_id, v1::OK, "", applied, first + uint64_t(q)),
+                 m.arrival);
   }
   refresh_stats(acks, n);
   stats_.record_step(upserts, deletes, visible);

@@ -53,7 +53,7 @@ void Updater::answer_snapshot(const PendingMutation& req, Replier& replier) {
   a->set_items(done.items);
   a->set_seconds(seconds);
   a->set_path(problem.empty() ? snapshot_data_dir(ctx_.config.index.dir, done) : "");
-  replier.send(req.envelope, r);
+  replier.send(req.envelope, r, req.arrival);
 }
 
 std::string Updater::snapshot(SnapshotPointer* done, double* seconds) {

@@ -3,13 +3,16 @@
 // table and writes CSV/JSON (bench/cpu_vs_faiss.py runs it beside FAISS on the same data).
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <unordered_set>
 
 #include "common/error.h"
+#include "common/vecs.h"
 #include "common/npy.h"
 #include "launch/commands.h"
 #include "launch/ground_truth.h"
@@ -24,7 +27,7 @@ struct BenchArgs {
   int64_t k = 100;
   std::vector<int> nprobes = {4, 8, 16, 32, 64};
   std::vector<int> batches = {1, 16, 64};
-  bool skip_exact = false;
+  bool skip_exact = false, no_plots = false;
   double min_seconds = 1.0;
   int64_t max_queries = 1024;
   int threads = 0;
@@ -34,6 +37,7 @@ struct Row {
   std::string filter, mode;
   int batch = 0, nprobe = 0;
   double qps = 0, ms_per_batch = 0, recall10 = 0, recall100 = 0;
+  std::vector<double> batch_ms;  // each batch of the query set, searched alone
 };
 
 double recall_at(const std::vector<int64_t>& gt, int64_t gt_k, const std::vector<int64_t>& got,
@@ -54,7 +58,7 @@ std::vector<int64_t> ground_truth_ids(const BenchArgs& a, const LocalEngine& eng
                                       const std::vector<float>& q, int64_t n, int dim,
                                       const std::string& filter, int64_t* gt_k) {
   if (!a.ground_truth.empty() && filter.empty()) {
-    const NpyArray arr = read_npy(a.ground_truth);
+    const NpyArray arr = read_array(a.ground_truth);
     ARGENT_CHECK(arr.shape.size() == 2 && arr.shape[0] >= n, a.ground_truth,
                  ": expected int64 [queries, k] ground truth");
     *gt_k = arr.shape[1];
@@ -66,13 +70,13 @@ std::vector<int64_t> ground_truth_ids(const BenchArgs& a, const LocalEngine& eng
                filter.empty() ? "" : " under a filter");
   int64_t n_items = 0, items_dim = 0;
   const std::vector<float> items =
-      npy_to_float_matrix(read_npy(a.embeddings), a.embeddings, &n_items, &items_dim);
+      npy_to_float_matrix(read_array(a.embeddings), a.embeddings, &n_items, &items_dim);
   ARGENT_CHECK(items_dim == dim, a.embeddings, ": dimension ", items_dim, " != ", dim);
   std::vector<int64_t> ids(static_cast<size_t>(n_items));
   if (a.ids.empty()) {
     for (int64_t i = 0; i < n_items; ++i) ids[size_t(i)] = i;
   } else {
-    ids = npy_to_int64_vector(read_npy(a.ids), a.ids);
+    ids = npy_to_int64_vector(read_array(a.ids), a.ids);
   }
   std::vector<uint8_t> eligible;
   if (!filter.empty()) {
@@ -93,11 +97,29 @@ std::vector<int64_t> ground_truth_ids(const BenchArgs& a, const LocalEngine& eng
   return pos;
 }
 
+// CSV.csv -> CSV<suffix> (the latency samples and the plots lie next to the results).
+std::string sibling_path(const std::string& csv, const std::string& suffix) {
+  const size_t dot = csv.rfind(".csv");
+  return (dot != std::string::npos && dot + 4 == csv.size() ? csv.substr(0, dot) : csv) + suffix;
+}
+
+// The PNG plots (bench/plot.py, python3-matplotlib): throughput vs recall and the latency CDF.
+// A machine without matplotlib still gets the CSVs; the plot is reported as skipped.
+void write_plots(const std::string& csv, const std::string& latency_csv) {
+  const char* env = std::getenv("ARGENT_BENCH_PLOT");
+  const std::string script = env != nullptr ? env : ARGENT_BENCH_PLOT;
+  const std::string cmd = "/usr/bin/python3 '" + script + "' --csv '" + csv + "' --latency '" +
+                          latency_csv + "' --out '" + sibling_path(csv, "") + "'";
+  if (std::system(cmd.c_str()) != 0)
+    std::fprintf(stderr, "bench: plots not written (%s failed; needs python3-matplotlib)\n",
+                 script.c_str());
+}
+
 int run_bench(const BenchArgs& a) {
   const Config cfg = a.config.load();
   const LocalEngine engine = LocalEngine::open(a.index, cfg);
   int64_t n = 0, dim = 0;
-  std::vector<float> q = npy_to_float_matrix(read_npy(a.queries), a.queries, &n, &dim);
+  std::vector<float> q = npy_to_float_matrix(read_array(a.queries), a.queries, &n, &dim);
   n = std::min(n, a.max_queries);
   q.resize(size_t(n * dim));
   std::vector<std::string> filters = {""};
@@ -138,6 +160,14 @@ int run_bench(const BenchArgs& a) {
         } while (elapsed < a.min_seconds);
         Row r;
         r.filter = filter.empty() ? "none" : filter;
+        // Latency: each batch of the query set searched and timed on its own, once.
+        for (int64_t start = 0; start < n; start += batch) {
+          const int64_t m = std::min<int64_t>(batch, n - start);
+          const auto b0 = std::chrono::steady_clock::now();
+          engine.search(q.data() + start * dim, m, int(dim), f, o);
+          r.batch_ms.push_back(
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - b0).count());
+        }
         // Both exact modes must agree id for id: the bounds only skip lists that cannot matter.
         if (nprobe == 0) exact_ids = first.ids;
         if (nprobe < 0)
@@ -163,7 +193,18 @@ int run_bench(const BenchArgs& a) {
     for (const Row& r : rows)
       f << "argent,\"" << r.filter << "\"," << r.mode << ',' << r.batch << ',' << r.nprobe << ','
         << r.qps << ',' << r.ms_per_batch << ',' << r.recall10 << ',' << r.recall100 << '\n';
+    f.close();
     ARGENT_CHECK(f.good(), "bench: cannot write ", a.csv);
+    const std::string latency_csv = sibling_path(a.csv, "-latency.csv");
+    std::ofstream l(latency_csv);
+    l << "filter,mode,batch,nprobe,ms\n";
+    for (const Row& r : rows)
+      for (double ms : r.batch_ms)
+        l << '"' << r.filter << "\"," << r.mode << ',' << r.batch << ',' << r.nprobe << ',' << ms
+          << '\n';
+    l.close();
+    ARGENT_CHECK(l.good(), "bench: cannot write ", latency_csv);
+    if (!a.no_plots) write_plots(a.csv, latency_csv);
   }
   if (!a.json.empty()) {
     nlohmann::json j = nlohmann::json::array();
@@ -201,7 +242,10 @@ CommandFn add_bench_command(CLI::App& app) {
       ->capture_default_str();
   c->add_option("--max-queries", a->max_queries, "Use at most this many queries")->capture_default_str();
   c->add_option("--threads", a->threads, "Threads (0 = all cores)")->capture_default_str();
-  c->add_option("--csv", a->csv, "Write results as CSV");
+  c->add_option("--csv", a->csv,
+                "Write results as CSV, per-batch latencies as CSV-latency.csv, and the plots "
+                "CSV-recall-qps.png and CSV-latency-cdf.png next to it");
+  c->add_flag("--no-plots", a->no_plots, "With --csv: skip the PNG plots");
   c->add_option("--json", a->json, "Write results as JSON");
   a->config.add_to(c);
   return [a] { return run_bench(*a); };

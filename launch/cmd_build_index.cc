@@ -12,7 +12,7 @@ namespace {
 
 struct BuildIndexArgs {
   ConfigOption config;
-  std::string out, embeddings, ids, features;
+  std::string out, embeddings, ids, features, codes, scales;
   int64_t synthetic = 0;
   int dim = 0;
   uint64_t seed = 1;
@@ -24,10 +24,14 @@ int run_build_index(const BuildIndexArgs& a) {
   Config cfg = a.config.load();
   if (a.nlist >= 0) cfg.index.nlist = a.nlist;
   if (a.partitions >= 0) cfg.index.partitions = a.partitions;
-  ARGENT_CHECK((a.synthetic > 0) != !a.embeddings.empty(),
-               "build-index: give either --embeddings or --synthetic N --dim D");
+  ARGENT_CHECK((a.synthetic > 0) + !a.embeddings.empty() + !a.codes.empty() == 1,
+               "build-index: give either --embeddings or --synthetic N --dim D (or pre-quantized "
+               "items: --codes with --scales)");
+  ARGENT_CHECK(a.codes.empty() == a.scales.empty(), "build-index: --codes and --scales go together");
   ItemSet items;
-  if (a.synthetic > 0) {
+  if (!a.codes.empty()) {
+    items = load_quantized_item_set(a.codes, a.scales, a.ids, a.features);
+  } else if (a.synthetic > 0) {
     ARGENT_CHECK(a.dim >= 1, "build-index: --synthetic needs --dim D");
     items = generate_synthetic_items(a.synthetic, a.dim, a.seed, cfg.synthetic);
   } else {
@@ -46,11 +50,17 @@ CommandFn add_build_index_command(CLI::App& app) {
   auto a = std::make_shared<BuildIndexArgs>();
   CLI::App* c = app.add_subcommand("build-index", "Build an index directory from items");
   c->add_option("--out", a->out, "Index directory to write")->required();
-  c->add_option("--embeddings", a->embeddings, "Item embeddings, .npy float32/float16 [N, d]")
+  c->add_option("--embeddings", a->embeddings, "Item embeddings [N, d]: .npy float32/float16, .fvecs, .bvecs or .ivecs")
       ->check(CLI::ExistingFile);
-  c->add_option("--ids", a->ids, "Item ids, .npy int64 [N] (default 0..N-1)")->check(CLI::ExistingFile);
+  c->add_option("--ids", a->ids, "Item ids [N]: .npy int64/int32 or .ivecs of dimension 1 (default 0..N-1)")->check(CLI::ExistingFile);
   c->add_option("--features", a->features,
                 "Item features, JSON Lines {\"id\": 7, \"features\": {\"3\": [100, 101]}}")
+      ->check(CLI::ExistingFile);
+  c->add_option("--codes", a->codes,
+                "Pre-quantized items: int8 codes .npy [N, d] (argent export's codes.npy); stored "
+                "exactly, with --scales")
+      ->check(CLI::ExistingFile);
+  c->add_option("--scales", a->scales, "Pre-quantized items: float32 scales .npy [N]")
       ->check(CLI::ExistingFile);
   c->add_option("--synthetic", a->synthetic, "Generate N synthetic items instead of reading files");
   c->add_option("--dim", a->dim, "Dimension of synthetic items (1..2048)");

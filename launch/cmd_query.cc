@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/vecs.h"
 #include "common/npy.h"
 #include "coordinator/client.h"
 #include "launch/client_keys_option.h"
@@ -86,7 +87,7 @@ int run_query(const QueryArgs& a) {
   int64_t n = 0, qdim = 0;
   std::vector<float> x;
   if (!a.queries.empty()) {
-    x = npy_to_float_matrix(read_npy(a.queries), a.queries, &n, &qdim);
+    x = npy_to_float_matrix(read_array(a.queries), a.queries, &n, &qdim);
   } else {
     // Random queries: standard normal, seeded, of the server's dimension.
     n = a.random;
@@ -176,7 +177,7 @@ CommandFn add_query_command(CLI::App& app) {
       "query", "Query a running server through its gateway; prints the same JSON lines as search");
   c->add_option("--endpoint", a->endpoint, "Gateway endpoint")->capture_default_str();
   a->keys.add_to(c);
-  c->add_option("--queries", a->queries, "Queries, .npy float32/float16 [n, d]")
+  c->add_option("--queries", a->queries, "Queries [n, d]: .npy float32/float16, .fvecs or .bvecs")
       ->check(CLI::ExistingFile);
   c->add_option("--random", a->random, "Send this many random queries instead of --queries");
   c->add_option("--seed", a->seed, "Seed of --random queries")->capture_default_str();

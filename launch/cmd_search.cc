@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "common/vecs.h"
 #include "common/npy.h"
 #include "launch/commands.h"
 #include "launch/result_lines.h"
@@ -32,7 +33,7 @@ int run_search(const SearchArgs& a) {
   opts.exact = a.exact;
   opts.exhaustive = a.scan_all;
   int64_t n = 0, dim = 0;
-  const std::vector<float> q = npy_to_float_matrix(read_npy(a.queries), a.queries, &n, &dim);
+  const std::vector<float> q = npy_to_float_matrix(read_array(a.queries), a.queries, &n, &dim);
   const LocalEngine engine = LocalEngine::open(a.index, cfg);
   ARGENT_CHECK(dim == engine.meta().dim, a.queries, ": query dimension ", dim,
                " does not match the index dimension ", engine.meta().dim);
@@ -60,7 +61,7 @@ CommandFn add_search_command(CLI::App& app) {
   auto a = std::make_shared<SearchArgs>();
   CLI::App* c = app.add_subcommand("search", "Search a local index; prints JSON lines");
   c->add_option("--index", a->index, "Index directory")->required()->check(CLI::ExistingDirectory);
-  c->add_option("--queries", a->queries, "Queries, .npy float32/float16 [n, d]")
+  c->add_option("--queries", a->queries, "Queries [n, d]: .npy float32/float16, .fvecs or .bvecs")
       ->required()
       ->check(CLI::ExistingFile);
   c->add_option("--k", a->k, "Results per query (default search.k)");

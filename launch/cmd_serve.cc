@@ -15,7 +15,8 @@ namespace {
 
 struct ServeArgs {
   ConfigOption config;
-  std::string index, endpoint, backend, device, rerank_model, log_level = "info";
+  std::string index, endpoint, metrics_endpoint, backend, device, rerank_model, log_level = "info";
+  bool metrics_endpoint_set = false;
 };
 
 extern "C" void on_shutdown_signal(int) { request_server_shutdown(); }
@@ -25,6 +26,7 @@ int run_serve(const ServeArgs& a) {
   Config cfg = a.config.load();
   if (!a.index.empty()) cfg.index.dir = a.index;
   if (!a.endpoint.empty()) cfg.serve.endpoint = a.endpoint;
+  if (a.metrics_endpoint_set) cfg.metrics.endpoint = a.metrics_endpoint;
   if (!a.rerank_model.empty()) {
     cfg.rerank.enabled = true;
     cfg.rerank.model = a.rerank_model;
@@ -64,13 +66,19 @@ CommandFn add_serve_command(CLI::App& app) {
   c->add_option("--index", a->index, "Index directory (overrides index.dir)")
       ->check(CLI::ExistingDirectory);
   c->add_option("--endpoint", a->endpoint, "Gateway endpoint (overrides serve.endpoint)");
+  c->add_option("--metrics-endpoint", a->metrics_endpoint,
+                "Prometheus endpoint HOST:PORT (overrides metrics.endpoint; \"\" or port 0: none)")
+      ->each([a](const std::string&) { a->metrics_endpoint_set = true; });
   c->add_option("--backend", a->backend, "Collectives: cpu (MPI) or cuda (NCCL)");
   c->add_option("--device", a->device,
                 "Where each rank scans its shard: cpu or cuda (overrides search.device)");
   c->add_option("--rerank-model", a->rerank_model,
                 "Rerank with this model file (sets rerank.enabled and rerank.model)")
       ->check(CLI::ExistingFile);
-  c->add_option("--serve-log-level", a->log_level, "Server log level")->capture_default_str();
+  c->add_option("--log-level,--serve-log-level", a->log_level,
+                "Server log level (trace, debug, info, warn, error); info logs a stats line "
+                "every serve.stats_interval_s")
+      ->capture_default_str();
   return [a] { return run_serve(*a); };
 }
 

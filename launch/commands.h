@@ -39,5 +39,6 @@ CommandFn add_admin_command(CLI::App& app);
 CommandFn add_supervise_command(CLI::App& app);
 // `argent admin keygen --out NAME` (launch/cmd_keygen.cc).
 int run_keygen(const std::string& out_prefix);
+CommandFn add_export_command(CLI::App& app);
 
 }  // namespace argent

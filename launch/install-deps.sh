@@ -12,6 +12,7 @@ packages=(
   libzmq3-dev cppzmq-dev
   libprotobuf-dev protobuf-compiler
   libyaml-cpp-dev libcli11-dev libspdlog-dev nlohmann-json3-dev
+  prometheus-cpp-dev
   libopenblas0-pthread
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
@@ -19,6 +20,8 @@ packages=(
   clang libclang-rt-14-dev
   # python client, FAISS comparison benchmarks
   python3 python3-numpy python3-zmq python3-protobuf python3-faiss
+  # the Python package, installed into a venv (pip install ./python), and bench plots
+  python3-pip python3-venv python3-setuptools python3-matplotlib
   # reranker training and the tests that export models (python/train_reranker.py)
   python3-torch
 )

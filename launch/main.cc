@@ -6,13 +6,18 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/version.h"
 #include "launch/commands.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Argent: a sharded int8 retrieval engine with Bloom eligibility and reranking"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("argent ") + argent::argent_version());
   std::string log_level = "warn";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format, "text, or json (one JSON object a line)")
+      ->capture_default_str();
 
   std::map<std::string, argent::CommandFn> commands;
   commands["build-index"] = argent::add_build_index_command(app);
@@ -27,6 +32,7 @@ int main(int argc, char** argv) {
   commands["delete"] = argent::add_delete_command(app);
   commands["admin"] = argent::add_admin_command(app);
   commands["supervise"] = argent::add_supervise_command(app);
+  commands["export"] = argent::add_export_command(app);
 
   try {
     app.parse(argc, argv);
@@ -38,7 +44,7 @@ int main(int argc, char** argv) {
     return e.get_exit_code();
   }
   try {
-    argent::init_logging(log_level);
+    argent::init_logging(log_level, -1, log_format);
     for (const auto& [name, run] : commands)
       if (app.got_subcommand(name)) return run();
   } catch (const argent::Error& e) {

@@ -5,10 +5,11 @@
 #
 #   launch/start-cluster.sh --index DIR [--ranks 3] [--endpoint tcp://127.0.0.1:5555]
 #                           [--config configs/demo.yaml] [--backend cpu|cuda] [--rerank-model FILE]
-#                           [--supervise]
+#                           [--supervise] [--metrics-endpoint HOST:PORT] [--log-level info]
 #
 # --supervise runs the job under `argent supervise`, which restarts it after a failure (with
 # backoff); the restarted job recovers from its snapshot and log (docs/reliability.md).
+# Runs $ARGENT_BUILD_DIR/launch/argent (default build/, as launch/build.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,9 +20,9 @@ supervise=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --ranks) ranks=$2; shift 2 ;;
-    --supervise) supervise=(build/launch/argent supervise --); shift ;;
+    --supervise) supervise=("${ARGENT_BUILD_DIR:-build}/launch/argent" supervise --); shift ;;
     --config) config=$2; shift 2 ;;
-    --index|--endpoint|--backend|--rerank-model) args+=("$1" "$2"); shift 2 ;;
+    --index|--endpoint|--backend|--rerank-model|--metrics-endpoint|--log-level) args+=("$1" "$2"); shift 2 ;;
     *) echo "start-cluster.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -29,4 +30,4 @@ done
 # Open MPI refuses to run as root unless told it may (containers, CI).
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 exec "${supervise[@]}" mpirun --oversubscribe --bind-to none -np "$ranks" \
-  build/launch/argent serve --config "$config" "${args[@]}"
+  "${ARGENT_BUILD_DIR:-build}/launch/argent" serve --config "$config" "${args[@]}"

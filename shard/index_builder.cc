@@ -110,8 +110,18 @@ BuildReport build_index(const ItemSet& items, const IndexConfig& cfg, const std:
   std::vector<int8_t> codes(size_t(n) * size_t(meta.d_pad));
   std::vector<float> scales(static_cast<size_t>(n));
   std::vector<int32_t> bias(static_cast<size_t>(n));
-  quantize_rows(items.embeddings.data(), n, items.dim, meta.d_pad, meta.normalize, codes.data(),
-                scales.data(), bias.data());
+  if (items.quantized()) {
+    // Pre-quantized items (argent export): stored as given, padding dims 0, so that an index
+    // rebuilt from its export holds the same codes and scales bit for bit.
+    for (int64_t i = 0; i < n; ++i)
+      std::copy_n(items.codes.data() + i * items.dim, items.dim,
+                  codes.data() + i * int64_t(meta.d_pad));
+    scales = items.scales;
+    code_bias(codes.data(), n, meta.d_pad, bias.data());
+  } else {
+    quantize_rows(items.embeddings.data(), n, items.dim, meta.d_pad, meta.normalize,
+                  codes.data(), scales.data(), bias.data());
+  }
   std::vector<int32_t> labels(static_cast<size_t>(n));
   const QuantizedCentroids qc = quantize_centroids(meta.centroids.data(), meta.nlist, meta.dim);
   assign_to_centroids(codes.data(), scales.data(), bias.data(), n, qc, labels.data());

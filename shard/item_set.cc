@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "common/error.h"
+#include "common/vecs.h"
 #include "common/npy.h"
 #include "kernels/layout.h"
 
@@ -32,6 +34,10 @@ void validate_item_set(const ItemSet& items) {
                items.embeddings.size(), " embedding values for dim ", items.dim);
   ARGENT_CHECK(int64_t(items.feature_offsets.size()) == n + 1, "items: feature offsets for ",
                items.feature_offsets.size() - 1, " items, expected ", n);
+  ARGENT_CHECK(!items.quantized() || (int64_t(items.scales.size()) == n &&
+                                      int64_t(items.codes.size()) == n * items.dim),
+               "items: ", items.scales.size(), " scales and ", items.codes.size(),
+               " codes for ", n, " items of dim ", items.dim);
   for (size_t i = 0; i < items.embeddings.size(); ++i)
     ARGENT_CHECK(std::isfinite(items.embeddings[i]), "items: embedding of item ",
                  items.ids[i / size_t(items.dim)], " has a non-finite value (NaN or inf)");
@@ -107,21 +113,71 @@ std::unordered_map<int64_t, FeatureList> read_features_jsonl(const std::string& 
 
 }  // namespace
 
+namespace {
+
+// Ids (default 0..rows-1) and features of `rows` items whose embeddings are already in `items`.
+void load_ids_and_features(ItemSet& items, int64_t rows, const std::string& what,
+                           const std::string& ids_path, const std::string& features_path);
+
+}  // namespace
+
 ItemSet load_item_set(const std::string& embeddings_path, const std::string& ids_path,
                       const std::string& features_path) {
   ItemSet items;
   int64_t rows = 0, cols = 0;
-  items.embeddings = npy_to_float_matrix(read_npy(embeddings_path), embeddings_path, &rows, &cols);
+  items.embeddings = npy_to_float_matrix(read_array(embeddings_path), embeddings_path, &rows, &cols);
   ARGENT_CHECK(cols >= 1 && cols <= kMaxDim, embeddings_path, ": dimension ", cols,
                " is outside [1, ", kMaxDim, "]");
   items.dim = int32_t(cols);
+  load_ids_and_features(items, rows, embeddings_path, ids_path, features_path);
+  return items;
+}
+
+ItemSet load_quantized_item_set(const std::string& codes_path, const std::string& scales_path,
+                                const std::string& ids_path, const std::string& features_path) {
+  const NpyArray codes = read_npy(codes_path);
+  ARGENT_CHECK(codes.dtype == "|i1" && codes.shape.size() == 2, codes_path,
+               ": expected int8 codes [N, d], got dtype '", codes.dtype, "' with ",
+               codes.shape.size(), " dimensions");
+  const int64_t rows = codes.shape[0], cols = codes.shape[1];
+  ARGENT_CHECK(cols >= 1 && cols <= kMaxDim, codes_path, ": dimension ", cols,
+               " is outside [1, ", kMaxDim, "]");
+  const NpyArray scales = read_npy(scales_path);
+  ARGENT_CHECK(scales.dtype == "<f4" && scales.shape.size() == 1 && scales.shape[0] == rows,
+               scales_path, ": expected float32 scales [", rows, "] (one per code row)");
+  ItemSet items;
+  items.dim = int32_t(cols);
+  items.codes.resize(size_t(rows * cols));
+  std::memcpy(items.codes.data(), codes.data.data(), items.codes.size());
+  items.scales.resize(size_t(rows));
+  std::memcpy(items.scales.data(), scales.data.data(), items.scales.size() * sizeof(float));
+  items.embeddings.resize(size_t(rows * cols));
+  for (int64_t i = 0; i < rows; ++i) {
+    const float scale = items.scales[size_t(i)];
+    ARGENT_CHECK(std::isfinite(scale) && scale >= 0, scales_path, ": scale ", i, " is ", scale,
+                 "; scales are finite and >= 0");
+    for (int64_t j = 0; j < cols; ++j) {
+      const int8_t c = items.codes[size_t(i * cols + j)];
+      ARGENT_CHECK(c != -128, codes_path, ": row ", i, " column ", j,
+                   " is -128; codes are in [-127, 127]");
+      items.embeddings[size_t(i * cols + j)] = float(c) * scale;
+    }
+  }
+  load_ids_and_features(items, rows, codes_path, ids_path, features_path);
+  return items;
+}
+
+namespace {
+
+void load_ids_and_features(ItemSet& items, int64_t rows, const std::string& what,
+                           const std::string& ids_path, const std::string& features_path) {
   if (ids_path.empty()) {
     items.ids.resize(size_t(rows));
     for (int64_t i = 0; i < rows; ++i) items.ids[size_t(i)] = i;
   } else {
-    items.ids = npy_to_int64_vector(read_npy(ids_path), ids_path);
+    items.ids = npy_to_int64_vector(read_array(ids_path), ids_path);
     ARGENT_CHECK(int64_t(items.ids.size()) == rows, ids_path, ": ", items.ids.size(),
-                 " ids for ", rows, " embeddings");
+                 " ids for ", rows, " rows of ", what);
   }
   std::unordered_map<int64_t, FeatureList> features;
   if (!features_path.empty()) features = read_features_jsonl(features_path);
@@ -138,7 +194,8 @@ ItemSet load_item_set(const std::string& embeddings_path, const std::string& ids
   ARGENT_CHECK(matched == features.size(), features_path, ": ", features.size() - matched,
                " lines name ids that are not among the embeddings' ids");
   validate_item_set(items);
-  return items;
 }
+
+}  // namespace
 
 }  // namespace argent

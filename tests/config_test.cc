@@ -84,6 +84,7 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.gateway.max_filter_depth, b.gateway.max_filter_depth);
   EXPECT_EQ(a.gateway.max_item_features, b.gateway.max_item_features);
   EXPECT_EQ(a.gateway.log_rejections_per_s, b.gateway.log_rejections_per_s);
+  EXPECT_EQ(a.metrics.endpoint, b.metrics.endpoint);
 }
 
 TEST(Config, DemoFileEqualsBuiltInDefaults) {
