@@ -209,6 +209,14 @@ const std::vector<Entry>& schema() {
                 "hanging it."),
         float_key("serve.stats_interval_s", &C::serve, &ServeConfig::stats_interval_s, 0.0,
                   3600.0, "Seconds between the server's stats log lines (0: never)."),
+        list_key("serve.standby_ranks", &C::serve, &ServeConfig::standby_ranks, "int",
+                 "Ranks that start with no partitions, to take load later with `argent admin "
+                 "rebalance activate RANK`. Used only when the index has no partition map yet "
+                 "(a snapshot or the write-ahead log holds the map of a rebalanced index)."),
+        int_key("serve.move_chunk_bytes", &C::serve, &ServeConfig::move_chunk_bytes, 4096,
+                int64_t(1) << 30,
+                "Bytes of a moving partition sent per step: search and write steps run between "
+                "the chunks."),
         bool_key("rerank.enabled", &C::rerank, &RerankConfig::enabled,
                  "Rerank the merged candidates on the coordinator with rerank.model; when false, "
                  "results are the retrieval order and task_weights in requests are rejected."),

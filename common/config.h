@@ -54,6 +54,9 @@ struct ServeConfig {
   int64_t default_timeout_ms = 10000;
   int64_t collective_timeout_ms = 60000;
   double stats_interval_s = 1.0;
+  // Rebalancing (docs/architecture.md, "Rebalancing").
+  std::vector<int64_t> standby_ranks;  // ranks that start with no partitions
+  int64_t move_chunk_bytes = int64_t(1) << 22;  // bytes of a partition sent per move step
 };
 
 // The coordinator's multi-task reranker (docs/architecture.md, "Reranking"). The structure keys

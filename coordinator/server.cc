@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <optional>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -11,6 +12,7 @@
 #include "coordinator/merger.h"
 #include "coordinator/rerank_model.h"
 #include "coordinator/partition_map.h"
+#include "coordinator/rebalancer.h"
 #include "coordinator/replier.h"
 #include "coordinator/request_queue.h"
 #include "coordinator/server_stats.h"
@@ -49,29 +51,54 @@ struct RankState {
   PartitionMap map;
   SnapshotPointer snapshot;  // what was loaded: the latest snapshot, or the build
   std::unique_ptr<ShardWorker> worker;
+  PartitionMover mover;
+  // Rank 0: the write-ahead log, opened before loading (its map records say where partitions
+  // are), handed to the Updater.
+  std::optional<WriteAheadLog> wal;
+  WalRecovery wal_recovery;
 };
 
-RankState load_rank(const Config& config, const Communicator& control) {
+// Rank 0 works out the partition map (snapshot, then the log's map records) and broadcasts it:
+// every rank loads the partitions this one map gives it.
+void agree_on_map(const Config& config, MpiCommunicator& control, RankState& s) {
+  std::exception_ptr failure;
+  std::vector<uint8_t> bytes = PartitionMap::round_robin(s.meta.partitions, 1, true).encode();
+  int32_t ok = 1;
+  if (control.rank() == 0) {
+    try {
+      s.wal.emplace(
+          WriteAheadLog::open(config.index.dir, s.snapshot.sequence + 1, &s.wal_recovery));
+      const PartitionMap map =
+          recover_partition_map(config, s.meta, control.size(), s.snapshot, s.wal_recovery);
+      bytes = map.encode();
+    } catch (const Error&) {
+      failure = std::current_exception();
+      ok = 0;
+    }
+  }
+  control.broadcast(&ok, sizeof ok, 0);
+  if (failure) std::rethrow_exception(failure);
+  ARGENT_CHECK(ok, "rank ", control.rank(),
+               ": rank 0 could not recover the partition map (see its log)");
+  control.broadcast(bytes.data(), bytes.size(), 0);  // the size is fixed by the partition count
+  s.map = PartitionMap::decode(bytes.data(), bytes.size(), control.size(), s.meta.partitions,
+                               "start-up partition map");
+}
+
+RankState load_rank(const Config& config, MpiCommunicator& control) {
   RankState s;
   s.meta = read_manifest(config.index.dir);
-  s.map = PartitionMap::round_robin(s.meta.partitions, control.size(),
-                                    config.serve.coordinator_serves);
-  const std::vector<int32_t>& mine = s.map.partitions_of(control.rank());
   // The latest snapshot when there is one; rank 0 then replays the log after it (Updater).
   s.snapshot = read_snapshot_pointer(config.index.dir);
+  agree_on_map(config, control, s);
+  const std::vector<int32_t>& mine = s.map.partitions_of(control.rank());
   ShardIndex shard = ShardIndex::load(snapshot_data_dir(config.index.dir, s.snapshot), s.meta,
                                       mine, config.index.list_slack);
-  ARGENT_LOG(kInfo, "rank ", control.rank(), ": ", mine.size(), " partitions, ", shard.n_items(), " items");
+  ARGENT_LOG(kInfo, "rank ", control.rank(), ": ", mine.size(), " partitions, ", shard.n_items(),
+             " items (partition map epoch ", s.map.epoch(), ")");
   s.worker = std::make_unique<ShardWorker>(std::move(shard), control.rank(), config.search.threads,
                                            config.search.device, control.local_rank());
   return s;
-}
-
-std::vector<int64_t> gather_items(Communicator& data, const ShardWorker& worker) {
-  const int64_t mine = worker.shard().n_items();
-  std::vector<int64_t> all(size_t(data.size()));
-  data.all_gather_host(&mine, all.data(), sizeof(int64_t));
-  return all;
 }
 
 void broadcast_header(MpiCommunicator& control, StepOp op, uint64_t step, int64_t payload) {
@@ -86,7 +113,7 @@ void broadcast_header(MpiCommunicator& control, StepOp op, uint64_t step, int64_
 int run_shard_loop(const Config& config, MpiCommunicator& control, Communicator& data,
                    RankState& s) {
   GlobalLists lists;  // gathered after updates for the coordinator; unused here
-  const UpdateContext update{config, s.meta, s.map, control, data, *s.worker, lists};
+  const UpdateContext update{config, s.meta, s.map, control, data, *s.worker, lists, &s.mover};
   for (;;) {
     StepHeader h;
     control.broadcast(&h, sizeof(h), 0, kNoTimeout);  // an idle server is not a failure
@@ -105,13 +132,19 @@ int run_shard_loop(const Config& config, MpiCommunicator& control, Communicator&
         break;
       }
       case StepOp::kStats:
-        gather_items(data, *s.worker);
+        gather_partition_items(data, s.worker->shard());
         break;
       case StepOp::kMutate:
         follow_mutation_step(h, update);
         break;
       case StepOp::kSnapshot:
         follow_snapshot_step(h, update);
+        break;
+      case StepOp::kMoveBegin:
+      case StepOp::kMoveChunk:
+      case StepOp::kMoveCommit:
+      case StepOp::kMoveAbort:
+        follow_move_step(h, update);
         break;
       case StepOp::kShutdown:
         ARGENT_LOG(kInfo, "rank ", control.rank(), ": shutting down");
@@ -126,9 +159,11 @@ int run_shard_loop(const Config& config, MpiCommunicator& control, Communicator&
 int run_coordinator(const Config& config, MpiCommunicator& control, Communicator& data,
                     RankState& s, GlobalLists lists, std::vector<int64_t> items) {
   ServerStats stats;
-  std::vector<std::vector<int32_t>> partitions;
-  for (int r = 0; r < control.size(); ++r) partitions.push_back(s.map.partitions_of(r));
-  stats.set_shards(std::move(items), partitions);
+  RebalanceStatus rebalance_status;
+  RebalanceQueue rebalances;
+  PartitionLoad load = partition_load(items, control.size(), s.meta.partitions);
+  stats.set_shards(load.per_rank, s.map.by_rank());
+  rebalance_status.set_items(load.per_partition);
 
   zmq::context_t context(1);
   RequestQueue queue(config.serve.max_queue);
@@ -137,12 +172,17 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
   // Writes: recovered from the log before the gateway opens, then served between searches.
   MutationQueue mutations(config.serve.max_queue, [&queue] { queue.wake(); });
   UpdateStats update_stats;
-  Updater updater(UpdateContext{config, s.meta, s.map, control, data, *s.worker, lists},
-                  prober.centroids(), s.snapshot, stats, update_stats, step_id,
+  const UpdateContext update{config, s.meta, s.map, control, data, *s.worker, lists, &s.mover};
+  Updater updater(update, prober.centroids(), s.snapshot, stats, update_stats, step_id,
                   [&queue] { queue.wake(); });
-  updater.recover();
-  Gateway gateway(context, config, s.meta, queue, stats,
-                  GatewayInfo{control.size(), data.backend(), &mutations, &update_stats});
+  updater.recover(std::move(*s.wal), s.wal_recovery);
+  s.wal.reset();
+  s.wal_recovery.records.clear();
+  Rebalancer rebalancer(update, updater, stats, rebalance_status, step_id);
+  GatewayInfo info{control.size(), data.backend(), &mutations, &update_stats};
+  info.rebalances = &rebalances;
+  info.rebalance_status = &rebalance_status;
+  Gateway gateway(context, config, s.meta, queue, stats, info);
   // The reranker is loaded before the gateway opens, so a bad model file stops the job at start.
   std::unique_ptr<RerankSetup> rerank;
   if (config.rerank.enabled) {
@@ -171,18 +211,24 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
     // step or two; the log's fdatasync runs beside the search steps.
     updater.run_queued(mutations, replier);
     updater.maybe_snapshot();
+    rebalancer.run(rebalances, replier);
     if (stats.roll(config.serve.stats_interval_s > 0 ? stats_interval
                                                      : std::chrono::duration<double>(1.0))) {
       update_stats.roll(config.serve.stats_interval_s > 0 ? stats_interval
                                                           : std::chrono::duration<double>(1.0));
       broadcast_header(control, StepOp::kStats, ++step_id, 0);
-      stats.set_shards(gather_items(data, *s.worker), partitions);
+      load = partition_load(gather_partition_items(data, s.worker->shard()), control.size(),
+                            s.meta.partitions);
+      stats.set_shards(load.per_rank, s.map.by_rank());
+      rebalance_status.set_items(load.per_partition);
       stats.set_queue_depth(queue.depth());
       if (config.serve.stats_interval_s > 0) ARGENT_LOG(kInfo, "stats: ", stats.summary());
     }
     std::vector<PendingSearch> batch =
         queue.pop_batch(config.serve.max_batch, std::chrono::microseconds(config.serve.max_wait_us),
-                        std::chrono::milliseconds(!mutations.empty() && !updater.logging() ? 0 : 20));
+                        std::chrono::milliseconds(
+                           (!mutations.empty() && !updater.logging()) || rebalancer.active() ? 0
+                                                                                             : 20));
     if (batch.empty()) continue;
 
     // Requests whose deadline already passed are answered now, not searched.
@@ -246,6 +292,13 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
   broadcast_header(control, StepOp::kShutdown, ++step_id, 0);
   for (const PendingSearch& r : queue.close())
     replier.send(r.envelope, search_status(r, v1::UNAVAILABLE, "server is shutting down"));
+  for (const PendingRebalance& r : rebalances.close()) {
+    v1::Response out;
+    out.mutable_admin()->set_request_id(r.request_id);
+    out.mutable_admin()->mutable_status()->set_code(v1::UNAVAILABLE);
+    out.mutable_admin()->mutable_status()->set_message("server is shutting down");
+    replier.send(r.envelope, out);
+  }
   for (const PendingMutation& m : mutations.close())
     replier.send(m.envelope, mutation_status(m, v1::UNAVAILABLE,
                                              "server is shutting down; not logged, not applied"));
@@ -264,7 +317,7 @@ int run_server(const Config& config, MpiCommunicator& control, Communicator& dat
   // Startup collectives, on every rank in the same order: the index-wide lists for the prober
   // and each rank's item count for Stats and Health.
   GlobalLists lists = gather_global_lists(data, s.worker->shard());
-  std::vector<int64_t> items = gather_items(data, *s.worker);
+  std::vector<int64_t> items = gather_partition_items(data, s.worker->shard());
   if (control.rank() == 0)
     return run_coordinator(config, control, data, s, std::move(lists), std::move(items));
   return run_shard_loop(config, control, data, s);

@@ -19,8 +19,19 @@
 
 namespace argent {
 
-// kMutate and kSnapshot: coordinator/mutation_step.h and coordinator/updater.h.
-enum class StepOp : int32_t { kSearch = 1, kStats = 2, kShutdown = 3, kMutate = 4, kSnapshot = 5 };
+// kMutate and kSnapshot: coordinator/mutation_step.h and coordinator/updater.h; the kMove*
+// steps of a rebalance: coordinator/partition_mover.h.
+enum class StepOp : int32_t {
+  kSearch = 1,
+  kStats = 2,
+  kShutdown = 3,
+  kMutate = 4,
+  kSnapshot = 5,
+  kMoveBegin = 6,
+  kMoveChunk = 7,
+  kMoveCommit = 8,
+  kMoveAbort = 9,
+};
 
 struct StepHeader {
   uint32_t magic = 0x41524753;  // "SGRA"

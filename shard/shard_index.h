@@ -44,6 +44,10 @@ class ShardIndex {
   static ShardIndex load(const std::string& dir, const IndexMeta& meta,
                          const std::vector<int32_t>& partitions, double list_slack);
 
+  // The same from partitions already in memory (`origin` names them in errors).
+  static ShardIndex from_partitions(const IndexMeta& meta, const std::vector<PartitionData>& parts,
+                                    double list_slack, const std::string& origin);
+
   const IndexMeta& meta() const { return meta_; }
   const ShardTensors& tensors() const { return t_; }
   const std::vector<int32_t>& partitions() const { return partitions_; }
@@ -80,8 +84,20 @@ class ShardIndex {
   // Rebuilds the tensors with only live rows, reclaiming tombstones and dead feature-store
   // entries; each list gets index.list_slack spare rows again.
   void compact();
-  // The live items of each partition this shard holds, in the file order (list, then id).
-  std::vector<PartitionData> export_partitions() const;
+  // The live items of each partition this shard holds (or of `only`, which it must hold), in
+  // the file order (list, then id).
+  std::vector<PartitionData> export_partitions(const std::vector<int32_t>& only = {}) const;
+
+  // ---- Rebalancing (shard/shard_update.cc); serialized like the updates above ----------------
+  // Takes in a partition this shard does not hold yet (a rebalance move's destination): the
+  // tensors are rebuilt from every live row plus `part`'s. Throws Error(kInvalidArgument) when
+  // the partition is already here or an id of it is already live here.
+  void add_partition(PartitionData part);
+  // Drops every row of `partition` (a move's source, after the destination took it over) and
+  // compacts. Throws Error(kInvalidArgument) when this shard does not hold it.
+  void remove_partition(int32_t partition);
+  // Live items of each partition of the index, [meta.partitions] (0 for those not held here).
+  std::vector<int64_t> items_per_partition() const;
 
  private:
   // Relays every live row into fresh tensors; list `grow` (or -1) gets at least twice its live
