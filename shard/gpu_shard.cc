@@ -62,6 +62,7 @@ struct GpuShard::State {
       v.plan_len = upload<int32_t>(q_len, len.data(), len.size());
       v.plan_of_query = upload<int32_t>(q_plan, q.plan_of_query.data(), q.plan_of_query.size());
       v.n_plan_ops = int32_t(ops.size());
+      v.n_plans = int32_t(q.plans.size());
     }
     return v;
   }

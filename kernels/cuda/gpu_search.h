@@ -81,6 +81,7 @@ struct GpuQueriesView {
   const int32_t* plan_len = nullptr;       // [n_plans]
   const int32_t* plan_of_query = nullptr;  // [n] plan index or -1; null: no filters
   int32_t n_plan_ops = 0;                  // total ops of all plans
+  int32_t n_plans = 0;                     // plans (plan_begin/plan_len entries)
 };
 
 struct GpuSearchOptions {

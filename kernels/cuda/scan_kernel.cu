@@ -44,17 +44,26 @@ struct ScanParams {
   int n_groups;       // d_pad / 4
   int query_cap;      // queries staged at once (multiple of 8)
   int staged_ops;     // filter ops copied to shared memory (all of the batch's), 0: read globally
-  bool sig_in_regs;   // filtered batch with <= 2 signature words: rows' words loaded per block
+  bool sig_in_regs;   // filtered batch with <= 2 signature words: a row's words fit in registers
 };
 
 constexpr int kMaxStagedOps = 256;
 
-// The filter words of a warp's two rows (g and g + 8) of the current block, loaded once per
-// block so that rejecting an ineligible row costs no memory access.
+// What a lane knows of its two rows (g and g + 8) of the current block. The Bloom plans are
+// evaluated once per row (not once per row and query) when the staged queries use at most
+// kLocalPlans distinct plans: 4 bits per local plan (possible r0, definite r0, possible r1,
+// definite r1). known = false: too many plans; the slow path evaluates each pair from memory.
 struct RowSigs {
   float scale[2];
-  uint64_t w[2][2];
+  uint32_t plans;
+  uint32_t uniform_mask;  // one plan for every staged query: bit e = element e possible
+  bool known;
+  bool uniform;
 };
+
+// Distinct filter plans among the staged queries for which the scan evaluates each row once.
+// One lane of each 4-lane group per plan: the mma fragment layout gives every row to 4 lanes.
+constexpr int kLocalPlans = 4;
 
 // The smallest dot product that could still score >= T for a block whose largest item scale is
 // 1 / inv_max. t_over_scale = T / query_scale, already lowered by 1e-5 (staged), a margin that
@@ -74,8 +83,48 @@ struct Staged {
   int32_t* query;       // [query_cap] batch index
   int32_t* plan_begin;  // [query_cap] first op of the query's filter plan
   int32_t* plan_len;    // [query_cap] its length; 0: no filter
+  int32_t* slot;        // [query_cap] the query's local plan (LocalPlans), -1: no filter
   const FilterOp* ops;  // the batch's plan ops (shared memory when staged, else global)
 };
+
+// The distinct plans of the staged queries (shared memory), when there are at most kLocalPlans.
+struct LocalPlans {
+  int32_t plan[kLocalPlans];  // the batch's plan index (GpuQueriesView)
+  int32_t begin[kLocalPlans];
+  int32_t len[kLocalPlans];
+  int32_t count;  // -1: too many distinct plans; rows are then evaluated per (row, query) pair
+  bool all_filtered;  // every staged query has a plan
+};
+
+// One thread numbers the distinct plans of the staged queries. Plans are identified by their
+// first op: the batch's plans are laid out once each (plan_of_query shares them).
+__device__ void assign_plan_slots(const ScanParams& p, const Staged& s, int m, LocalPlans* local) {
+  if (threadIdx.x != 0) return;
+  int count = 0;
+  bool all_filtered = true;
+  const int m_pad = (m + 7) & ~7;
+  for (int i = 0; i < m_pad; ++i) {
+    s.slot[i] = -1;
+    if (i >= m) continue;  // padding: never accepted
+    all_filtered &= s.plan_len[i] != 0;
+    if (s.plan_len[i] == 0 || count < 0) continue;
+    int j = 0;
+    while (j < count && local->begin[j] != s.plan_begin[i]) ++j;
+    if (j == count) {
+      if (count == kLocalPlans) {
+        count = -1;
+        continue;
+      }
+      local->plan[count] = p.queries.plan_of_query[s.query[i]];
+      local->begin[count] = s.plan_begin[i];
+      local->len[count] = s.plan_len[i];
+      ++count;
+    }
+    s.slot[i] = j;
+  }
+  local->count = count;
+  local->all_filtered = all_filtered;
+}
 
 __device__ void stage_queries(const ScanParams& p, const int32_t* list_queries, int m,
                               const Staged& s) {
@@ -123,8 +172,7 @@ __device__ void stage_queries(const ScanParams& p, const int32_t* list_queries, 
 // 2 (accept; the exact feature check is due: Bloom said possible, not definite). Liveness and
 // the exact check are left to the emit step, which runs them only near the top of each list.
 __device__ int accept(const ScanParams& p, const Staged& s, int qi, int64_t row, int64_t list_end,
-                      int32_t dot, float item_scale, bool words_in_regs, uint64_t w0, uint64_t w1,
-                      float* score) {
+                      int32_t dot, float item_scale, int known_plan, float* score) {
   if (row >= list_end || s.query[qi] < 0) return 0;
   *score = score_of(dot, s.scale[qi], item_scale);
   if (!(*score >= s.threshold[qi])) return 0;
@@ -133,11 +181,11 @@ __device__ int accept(const ScanParams& p, const Staged& s, int qi, int64_t row,
   const int n_ops = s.plan_len[qi];
   if (n_ops == 0) return 1;
   const FilterOp* ops = s.ops + s.plan_begin[qi];
+  // known_plan: the 2 bits (possible, definite) the block's row evaluation found, or -1.
   const PlanResult b =
-      words_in_regs ? eval_plan_bloom_words(ops, n_ops,
-                                            [w0, w1](int32_t w) { return w == 0 ? w0 : w1; })
-                    : eval_plan_bloom(ops, n_ops,
-                                      p.index.scan.signatures + row * p.index.scan.bloom_words);
+      known_plan >= 0
+          ? PlanResult{bool(known_plan & 1), bool(known_plan & 2)}
+          : eval_plan_bloom(ops, n_ops, p.index.scan.signatures + row * p.index.scan.bloom_words);
   if (!b.possible) return 0;
   if ((sample || p.pass.check_inline) && !b.definite) {
     // The sample pass has no later step: check exactly now, so thresholds come from eligible rows.
@@ -158,6 +206,15 @@ __device__ __forceinline__ void bounds(const Staged& s, int tile, float inv_max,
   db = dot_floor(s.t_over_scale[qa + 1], inv_max);
 }
 
+// The (possible, definite) bits of row h (0: g, 1: g + 8) under query qi's plan, when the
+// block's rows were evaluated per plan; -1 otherwise (and for a query without a filter, whose
+// accept() returns before the plan).
+__device__ __forceinline__ int known_plan_bits(const Staged& s, const RowSigs& rs, int qi, int h) {
+  const int slot = s.slot[qi];
+  if (!rs.known || slot < 0) return -1;
+  return int(rs.plans >> (4 * slot + 2 * h)) & 3;
+}
+
 // The slow part of the epilogue, for a warp where some element passed its bound. For filtered
 // batches it is called, not inlined: the sixteen epilogues of a 4-tile group would otherwise
 // each carry a copy of the filter evaluation, and the scan then stalls on instruction fetch.
@@ -173,10 +230,11 @@ __device__ __forceinline__ void append_hits_body(const ScanParams& p, const Stag
 #pragma unroll
   for (int e = 0; e < 4; ++e) {
     hit[e] = 0;
-    if (hits & (1u << e))
-      hit[e] = accept(p, s, (e & 1) ? qb : qa, e < 2 ? r0 : r1, list_end, acc[e],
-                      rs.scale[e >> 1], p.sig_in_regs, rs.w[e >> 1][0], rs.w[e >> 1][1],
-                      &score[e]);
+    if (hits & (1u << e)) {
+      const int qi = (e & 1) ? qb : qa;
+      hit[e] = accept(p, s, qi, e < 2 ? r0 : r1, list_end, acc[e], rs.scale[e >> 1],
+                      known_plan_bits(s, rs, qi, e >> 1), &score[e]);
+    }
   }
   const uint32_t group = 0x11111111u << t;  // the lanes whose element e has my query
   const uint32_t below = (1u << lane) - 1u;
@@ -212,8 +270,22 @@ template <bool kFiltered>
 __device__ __forceinline__ void epilogue(const ScanParams& p, const Staged& s, int tile,
                                          int64_t block, int64_t list_end, int32_t da, int32_t db,
                                          const int32_t (&acc)[4], const RowSigs& rs) {
-  const uint32_t hits = uint32_t(acc[0] >= da) | uint32_t(acc[1] >= db) << 1 |
-                        uint32_t(acc[2] >= da) << 2 | uint32_t(acc[3] >= db) << 3;
+  uint32_t hits = uint32_t(acc[0] >= da) | uint32_t(acc[1] >= db) << 1 |
+                  uint32_t(acc[2] >= da) << 2 | uint32_t(acc[3] >= db) << 3;
+  if constexpr (kFiltered) {
+    // Rows the block evaluation found ineligible never take the slow path: a selective filter
+    // lowers the threshold, so without this most of the rows would.
+    if (rs.uniform) {
+      hits &= rs.uniform_mask;
+    } else if (rs.known && hits) {
+      const int qa = tile * 8 + 2 * (threadIdx.x & 3);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int bits = known_plan_bits(s, rs, (e & 1) ? qa + 1 : qa, e >> 1);
+        if (bits == 0) hits &= ~(1u << e);
+      }
+    }
+  }
   if (!__any_sync(0xFFFFFFFFu, hits != 0)) return;
   if constexpr (kFiltered) {
     append_hits(p, s, tile, block, list_end, acc[0], acc[1], acc[2], acc[3], hits, rs);
@@ -222,19 +294,66 @@ __device__ __forceinline__ void epilogue(const ScanParams& p, const Staged& s, i
   }
 }
 
-__device__ __forceinline__ void load_row_sigs(const ScanParams& p, int64_t block, int lane,
-                                              RowSigs& rs) {
+// Returns false when the block can be skipped: no row of it is possibly eligible under any
+// staged query's plan (and every staged query has one). Warp-uniform.
+// word: the block's pre-pass words OR-ed over the staged plans when next_block read them, else -1.
+template <bool kFiltered>
+__device__ __forceinline__ bool load_row_sigs(const ScanParams& p, const Staged& s,
+                                              const LocalPlans& local, int64_t block, int lane,
+                                              int64_t word, RowSigs& rs) {
   const int64_t r0 = block * kBlockRows + (lane >> 2);
   rs.scale[0] = __ldg(p.index.scan.scales + r0);
   rs.scale[1] = __ldg(p.index.scan.scales + r0 + 8);
-  if (!p.sig_in_regs) return;
+  rs.known = false;
+  rs.uniform = false;
+  rs.plans = 0;
+  rs.uniform_mask = 0;
+  if constexpr (!kFiltered) return true;
+  const int n_local = local.count;
+  if (n_local < 0) return true;
   const int words = p.index.scan.bloom_words;
+  // Lane (g, t) evaluates local plan t for rows g and g + 8; the 4 lanes of the group then
+  // swap their results so that each holds all of them.
+  const int t = lane & 3;
+  uint32_t mine = 0;
+  if (t < n_local && p.pass.block_plans) {
+    // Evaluated before the scan (launch_block_plans): one word per (plan, block).
+    const uint32_t w =
+        word >= 0 && n_local == 1
+            ? uint32_t(word)
+            : __ldg(p.pass.block_plans + int64_t(local.plan[t]) * (p.index.scan.n_rows / kBlockRows) +
+                    block);
+    const int g = lane >> 2;
+    mine = ((w >> g) & 1u) | ((w >> (16 + g)) & 1u) << 1 | ((w >> (g + 8)) & 1u) << 2 |
+           ((w >> (24 + g)) & 1u) << 3;
+  } else if (t < n_local) {
+    const FilterOp* ops = s.ops + local.begin[t];
+    const int n_ops = local.len[t];
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const uint64_t* sig = p.index.scan.signatures + (r0 + 8 * h) * words;
-    rs.w[h][0] = __ldg(sig);
-    rs.w[h][1] = words > 1 ? __ldg(sig + 1) : 0;
+    for (int h = 0; h < 2; ++h) {
+      const uint64_t* sig = p.index.scan.signatures + (r0 + 8 * h) * words;
+      PlanResult b;
+      if (p.sig_in_regs) {
+        const uint64_t w0 = __ldg(sig), w1 = words > 1 ? __ldg(sig + 1) : 0;
+        b = eval_plan_bloom_words(ops, n_ops, [w0, w1](int32_t w) { return w == 0 ? w0 : w1; });
+      } else {
+        b = eval_plan_bloom(ops, n_ops, sig);
+      }
+      mine |= (uint32_t(b.possible) | uint32_t(b.definite) << 1) << (2 * h);
+    }
   }
+  uint32_t all = mine << (4 * t);
+  all |= __shfl_xor_sync(0xFFFFFFFFu, all, 1);
+  all |= __shfl_xor_sync(0xFFFFFFFFu, all, 2);
+  rs.plans = all;
+  rs.known = true;
+  if (n_local == 1 && local.all_filtered) {
+    rs.uniform = true;
+    rs.uniform_mask = (all & 1u) * 0x3u | ((all >> 2) & 1u) * 0xCu;
+  }
+  // Skippable only when every staged query has a plan (a query without one sees every row);
+  // the possible bits are bits 0 and 2 of each nibble.
+  return !local.all_filtered || __any_sync(0xFFFFFFFFu, (all & 0x5555u) != 0);
 }
 
 template <int KC>
@@ -259,12 +378,13 @@ __device__ __forceinline__ void load_b_fragments(const uint32_t* b, uint32_t (&b
 // time: four independent accumulator chains keep the tensor pipe busy where one chain of
 // dependent mma would leave it waiting on its own latency.
 template <int KC, bool kFiltered>
-__device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s, int tiles,
-                                            int64_t block, int64_t list_end, float inv_max,
-                                            const uint32_t (&a)[KC][4]) {
+__device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s,
+                                            const LocalPlans& local, int tiles, int64_t block,
+                                            int64_t list_end, float inv_max,
+                                            const uint32_t (&a)[KC][4], int64_t word) {
   const int lane = threadIdx.x & 31;
   RowSigs rs;
-  load_row_sigs(p, block, lane, rs);
+  if (!load_row_sigs<kFiltered>(p, s, local, block, lane, word, rs)) return;
   int tile = 0;
   for (; tile + kGroupTiles <= tiles; tile += kGroupTiles) {
     uint32_t bf[kGroupTiles][2 * KC];
@@ -296,13 +416,32 @@ __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s
   }
 }
 
-// The next block of the chunk this warp scans at or after index i (sample mode skips blocks
-// that are not multiples of the stride); nblk when none is left.
-__device__ __forceinline__ int next_block(const ScanParams& p, int64_t first, int nblk, int i) {
+// Whether some row of the block is possibly eligible under some staged plan, from the
+// pre-pass words (the caller checks that they exist and that every staged query has a plan).
+// *word: the OR of the staged plans' words (with one plan, its word, reused by load_row_sigs).
+__device__ __forceinline__ bool block_possible(const ScanParams& p, const LocalPlans& local,
+                                               int64_t block, uint32_t* word) {
+  const int64_t n_blocks = p.index.scan.n_rows / kBlockRows;
+  uint32_t any = 0;
+  for (int l = 0; l < local.count; ++l)
+    any |= __ldg(p.pass.block_plans + int64_t(local.plan[l]) * n_blocks + block);
+  *word = any;
+  return (any & 0xFFFFu) != 0;
+}
+
+// The next block of the chunk this warp scans at or after index i; nblk when none is left.
+// Sample mode skips blocks that are not multiples of the stride; with the pre-pass words, blocks
+// that no staged query can match are skipped before their codes are read (a selective filter
+// then reads a fraction of the index).
+__device__ __forceinline__ int next_block(const ScanParams& p, const LocalPlans& local,
+                                          bool skip_ineligible, int64_t first, int nblk, int i,
+                                          uint32_t* word) {
   const int stride = p.pass.sample_stride;
-  if (stride <= 1) return min(i, nblk);
-  for (; i < nblk; i += kWarps)
-    if ((first + i) % stride == 0) return i;
+  for (; i < nblk; i += kWarps) {
+    if (stride > 1 && (first + i) % stride != 0) continue;
+    if (skip_ineligible && !block_possible(p, local, first + i, word)) continue;
+    return i;
+  }
   return nblk;
 }
 
@@ -310,12 +449,14 @@ __device__ __forceinline__ int next_block(const ScanParams& p, int64_t first, in
 // loaded while the current one is multiplied, so two blocks per warp are in flight. KC == 0
 // (any dimension): fragments are reloaded (from L1) for each tile of 8 queries.
 template <int KC, bool kFiltered>
-__device__ void scan_chunk(const ScanParams& p, const Staged& s, int m_pad, int64_t first,
-                           int nblk, int64_t list_end) {
+__device__ void scan_chunk(const ScanParams& p, const Staged& s, const LocalPlans& local,
+                           int m_pad, int64_t first, int nblk, int64_t list_end) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int tiles = m_pad / 8;
   const int64_t block_bytes = int64_t(kBlockRows) * p.index.scan.d_pad;
-  int i = next_block(p, first, nblk, warp);
+  const bool skip = kFiltered && p.pass.block_plans && local.count > 0 && local.all_filtered;
+  uint32_t word = 0, word_next = 0;  // pre-pass words (skip mode)
+  int i = next_block(p, local, skip, first, nblk, warp, &word);
   if (i >= nblk) return;
   if constexpr (KC > 0) {
     uint32_t a[KC][4];
@@ -324,7 +465,7 @@ __device__ void scan_chunk(const ScanParams& p, const Staged& s, int m_pad, int6
       load_a_fragment(p.index.scan.codes + (first + i) * block_bytes, c, p.n_groups, lane, a[c]);
     float inv_max = p.index.block_inv_max_scale[first + i];
     while (true) {
-      const int j = next_block(p, first, nblk, i + kWarps);
+      const int j = next_block(p, local, skip, first, nblk, i + kWarps, &word_next);
       uint32_t an[KC][4];
       float inv_next = 0.f;
       if (j < nblk) {
@@ -334,8 +475,10 @@ __device__ void scan_chunk(const ScanParams& p, const Staged& s, int m_pad, int6
                           an[c]);
         inv_next = p.index.block_inv_max_scale[first + j];
       }
-      score_block<KC, kFiltered>(p, s, tiles, first + i, list_end, inv_max, a);
+      score_block<KC, kFiltered>(p, s, local, tiles, first + i, list_end, inv_max, a,
+                                 skip ? int64_t(word) : -1);
       if (j >= nblk) break;
+      word = word_next;
 #pragma unroll
       for (int c = 0; c < KC; ++c)
 #pragma unroll
@@ -345,12 +488,13 @@ __device__ void scan_chunk(const ScanParams& p, const Staged& s, int m_pad, int6
     }
   } else {
     const int nc = p.n_chunks32;
-    for (; i < nblk; i = next_block(p, first, nblk, i + kWarps)) {
+    for (; i < nblk; i = next_block(p, local, skip, first, nblk, i + kWarps, &word)) {
       const int64_t block = first + i;
       const int8_t* codes = p.index.scan.codes + block * block_bytes;
       const float inv_max = p.index.block_inv_max_scale[block];
       RowSigs rs;
-      load_row_sigs(p, block, lane, rs);
+      if (!load_row_sigs<kFiltered>(p, s, local, block, lane, skip ? int64_t(word) : -1, rs))
+        continue;
       for (int tile = 0; tile < tiles; ++tile) {
         const uint32_t* b = s.frag + (size_t(tile) * 32 + lane) * (2 * nc);
         int32_t acc[4] = {0, 0, 0, 0};
@@ -379,8 +523,10 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS) scan_kernel(
   s.query = reinterpret_cast<int32_t*>(s.scale + cap);
   s.plan_begin = s.query + cap;
   s.plan_len = s.plan_begin + cap;
+  s.slot = s.plan_len + cap;
+  __shared__ LocalPlans local;
   if (p.staged_ops > 0) {
-    FilterOp* ops = reinterpret_cast<FilterOp*>(s.plan_len + cap + (cap & 3 ? 4 - (cap & 3) : 0));
+    FilterOp* ops = reinterpret_cast<FilterOp*>(s.slot + cap + (cap & 3 ? 4 - (cap & 3) : 0));
     for (int i = threadIdx.x; i < p.staged_ops; i += blockDim.x) ops[i] = p.queries.plan_ops[i];
     s.ops = ops;
   } else {
@@ -411,10 +557,14 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS) scan_kernel(
         __syncthreads();
         stage_queries(p, qlist + base, m, s);
         __syncthreads();
+        if constexpr (kFiltered) {
+          assign_plan_slots(p, s, m, &local);
+          __syncthreads();
+        }
         staged = qlist + base;
         staged_m = m;
       }
-      scan_chunk<KC, kFiltered>(p, s, (m + 7) & ~7, first, nblk, list_end);
+      scan_chunk<KC, kFiltered>(p, s, local, (m + 7) & ~7, first, nblk, list_end);
     }
   }
 }
@@ -463,7 +613,7 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
   const int d_pad = index.scan.d_pad;
   p.n_chunks32 = (d_pad + 31) / 32;
   p.n_groups = d_pad / 4;
-  const size_t per_query = size_t(p.n_chunks32) * 32 + 24;
+  const size_t per_query = size_t(p.n_chunks32) * 32 + 28;
   const int fit = int((kMaxSharedBytes - kMaxStagedOps * sizeof(FilterOp)) / per_query) / 8 * 8;
   ARGENT_ASSERT(fit >= 8, "dimension ", d_pad, " leaves no room for 8 staged queries");
   const int wanted = (std::max(1, max_queries_per_list) + 7) / 8 * 8;

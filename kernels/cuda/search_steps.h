@@ -40,7 +40,23 @@ struct ScanPass {
   // only eligible rows take slots (a threshold that is the exact k-th score leaves no room for
   // Bloom false positives).
   bool check_inline = false;
+  // [n_plans][n_rows / 16] from launch_block_plans, or null: the scan evaluates signatures.
+  const uint32_t* block_plans = nullptr;
 };
+
+// Batches with at most kMaxBlockPlans distinct plans: every plan evaluated once per row of the
+// chunks tasks[0 .. *n_tasks) into out[plan * (n_rows / 16) + block]: bit r = row r of the block
+// possibly eligible, bit 16 + r = definitely eligible (Bloom). Rows of other blocks are unset.
+constexpr int kMaxBlockPlans = 4;
+void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries,
+                        const int32_t* tasks, const int32_t* n_tasks, int n_plans, uint32_t* out,
+                        cudaStream_t stream);
+
+// The sample pass of an IVF batch (ScanPass in sample mode), one warp per (query, probed list):
+// the same sample launch_scan draws, without its per-list staging.
+void launch_sample_pairs(const GpuIndexView& index, const GpuQueriesView& queries,
+                         const int32_t* probes, int nprobe, const ScanPass& pass,
+                         cudaStream_t stream);
 
 void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
                  const ListQueries& lists, const int32_t* tasks, const int32_t* n_tasks,

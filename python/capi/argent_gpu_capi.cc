@@ -155,6 +155,7 @@ int argent_gpu_search(void* handle, const int8_t* d_q_codes, const float* d_q_sc
         q.plan_len = argent::upload(h->plan_len, len, s);
         q.plan_of_query = argent::upload(h->plan_of_query, plan_of_query, s);
         q.n_plan_ops = int32_t(ops.size());
+        q.n_plans = int32_t(begin.size());
       }
     }
     argent::GpuSearchOptions o;

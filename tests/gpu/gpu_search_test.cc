@@ -89,16 +89,27 @@ TEST_F(GpuSearchTest, ExactAndIvfEqualCpuForManyShapes) {
     auto f = make_fixture(seed + dim, 6000, dim, 24);
     const int64_t nq = 37;
     std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * dim));
-    std::vector<std::string> filters;
+    // Filter modes: 0 none; 1 a random expression for most queries (more distinct plans than
+    // the row pre-pass takes); 2 three expressions shared by every query (the pre-pass, and
+    // blocks skipped before their codes are read); 3 two shared expressions and unfiltered
+    // queries (the pre-pass without skipping).
+    std::vector<std::vector<std::string>> filter_modes(4);
+    std::vector<std::string> shared;
+    for (int j = 0; j < 3; ++j) {
+      Rng style(seed + 100 + j);
+      shared.push_back(test::render_expr(test::random_expr(rng, 3, kFeatures, kValues), style));
+    }
     for (int64_t i = 0; i < nq; ++i) {
       Rng style(seed + i);
-      filters.push_back(i % 3 == 0 ? ""
-                                   : test::render_expr(test::random_expr(rng, 3, kFeatures, kValues),
-                                                       style));
+      filter_modes[1].push_back(
+          i % 3 == 0 ? ""
+                     : test::render_expr(test::random_expr(rng, 3, kFeatures, kValues), style));
+      filter_modes[2].push_back(shared[size_t(i % 3)]);
+      filter_modes[3].push_back(i % 3 == 0 ? "" : shared[size_t(i % 2)]);
     }
-    for (const bool filtered : {false, true}) {
-      const QueryBatch q = prepare_queries(x.data(), nq, dim, f->engine->meta(),
-                                           filtered ? filters : std::vector<std::string>{});
+    for (int filtered = 0; filtered < 4; ++filtered) {
+      const QueryBatch q =
+          prepare_queries(x.data(), nq, dim, f->engine->meta(), filter_modes[size_t(filtered)]);
       Prober prober(f->engine->meta());
       const ScanIndexView v = f->engine->shard().view();
       for (const int nprobe : {1, 5}) {
@@ -107,11 +118,14 @@ TEST_F(GpuSearchTest, ExactAndIvfEqualCpuForManyShapes) {
         f->gpu->probe(q, nprobe, gpu_lists.data());
         ASSERT_EQ(lists, gpu_lists) << "probe, dim " << dim << " nprobe " << nprobe << " seed "
                                     << seed;
+        // Stride 16: a sparse sample, drawn one warp per (query, list) (sample_pairs.cu).
         for (const int64_t k : {int64_t(1), int64_t(10), int64_t(300)}) {
-          EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), nprobe, k),
-                           gpu_search(*f, q, false, nullptr, nprobe, k, 0), k))
-              << "IVF dim " << dim << " nprobe " << nprobe << " k " << k << " filtered "
-              << filtered << " seed " << seed;
+          for (const int stride : {0, 16}) {
+            EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), nprobe, k),
+                             gpu_search(*f, q, false, nullptr, nprobe, k, stride), k))
+                << "IVF dim " << dim << " nprobe " << nprobe << " k " << k << " stride " << stride
+                << " filtered " << filtered << " seed " << seed;
+          }
         }
       }
       for (const int64_t k : {int64_t(1), int64_t(100), int64_t(2500), int64_t(7000)}) {
@@ -141,6 +155,37 @@ TEST_F(GpuSearchTest, CoarseSamplesAreRescuedExactly) {
                    gpu_search(*f, q, true, nullptr, 0, k, 8, &stats, k + 16), k))
       << "seed " << seed;
   EXPECT_GT(stats.rescued_queries, 0) << "the test meant to exercise the rescue path";
+}
+
+TEST_F(GpuSearchTest, LargeIvfBatchesSampleByPairs) {
+  // 256 queries x 20 probed lists: enough (query, list) pairs for the pair-wise sample pass
+  // (sample_pairs.cu), with a sparse sample, with and without filters (some unfiltered).
+  const uint64_t seed = test::test_seed(903);
+  auto f = make_fixture(seed, 20000, 128, 24);
+  Rng rng(seed);
+  const int64_t nq = 256, k = 50;
+  const int nprobe = 20;
+  std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * 128));
+  std::vector<std::string> filters;
+  for (int64_t i = 0; i < nq; ++i) {
+    Rng style(seed + i);
+    filters.push_back(i % 4 == 0 ? ""
+                                 : test::render_expr(test::random_expr(rng, 3, kFeatures, kValues),
+                                                     style));
+  }
+  for (const bool filtered : {false, true}) {
+    const QueryBatch q = prepare_queries(x.data(), nq, 128, f->engine->meta(),
+                                         filtered ? filters : std::vector<std::string>{});
+    Prober prober(f->engine->meta());
+    const ScanIndexView v = f->engine->shard().view();
+    const std::vector<int32_t> lists = prober.probe(q, nprobe, v.list_sizes, v.list_summaries);
+    for (const int stride : {16, 64}) {
+      GpuSearchStats stats;
+      EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), nprobe, k),
+                       gpu_search(*f, q, false, nullptr, nprobe, k, stride, &stats), k))
+          << "stride " << stride << " filtered " << filtered << " seed " << seed;
+    }
+  }
 }
 
 }  // namespace
