@@ -24,6 +24,9 @@ int64_t run_move_step(StepOp op, const MoveStep& move, const UpdateContext& ctx,
                       std::vector<int64_t>* gathered_items) {
   const int64_t result = ctx.mover->follow(op, move, ctx.control, ctx.worker, ctx.map);
   if (op == StepOp::kMoveCommit) {
+    if (ctx.control.rank() == move.from)
+      maybe_compact(ctx.worker.mutable_shard(), ctx.config.updates.compact_tombstone_ratio,
+                    move.from);
     ctx.lists = gather_global_lists(ctx.data, ctx.worker.shard());
     std::vector<int64_t> items = gather_partition_items(ctx.data, ctx.worker.shard());
     if (gathered_items) *gathered_items = std::move(items);

@@ -89,12 +89,14 @@ class ShardIndex {
   std::vector<PartitionData> export_partitions(const std::vector<int32_t>& only = {}) const;
 
   // ---- Rebalancing (shard/shard_update.cc); serialized like the updates above ----------------
-  // Takes in a partition this shard does not hold yet (a rebalance move's destination): the
-  // tensors are rebuilt from every live row plus `part`'s. Throws Error(kInvalidArgument) when
-  // the partition is already here or an id of it is already live here.
+  // Takes in a partition this shard does not hold yet (a rebalance move's destination): each
+  // row is appended to its list like an upsert. `part` must be well formed (check_partition).
+  // Throws Error(kInvalidArgument), changing nothing, when the partition is already here or an
+  // id of it is already live here.
   void add_partition(PartitionData part);
-  // Drops every row of `partition` (a move's source, after the destination took it over) and
-  // compacts. Throws Error(kInvalidArgument) when this shard does not hold it.
+  // Tombstones every row of `partition` (a move's source, after the destination took it over);
+  // compaction reclaims them later, as for deletes. Throws Error(kInvalidArgument) when this
+  // shard does not hold it.
   void remove_partition(int32_t partition);
   // Live items of each partition of the index, [meta.partitions] (0 for those not held here).
   std::vector<int64_t> items_per_partition() const;

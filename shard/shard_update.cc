@@ -268,11 +268,30 @@ void ShardIndex::add_partition(PartitionData part) {
   ARGENT_CHECK(std::find(partitions_.begin(), partitions_.end(), part.partition) ==
                    partitions_.end(),
                "shard: add_partition ", part.partition, ", which this shard already holds");
-  // Rebuilding from the exported rows reuses the loader's layout rules; a move is rare and
-  // already copies the partition, so the extra pass over this shard is the simple price.
-  std::vector<PartitionData> parts = export_partitions();
-  parts.push_back(std::move(part));
-  *this = from_partitions(meta_, parts, list_slack_, "rebalance");
+  ARGENT_CHECK(int64_t(part.list_offsets.size()) == meta_.nlist + 1 &&
+                   int64_t(part.codes.size()) == part.size() * meta_.d_pad,
+               "shard: add_partition ", part.partition, " does not fit this index");
+  for (int64_t id : part.ids)
+    ARGENT_CHECK(row_of(id) < 0, "shard: add_partition ", part.partition, ": id ", id,
+                 " is already live here");
+  // Each row goes in like an upsert: into its list's spare rows, the lists growing (with
+  // headroom) when full, so the cost follows the partition's size, not the shard's.
+  partitions_.push_back(part.partition);
+  PreparedItem item;
+  item.partition = part.partition;
+  for (int64_t l = 0; l < meta_.nlist; ++l)
+    for (int64_t i = part.list_offsets[size_t(l)]; i < part.list_offsets[size_t(l) + 1]; ++i) {
+      item.id = part.ids[size_t(i)];
+      item.list = int32_t(l);
+      item.scale = part.scales[size_t(i)];
+      item.codes.assign(part.codes.begin() + i * meta_.d_pad,
+                        part.codes.begin() + (i + 1) * meta_.d_pad);
+      item.features.clear();
+      for (int64_t e = part.feature_offsets[size_t(i)]; e < part.feature_offsets[size_t(i) + 1];
+           ++e)
+        item.features.emplace_back(part.feature_ids[size_t(e)], part.feature_values[size_t(e)]);
+      upsert(item);
+    }
 }
 
 void ShardIndex::remove_partition(int32_t partition) {
@@ -286,7 +305,6 @@ void ShardIndex::remove_partition(int32_t partition) {
       if (ptr<int64_t>(t_.ids)[r] != kEmptyId && ptr<int32_t>(t_.row_partition)[r] == partition)
         tombstone(r);
   partitions_.erase(held);
-  rebuild(-1);
 }
 
 std::vector<int64_t> ShardIndex::items_per_partition() const {
