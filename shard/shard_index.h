@@ -104,7 +104,8 @@ class ShardIndex {
  private:
   // Relays every live row into fresh tensors; list `grow` (or -1) gets at least twice its live
   // rows of capacity, so repeated upserts into one list reallocate only O(log n) times.
-  void rebuild(int64_t grow);
+  // `incoming` (or null): rows per list about to be added; each list gets room for them.
+  void rebuild(int64_t grow, const std::vector<int64_t>* incoming = nullptr);
   void tombstone(int64_t row);
   void append_features(int64_t row, const std::vector<std::pair<int32_t, int64_t>>& features);
 

@@ -127,7 +127,7 @@ bool ShardIndex::remove(int64_t id) {
 
 void ShardIndex::compact() { rebuild(-1); }
 
-void ShardIndex::rebuild(int64_t grow) {
+void ShardIndex::rebuild(int64_t grow, const std::vector<int64_t>* incoming) {
   const int64_t nlist = meta_.nlist;
   const int d_pad = meta_.d_pad;
   const int words = meta_.bloom.words;
@@ -149,6 +149,10 @@ void ShardIndex::rebuild(int64_t grow) {
     if (grow >= 0)
       capacity[size_t(l)] = std::max(capacity[size_t(l)],
                                      list_capacity_for(live[size_t(l)], kGrowthHeadroom));
+    if (incoming != nullptr)
+      capacity[size_t(l)] = std::max(
+          capacity[size_t(l)],
+          list_capacity_for(live[size_t(l)] + (*incoming)[size_t(l)], kGrowthHeadroom));
     if (l == grow)
       capacity[size_t(l)] = std::max(capacity[size_t(l)],
                                      round_up_rows(std::max<int64_t>(2 * live[size_t(l)],
@@ -274,8 +278,17 @@ void ShardIndex::add_partition(PartitionData part) {
   for (int64_t id : part.ids)
     ARGENT_CHECK(row_of(id) < 0, "shard: add_partition ", part.partition, ": id ", id,
                  " is already live here");
-  // Each row goes in like an upsert: into its list's spare rows, the lists growing (with
-  // headroom) when full, so the cost follows the partition's size, not the shard's.
+  // Each row goes in like an upsert, into its list's spare rows. Lists without room for the
+  // partition's rows grow first, all in one reallocation (upserting into a full list would
+  // reallocate once per list that fills).
+  std::vector<int64_t> incoming(static_cast<size_t>(meta_.nlist), 0);
+  bool fits = true;
+  for (int64_t l = 0; l < meta_.nlist; ++l) {
+    incoming[size_t(l)] = part.list_offsets[size_t(l) + 1] - part.list_offsets[size_t(l)];
+    fits &= ptr<int64_t>(t_.list_sizes)[l] + incoming[size_t(l)] <=
+            ptr<int64_t>(t_.list_capacity)[l];
+  }
+  if (!fits) rebuild(-1, &incoming);
   partitions_.push_back(part.partition);
   PreparedItem item;
   item.partition = part.partition;
