@@ -306,6 +306,8 @@ void Gateway::handle(std::vector<zmq::message_t>& frames, zmq::socket_t& router)
         out->set_wal_bytes(u.wal_bytes);
         out->set_snapshot_sequence(u.snapshot_sequence);
       }
+      if (info_.rebalance_status != nullptr)
+        fill_rebalance_stats(info_.rebalance_status->snapshot(), out);
       send_response(router, envelope, r);
       return;
     }

@@ -12,6 +12,7 @@
 
 #include "argent/v1/service.pb.h"
 #include "common/config.h"
+#include "coordinator/rebalance_status.h"
 #include "coordinator/request_queue.h"
 #include "coordinator/server_stats.h"
 #include "coordinator/update_queue.h"
@@ -26,6 +27,9 @@ struct GatewayInfo {
   // answered UNIMPLEMENTED.
   MutationQueue* mutations = nullptr;
   UpdateStats* update_stats = nullptr;
+  // Rebalancing (not owned; outlive the gateway). Null: REBALANCE is answered UNIMPLEMENTED.
+  RebalanceQueue* rebalances = nullptr;
+  const RebalanceStatus* rebalance_status = nullptr;
 };
 
 // Checks a SearchRequest against the index and the config and fills `out`; returns an empty
@@ -50,6 +54,9 @@ class Gateway {
   // answers them.
   void handle_write(const v1::Request& request, std::vector<std::string> envelope,
                     zmq::socket_t& router);
+  // Admin REBALANCE: parsed here, planned and run by the step loop (coordinator/rebalancer.h).
+  void handle_rebalance(const v1::AdminRequest& request, std::vector<std::string> envelope,
+                        zmq::socket_t& router);
 
   zmq::context_t& context_;
   const Config& config_;

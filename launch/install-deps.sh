@@ -17,6 +17,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # python client, FAISS comparison benchmarks
   python3 python3-numpy python3-zmq python3-protobuf python3-faiss
+  # the scale harness's plot (bench/scale_bench.py)
+  python3-matplotlib
   # reranker training and the tests that export models (python/train_reranker.py)
   python3-torch
 )
