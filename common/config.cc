@@ -218,12 +218,14 @@ const std::vector<Entry>& schema() {
                   3600.0, "Seconds between the server's stats log lines (0: never)."),
         int_key("serve.step_timeout_ms", &C::serve, &ServeConfig::step_timeout_ms, 100,
                 int64_t(1) << 40,
-                "A step (search, stats, mutation, shutdown) must finish on every rank within this; "
+                "A step (search, stats/heartbeat, mutation, partition move chunk or abort, shutdown) "
+                "must finish on every rank within this; "
                 "else each rank's watchdog aborts its communicator and exits, and the coordinator "
                 "first answers every in-flight and queued request UNAVAILABLE naming the rank."),
         int_key("serve.snapshot_timeout_ms", &C::serve, &ServeConfig::snapshot_timeout_ms, 100,
                 int64_t(1) << 40,
-                "The same deadline for snapshot steps (every rank writes its partitions)."),
+                "The same deadline for snapshot steps (every rank writes its partitions) and the "
+                "begin and commit steps of a partition move (encode, add and replay a partition)."),
         int_key("serve.heartbeat_ms", &C::serve, &ServeConfig::heartbeat_ms, 10, 3600000,
                 "An idle coordinator sends a heartbeat step this often; a shard rank that hears "
                 "no step for heartbeat_ms + step_timeout_ms takes the coordinator for lost and "
@@ -232,6 +234,14 @@ const std::vector<Entry>& schema() {
                 "After a failure: time to answer clients and abort the communicator "
                 "(ncclCommAbort) before the process exits (_exit). Keep it under mpirun's 1 s "
                 "between SIGTERM and SIGKILL."),
+        list_key("serve.standby_ranks", &C::serve, &ServeConfig::standby_ranks, "int",
+                 "Ranks that start with no partitions, to take load later with `argent admin "
+                 "rebalance activate RANK`. Used only when the index has no partition map yet "
+                 "(a snapshot or the write-ahead log holds the map of a rebalanced index)."),
+        int_key("serve.move_chunk_bytes", &C::serve, &ServeConfig::move_chunk_bytes, 4096,
+                int64_t(1) << 30,
+                "Bytes of a moving partition sent per step: search and write steps run between "
+                "the chunks. A chunk step must finish within serve.step_timeout_ms."),
         bool_key("rerank.enabled", &C::rerank, &RerankConfig::enabled,
                  "Rerank the merged candidates on the coordinator with rerank.model; when false, "
                  "results are the retrieval order and task_weights in requests are rejected."),

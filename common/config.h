@@ -60,6 +60,9 @@ struct ServeConfig {
   int64_t snapshot_timeout_ms = 600000;
   int64_t heartbeat_ms = 1000;
   int64_t abort_grace_ms = 500;
+  // Rebalancing (docs/architecture.md, "Rebalancing").
+  std::vector<int64_t> standby_ranks;  // ranks that start with no partitions
+  int64_t move_chunk_bytes = int64_t(1) << 22;  // bytes of a partition sent per move step
 };
 
 // The coordinator's multi-task reranker (docs/architecture.md, "Reranking"). The structure keys

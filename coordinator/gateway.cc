@@ -316,6 +316,8 @@ void Gateway::handle(IncomingMessage& message) {
         out->set_wal_bytes(u.wal_bytes);
         out->set_snapshot_sequence(u.snapshot_sequence);
       }
+      if (info_.rebalance_status != nullptr)
+        fill_rebalance_stats(info_.rebalance_status->snapshot(), out);
       reply(envelope, r);
       return;
     }

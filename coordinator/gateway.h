@@ -18,6 +18,7 @@
 #include "coordinator/access_control.h"
 #include "coordinator/gateway_socket.h"
 #include "coordinator/rejection_log.h"
+#include "coordinator/rebalance_status.h"
 #include "coordinator/request_queue.h"
 #include "coordinator/request_validation.h"
 #include "coordinator/server_stats.h"
@@ -34,6 +35,9 @@ struct GatewayInfo {
   // answered UNIMPLEMENTED.
   MutationQueue* mutations = nullptr;
   UpdateStats* update_stats = nullptr;
+  // Rebalancing (not owned; outlive the gateway). Null: REBALANCE is answered UNIMPLEMENTED.
+  RebalanceQueue* rebalances = nullptr;
+  const RebalanceStatus* rebalance_status = nullptr;
 };
 
 class Gateway {
@@ -56,6 +60,8 @@ class Gateway {
   void reply(const std::vector<std::string>& envelope, const v1::Response& response);
   // Whether the connection's role allows `request`; answers PERMISSION_DENIED when not.
   bool authorized(const v1::Request& request, const IncomingMessage& message);
+  // Admin REBALANCE: parsed here, planned and run by the step loop (coordinator/rebalancer.h).
+  void handle_rebalance(const v1::AdminRequest& request, std::vector<std::string> envelope);
 
   zmq::context_t& context_;
   const Config& config_;

@@ -8,6 +8,10 @@ namespace argent {
 
 void Gateway::handle_write(const v1::Request& request, std::vector<std::string> envelope) {
   const bool admin = request.has_admin();
+  if (admin && request.admin().action() == v1::AdminRequest::REBALANCE) {
+    handle_rebalance(request.admin(), std::move(envelope));
+    return;
+  }
   const uint64_t request_id = admin ? request.admin().request_id()
                               : request.has_upsert() ? request.upsert().request_id()
                                                      : request.delete_().request_id();
@@ -55,6 +59,35 @@ void Gateway::handle_write(const v1::Request& request, std::vector<std::string> 
     reply(v1::OVERLOADED, "write queue is full (serve.max_queue = " +
                               std::to_string(config_.serve.max_queue) + "); retry later");
   }
+}
+
+void Gateway::handle_rebalance(const v1::AdminRequest& request, std::vector<std::string> envelope) {
+  auto reply = [&](v1::StatusCode code, const std::string& message) {
+    v1::Response r;
+    r.mutable_admin()->set_request_id(request.request_id());
+    r.mutable_admin()->mutable_status()->set_code(code);
+    r.mutable_admin()->mutable_status()->set_message(message);
+    this->reply(envelope, r);
+  };
+  if (info_.rebalances == nullptr) {
+    reply(v1::UNIMPLEMENTED, "this server does not rebalance");
+    return;
+  }
+  PendingRebalance pending;
+  const std::string problem = parse_rebalance_request(request, &pending.request);
+  if (!problem.empty()) {
+    stats_.record_invalid();
+    reply(v1::INVALID_ARGUMENT, problem);
+    return;
+  }
+  pending.request_id = request.request_id();
+  pending.envelope = envelope;  // kept: a closed queue is answered below
+  if (!info_.rebalances->push(std::move(pending))) {
+    // A failed or stopping cluster (coordinator/server.cc closed the queue).
+    reply(v1::UNAVAILABLE, info_.rebalances->closed_reason());
+    return;
+  }
+  queue_.wake();  // the step loop may be waiting for searches
 }
 
 }  // namespace argent

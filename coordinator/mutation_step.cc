@@ -77,6 +77,16 @@ MutationStep decode_mutation_step(const std::vector<uint8_t>& bytes, int32_t d_p
   return s;
 }
 
+bool maybe_compact(ShardIndex& shard, double ratio, int rank) {
+  const int64_t dead = shard.tombstones();
+  if (ratio <= 0 || dead < kMinTombstonesToCompact ||
+      double(dead) <= ratio * double(dead + shard.n_items()))
+    return false;
+  ARGENT_LOG(kInfo, "rank ", rank, ": compacting ", dead, " deleted rows");
+  shard.compact();
+  return true;
+}
+
 MutationAck shard_ack(const ShardIndex& shard, int rank) {
   MutationAck a;
   a.rank = rank;
@@ -98,12 +108,7 @@ std::vector<uint8_t> apply_mutation_step(const MutationStep& step, int rank, dou
       ++applied[size_t(m.request)];
     }
   }
-  const int64_t dead = shard.tombstones();
-  if (compact_ratio > 0 && dead >= kMinTombstonesToCompact &&
-      double(dead) > compact_ratio * double(dead + shard.n_items())) {
-    ARGENT_LOG(kInfo, "rank ", rank, ": compacting ", dead, " deleted rows");
-    shard.compact();
-  }
+  maybe_compact(shard, compact_ratio, rank);
   std::vector<uint8_t> out(mutation_ack_bytes(step.n_requests));
   const MutationAck ack = shard_ack(shard, rank);
   std::memcpy(out.data(), &ack, sizeof ack);

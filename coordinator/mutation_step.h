@@ -55,6 +55,10 @@ inline size_t mutation_ack_bytes(int32_t n_requests) {
 std::vector<uint8_t> apply_mutation_step(const MutationStep& step, int rank, double compact_ratio,
                                          ShardIndex& shard);
 
+// Compacts `shard` when its tombstones exceed `ratio` of its rows in use (and a minimum count):
+// after a mutation step, and after a partition move dropped a partition. Returns whether it did.
+bool maybe_compact(ShardIndex& shard, double ratio, int rank);
+
 // The ack fields of `shard` (items, tombstones, rows in use) for `rank`.
 MutationAck shard_ack(const ShardIndex& shard, int rank);
 

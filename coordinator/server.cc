@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <optional>
 #include <thread>
 
 #include "common/error.h"
@@ -17,6 +18,7 @@
 #include "coordinator/rerank_model.h"
 #include "coordinator/partition_map.h"
 #include "coordinator/rank_liveness.h"
+#include "coordinator/rebalancer.h"
 #include "coordinator/replier.h"
 #include "coordinator/request_queue.h"
 #include "coordinator/server_stats.h"
@@ -38,30 +40,55 @@ struct RankState {
   PartitionMap map;
   SnapshotPointer snapshot;  // what was loaded: the latest snapshot, or the build
   std::unique_ptr<ShardWorker> worker;
+  PartitionMover mover;
+  // Rank 0: the write-ahead log, opened before loading (its map records say where partitions
+  // are), handed to the Updater.
+  std::optional<WriteAheadLog> wal;
+  WalRecovery wal_recovery;
 };
 
-RankState load_rank(const Config& config, const Communicator& control) {
+// Rank 0 works out the partition map (snapshot, then the log's map records) and broadcasts it:
+// every rank loads the partitions this one map gives it.
+void agree_on_map(const Config& config, MpiCommunicator& control, RankState& s) {
+  std::exception_ptr failure;
+  std::vector<uint8_t> bytes = PartitionMap::round_robin(s.meta.partitions, 1, true).encode();
+  int32_t ok = 1;
+  if (control.rank() == 0) {
+    try {
+      s.wal.emplace(
+          WriteAheadLog::open(config.index.dir, s.snapshot.sequence + 1, &s.wal_recovery));
+      const PartitionMap map =
+          recover_partition_map(config, s.meta, control.size(), s.snapshot, s.wal_recovery);
+      bytes = map.encode();
+    } catch (const Error&) {
+      failure = std::current_exception();
+      ok = 0;
+    }
+  }
+  control.broadcast(&ok, sizeof ok, 0);
+  if (failure) std::rethrow_exception(failure);
+  ARGENT_CHECK(ok, "rank ", control.rank(),
+               ": rank 0 could not recover the partition map (see its log)");
+  control.broadcast(bytes.data(), bytes.size(), 0);  // the size is fixed by the partition count
+  s.map = PartitionMap::decode(bytes.data(), bytes.size(), control.size(), s.meta.partitions,
+                               "start-up partition map");
+}
+
+RankState load_rank(const Config& config, MpiCommunicator& control) {
   RankState s;
   s.meta = read_manifest(config.index.dir);
-  s.map = PartitionMap::round_robin(s.meta.partitions, control.size(),
-                                    config.serve.coordinator_serves);
-  const std::vector<int32_t>& mine = s.map.partitions_of(control.rank());
   // The latest snapshot when there is one; rank 0 then replays the log after it (Updater).
   s.snapshot = read_snapshot_pointer(config.index.dir);
+  agree_on_map(config, control, s);
+  const std::vector<int32_t>& mine = s.map.partitions_of(control.rank());
   ShardIndex shard = ShardIndex::load(snapshot_data_dir(config.index.dir, s.snapshot), s.meta,
                                       mine, config.index.list_slack);
-  ARGENT_LOG(kInfo, "rank ", control.rank(), ": ", mine.size(), " partitions, ", shard.n_items(), " items");
+  ARGENT_LOG(kInfo, "rank ", control.rank(), ": ", mine.size(), " partitions, ", shard.n_items(),
+             " items (partition map epoch ", s.map.epoch(), ")");
   s.worker = std::make_unique<ShardWorker>(std::move(shard), control.rank(), config.search.threads,
                                            config.search.device, control.local_rank(),
                                            config.search.module);
   return s;
-}
-
-std::vector<int64_t> gather_items(Communicator& data, const ShardWorker& worker) {
-  const int64_t mine = worker.shard().n_items();
-  std::vector<int64_t> all(size_t(data.size()));
-  data.all_gather_host(&mine, all.data(), sizeof(int64_t));
-  return all;
 }
 
 // Ranks other than 0: follow the coordinator's steps until it says shut down. Any error (a
@@ -72,7 +99,8 @@ int run_shard_loop(const Config& config, MpiCommunicator& control, Communicator&
   const int rank = control.rank();
   Watchdog watchdog(data, rank, config.serve, [] { return g_shutdown.load(); }, nullptr);
   GlobalLists lists;  // gathered after updates for the coordinator; unused here
-  const UpdateContext update{config, s.meta, s.map, control, data, *s.worker, lists, &watchdog};
+  const UpdateContext update{config,    s.meta, s.map,     control, data,
+                             *s.worker, lists,  &watchdog, nullptr, &s.mover};
   // The coordinator sends a step at least every heartbeat_ms; silence for longer than that plus
   // a step's deadline means it is gone.
   const CollectiveTimeout idle(config.serve.heartbeat_ms + config.serve.step_timeout_ms);
@@ -108,13 +136,19 @@ int run_shard_loop(const Config& config, MpiCommunicator& control, Communicator&
           break;
         }
         case StepOp::kStats:
-          gather_items(data, *s.worker);
+          gather_partition_items(data, s.worker->shard());
           break;
         case StepOp::kMutate:
           follow_mutation_step(h, update);
           break;
         case StepOp::kSnapshot:
           follow_snapshot_step(h, update);
+          break;
+        case StepOp::kMoveBegin:
+        case StepOp::kMoveChunk:
+        case StepOp::kMoveCommit:
+        case StepOp::kMoveAbort:
+          follow_move_step(h, update);
           break;
         case StepOp::kShutdown:
           watchdog.end();
@@ -130,6 +164,14 @@ int run_shard_loop(const Config& config, MpiCommunicator& control, Communicator&
   }
 }
 
+ReplyTarget rebalance_target(const PendingRebalance& r) {
+  ReplyTarget t;
+  t.kind = ReplyTarget::Kind::kAdmin;
+  t.envelope = r.envelope;
+  t.request_id = r.request_id;
+  return t;
+}
+
 // Rank 0's answer to a cluster failure (Watchdog's handler): every request a step or the merge
 // thread holds, and every queued one, gets UNAVAILABLE naming the failure and what is known of
 // the ranks; the queues stay closed, so later requests get the same; then the gateway thread
@@ -140,6 +182,7 @@ struct FailureReplies {
   InFlightBoard& board;
   RequestQueue& queue;
   MutationQueue& mutations;
+  RebalanceQueue& rebalances;
   const RankLiveness& liveness;
 
   void operator()(const std::string& why) const {
@@ -158,6 +201,10 @@ struct FailureReplies {
                                             message + "; not logged, not applied"));
       ++answered;
     }
+    for (const PendingRebalance& r : rebalances.close(message)) {
+      replier.send(r.envelope, status_reply(rebalance_target(r), v1::UNAVAILABLE, message));
+      ++answered;
+    }
     ARGENT_LOG(kCritical, "coordinator: answered ", answered, " requests UNAVAILABLE: ", message);
     std::this_thread::sleep_for(std::chrono::milliseconds(config.serve.abort_grace_ms / 2));
   }
@@ -168,9 +215,11 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
                     RankState& s, GlobalLists lists, std::vector<int64_t> items,
                     const RankLiveness& liveness) {
   ServerStats stats;
-  std::vector<std::vector<int32_t>> partitions;
-  for (int r = 0; r < control.size(); ++r) partitions.push_back(s.map.partitions_of(r));
-  stats.set_shards(std::move(items), partitions);
+  RebalanceStatus rebalance_status;
+  RebalanceQueue rebalances;
+  PartitionLoad load = partition_load(items, control.size(), s.meta.partitions);
+  stats.set_shards(load.per_rank, s.map.by_rank());
+  rebalance_status.set_items(load.per_partition);
 
   zmq::context_t context(1);
   RequestQueue queue(config.serve.max_queue);
@@ -180,19 +229,25 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
   MutationQueue mutations(config.serve.max_queue, [&queue] { queue.wake(); });
   InFlightBoard board;
   Watchdog watchdog(data, 0, config.serve, [] { return g_shutdown.load(); },
-                    FailureReplies{config, context, board, queue, mutations, liveness},
+                    FailureReplies{config, context, board, queue, mutations, rebalances, liveness},
                     [&liveness] { return liveness.exited_ranks(); });
   UpdateStats update_stats;
-  Updater updater(
-      UpdateContext{config, s.meta, s.map, control, data, *s.worker, lists, &watchdog, &board},
-      prober.centroids(), s.snapshot, stats, update_stats, step_id, [&queue] { queue.wake(); });
+  const UpdateContext update{config,    s.meta, s.map,     control, data,
+                             *s.worker, lists,  &watchdog, &board,  &s.mover};
+  Updater updater(update, prober.centroids(), s.snapshot, stats, update_stats, step_id,
+                  [&queue] { queue.wake(); });
   try {
-    updater.recover();
+    updater.recover(std::move(*s.wal), s.wal_recovery);
   } catch (const std::exception& e) {
     watchdog.fail(std::string("recovery: ") + e.what());
   }
-  Gateway gateway(context, config, s.meta, queue, stats,
-                  GatewayInfo{control.size(), data.backend(), &mutations, &update_stats});
+  s.wal.reset();
+  s.wal_recovery.records.clear();
+  Rebalancer rebalancer(update, updater, stats, rebalance_status, step_id);
+  GatewayInfo info{control.size(), data.backend(), &mutations, &update_stats};
+  info.rebalances = &rebalances;
+  info.rebalance_status = &rebalance_status;
+  Gateway gateway(context, config, s.meta, queue, stats, info);
   // The reranker is loaded before the gateway opens, so a bad model file stops the job at start.
   std::unique_ptr<RerankSetup> rerank;
   if (config.rerank.enabled) {
@@ -224,13 +279,18 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
       // step or two; the log's fdatasync runs beside the search steps.
       updater.run_queued(mutations, replier);
       updater.maybe_snapshot();
+      // At most one step of a rebalance under way per turn: searches and writes run between.
+      rebalancer.run(rebalances, replier);
       const bool roll = stats.roll(stats_interval);
       if (roll || watchdog.ms_since_last_step() >= double(config.serve.heartbeat_ms)) {
         // Also the heartbeat: the shard ranks take a long silence for a lost coordinator.
         if (roll) update_stats.roll(stats_interval);
         start_step(control, watchdog, step_id, StepOp::kStats, 0);
-        stats.set_shards(gather_items(data, *s.worker), partitions);
+        load = partition_load(gather_partition_items(data, s.worker->shard()), control.size(),
+                              s.meta.partitions);
         watchdog.end();
+        stats.set_shards(load.per_rank, s.map.by_rank());
+        rebalance_status.set_items(load.per_partition);
         stats.set_queue_depth(queue.depth());
         metrics().set_queue_depth("write", mutations.depth());
         if (roll && config.serve.stats_interval_s > 0) {
@@ -242,7 +302,8 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
       }
       std::vector<PendingSearch> batch = queue.pop_batch(
           config.serve.max_batch, std::chrono::microseconds(config.serve.max_wait_us),
-          std::chrono::milliseconds(!mutations.empty() && !updater.logging() ? 0 : 20));
+          std::chrono::milliseconds(
+              (!mutations.empty() && !updater.logging()) || rebalancer.active() ? 0 : 20));
       if (batch.empty()) continue;
       run_search_step(SearchStepContext{config, control, data, s.meta, *s.worker, lists, prober,
                                         rerank.get(),
@@ -270,6 +331,9 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
   for (const PendingSearch& r : queue.close())
     replier.send(r.envelope, search_status(r, v1::UNAVAILABLE, "server is shutting down"),
                  r.arrival);
+  for (const PendingRebalance& r : rebalances.close())
+    replier.send(r.envelope,
+                 status_reply(rebalance_target(r), v1::UNAVAILABLE, "server is shutting down"));
   for (const PendingMutation& m : mutations.close())
     replier.send(m.envelope, status_reply(reply_target(m), v1::UNAVAILABLE,
                                           "server is shutting down; not logged, not applied"));
@@ -288,7 +352,7 @@ int run_server(const Config& config, MpiCommunicator& control, Communicator& dat
   // Startup collectives, on every rank in the same order: the index-wide lists for the prober
   // and each rank's item count for Stats and Health.
   GlobalLists lists = gather_global_lists(data, s.worker->shard());
-  std::vector<int64_t> items = gather_items(data, *s.worker);
+  std::vector<int64_t> items = gather_partition_items(data, s.worker->shard());
   const RankLiveness liveness = RankLiveness::gather(control);
   if (control.rank() == 0)
     return run_coordinator(config, control, data, s, std::move(lists), std::move(items),

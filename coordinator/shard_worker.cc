@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "collectives/communicator.h"
+#include "common/error.h"
 #include "kernels/layout.h"
 #include "shard/local_engine.h"
 
@@ -79,6 +80,28 @@ GlobalLists gather_global_lists(Communicator& comm, const ShardIndex& shard) {
       g.summaries[size_t(w)] |= summaries[r * size_t(nlist * words) + size_t(w)];
   }
   return g;
+}
+
+std::vector<int64_t> gather_partition_items(Communicator& comm, const ShardIndex& shard) {
+  const std::vector<int64_t> mine = shard.items_per_partition();
+  std::vector<int64_t> all(mine.size() * size_t(comm.size()));
+  comm.all_gather_host(mine.data(), all.data(), mine.size() * sizeof(int64_t));
+  return all;
+}
+
+PartitionLoad partition_load(const std::vector<int64_t>& gathered, int ranks, int32_t partitions) {
+  ARGENT_CHECK(gathered.size() == size_t(ranks) * size_t(partitions), "partition load: ",
+               gathered.size(), " counts for ", ranks, " ranks x ", partitions, " partitions");
+  PartitionLoad load;
+  load.per_rank.assign(size_t(ranks), 0);
+  load.per_partition.assign(size_t(partitions), 0);
+  for (int r = 0; r < ranks; ++r)
+    for (int32_t p = 0; p < partitions; ++p) {
+      const int64_t n = gathered[size_t(r) * size_t(partitions) + size_t(p)];
+      load.per_rank[size_t(r)] += n;
+      load.per_partition[size_t(p)] += n;
+    }
+  return load;
 }
 
 }  // namespace argent

@@ -45,4 +45,15 @@ struct GlobalLists {
 class Communicator;
 GlobalLists gather_global_lists(Communicator& comm, const ShardIndex& shard);
 
+// Each rank's live items per partition, [ranks * partitions] in rank order (a stats step, and
+// after each partition move). Every rank must call it.
+std::vector<int64_t> gather_partition_items(Communicator& comm, const ShardIndex& shard);
+// The load those items make: per rank (summed over its partitions) and per partition (summed
+// over ranks; a partition is on one rank at a time).
+struct PartitionLoad {
+  std::vector<int64_t> per_rank;       // [ranks]
+  std::vector<int64_t> per_partition;  // [partitions]
+};
+PartitionLoad partition_load(const std::vector<int64_t>& gathered, int ranks, int32_t partitions);
+
 }  // namespace argent

@@ -46,9 +46,15 @@ SnapshotPointer read_snapshot_pointer(const std::string& index_dir) {
     p.sequence = j.at("sequence").get<uint64_t>();
     p.dir = j.at("dir").get<std::string>();
     p.items = j.at("items").get<int64_t>();
+    if (j.contains("partition_map")) {
+      p.map_epoch = j.at("partition_map").at("epoch").get<uint64_t>();
+      p.map_owners = j.at("partition_map").at("owners").get<std::vector<int>>();
+    }
   } catch (const nlohmann::json::exception& e) {
     ARGENT_CHECK_DATA(false, path, ": META section: ", e.what());
   }
+  for (int owner : p.map_owners)
+    ARGENT_CHECK_DATA(owner >= 0, path, ": partition map places a partition on rank ", owner);
   ARGENT_CHECK_DATA(p.dir == snapshot_dir_name(p.sequence), path, ": names directory '", p.dir,
                     "' for sequence ", p.sequence);
   ARGENT_CHECK_DATA(path_exists(manifest_path(snapshot_data_dir(index_dir, p))), path,
@@ -72,7 +78,9 @@ void write_shard_snapshot(const ShardIndex& shard, const std::string& index_dir,
 void commit_snapshot(const std::string& index_dir, IndexMeta meta, const SnapshotPointer& p) {
   meta.n_items = p.items;
   write_manifest(snapshot_data_dir(index_dir, p), meta);
-  const nlohmann::json j = {{"sequence", p.sequence}, {"dir", p.dir}, {"items", p.items}};
+  nlohmann::json j = {{"sequence", p.sequence}, {"dir", p.dir}, {"items", p.items}};
+  if (!p.map_owners.empty())
+    j["partition_map"] = {{"epoch", p.map_epoch}, {"owners", p.map_owners}};
   SectionWriter w(kKind, kVersion);
   w.add_string(kMetaTag, j.dump());
   w.write_file(pointer_path(index_dir));  // atomic: temporary file, fsync, rename

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "shard/index_meta.h"
 #include "shard/shard_index.h"
@@ -26,6 +27,10 @@ struct SnapshotPointer {
   uint64_t sequence = 0;  // every log record up to this one is in the snapshot
   std::string dir;        // directory name inside the index directory; "" = the build itself
   int64_t items = 0;
+  // The partition map when the snapshot was taken (empty for the build and for snapshots
+  // written before maps were versioned): the owner of each partition and its epoch.
+  uint64_t map_epoch = 0;
+  std::vector<int> map_owners;
 };
 
 // DIR/SNAPSHOT.argent, or {0, "", build items} when there is none. Throws Error(kDataLoss) for

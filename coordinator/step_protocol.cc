@@ -36,6 +36,10 @@ const char* step_op_name(int32_t op) {
     case StepOp::kShutdown: return "shutdown";
     case StepOp::kMutate: return "mutate";
     case StepOp::kSnapshot: return "snapshot";
+    case StepOp::kMoveBegin: return "move begin";
+    case StepOp::kMoveChunk: return "move chunk";
+    case StepOp::kMoveCommit: return "move commit";
+    case StepOp::kMoveAbort: return "move abort";
   }
   return "unknown";
 }

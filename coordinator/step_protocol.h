@@ -20,8 +20,20 @@
 
 namespace argent {
 
-// kMutate and kSnapshot: coordinator/mutation_step.h and coordinator/updater.h.
-enum class StepOp : int32_t { kSearch = 1, kStats = 2, kShutdown = 3, kMutate = 4, kSnapshot = 5 };
+// kMutate and kSnapshot: coordinator/mutation_step.h and coordinator/updater.h; the kMove*
+// steps of a rebalance: coordinator/partition_mover.h. kStats is also the heartbeat of an idle
+// coordinator (coordinator/server.cc). Values are fixed: they travel in every header.
+enum class StepOp : int32_t {
+  kSearch = 1,
+  kStats = 2,
+  kShutdown = 3,
+  kMutate = 4,
+  kSnapshot = 5,
+  kMoveBegin = 6,
+  kMoveChunk = 7,
+  kMoveCommit = 8,
+  kMoveAbort = 9,
+};
 
 // Every rank checks each header it receives (check_step_header): the sequence number must be the
 // one after the last step it ran, and a search step's decoded payload must have the header's
@@ -34,7 +46,8 @@ struct StepHeader {
   uint64_t step = 0;            // sequence number: 1, 2, ... over every step of the job
   int64_t payload_bytes = 0;
   uint64_t batch = 0;           // kSearch: the search batch number (1, 2, ...); else 0
-  int64_t n = 0;                // kSearch: queries in the batch
+  int64_t n = 0;                // kSearch: queries in the batch; kMutate: requests; kMove*: the
+                                // partition moved (checked against the payload)
   int64_t k = 0;                // kSearch: results per query per rank
 };
 static_assert(sizeof(StepHeader) == 48, "StepHeader is broadcast as raw bytes");

@@ -1,6 +1,7 @@
 #include "coordinator/updater.h"
 
 #include <cstring>
+#include <optional>
 
 #include "common/error.h"
 #include "common/hash.h"
@@ -18,6 +19,9 @@ double ms_since(SteadyClock::time_point t) {
 // Every rank, after the step's payload is known: apply, gather the acks, refresh the prober's
 // lists. The same collectives in the same order on every rank.
 std::vector<uint8_t> apply_and_gather(const MutationStep& step, const UpdateContext& ctx) {
+  // A partition being moved keeps its writes on the source; the destination keeps a copy to
+  // replay when the move commits (coordinator/partition_mover.h).
+  if (ctx.mover) ctx.mover->forward(step);
   const std::vector<uint8_t> ack =
       apply_mutation_step(step, ctx.data.rank(), ctx.config.updates.compact_tombstone_ratio,
                           ctx.worker.mutable_shard());
@@ -72,10 +76,9 @@ Updater::~Updater() {
   if (in_flight_ && in_flight_->first.valid()) in_flight_->first.wait();
 }
 
-void Updater::recover() {
+void Updater::recover(WriteAheadLog wal, const WalRecovery& rec) {
   const auto start = SteadyClock::now();
-  WalRecovery rec;
-  wal_.emplace(WriteAheadLog::open(ctx_.config.index.dir, snapshot_.sequence + 1, &rec));
+  wal_.emplace(std::move(wal));
   if (rec.discarded_bytes > 0)
     ARGENT_LOG(kWarn, "write-ahead log: discarded a torn tail of ", rec.discarded_bytes,
                " bytes at offset ", rec.valid_bytes, " (", rec.discard_reason,
@@ -97,6 +100,10 @@ void Updater::recover() {
   for (const WalRecord& r : rec.records) {
     progress.add(1);
     if (r.sequence <= snapshot_.sequence) continue;  // already in the snapshot
+    // Map records were read before loading (recover_partition_map): the job already serves the
+    // last one, and mutations route by it whichever map they were first applied under, since
+    // any rank can load any partition of the snapshot.
+    if (is_map_record(r)) continue;
     MutationBatch b = decode_mutation(r.payload.data(), r.payload.size(), ctx_.meta.dim);
     if (items + b.size() > ctx_.config.updates.max_step_items) flush();
     items += b.size();
@@ -114,6 +121,53 @@ void Updater::recover() {
              snapshot_.dir.empty() ? std::string("the build") : snapshot_.dir, "), replayed ",
              replayed, " log records in ", ms_since(start), " ms; next sequence ",
              wal_->next_sequence());
+}
+
+void Updater::log_partition_map(const PartitionMap& map) {
+  ARGENT_ASSERT(!in_flight_, "partition map logged while a group is being logged");
+  wal_->append({encode_map_record(map)});
+  stats_.set_wal(wal_->next_sequence() - 1, wal_->bytes());
+}
+
+std::vector<uint8_t> encode_map_record(const PartitionMap& map) {
+  std::vector<uint8_t> out = {kPartitionMapRecord, 0, 0, 0};
+  const std::vector<uint8_t> body = map.encode();
+  out.insert(out.end(), body.begin(), body.end());
+  return out;
+}
+
+bool is_map_record(const WalRecord& record) {
+  return !record.payload.empty() && record.payload[0] == kPartitionMapRecord;
+}
+
+PartitionMap recover_partition_map(const Config& config, const IndexMeta& meta, int ranks,
+                                   const SnapshotPointer& snapshot, const WalRecovery& recovery) {
+  std::optional<PartitionMap> map;
+  std::string source = "serve.standby_ranks and round-robin";
+  if (!snapshot.map_owners.empty()) {
+    ARGENT_CHECK_DATA(int64_t(snapshot.map_owners.size()) == meta.partitions, "snapshot ",
+                      snapshot.dir, ": partition map of ", snapshot.map_owners.size(),
+                      " partitions, the index has ", meta.partitions);
+    for (size_t p = 0; p < snapshot.map_owners.size(); ++p)
+      ARGENT_CHECK(snapshot.map_owners[p] < ranks, "snapshot ", snapshot.dir,
+                   ": partition map epoch ", snapshot.map_epoch, " places partition ", p,
+                   " on rank ", snapshot.map_owners[p], ", but the job has ", ranks,
+                   " ranks; start it with at least ", snapshot.map_owners[p] + 1, " ranks");
+    map = PartitionMap::from_owners(snapshot.map_owners, ranks, snapshot.map_epoch);
+    source = "the snapshot";
+  }
+  for (const WalRecord& r : recovery.records) {
+    if (r.sequence <= snapshot.sequence || !is_map_record(r)) continue;
+    map = PartitionMap::decode(r.payload.data() + 4, r.payload.size() - 4, ranks,
+                               meta.partitions,
+                               "write-ahead log record " + std::to_string(r.sequence));
+    source = "write-ahead log record " + std::to_string(r.sequence);
+  }
+  if (!map)
+    map = PartitionMap::round_robin(meta.partitions, ranks, config.serve.coordinator_serves,
+                                    config.serve.standby_ranks);
+  ARGENT_LOG(kInfo, "partition map epoch ", map->epoch(), " from ", source);
+  return *map;
 }
 
 void Updater::add_to_step(const MutationBatch& b, MutationStep* step) const {
@@ -185,6 +239,7 @@ void Updater::run_queued(MutationQueue& queue, Replier& replier) {
     if (in_flight_->first.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
     complete(replier);
   }
+  if (paused_) return;
   std::vector<PendingMutation> requests = queue.pop(ctx_.config.updates.max_step_items);
   if (requests.empty()) return;
   if (requests.front().type == PendingMutation::Type::kSnapshot) {
@@ -243,6 +298,9 @@ void Updater::complete(Replier& replier) {
                    m.arrival);
     return;
   }
+  // Route by the map of this step: a partition move may have committed while the group was
+  // being logged, and its rows belong to the partition's owner now.
+  for (StepMutation& m : job.step.mutations) m.rank = ctx_.map.rank_of(m.item.partition);
   const std::vector<uint8_t> acks = mutate(job.step);
   if (ctx_.board && !ctx_.board->release(job.token)) return;  // answered by a failure
 

@@ -17,6 +17,7 @@
 #include "collectives/mpi_communicator.h"
 #include "common/config.h"
 #include "coordinator/partition_map.h"
+#include "coordinator/partition_mover.h"
 #include "coordinator/replier.h"
 #include "coordinator/server_stats.h"
 #include "coordinator/shard_worker.h"
@@ -35,7 +36,7 @@ namespace argent {
 struct UpdateContext {
   const Config& config;
   const IndexMeta& meta;
-  const PartitionMap& map;
+  PartitionMap& map;  // the map steps route by; a committed partition move replaces it
   MpiCommunicator& control;
   Communicator& data;
   ShardWorker& worker;
@@ -43,7 +44,20 @@ struct UpdateContext {
   // Cluster faults (coordinator/watchdog.h, inflight_board.h); null: not watched (unit tests).
   Watchdog* watchdog = nullptr;  // every step is begun and ended with it
   InFlightBoard* board = nullptr;  // rank 0: writes taken from the queue until acknowledged
+  PartitionMover* mover = nullptr;  // rebalancing: sees every mutation step (may be null)
 };
+
+// A write-ahead log record that is a partition map (a committed partition move), not a
+// mutation: its first byte, where a mutation record has its MutationKind.
+constexpr uint8_t kPartitionMapRecord = 0x50;  // 'P'
+std::vector<uint8_t> encode_map_record(const PartitionMap& map);
+bool is_map_record(const WalRecord& record);
+// The map the job serves at start: the snapshot's (or round-robin over the serving ranks of
+// the config when the snapshot has none), then the last map record of the log after it.
+// `recovery`: what WriteAheadLog::open found. Throws Error naming the problem (a map placing a
+// partition on a rank this job does not have).
+PartitionMap recover_partition_map(const Config& config, const IndexMeta& meta, int ranks,
+                                   const SnapshotPointer& snapshot, const WalRecovery& recovery);
 
 class Updater {
  public:
@@ -55,9 +69,13 @@ class Updater {
           std::function<void()> wake);
   ~Updater();
 
-  // Opens the write-ahead log and replays, through mutation steps, every record after the
-  // loaded snapshot. A torn tail is reported and discarded. Call before the gateway starts.
-  void recover();
+  // Takes the write-ahead log (opened at start-up, which read `recovery` from it to find the
+  // partition map) and replays, through mutation steps, every mutation record after the loaded
+  // snapshot. A torn tail is reported. Call before the gateway starts.
+  void recover(WriteAheadLog wal, const WalRecovery& recovery);
+  // Appends `map` to the log (one record, fdatasync'ed) before a partition move commits to it.
+  // Only while no group is being logged (!logging()). Throws Error(kIo) when the write fails.
+  void log_partition_map(const PartitionMap& map);
   // Moves writes along, without waiting: when the log write in flight has finished, applies
   // its requests on every rank (a kMutate step) and acknowledges them; when none is in flight,
   // starts writing the oldest queued requests to the log (one write and one fdatasync, on a
@@ -65,6 +83,9 @@ class Updater {
   void run_queued(MutationQueue& queue, Replier& replier);
   // Whether a log write is in flight (run_queued can do nothing more until `wake`).
   bool logging() const { return in_flight_.has_value(); }
+  // While paused, run_queued finishes the write in flight but starts no other: a partition
+  // move's commit waits for the log to be free (log_partition_map) without starving.
+  void set_paused(bool paused) { paused_ = paused; }
   // Shutdown: waits for the log write in flight, then applies and acknowledges it.
   void finish(Replier& replier);
   // Takes a snapshot when updates.snapshot_interval_s or updates.snapshot_wal_bytes says so.
@@ -106,6 +127,7 @@ class Updater {
   std::optional<InFlight> in_flight_;
   std::function<void()> wake_;
   std::chrono::steady_clock::time_point last_snapshot_;
+  bool paused_ = false;
 };
 
 // Ranks other than 0, on a kMutate / kSnapshot header from the coordinator.

@@ -72,6 +72,8 @@ std::string Updater::snapshot(SnapshotPointer* done, double* seconds) {
   SnapshotPointer p;
   p.sequence = sequence;
   p.dir = snapshot_dir_name(sequence);
+  p.map_epoch = ctx_.map.epoch();  // a move commits between steps: this map is whole
+  p.map_owners = ctx_.map.owners();
   std::string problem;
   for (int r = 0; r < ctx_.data.size(); ++r) {
     MutationAck a;

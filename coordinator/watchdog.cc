@@ -60,7 +60,18 @@ Watchdog::~Watchdog() {
 }
 
 std::chrono::milliseconds Watchdog::deadline_of(const StepHeader& h) const {
-  return StepOp(h.op) == StepOp::kSnapshot ? snapshot_timeout_ : step_timeout_;
+  switch (StepOp(h.op)) {
+    // Steps whose work grows with a whole partition or shard, not with a batch: a snapshot
+    // writes every partition; a move's begin encodes the partition, its commit adds it, replays
+    // the forwarded writes, compacts the source and gathers the index-wide lists.
+    case StepOp::kSnapshot:
+    case StepOp::kMoveBegin:
+    case StepOp::kMoveCommit:
+      return snapshot_timeout_;
+    // A move chunk is serve.move_chunk_bytes over MPI: sized to fit a step's deadline.
+    default:
+      return step_timeout_;
+  }
 }
 
 void Watchdog::begin(const StepHeader& h) {

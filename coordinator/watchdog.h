@@ -2,9 +2,10 @@
 // the step in flight and the communicator, so that no failure leaves a rank waiting forever.
 //
 // It fails the rank when
-//   - the step in flight passes its deadline (serve.step_timeout_ms, snapshot steps
-//     serve.snapshot_timeout_ms; on ranks other than 0 plus serve.abort_grace_ms, so that the
-//     coordinator, which answers the clients, is the first to notice),
+//   - the step in flight passes its deadline (deadline_of: serve.step_timeout_ms; snapshot
+//     steps and the begin and commit steps of a partition move serve.snapshot_timeout_ms; on
+//     ranks other than 0 plus serve.abort_grace_ms, so that the coordinator, which answers the
+//     clients, is the first to notice),
 //   - the communicator reports an asynchronous error (NCCL: ncclCommGetAsyncError),
 //   - a peer is known to be gone (rank 0: a rank on its host has exited) while a step has
 //     been in flight for more than kProbePeersAfter,

@@ -35,6 +35,7 @@ CommandFn add_admin_command(CLI::App& app) {
   (*actions)["snapshot"] = add_admin_snapshot(*admin);
   (*actions)["stats"] = add_admin_stats(*admin);
   (*actions)["keygen"] = add_admin_keygen(*admin);
+  (*actions)["rebalance"] = add_admin_rebalance(*admin);
   return [admin, actions] {
     for (const auto& [name, run] : *actions)
       if (admin->got_subcommand(name)) return run();

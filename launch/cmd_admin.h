@@ -33,5 +33,6 @@ CommandFn add_admin_status(CLI::App& admin);
 CommandFn add_admin_snapshot(CLI::App& admin);
 CommandFn add_admin_stats(CLI::App& admin);
 CommandFn add_admin_keygen(CLI::App& admin);
+CommandFn add_admin_rebalance(CLI::App& admin);
 
 }  // namespace argent

@@ -1,12 +1,14 @@
 // argent admin status: is the server up, what runs it, and how the work is spread over ranks:
 // health, versions, per-rank items / tombstones / load, and the partition map as the server
 // reports it. A table for people, --json for scripts; exits 1 when the server does not answer.
+#include <cstdio>
 #include <memory>
 #include <string>
 
 #include "common/error.h"
 #include "common/version.h"
 #include "coordinator/client.h"
+#include "launch/admin_status.h"
 #include "launch/cmd_admin.h"
 
 namespace argent {
@@ -69,6 +71,8 @@ int run_status(const AdminOptions& o, double wait_s) {
   report.field("tombstone_ratio", st.tombstone_ratio());
   report.field("wal_sequence", st.wal_sequence());
   report.field("snapshot_sequence", st.snapshot_sequence());
+  report.field("partition_map_epoch", st.partition_map_epoch());
+  report.field("rebalance", format_rebalance_progress(st.rebalance()));
 
   Table& shards = report.table(
       "shards", {"rank", "items", "tombstones", "partitions", "share", "steps", "step_ms"});
@@ -81,6 +85,8 @@ int run_status(const AdminOptions& o, double wait_s) {
                                                            s.partitions().end()))});
   }
   report.print(o.json);
+  // People also get the map by rank, with partition ranges, standby ranks and the imbalance.
+  if (!o.json) std::printf("\n%s", format_cluster_status(cluster_status(st)).c_str());
   return 0;
 }
 

@@ -3,9 +3,12 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstring>
 
 #include "common/error.h"
 #include "common/hash.h"
+#include "common/byte_codec.h"
+#include "common/crc32c.h"
 #include "common/section_file.h"
 
 namespace argent {
@@ -44,6 +47,43 @@ void write_partition(const std::string& dir, const IndexMeta& meta, const Partit
   w.write_file(partition_path(dir, p.partition));
 }
 
+void check_partition(const PartitionData& p, const IndexMeta& meta, const std::string& what) {
+  const int64_t n = p.size();
+  const int64_t nnz = int64_t(p.feature_ids.size());
+  ARGENT_CHECK_DATA(int64_t(p.scales.size()) == n && int64_t(p.codes.size()) == n * meta.d_pad &&
+                        int64_t(p.list_offsets.size()) == meta.nlist + 1 &&
+                        int64_t(p.feature_offsets.size()) == n + 1 &&
+                        int64_t(p.feature_values.size()) == nnz,
+                    what, ": partition ", p.partition, " arrays disagree in size");
+  ARGENT_CHECK_DATA(p.list_offsets.front() == 0 && p.list_offsets.back() == n, what,
+                    ": list offsets do not span the items");
+  for (int64_t l = 0; l < meta.nlist; ++l)
+    ARGENT_CHECK_DATA(p.list_offsets[size_t(l)] <= p.list_offsets[size_t(l + 1)], what,
+                      ": list offsets decrease at list ", l);
+  ARGENT_CHECK_DATA(p.feature_offsets.front() == 0 && p.feature_offsets.back() == nnz, what,
+                    ": feature offsets do not span the features");
+  // Every offset is checked before any is used: with only the ends checked, an offset past nnz
+  // in the middle would index beyond the feature arrays (found by fuzz/index_loader_fuzz).
+  for (int64_t i = 0; i < n; ++i)
+    ARGENT_CHECK_DATA(p.feature_offsets[size_t(i)] <= p.feature_offsets[size_t(i + 1)], what,
+                      ": feature offsets decrease at item ", i);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t a = p.feature_offsets[size_t(i)], b = p.feature_offsets[size_t(i + 1)];
+    for (int64_t e = a + 1; e < b; ++e) {
+      const bool ordered = p.feature_ids[size_t(e - 1)] < p.feature_ids[size_t(e)] ||
+                           (p.feature_ids[size_t(e - 1)] == p.feature_ids[size_t(e)] &&
+                            p.feature_values[size_t(e - 1)] < p.feature_values[size_t(e)]);
+      ARGENT_CHECK_DATA(ordered, what, ": features of item ", p.ids[size_t(i)],
+                        " are not sorted and unique");
+    }
+    ARGENT_CHECK_DATA(std::isfinite(p.scales[size_t(i)]) && p.scales[size_t(i)] >= 0, what,
+                      ": item ", p.ids[size_t(i)], " has invalid scale ", p.scales[size_t(i)]);
+    ARGENT_CHECK_DATA(partition_of_id(p.ids[size_t(i)], meta.partitions) == p.partition,
+                      what, ": item ", p.ids[size_t(i)], " does not belong to partition ",
+                      p.partition);
+  }
+}
+
 PartitionData read_partition(const std::string& dir, const IndexMeta& meta, int32_t partition) {
   const std::string path = partition_path(dir, partition);
   const SectionFile f = SectionFile::read(path, kKind, kIndexFormatVersion);
@@ -80,32 +120,69 @@ PartitionData read_partition(const std::string& dir, const IndexMeta& meta, int3
   p.feature_ids = f.array<int32_t>(kFeatureIdsTag, nnz);
   p.feature_values = f.array<int64_t>(kFeatureValuesTag, nnz);
 
-  ARGENT_CHECK_DATA(p.list_offsets.front() == 0 && p.list_offsets.back() == n, path,
-                    ": list offsets do not span the items");
-  for (int64_t l = 0; l < meta.nlist; ++l)
-    ARGENT_CHECK_DATA(p.list_offsets[size_t(l)] <= p.list_offsets[size_t(l + 1)], path,
-                      ": list offsets decrease at list ", l);
-  ARGENT_CHECK_DATA(p.feature_offsets.front() == 0 && p.feature_offsets.back() == nnz, path,
-                    ": feature offsets do not span the features");
-  // Every offset is checked before any is used: with only the ends checked, an offset past nnz
-  // in the middle would index beyond the feature arrays (found by fuzz/index_loader_fuzz).
-  for (int64_t i = 0; i < n; ++i)
-    ARGENT_CHECK_DATA(p.feature_offsets[size_t(i)] <= p.feature_offsets[size_t(i + 1)], path,
-                      ": feature offsets decrease at item ", i);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t a = p.feature_offsets[size_t(i)], b = p.feature_offsets[size_t(i + 1)];
-    for (int64_t e = a + 1; e < b; ++e) {
-      const bool ordered = p.feature_ids[size_t(e - 1)] < p.feature_ids[size_t(e)] ||
-                           (p.feature_ids[size_t(e - 1)] == p.feature_ids[size_t(e)] &&
-                            p.feature_values[size_t(e - 1)] < p.feature_values[size_t(e)]);
-      ARGENT_CHECK_DATA(ordered, path, ": features of item ", p.ids[size_t(i)],
-                        " are not sorted and unique");
-    }
-    ARGENT_CHECK_DATA(std::isfinite(p.scales[size_t(i)]) && p.scales[size_t(i)] >= 0, path,
-                      ": item ", p.ids[size_t(i)], " has invalid scale ", p.scales[size_t(i)]);
-    ARGENT_CHECK_DATA(partition_of_id(p.ids[size_t(i)], meta.partitions) == partition, path,
-                      ": item ", p.ids[size_t(i)], " does not belong to partition ", partition);
-  }
+  check_partition(p, meta, path);
+  return p;
+}
+
+// The bytes of a partition in transit (a rebalance move): magic | u32 version | partition |
+// the arrays, each as an int64 count and its elements | u32 CRC32C of everything before it.
+namespace {
+constexpr uint64_t kTransitMagic = 0x45564f4d50475241ull;  // "ARGPMOVE"
+constexpr uint32_t kTransitVersion = 1;
+
+template <typename T>
+void put_sized(ByteWriter& w, const std::vector<T>& v) {
+  w.put<int64_t>(int64_t(v.size()));
+  w.put_array(v.data(), v.size());
+}
+template <typename T>
+std::vector<T> get_sized(ByteReader& r) {
+  return r.get_array<T>(r.get<int64_t>());
+}
+}  // namespace
+
+std::vector<uint8_t> encode_partition(const PartitionData& p) {
+  ByteWriter w;
+  w.put<uint64_t>(kTransitMagic);
+  w.put<uint32_t>(kTransitVersion);
+  w.put<int32_t>(p.partition);
+  put_sized(w, p.ids);
+  put_sized(w, p.scales);
+  put_sized(w, p.codes);
+  put_sized(w, p.list_offsets);
+  put_sized(w, p.feature_offsets);
+  put_sized(w, p.feature_ids);
+  put_sized(w, p.feature_values);
+  const uint32_t crc = crc32c(w.bytes().data(), w.bytes().size());
+  w.put<uint32_t>(crc);
+  return w.take();
+}
+
+PartitionData decode_partition(const std::vector<uint8_t>& bytes, const IndexMeta& meta,
+                               int32_t partition, const std::string& what) {
+  ARGENT_CHECK_DATA(bytes.size() >= 20, what, ": ", bytes.size(), " bytes is no partition");
+  uint32_t stored = 0;
+  std::memcpy(&stored, bytes.data() + bytes.size() - 4, 4);
+  ARGENT_CHECK_DATA(crc32c(bytes.data(), bytes.size() - 4) == stored, what,
+                    ": CRC32C mismatch over ", bytes.size(), " bytes");
+  ByteReader r(bytes.data(), bytes.size() - 4, what);
+  ARGENT_CHECK_DATA(r.get<uint64_t>() == kTransitMagic, what, ": bad magic");
+  const uint32_t version = r.get<uint32_t>();
+  ARGENT_CHECK_DATA(version == kTransitVersion, what, ": version ", version, ", expected ",
+                    kTransitVersion);
+  PartitionData p;
+  p.partition = r.get<int32_t>();
+  ARGENT_CHECK_DATA(p.partition == partition, what, ": holds partition ", p.partition,
+                    ", expected ", partition);
+  p.ids = get_sized<int64_t>(r);
+  p.scales = get_sized<float>(r);
+  p.codes = get_sized<int8_t>(r);
+  p.list_offsets = get_sized<int64_t>(r);
+  p.feature_offsets = get_sized<int64_t>(r);
+  p.feature_ids = get_sized<int32_t>(r);
+  p.feature_values = get_sized<int64_t>(r);
+  ARGENT_CHECK_DATA(r.done(), what, ": ", r.left(), " trailing bytes");
+  check_partition(p, meta, what);
   return p;
 }
 

@@ -33,4 +33,15 @@ void write_partition(const std::string& dir, const IndexMeta& meta, const Partit
 // partition. Throws Error(kDataLoss) naming the file and the problem.
 PartitionData read_partition(const std::string& dir, const IndexMeta& meta, int32_t partition);
 
+// Checks what every reader of a partition relies on (sizes, monotonic offsets, sorted features,
+// finite scales, ids hashing to the partition); throws Error(kDataLoss) naming `what`.
+void check_partition(const PartitionData& part, const IndexMeta& meta, const std::string& what);
+
+// A partition as bytes for a rebalance move between ranks (docs/formats.md, "Partition in
+// transit"): magic, version, the arrays and a CRC32C. decode checks the CRC, that it holds
+// `partition`, and check_partition; throws Error(kDataLoss) naming `what`.
+std::vector<uint8_t> encode_partition(const PartitionData& part);
+PartitionData decode_partition(const std::vector<uint8_t>& bytes, const IndexMeta& meta,
+                               int32_t partition, const std::string& what);
+
 }  // namespace argent

@@ -29,6 +29,16 @@ ShardIndex ShardIndex::load(const std::string& dir, const IndexMeta& meta,
                  meta.partitions, ")");
     parts.push_back(read_partition(dir, meta, p));
   }
+  return from_partitions(meta, parts, list_slack, dir);
+}
+
+ShardIndex ShardIndex::from_partitions(const IndexMeta& meta,
+                                       const std::vector<PartitionData>& parts, double list_slack,
+                                       const std::string& origin) {
+  ARGENT_CHECK(list_slack >= 0 && list_slack <= 10, "index.list_slack ", list_slack,
+               " must be in [0, 10]");
+  std::vector<int32_t> partitions;
+  for (const PartitionData& part : parts) partitions.push_back(part.partition);
 
   // Lay out the lists: sizes summed over partitions, spare capacity, 16-row aligned starts.
   const int64_t nlist = meta.nlist;
@@ -94,7 +104,7 @@ ShardIndex ShardIndex::load(const std::string& dir, const IndexMeta& meta,
         std::copy(part.feature_values.begin() + fb, part.feature_values.begin() + fe,
                   ptr<int64_t>(t.feature_values) + pool_used);
         pool_used += fe - fb;
-        ARGENT_CHECK_DATA(s.id_to_row_.emplace(part.ids[size_t(i)], row).second, dir,
+        ARGENT_CHECK_DATA(s.id_to_row_.emplace(part.ids[size_t(i)], row).second, origin,
                           ": id ", part.ids[size_t(i)], " is stored in two partitions");
       }
     }

@@ -51,6 +51,9 @@ class ShardIndex {
   // tensors of the wrong dtype or shape, or an id stored twice.
   static ShardIndex from_tensors(const IndexMeta& meta, ShardTensors tensors,
                                  std::vector<int32_t> partitions, double list_slack);
+  // The same from partitions already in memory (`origin` names them in errors).
+  static ShardIndex from_partitions(const IndexMeta& meta, const std::vector<PartitionData>& parts,
+                                    double list_slack, const std::string& origin);
 
   const IndexMeta& meta() const { return meta_; }
   const ShardTensors& tensors() const { return t_; }
@@ -88,13 +91,28 @@ class ShardIndex {
   // Rebuilds the tensors with only live rows, reclaiming tombstones and dead feature-store
   // entries; each list gets index.list_slack spare rows again.
   void compact();
-  // The live items of each partition this shard holds, in the file order (list, then id).
-  std::vector<PartitionData> export_partitions() const;
+  // The live items of each partition this shard holds (or of `only`, which it must hold), in
+  // the file order (list, then id).
+  std::vector<PartitionData> export_partitions(const std::vector<int32_t>& only = {}) const;
+
+  // ---- Rebalancing (shard/shard_update.cc); serialized like the updates above ----------------
+  // Takes in a partition this shard does not hold yet (a rebalance move's destination): each
+  // row is appended to its list like an upsert. `part` must be well formed (check_partition).
+  // Throws Error(kInvalidArgument), changing nothing, when the partition is already here or an
+  // id of it is already live here.
+  void add_partition(PartitionData part);
+  // Tombstones every row of `partition` (a move's source, after the destination took it over);
+  // compaction reclaims them later, as for deletes. Throws Error(kInvalidArgument) when this
+  // shard does not hold it.
+  void remove_partition(int32_t partition);
+  // Live items of each partition of the index, [meta.partitions] (0 for those not held here).
+  std::vector<int64_t> items_per_partition() const;
 
  private:
   // Relays every live row into fresh tensors; list `grow` (or -1) gets at least twice its live
   // rows of capacity, so repeated upserts into one list reallocate only O(log n) times.
-  void rebuild(int64_t grow);
+  // `incoming` (or null): rows per list about to be added; each list gets room for them.
+  void rebuild(int64_t grow, const std::vector<int64_t>* incoming = nullptr);
   void tombstone(int64_t row);
   void append_features(int64_t row, const std::vector<std::pair<int32_t, int64_t>>& features);
 

@@ -127,7 +127,7 @@ bool ShardIndex::remove(int64_t id) {
 
 void ShardIndex::compact() { rebuild(-1); }
 
-void ShardIndex::rebuild(int64_t grow) {
+void ShardIndex::rebuild(int64_t grow, const std::vector<int64_t>* incoming) {
   const int64_t nlist = meta_.nlist;
   const int d_pad = meta_.d_pad;
   const int words = meta_.bloom.words;
@@ -149,6 +149,10 @@ void ShardIndex::rebuild(int64_t grow) {
     if (grow >= 0)
       capacity[size_t(l)] = std::max(capacity[size_t(l)],
                                      list_capacity_for(live[size_t(l)], kGrowthHeadroom));
+    if (incoming != nullptr)
+      capacity[size_t(l)] = std::max(
+          capacity[size_t(l)],
+          list_capacity_for(live[size_t(l)] + (*incoming)[size_t(l)], kGrowthHeadroom));
     if (l == grow)
       capacity[size_t(l)] = std::max(capacity[size_t(l)],
                                      round_up_rows(std::max<int64_t>(2 * live[size_t(l)],
@@ -217,11 +221,15 @@ void ShardIndex::rebuild(int64_t grow) {
   tombstones_ = 0;
 }
 
-std::vector<PartitionData> ShardIndex::export_partitions() const {
+std::vector<PartitionData> ShardIndex::export_partitions(const std::vector<int32_t>& only) const {
   const int64_t nlist = meta_.nlist;
   const int d_pad = meta_.d_pad;
+  const std::vector<int32_t>& wanted = only.empty() ? partitions_ : only;
+  for (int32_t p : wanted)
+    ARGENT_CHECK(std::find(partitions_.begin(), partitions_.end(), p) != partitions_.end(),
+                 "shard: export of partition ", p, ", which this shard does not hold");
   // (list, id, row) of every live row, per partition, in the file's order.
-  std::vector<std::vector<std::tuple<int64_t, int64_t, int64_t>>> rows(partitions_.size());
+  std::vector<std::vector<std::tuple<int64_t, int64_t, int64_t>>> rows(wanted.size());
   const int64_t* offsets = ptr<int64_t>(t_.list_offsets);
   const int64_t* sizes = ptr<int64_t>(t_.list_sizes);
   for (int64_t l = 0; l < nlist; ++l)
@@ -229,16 +237,14 @@ std::vector<PartitionData> ShardIndex::export_partitions() const {
       const int64_t id = ptr<int64_t>(t_.ids)[r];
       if (id == kEmptyId) continue;
       const int32_t p = ptr<int32_t>(t_.row_partition)[r];
-      const size_t slot = size_t(std::find(partitions_.begin(), partitions_.end(), p) -
-                                 partitions_.begin());
-      ARGENT_ASSERT(slot < partitions_.size(), "row ", r, " of partition ", p, " not held");
-      rows[slot].emplace_back(l, id, r);
+      const size_t slot = size_t(std::find(wanted.begin(), wanted.end(), p) - wanted.begin());
+      if (slot < wanted.size()) rows[slot].emplace_back(l, id, r);
     }
-  std::vector<PartitionData> out(partitions_.size());
-  for (size_t s = 0; s < partitions_.size(); ++s) {
+  std::vector<PartitionData> out(wanted.size());
+  for (size_t s = 0; s < wanted.size(); ++s) {
     std::sort(rows[s].begin(), rows[s].end());
     PartitionData& p = out[s];
-    p.partition = partitions_[s];
+    p.partition = wanted[s];
     const size_t n = rows[s].size();
     p.ids.resize(n);
     p.scales.resize(n);
@@ -259,6 +265,67 @@ std::vector<PartitionData> ShardIndex::export_partitions() const {
     }
     for (int64_t l = 0; l < nlist; ++l) p.list_offsets[size_t(l) + 1] += p.list_offsets[size_t(l)];
   }
+  return out;
+}
+
+void ShardIndex::add_partition(PartitionData part) {
+  ARGENT_CHECK(std::find(partitions_.begin(), partitions_.end(), part.partition) ==
+                   partitions_.end(),
+               "shard: add_partition ", part.partition, ", which this shard already holds");
+  ARGENT_CHECK(int64_t(part.list_offsets.size()) == meta_.nlist + 1 &&
+                   int64_t(part.codes.size()) == part.size() * meta_.d_pad,
+               "shard: add_partition ", part.partition, " does not fit this index");
+  for (int64_t id : part.ids)
+    ARGENT_CHECK(row_of(id) < 0, "shard: add_partition ", part.partition, ": id ", id,
+                 " is already live here");
+  // Each row goes in like an upsert, into its list's spare rows. Lists without room for the
+  // partition's rows grow first, all in one reallocation (upserting into a full list would
+  // reallocate once per list that fills).
+  std::vector<int64_t> incoming(static_cast<size_t>(meta_.nlist), 0);
+  bool fits = true;
+  for (int64_t l = 0; l < meta_.nlist; ++l) {
+    incoming[size_t(l)] = part.list_offsets[size_t(l) + 1] - part.list_offsets[size_t(l)];
+    fits &= ptr<int64_t>(t_.list_sizes)[l] + incoming[size_t(l)] <=
+            ptr<int64_t>(t_.list_capacity)[l];
+  }
+  if (!fits) rebuild(-1, &incoming);
+  partitions_.push_back(part.partition);
+  PreparedItem item;
+  item.partition = part.partition;
+  for (int64_t l = 0; l < meta_.nlist; ++l)
+    for (int64_t i = part.list_offsets[size_t(l)]; i < part.list_offsets[size_t(l) + 1]; ++i) {
+      item.id = part.ids[size_t(i)];
+      item.list = int32_t(l);
+      item.scale = part.scales[size_t(i)];
+      item.codes.assign(part.codes.begin() + i * meta_.d_pad,
+                        part.codes.begin() + (i + 1) * meta_.d_pad);
+      item.features.clear();
+      for (int64_t e = part.feature_offsets[size_t(i)]; e < part.feature_offsets[size_t(i) + 1];
+           ++e)
+        item.features.emplace_back(part.feature_ids[size_t(e)], part.feature_values[size_t(e)]);
+      upsert(item);
+    }
+}
+
+void ShardIndex::remove_partition(int32_t partition) {
+  auto held = std::find(partitions_.begin(), partitions_.end(), partition);
+  ARGENT_CHECK(held != partitions_.end(), "shard: remove_partition ", partition,
+               ", which this shard does not hold");
+  const int64_t* offsets = ptr<int64_t>(t_.list_offsets);
+  const int64_t* sizes = ptr<int64_t>(t_.list_sizes);
+  for (int64_t l = 0; l < meta_.nlist; ++l)
+    for (int64_t r = offsets[l]; r < offsets[l] + sizes[l]; ++r)
+      if (ptr<int64_t>(t_.ids)[r] != kEmptyId && ptr<int32_t>(t_.row_partition)[r] == partition)
+        tombstone(r);
+  partitions_.erase(held);
+}
+
+std::vector<int64_t> ShardIndex::items_per_partition() const {
+  std::vector<int64_t> out(size_t(meta_.partitions), 0);
+  const int64_t* ids = ptr<int64_t>(t_.ids);
+  const int32_t* part = ptr<int32_t>(t_.row_partition);
+  for (int64_t r = 0; r < n_rows(); ++r)
+    if (ids[r] != kEmptyId) ++out[size_t(part[r])];
   return out;
 }
 

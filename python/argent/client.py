@@ -277,6 +277,20 @@ class Client:
         request.admin.action = pb.AdminRequest.SNAPSHOT
         return self._call(request, "admin")
 
+    def rebalance(self, plan, rank=-1, moves=()):
+        """Starts a rebalance (AdminResponse with the planned moves): plan "even", "drain" or
+        "activate" (with `rank`), or "explicit" with `moves` [(partition, to_rank), ...]. It
+        runs in the background; stats().rebalance reports its progress."""
+        request = pb.Request()
+        request.admin.action = pb.AdminRequest.REBALANCE
+        request.admin.plan = plan
+        request.admin.rank = int(rank)
+        for partition, to_rank in moves:
+            m = request.admin.moves.add()
+            m.partition = int(partition)
+            m.to_rank = int(to_rank)
+        return self._call(request, "admin")
+
     def status(self):
         """What `argent admin status --json` prints: health, versions, per-rank items,
         tombstones and load, and the partition map, as a dict."""
