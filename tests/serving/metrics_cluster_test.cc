@@ -274,6 +274,14 @@ TEST_F(MetricsCluster, MalformedMessagesWritesAndTheDashboardsMetrics) {
   for (int r = 0; r < kRanks; ++r)
     tombstones += value(after, "argent_shard_tombstones{rank=\"" + std::to_string(r) + "\"}");
   EXPECT_EQ(tombstones, 1);  // the deleted row, until compaction
+  // Every panel has data once a search step has run (per-rank step times) and a stats interval
+  // has passed (queue depths): the suite's order does not promise either before this point.
+  load(2, 0, 77);
+  scrape_until([](const auto& m) {
+    for (const auto& [name, v] : m)
+      if (name.rfind("argent_queue_depth", 0) == 0) return true;
+    return false;
+  });
   expect_dashboard_metrics_served(http_get_metrics(port_));
 }
 
