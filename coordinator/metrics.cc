@@ -264,7 +264,7 @@ prometheus::Histogram& Metrics::histogram(const std::string& name, const std::st
   return family->Add(labels, buckets);
 }
 
-RebalanceProgress::RebalanceProgress(int64_t total_partitions)
+RebalanceMeter::RebalanceMeter(int64_t total_partitions)
     : total_(total_partitions),
       bar_(std::make_unique<Progress>(
           "rebalance: moving " + std::to_string(total_partitions) + " partitions",
@@ -272,12 +272,12 @@ RebalanceProgress::RebalanceProgress(int64_t total_partitions)
   metrics().set_rebalance_progress(0, total_);
 }
 
-RebalanceProgress::~RebalanceProgress() {
+RebalanceMeter::~RebalanceMeter() {
   bar_->finish();
   metrics().set_rebalance_progress(total_, total_);
 }
 
-void RebalanceProgress::moved(int64_t partitions) {
+void RebalanceMeter::moved(int64_t partitions) {
   moved_ += partitions;
   bar_->add(partitions);
   metrics().set_rebalance_progress(moved_, total_);

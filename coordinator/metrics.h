@@ -93,12 +93,12 @@ Metrics& metrics();
 // Progress of one rebalance, for issue 8's mover: a bar on stderr when it is a terminal
 // (common/progress.h) and the argent_rebalance_* gauges. Not thread-safe; one per rebalance.
 //
-//   RebalanceProgress progress(moves.size());
+//   RebalanceMeter progress(moves.size());
 //   for (const Move& m : moves) { move(m); progress.moved(1); }
-class RebalanceProgress {
+class RebalanceMeter {
  public:
-  explicit RebalanceProgress(int64_t total_partitions);
-  ~RebalanceProgress();  // marks the rebalance finished (progress 1)
+  explicit RebalanceMeter(int64_t total_partitions);
+  ~RebalanceMeter();  // marks the rebalance finished (progress 1)
   void moved(int64_t partitions);
 
  private:

@@ -127,6 +127,7 @@ void Rebalancer::start(const PendingRebalance& r, Replier& replier) {
   progress_.moves_total = int32_t(moves.size());
   progress_.start_epoch = ctx_.map.epoch();
   progress_.state = moves.empty() ? "done" : "running";
+  if (!moves.empty()) meter_ = std::make_unique<RebalanceMeter>(int64_t(moves.size()));
   started_ = SteadyClock::now();
   moves_ = std::move(moves);
   phase_ = Phase::kBegin;
@@ -195,6 +196,7 @@ void Rebalancer::advance() {
       progress_.bytes_moved += progress_.bytes_total;
       progress_.forwarded += ctx_.mover->last_forwarded();
       ++progress_.moves_done;
+      if (meter_) meter_->moved(1);
       ARGENT_LOG(kInfo, "rebalance: partition ", m.partition, " moved from rank ", m.from,
                  " to rank ", m.to, " (", progress_.bytes_total, " bytes); map epoch ",
                  ctx_.map.epoch());
@@ -212,6 +214,7 @@ void Rebalancer::advance() {
 
 void Rebalancer::finish(const std::string& error) {
   moves_.clear();
+  meter_.reset();
   progress_.state = error.empty() ? "done" : "failed";
   progress_.error = error;
   progress_.partition = progress_.from = progress_.to = -1;

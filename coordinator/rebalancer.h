@@ -8,8 +8,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
+#include "coordinator/metrics.h"
 #include "coordinator/partition_mover.h"
 #include "coordinator/rebalance_status.h"
 #include "coordinator/replier.h"
@@ -51,6 +53,7 @@ class Rebalancer {
   Phase phase_ = Phase::kBegin;
   MoveStep move_;
   RebalanceProgress progress_;
+  std::unique_ptr<RebalanceMeter> meter_;  // the argent_rebalance_* gauges and a progress bar
   SteadyClock::time_point started_;
 };
 
