@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <sstream>
@@ -60,28 +61,46 @@ std::vector<int64_t> copy_longs(const at::Tensor& t) {
   return std::vector<int64_t>(h.data_ptr<int64_t>(), h.data_ptr<int64_t>() + h.numel());
 }
 
-// Host copies of device list tables, reused while the tensor (its memory and version counter)
-// is unchanged: a search call on CUDA tensors then makes no device-to-host copy of them.
+// Host copies of device list tables, reused while the tensor is unchanged (TensorStamp): a
+// search call on CUDA tensors then makes no device-to-host copy of them.
 std::vector<int64_t> to_host_longs(const at::Tensor& t) {
   if (t.device().is_cpu() || t.is_inference()) return copy_longs(t);
   struct Entry {
-    const void* data;
-    int64_t numel, version;
+    TensorStamp stamp;
     std::vector<int64_t> host;
   };
   static std::mutex mutex;
   static std::vector<Entry> cache;  // a few recent tables (offsets and sizes of an index or two)
-  const Entry key{t.data_ptr(), t.numel(), int64_t(t._version()), {}};
   std::lock_guard<std::mutex> lock(mutex);
   for (const Entry& e : cache)
-    if (e.data == key.data && e.numel == key.numel && e.version == key.version) return e.host;
+    if (e.stamp.matches(t)) return e.host;
   if (cache.size() >= 8) cache.erase(cache.begin());
-  cache.push_back(key);
-  cache.back().host = copy_longs(t);
+  cache.push_back(Entry{TensorStamp(t), copy_longs(t)});
   return cache.back().host;
 }
 
+void bind_plan_views(PlanBatch& b) {
+  b.views.clear();
+  for (size_t p = 0; p < b.begin.size(); ++p)
+    b.views.push_back(FilterPlanView{b.ops.data() + b.begin[p], b.length[p]});
+}
+
+PlanBatch read_plans(const char* op, const at::Tensor& plan_ops, const at::Tensor& plan_spans,
+                     int64_t n, int bloom_words);
+
 }  // namespace
+
+TensorStamp::TensorStamp(const at::Tensor& t)
+    : storage_(t.storage().getWeakStorageImpl()),
+      data_(t.data_ptr()),
+      numel_(t.numel()),
+      version_(t.is_inference() ? -1 : int64_t(t._version())) {}
+
+bool TensorStamp::matches(const at::Tensor& t) const {
+  return version_ >= 0 && !t.is_inference() && !storage_.expired() &&
+         storage_._unsafe_get_target() == t.storage().unsafeGetStorageImpl() &&
+         data_ == t.data_ptr() && numel_ == t.numel() && version_ == int64_t(t._version());
+}
 
 void check_tensor(const char* op, const char* name, const at::Tensor& t, at::ScalarType dtype,
                   std::initializer_list<int64_t> shape, const at::Device& device) {
@@ -120,9 +139,41 @@ QueryArgs check_queries(const char* op, const at::Tensor& codes, const at::Tenso
 
 PlanBatch check_plans(const char* op, const at::Tensor& plan_ops, const at::Tensor& plan_spans,
                       int64_t n, int bloom_words) {
-  static_assert(sizeof(FilterOp) == 4 * sizeof(int64_t), "a plan row is one FilterOp");
   check_tensor(op, "plan_ops", plan_ops, at::kLong, {kAny, 4}, plan_ops.device());
   check_tensor(op, "plan_spans", plan_spans, at::kInt, {n, 2}, plan_ops.device());
+  if (plan_ops.device().is_cpu()) return read_plans(op, plan_ops, plan_spans, n, bloom_words);
+  // Plans on a device: validated once per content (TensorStamp), so a model that keeps its
+  // plans on the GPU makes no device-to-host copy per call.
+  struct Entry {
+    TensorStamp ops, spans;
+    int bloom_words;
+    PlanBatch plans;  // views unbound (they point into `ops` of whichever copy holds them)
+  };
+  static std::mutex mutex;
+  static std::vector<Entry> cache;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    for (const Entry& e : cache) {
+      if (e.ops.matches(plan_ops) && e.spans.matches(plan_spans) && e.bloom_words == bloom_words) {
+        PlanBatch b = e.plans;
+        bind_plan_views(b);
+        return b;
+      }
+    }
+  }
+  PlanBatch b = read_plans(op, plan_ops, plan_spans, n, bloom_words);
+  std::lock_guard<std::mutex> lock(mutex);
+  if (cache.size() >= 8) cache.erase(cache.begin());
+  cache.push_back(Entry{TensorStamp(plan_ops), TensorStamp(plan_spans), bloom_words, b});
+  cache.back().plans.views.clear();
+  return b;
+}
+
+namespace {
+
+PlanBatch read_plans(const char* op, const at::Tensor& plan_ops, const at::Tensor& plan_spans,
+                     int64_t n, int bloom_words) {
+  static_assert(sizeof(FilterOp) == 4 * sizeof(int64_t), "a plan row is one FilterOp");
   const at::Tensor ops = plan_ops.to(at::kCPU).contiguous();
   const at::Tensor spans = plan_spans.to(at::kCPU).contiguous();
   PlanBatch b;
@@ -171,10 +222,11 @@ PlanBatch check_plans(const char* op, const at::Tensor& plan_ops, const at::Tens
     }
     b.plan_of_query[size_t(q)] = it->second;
   }
-  for (size_t p = 0; p < b.begin.size(); ++p)
-    b.views.push_back(FilterPlanView{b.ops.data() + b.begin[p], b.length[p]});
+  bind_plan_views(b);
   return b;
 }
+
+}  // namespace
 
 FeatureStoreView check_features(const char* op, const at::Device& device,
                                 const at::Tensor& feature_offset, const at::Tensor& feature_count,
@@ -222,14 +274,6 @@ IndexArgs check_index(const char* op, int d_pad, const at::Device& device, const
   IndexArgs a;
   a.view.features = check_features(op, device, feature_offset, feature_count, feature_ids,
                                    feature_values);
-  a.host_list_offsets = to_host_longs(list_offsets);
-  a.host_list_sizes = to_host_longs(list_sizes);
-  for (int64_t l = 0; l < nlist; ++l) {
-    const int64_t o = a.host_list_offsets[size_t(l)], s = a.host_list_sizes[size_t(l)];
-    TORCH_CHECK(o >= 0 && o % kBlockRows == 0 && s >= 0 && o + s <= rows, op, ": list ", l,
-                " spans rows [", o, ", ", o + s, "), not a 16-aligned range inside the ", rows,
-                " rows");
-  }
   ScanIndexView& v = a.view;
   v.codes = data_as<int8_t>(codes);
   v.scales = data_as<float>(scales);
@@ -245,17 +289,43 @@ IndexArgs check_index(const char* op, int d_pad, const at::Device& device, const
   return a;
 }
 
+ListTables check_list_tables(const char* op, const IndexArgs& index,
+                             const at::Tensor& list_offsets, const at::Tensor& list_sizes) {
+  ListTables t;
+  t.offsets = to_host_longs(list_offsets);
+  t.sizes = to_host_longs(list_sizes);
+  const int64_t rows = index.view.n_rows;
+  for (size_t l = 0; l < t.offsets.size(); ++l) {
+    const int64_t o = t.offsets[l], s = t.sizes[l];
+    TORCH_CHECK(o >= 0 && o % kBlockRows == 0 && s >= 0 && o + s <= rows, op, ": list ", l,
+                " spans rows [", o, ", ", o + s, "), not a 16-aligned range inside the ", rows,
+                " rows");
+  }
+  return t;
+}
+
 void check_probes(const char* op, const at::Tensor& probes, int64_t n, int64_t n_lists,
                   const at::Device& device) {
   TORCH_CHECK(probes.dim() == 2, op, ": probes must be int32 [n, nprobe], got ", describe(probes));
   check_tensor(op, "probes", probes, at::kInt, {n, kAny}, device);
   TORCH_CHECK(probes.size(1) >= 1, op, ": probes has no columns (nprobe must be >= 1)");
-  const at::Tensor h = probes.to(at::kCPU);
+  const at::Tensor h = probes.to(at::kCPU).contiguous();
   const int32_t* p = h.data_ptr<int32_t>();
-  for (int64_t i = 0; i < h.numel(); ++i)
-    TORCH_CHECK(p[i] >= -1 && p[i] < n_lists, op, ": probes[", i / h.size(1), ", ",
-                i % h.size(1), "] = ", p[i], " is not a list number in [0, ", n_lists,
-                ") or -1");
+  const int64_t width = h.size(1);
+  std::vector<int32_t> row;
+  for (int64_t q = 0; q < h.size(0); ++q) {
+    row.clear();
+    for (int64_t s = 0; s < width; ++s) {
+      const int32_t l = p[q * width + s];
+      TORCH_CHECK(l >= -1 && l < n_lists, op, ": probes[", q, ", ", s, "] = ", l,
+                  " is not a list number in [0, ", n_lists, ") or -1");
+      if (l >= 0) row.push_back(l);
+    }
+    std::sort(row.begin(), row.end());
+    const auto repeat = std::adjacent_find(row.begin(), row.end());
+    TORCH_CHECK(repeat == row.end(), op, ": probes row ", q, " names list ", *repeat,
+                " twice; a query scans each list once");
+  }
 }
 
 void check_k(const char* op, int64_t k) {

@@ -21,6 +21,24 @@ namespace argent::ops {
 
 constexpr int64_t kAny = -1;  // a dimension check_tensor does not constrain
 
+// Identifies a tensor's contents for the host-side caches of the CUDA ops (list tables, plans,
+// device index tables): the same storage object (held weakly, so freed memory that the caching
+// allocator hands to a new tensor never matches), data pointer, size and version counter
+// (bumped by every in-place write through PyTorch). Inference tensors have no version counter
+// and never match.
+class TensorStamp {
+ public:
+  TensorStamp() = default;
+  explicit TensorStamp(const at::Tensor& t);
+  bool matches(const at::Tensor& t) const;
+
+ private:
+  c10::weak_intrusive_ptr<c10::StorageImpl> storage_{c10::weak_intrusive_ptr<c10::StorageImpl>(
+      c10::intrusive_ptr<c10::StorageImpl>())};
+  const void* data_ = nullptr;
+  int64_t numel_ = -1, version_ = -1;
+};
+
 // Checks `t` is defined, contiguous, of `dtype`, on `device`'s type (and index, for CUDA), with
 // `shape` (kAny: any size in that dimension).
 void check_tensor(const char* op, const char* name, const at::Tensor& t, at::ScalarType dtype,
@@ -51,12 +69,11 @@ PlanBatch check_plans(const char* op, const at::Tensor& plan_ops, const at::Tens
                       int64_t n, int bloom_words);
 
 // The index tensors of a shard (shard/shard_index.h ShardTensors, or ArgentRetrieval's buffers),
-// checked against each other and `d_pad`, all on `device`. The list tables are validated on the
-// host (lists start at multiples of 16 and lie inside the rows). Pointers are those of the
-// tensors (device pointers for CUDA tensors); list_offsets/list_sizes are also copied to the host.
+// checked against each other and `d_pad`, all on `device`: shapes and dtypes only, no reads of
+// the contents, so a CUDA call costs no host round trip. Pointers are the tensors' own (device
+// pointers for CUDA tensors).
 struct IndexArgs {
   ScanIndexView view;
-  std::vector<int64_t> host_list_offsets, host_list_sizes;
 };
 IndexArgs check_index(const char* op, int d_pad, const at::Device& device, const at::Tensor& codes,
                       const at::Tensor& scales, const at::Tensor& item_ids,
@@ -65,13 +82,24 @@ IndexArgs check_index(const char* op, int d_pad, const at::Device& device, const
                       const at::Tensor& feature_offset, const at::Tensor& feature_count,
                       const at::Tensor& feature_ids, const at::Tensor& feature_values);
 
+// The list tables of a checked index, copied to the host and validated: lists start at
+// multiples of 16 and lie inside the rows. The CPU ops check them on every call; the CUDA ops
+// when their cached device tables are rebuilt (ops_cuda.cc).
+struct ListTables {
+  std::vector<int64_t> offsets, sizes;
+};
+ListTables check_list_tables(const char* op, const IndexArgs& index,
+                             const at::Tensor& list_offsets, const at::Tensor& list_sizes);
+
 // The exact feature store of rows (no list tables): offset int64 [rows], count int32 [rows],
 // ids int32 [P], values int64 [P].
 FeatureStoreView check_features(const char* op, const at::Device& device,
                                 const at::Tensor& feature_offset, const at::Tensor& feature_count,
                                 const at::Tensor& feature_ids, const at::Tensor& feature_values);
 
-// probes: int32 [n, nprobe] list numbers (-1 pads) below n_lists; checked on the host.
+// probes: int32 [n, nprobe] list numbers (-1 pads) below n_lists, no list twice in a row;
+// checked on the host (the CPU ops). The CUDA search checks the same on the device
+// (kernels/cuda/gpu_search.cu).
 void check_probes(const char* op, const at::Tensor& probes, int64_t n, int64_t n_lists,
                   const at::Device& device);
 

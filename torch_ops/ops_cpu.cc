@@ -85,6 +85,7 @@ std::tuple<Tensor, Tensor, Tensor> search_cpu(
   const IndexArgs ix = check_index(op, q.d_pad, kCpu, codes, scales, item_ids, signatures,
                                    list_offsets, list_sizes, list_summaries, feature_offset,
                                    feature_count, feature_ids, feature_values);
+  check_list_tables(op, ix, list_offsets, list_sizes);
   const PlanBatch plans = check_plans(op, plan_ops, plan_spans, q.n, ix.view.bloom_words);
   ScanProbesView pv;
   if (probes.has_value()) {

@@ -12,6 +12,7 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -22,6 +23,7 @@
 #include "kernels/cpu/quantize.h"
 #include "kernels/cpu/topk.h"
 #include "kernels/cuda/gpu_build.h"
+#include "kernels/cuda/device_array.h"
 #include "kernels/cuda/gpu_search.h"
 #include "kernels/layout.h"
 #include "torch_ops/op_args.h"
@@ -62,68 +64,59 @@ auto guarded(const char* op, F&& f) {
   }
 }
 
-Tensor to_device(const void* host, int64_t count, at::ScalarType type, const at::Device& device) {
-  return at::from_blob(const_cast<void*>(host), {count}, type).to(device);
-}
-
-// A batch's plans in device memory, in GpuQueriesView's form (one plan per filtered query).
+// The plans of a batch, in device buffers of the op's device cache, in GpuQueriesView's form
+// (one plan per filtered query). The copies are asynchronous on `stream` (a pageable source is
+// staged before cudaMemcpyAsync returns), so uploading plans costs no host synchronisation.
 struct DevicePlans {
-  Tensor ops, begin, length, plan_of_query;
+  DeviceArray ops, begin, length, plan_of_query;
 };
-DevicePlans upload_plans(const PlanBatch& p, const at::Device& device) {
-  DevicePlans d;
-  if (!p.any()) return d;
-  d.ops = to_device(p.ops.data(), int64_t(p.ops.size()) * 4, at::kLong, device);
-  d.begin = to_device(p.begin.data(), int64_t(p.begin.size()), at::kInt, device);
-  d.length = to_device(p.length.data(), int64_t(p.length.size()), at::kInt, device);
-  d.plan_of_query =
-      to_device(p.plan_of_query.data(), int64_t(p.plan_of_query.size()), at::kInt, device);
-  return d;
+
+template <typename T>
+const T* upload(DeviceArray& dst, const T* host, size_t count, cudaStream_t stream) {
+  T* p = dst.reserve_as<T>(std::max<size_t>(1, count));
+  if (count > 0)
+    ARGENT_CUDA_CHECK(
+        cudaMemcpyAsync(p, host, count * sizeof(T), cudaMemcpyHostToDevice, stream));
+  return p;
 }
 
 GpuQueriesView gpu_queries(const Tensor& codes, const Tensor& scales, int64_t n,
-                           const PlanBatch& p, const DevicePlans& d) {
+                           const PlanBatch& p, DevicePlans& d, cudaStream_t stream) {
   GpuQueriesView v;
   v.codes = data_as<int8_t>(codes);
   v.scales = data_as<float>(scales);
   v.n = n;
   if (p.any()) {
-    v.plan_ops = data_as<FilterOp>(d.ops);
-    v.plan_begin = data_as<int32_t>(d.begin);
-    v.plan_len = data_as<int32_t>(d.length);
-    v.plan_of_query = data_as<int32_t>(d.plan_of_query);
+    v.plan_ops = upload(d.ops, p.ops.data(), p.ops.size(), stream);
+    v.plan_begin = upload(d.begin, p.begin.data(), p.begin.size(), stream);
+    v.plan_len = upload(d.length, p.length.data(), p.length.size(), stream);
+    v.plan_of_query = upload(d.plan_of_query, p.plan_of_query.data(), p.plan_of_query.size(),
+                             stream);
     v.n_plan_ops = int32_t(p.ops.size());
     v.n_plans = int32_t(p.begin.size());
   }
   return v;
 }
 
-// GpuIndexTables and a workspace per device, rebuilt when the index tensors change: their data
-// pointers, version counters (in-place writes such as apply_updates) or list tables differ from
-// the cached ones. Building the tables costs a pass over the scales; searching with the cache
-// costs what GpuShard::search costs.
+// GpuIndexTables, a workspace and plan buffers per device. The tables are rebuilt when an index
+// tensor changes (TensorStamp: another tensor, or an in-place write such as apply_updates);
+// building them costs a pass over the scales and a host copy of the list tables, searching with
+// the cache costs what GpuShard::search costs. Every use holds cache_mutex.
 struct DeviceCache {
-  std::vector<int64_t> key;
+  std::vector<TensorStamp> index_stamps;
   std::unique_ptr<GpuIndexTables> tables;
   GpuSearchWorkspace workspace;
+  DevicePlans plans;
 };
 std::mutex cache_mutex;
 std::map<int, std::unique_ptr<DeviceCache>> caches;
 
-int64_t version_of(const Tensor& t) {
-  return t.is_inference() ? 0 : int64_t(t._version());
-}
-
-std::vector<int64_t> cache_key(const std::vector<const Tensor*>& tensors, const IndexArgs& ix) {
-  std::vector<int64_t> key;
-  for (const Tensor* t : tensors) {
-    key.push_back(reinterpret_cast<int64_t>(t->data_ptr()));
-    key.push_back(t->numel());
-    key.push_back(version_of(*t));
-  }
-  key.insert(key.end(), ix.host_list_offsets.begin(), ix.host_list_offsets.end());
-  key.insert(key.end(), ix.host_list_sizes.begin(), ix.host_list_sizes.end());
-  return key;
+bool stamps_match(const std::vector<TensorStamp>& stamps,
+                  const std::vector<const Tensor*>& tensors) {
+  if (stamps.size() != tensors.size()) return false;
+  for (size_t i = 0; i < stamps.size(); ++i)
+    if (!stamps[i].matches(*tensors[i])) return false;
+  return true;
 }
 
 DeviceCache& cache_for(const at::Device& device) {
@@ -173,7 +166,6 @@ Tensor probe_cuda(const Tensor& query_codes, const Tensor& query_scales, const T
   const Centroids c = check_centroids(op, q.d_pad, device, centroid_codes, centroid_scales,
                                       list_sizes, list_summaries, nprobe);
   const PlanBatch plans = check_plans(op, plan_ops, plan_spans, q.n, c.bloom_words);
-  const DevicePlans dp = upload_plans(plans, device);
   // The probe reads the list tables and the centroids only (kernels/cuda/probe_invert.cu).
   GpuIndexView index{};
   index.scan.list_sizes = data_as<int64_t>(list_sizes);
@@ -187,8 +179,10 @@ Tensor probe_cuda(const Tensor& query_codes, const Tensor& query_scales, const T
   if (q.n == 0) return lists;
   guarded(op, [&] {
     std::lock_guard<std::mutex> lock(cache_mutex);
-    run_gpu_probe(index, gpu_queries(query_codes, query_scales, q.n, plans, dp), int(nprobe),
-                  data_as<int32_t>(lists), cache_for(device).workspace, current_stream(device));
+    const cudaStream_t stream = current_stream(device);
+    DeviceCache& cache = cache_for(device);
+    run_gpu_probe(index, gpu_queries(query_codes, query_scales, q.n, plans, cache.plans, stream),
+                  int(nprobe), data_as<int32_t>(lists), cache.workspace, stream);
     return 0;
   });
   return lists;
@@ -210,12 +204,16 @@ std::tuple<Tensor, Tensor, Tensor> search_cuda(
                                    list_offsets, list_sizes, list_summaries, feature_offset,
                                    feature_count, feature_ids, feature_values);
   const PlanBatch plans = check_plans(op, plan_ops, plan_spans, q.n, ix.view.bloom_words);
-  const DevicePlans dp = upload_plans(plans, device);
   GpuSearchOptions o;
   o.k = k;
   o.exact = !probes.has_value();
   if (probes.has_value()) {
-    check_probes(op, *probes, q.n, ix.view.n_lists, device);
+    // Shapes here; the entries are checked on the device (run_gpu_search refuses a list number
+    // out of range or repeated in a row at its one synchronisation).
+    TORCH_CHECK(probes->dim() == 2, op, ": probes must be int32 [n, nprobe], got ",
+                probes->sizes());
+    check_tensor(op, "probes", *probes, at::kInt, {q.n, kAny}, device);
+    TORCH_CHECK(probes->size(1) >= 1, op, ": probes has no columns (nprobe must be >= 1)");
     o.probes = data_as<int32_t>(*probes);
     o.nprobe = int(probes->size(1));
   }
@@ -228,19 +226,21 @@ std::tuple<Tensor, Tensor, Tensor> search_cuda(
     std::lock_guard<std::mutex> lock(cache_mutex);
     const cudaStream_t stream = current_stream(device);
     DeviceCache& cache = cache_for(device);
-    std::vector<int64_t> key = cache_key({&codes, &scales, &item_ids, &signatures, &list_offsets,
-                                          &list_sizes, &list_summaries, &feature_offset,
-                                          &feature_count, &feature_ids, &feature_values},
-                                         ix);
-    if (!cache.tables || key != cache.key) {
+    const std::vector<const Tensor*> index_tensors = {
+        &codes,          &scales,         &item_ids,      &signatures,  &list_offsets,
+        &list_sizes,     &list_summaries, &feature_offset, &feature_count, &feature_ids,
+        &feature_values};
+    if (!cache.tables || !stamps_match(cache.index_stamps, index_tensors)) {
       cache.tables.reset();
-      cache.tables = std::make_unique<GpuIndexTables>(ix.view, ix.host_list_offsets.data(),
-                                                      ix.host_list_sizes.data(), nullptr, nullptr,
+      cache.index_stamps.clear();
+      const ListTables lists = check_list_tables(op, ix, list_offsets, list_sizes);
+      cache.tables = std::make_unique<GpuIndexTables>(ix.view, lists.offsets.data(),
+                                                      lists.sizes.data(), nullptr, nullptr,
                                                       stream);
-      cache.key = std::move(key);
+      for (const Tensor* t : index_tensors) cache.index_stamps.emplace_back(*t);
     }
-    run_gpu_search(cache.tables->view(), gpu_queries(query_codes, query_scales, q.n, plans, dp),
-                   o, data_as<float>(out_scores), data_as<int64_t>(out_ids),
+    run_gpu_search(cache.tables->view(),
+                   gpu_queries(query_codes, query_scales, q.n, plans, cache.plans, stream), o, data_as<float>(out_scores), data_as<int64_t>(out_ids),
                    data_as<int64_t>(out_rows), cache.workspace, nullptr, stream);
     return 0;
   });
@@ -267,13 +267,18 @@ Tensor verify_filter_cuda(const Tensor& rows, const Tensor& plan_ops, const Tens
   if (!plans.any()) plans.ops.resize(1);
   plans.begin.push_back(0);
   plans.length.push_back(0);
-  const DevicePlans dp = upload_plans(plans, device);
   Tensor out = at::empty({n, k}, rows.options().dtype(at::kBool));
   guarded(op, [&] {
-    run_verify_filter(data_as<FilterOp>(dp.ops), data_as<int32_t>(dp.begin),
-                      data_as<int32_t>(dp.length), data_as<int32_t>(dp.plan_of_query),
-                      data_as<int64_t>(rows), n, k, f, data_as<bool>(out),
-                      current_stream(device));
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    const cudaStream_t stream = current_stream(device);
+    DevicePlans& dp = cache_for(device).plans;
+    const FilterOp* ops = upload(dp.ops, plans.ops.data(), plans.ops.size(), stream);
+    const int32_t* begin = upload(dp.begin, plans.begin.data(), plans.begin.size(), stream);
+    const int32_t* length = upload(dp.length, plans.length.data(), plans.length.size(), stream);
+    const int32_t* plan_of_query =
+        upload(dp.plan_of_query, plans.plan_of_query.data(), plans.plan_of_query.size(), stream);
+    run_verify_filter(ops, begin, length, plan_of_query, data_as<int64_t>(rows), n, k, f,
+                      data_as<bool>(out), stream);
     return 0;
   });
   return out;

@@ -19,7 +19,7 @@
 namespace argent {
 
 struct GpuSearchWorkspace::Buffers {
-  DeviceArray probes, probe_keys;
+  DeviceArray probes, probe_keys, n_bad_probes;
   DeviceArray list_count, list_fill, list_start, list_queries, tasks, n_tasks, cub_temp;
   DeviceArray sample_scores, sample_count, thresholds;
   DeviceArray cand_scores, cand_rows, cand_count;
@@ -30,7 +30,7 @@ struct GpuSearchWorkspace::Buffers {
   size_t bytes() const {
     size_t b = 0;
     for (const DeviceArray* a :
-         {&probes, &probe_keys, &list_count, &list_fill, &list_start, &list_queries, &tasks,
+         {&probes, &probe_keys, &n_bad_probes, &list_count, &list_fill, &list_start, &list_queries, &tasks,
           &n_tasks, &cub_temp, &sample_scores, &sample_count, &thresholds, &cand_scores,
           &cand_rows, &cand_count, &keys0, &keys1, &values0, &values1, &sort_temp, &rescue,
           &n_rescue, &block_plans})
@@ -158,9 +158,19 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   StepTimer timer(stream);
 
   // Probe.
-  const int nprobe = o.exact ? 0 : int(std::min<int64_t>(o.nprobe, n_lists));
+  // A caller's probes keep their width (entries past the lists are -1 pads).
+  const int nprobe = o.exact ? 0 : o.probes ? o.nprobe : int(std::min<int64_t>(o.nprobe, n_lists));
   const int32_t* probes = o.probes;
-  if (!o.exact && !probes) {
+  int32_t* n_bad_probes = nullptr;
+  if (!o.exact && probes) {
+    // Checked on the device and refused at the batch's one synchronisation below, so probes
+    // from argent::probe or the caller cost no host round trip.
+    int32_t* p = b.probes.reserve_as<int32_t>(size_t(n) * nprobe);
+    n_bad_probes = b.n_bad_probes.reserve_as<int32_t>(1);
+    cuda::launch_check_probes(probes, n, nprobe, n_lists, p, n_bad_probes, stream);
+    probes = p;
+    timer.mark("check probes");
+  } else if (!o.exact) {
     int32_t* p = b.probes.reserve_as<int32_t>(size_t(n) * nprobe);
     run_gpu_probe(index, queries, nprobe, p, workspace, stream);
     probes = p;
@@ -255,7 +265,14 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     ARGENT_CUDA_CHECK(cudaMemcpyAsync(counts.data(), pass.out_count, sizeof(uint32_t) * n,
                                       cudaMemcpyDeviceToHost, stream));
   }
+  int32_t host_bad_probes = 0;
+  if (n_bad_probes)
+    ARGENT_CUDA_CHECK(cudaMemcpyAsync(&host_bad_probes, n_bad_probes, sizeof(int32_t),
+                                      cudaMemcpyDeviceToHost, stream));
   ARGENT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  ARGENT_CHECK(host_bad_probes == 0, "GPU search: ", host_bad_probes,
+               " probe entries are not a list number in [0, ", n_lists,
+               ") or -1, or repeat a list of their query's row");
   if (stats) {
     stats->candidates = 0;
     for (uint32_t c : counts) stats->candidates += c;

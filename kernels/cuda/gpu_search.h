@@ -89,6 +89,8 @@ struct GpuSearchOptions {
   bool exact = false;   // every list (that the filter's Bloom summary allows)
   int nprobe = 32;      // IVF: lists per query
   // Lists chosen by the caller ([n, nprobe], -1 pads; device memory); null: probe on the GPU.
+  // Checked on the device: an entry outside [-1, n_lists) or a list named twice in a row fails
+  // the batch (argent::Error at its one host synchronisation).
   const int32_t* probes = nullptr;
   int sample_stride = 0;  // blocks per sampled block; 0: chosen from k and the rows per query
   int64_t candidate_cap = 0;  // candidate slots per query; 0: from the sample plan

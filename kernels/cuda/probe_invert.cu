@@ -147,6 +147,21 @@ __global__ void scatter_pairs_kernel(const GpuIndexView index, const GpuQueriesV
   list_queries[list_start[l] + atomicAdd(list_fill + l, 1)] = int32_t(q);
 }
 
+// One block per query row; a repeat is a slot whose list occurs in an earlier slot of the row.
+__global__ void check_probes_kernel(const int32_t* probes, int nprobe, int64_t n_lists,
+                                    int32_t* out, int32_t* n_bad) {
+  const int32_t* row = probes + int64_t(blockIdx.x) * nprobe;
+  int bad = 0;
+  for (int s = threadIdx.x; s < nprobe; s += blockDim.x) {
+    const int32_t l = row[s];
+    bool ok = l >= -1 && l < n_lists;
+    for (int t = 0; ok && l >= 0 && t < s; ++t) ok = row[t] != l;
+    out[int64_t(blockIdx.x) * nprobe + s] = ok ? l : -1;
+    bad += !ok;
+  }
+  if (bad) atomicAdd(n_bad, bad);
+}
+
 struct ChunkIsScanned {
   const int32_t* chunk_list;
   const int32_t* list_count;
@@ -167,6 +182,14 @@ void launch_probe(const GpuIndexView& index, const GpuQueriesView& queries, int 
   probe_select_kernel<<<unsigned(queries.n), kProbeThreads, 0, stream>>>(
       keys, index.scan.n_lists, nprobe, lists);
   ARGENT_CUDA_CHECK_LAUNCH("probe_select_kernel");
+}
+
+void launch_check_probes(const int32_t* probes, int64_t n, int nprobe, int64_t n_lists,
+                         int32_t* out, int32_t* n_bad, cudaStream_t stream) {
+  ARGENT_CUDA_CHECK(cudaMemsetAsync(n_bad, 0, sizeof(int32_t), stream));
+  if (n == 0 || nprobe == 0) return;
+  check_probes_kernel<<<unsigned(n), 128, 0, stream>>>(probes, nprobe, n_lists, out, n_bad);
+  ARGENT_CUDA_CHECK_LAUNCH("check_probes_kernel");
 }
 
 size_t invert_temp_bytes(const GpuIndexView& index) {

@@ -62,6 +62,12 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
                  const ListQueries& lists, const int32_t* tasks, const int32_t* n_tasks,
                  int max_queries_per_list, const ScanPass& pass, cudaStream_t stream);
 
+// A caller's probes [n, nprobe], checked on the device so that no host round trip is needed:
+// entries outside [-1, n_lists) and repeats of a list earlier in their row become -1 (no list)
+// in `out` and are counted into *n_bad, which the caller reads at its synchronisation.
+void launch_check_probes(const int32_t* probes, int64_t n, int nprobe, int64_t n_lists,
+                         int32_t* out, int32_t* n_bad, cudaStream_t stream);
+
 // Builds ListQueries from probes [n, nprobe] (or, with probes == null, every list), skipping
 // empty lists and lists whose Bloom summary rules out the query's filter, then the list of
 // chunks that some query scans (tasks, count in *n_tasks). Scratch buffers are caller-owned:

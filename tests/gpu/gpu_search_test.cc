@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/error.h"
 #include "shard/gpu_shard.h"
 #include "shard/index_builder.h"
 #include "shard/local_engine.h"
@@ -186,6 +187,32 @@ TEST_F(GpuSearchTest, LargeIvfBatchesSampleByPairs) {
           << "stride " << stride << " filtered " << filtered << " seed " << seed;
     }
   }
+}
+
+TEST_F(GpuSearchTest, BadCallerProbesAreRefusedAndTheShardKeepsServing) {
+  // Probes from a caller are checked on the device (kernels/cuda/probe_invert.cu): a list out of
+  // range or named twice in a row (which would return an item twice) fails the batch with an
+  // error naming the problem; the next batch is served normally.
+  const uint64_t seed = test::test_seed(904);
+  auto f = make_fixture(seed, 4000, 32, 12);
+  Rng rng(seed);
+  const int64_t nq = 4, k = 20;
+  const int nprobe = 3;
+  std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * 32));
+  const QueryBatch q = prepare_queries(x.data(), nq, 32, f->engine->meta(), {});
+  std::vector<int32_t> lists = {0, 1, 2, 3, 4, -1, 5, 5, 6, 7, 8, 9};  // row 2 repeats list 5
+  try {
+    gpu_search(*f, q, false, lists.data(), nprobe, k, 16);
+    ADD_FAILURE() << "a repeated probe was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("repeat a list"), std::string::npos) << e.what();
+  }
+  lists[7] = 12;  // out of range (12 lists)
+  EXPECT_THROW(gpu_search(*f, q, false, lists.data(), nprobe, k, 16), Error);
+  lists[7] = 11;
+  EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), nprobe, k),
+                   gpu_search(*f, q, false, lists.data(), nprobe, k, 16), k))
+      << "seed " << seed;
 }
 
 }  // namespace

@@ -238,6 +238,10 @@ class TorchOpsTest(unittest.TestCase):
         with self.assertRaisesRegex(RuntimeError, "probes\\[0, 0\\] = 999"):
             m.scan(codes, qs, bias, plan, spans,
                    torch.full((N_QUERIES, 2), 999, dtype=torch.int32), K)
+        twice = torch.full((N_QUERIES, 3), -1, dtype=torch.int32)
+        twice[1, 0] = twice[1, 2] = 0  # would scan list 0 twice for query 1: duplicate results
+        with self.assertRaisesRegex(RuntimeError, "probes row 1 names list 0 twice"):
+            m.scan(codes, qs, bias, plan, spans, twice, K)
         bad = m.compile_filter("1:1 AND 2:2").clone()
         bad[1, 0] = 2  # the second term becomes an AND with one operand
         with self.assertRaisesRegex(RuntimeError, "pops an empty stack"):
