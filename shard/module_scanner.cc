@@ -16,27 +16,6 @@ constexpr int64_t kModuleFormat = 1;  // python/argent/torch.py MODULE_FORMAT
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
-// The ShardTensors the module's scan reads, by buffer name (python/argent/torch.py INDEX_BUFFERS).
-struct Buffer {
-  const char* name;
-  at::Tensor ShardTensors::*member;
-};
-constexpr Buffer kBuffers[] = {
-    {"codes", &ShardTensors::codes},
-    {"scales", &ShardTensors::scales},
-    {"ids", &ShardTensors::ids},
-    {"signatures", &ShardTensors::signatures},
-    {"row_partition", &ShardTensors::row_partition},
-    {"feature_offset", &ShardTensors::feature_offset},
-    {"feature_count", &ShardTensors::feature_count},
-    {"feature_ids", &ShardTensors::feature_ids},
-    {"feature_values", &ShardTensors::feature_values},
-    {"list_offsets", &ShardTensors::list_offsets},
-    {"list_sizes", &ShardTensors::list_sizes},
-    {"list_capacity", &ShardTensors::list_capacity},
-    {"list_summaries", &ShardTensors::list_summaries},
-};
-
 at::Tensor blob(const void* p, std::vector<int64_t> shape, at::ScalarType type) {
   return at::from_blob(const_cast<void*>(p), shape, type);
 }
@@ -84,7 +63,8 @@ void ModuleScanner::bind(const ShardIndex& shard) {
   expect("bloom_hashes", m.bloom.hashes);
   expect("bloom_seed", int64_t(m.bloom.seed));
   expect("nlist", m.nlist);
-  for (const Buffer& b : kBuffers) s_->module.setattr(b.name, shard.tensors().*b.member);
+  for (const ShardTensorField& b : kShardTensorFields)
+    s_->module.setattr(b.name, shard.tensors().*b.member);
 }
 
 void ModuleScanner::scan(const QueryBatch& q, const int32_t* lists, int nprobe, int64_t k,

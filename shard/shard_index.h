@@ -37,6 +37,28 @@ struct ShardTensors {
   at::Tensor list_summaries; // int64 [nlist, bloom_words]: OR of the list's signatures
 };
 
+// Every ShardTensors member with its name: the key in argent::load_index's dict and the buffer
+// name of a retrieval module (python/argent/torch.py INDEX_BUFFERS), which bind by these names.
+struct ShardTensorField {
+  const char* name;
+  at::Tensor ShardTensors::*member;
+};
+inline constexpr ShardTensorField kShardTensorFields[] = {
+    {"codes", &ShardTensors::codes},
+    {"scales", &ShardTensors::scales},
+    {"ids", &ShardTensors::ids},
+    {"signatures", &ShardTensors::signatures},
+    {"row_partition", &ShardTensors::row_partition},
+    {"feature_offset", &ShardTensors::feature_offset},
+    {"feature_count", &ShardTensors::feature_count},
+    {"feature_ids", &ShardTensors::feature_ids},
+    {"feature_values", &ShardTensors::feature_values},
+    {"list_offsets", &ShardTensors::list_offsets},
+    {"list_sizes", &ShardTensors::list_sizes},
+    {"list_capacity", &ShardTensors::list_capacity},
+    {"list_summaries", &ShardTensors::list_summaries},
+};
+
 class ShardIndex {
  public:
   // Loads `partitions` of the index in `dir` (read_manifest gives `meta`). Each list gets

@@ -240,7 +240,8 @@ std::tuple<Tensor, Tensor, Tensor> search_cuda(
       for (const Tensor* t : index_tensors) cache.index_stamps.emplace_back(*t);
     }
     run_gpu_search(cache.tables->view(),
-                   gpu_queries(query_codes, query_scales, q.n, plans, cache.plans, stream), o, data_as<float>(out_scores), data_as<int64_t>(out_ids),
+                   gpu_queries(query_codes, query_scales, q.n, plans, cache.plans, stream), o,
+                   data_as<float>(out_scores), data_as<int64_t>(out_ids),
                    data_as<int64_t>(out_rows), cache.workspace, nullptr, stream);
     return 0;
   });

@@ -21,27 +21,6 @@ namespace {
 using at::Tensor;
 using IndexDict = c10::Dict<std::string, Tensor>;
 
-// ShardTensors members and their names in the dict (and as ArgentRetrieval buffers).
-struct Field {
-  const char* name;
-  Tensor ShardTensors::*member;
-};
-constexpr Field kShardFields[] = {
-    {"codes", &ShardTensors::codes},
-    {"scales", &ShardTensors::scales},
-    {"ids", &ShardTensors::ids},
-    {"signatures", &ShardTensors::signatures},
-    {"row_partition", &ShardTensors::row_partition},
-    {"feature_offset", &ShardTensors::feature_offset},
-    {"feature_count", &ShardTensors::feature_count},
-    {"feature_ids", &ShardTensors::feature_ids},
-    {"feature_values", &ShardTensors::feature_values},
-    {"list_offsets", &ShardTensors::list_offsets},
-    {"list_sizes", &ShardTensors::list_sizes},
-    {"list_capacity", &ShardTensors::list_capacity},
-    {"list_summaries", &ShardTensors::list_summaries},
-};
-
 Tensor scalar(int64_t v) { return at::scalar_tensor(v, at::kLong); }
 
 Tensor entry(const IndexDict& d, const char* name) {
@@ -88,7 +67,8 @@ IndexDict load_index_op(const std::string& path, double list_slack) {
     std::iota(all.begin(), all.end(), 0);
     const ShardIndex shard = ShardIndex::load(path, meta, all, list_slack);
     IndexDict d;
-    for (const Field& f : kShardFields) d.insert(f.name, shard.tensors().*f.member);
+    for (const ShardTensorField& f : kShardTensorFields)
+      d.insert(f.name, shard.tensors().*f.member);
     d.insert("centroids",
              at::from_blob(const_cast<float*>(meta.centroids.data()), {meta.nlist, meta.dim},
                            at::kFloat)
@@ -142,7 +122,7 @@ IndexDict apply_updates_op(const IndexDict& index, const Tensor& upsert_ids,
 
   return translate(op, [&] {
     ShardTensors t;
-    for (const Field& f : kShardFields) t.*f.member = entry(index, f.name);
+    for (const ShardTensorField& f : kShardTensorFields) t.*f.member = entry(index, f.name);
     std::vector<int32_t> all(size_t(meta.partitions));
     std::iota(all.begin(), all.end(), 0);
     ShardIndex shard = ShardIndex::from_tensors(meta, std::move(t), all, slack);
@@ -174,7 +154,8 @@ IndexDict apply_updates_op(const IndexDict& index, const Tensor& upsert_ids,
     for (int64_t i = 0; i < delete_ids.numel(); ++i) shard.remove(del[i]);
 
     IndexDict out = index.copy();
-    for (const Field& f : kShardFields) out.insert_or_assign(f.name, shard.tensors().*f.member);
+    for (const ShardTensorField& f : kShardTensorFields)
+      out.insert_or_assign(f.name, shard.tensors().*f.member);
     return out;
   });
 }
