@@ -24,12 +24,19 @@ What it does:
 7. Per one-second bin: search QPS, p50/p99 latency (client side), writes/s, whether a rebalance
    ran: CSV, and a PNG with the rebalance windows shaded; a summary (before / during / after)
    as JSON and printed. Exit status 1 when any answer was wrong, missing, or a write was lost.
+
+--device cuda serves with search.device: cuda (each rank scans on GPU local_rank % GPUs); the
+reference stays the CPU's exact search, so every CUDA answer is checked against the CPU's.
+Without matplotlib (a GPU box) the PNG is skipped; `--replot OUT/NAME.json` draws it later from
+NAME.csv and NAME.json on a machine that has it. Without pyzmq the client runs on libzmq through
+ctypes (python/argent/_zmq.py); the line "zmq backend: ..." says which.
 """
 
 import argparse
 import json
 import multiprocessing as mp
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -220,7 +227,7 @@ def summarize(records, writes, windows, duration):
 
 
 def plot(bins, windows, path, title):
-    import matplotlib
+    import matplotlib  # only here: the harness itself runs where matplotlib is missing
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     t = [b["t_s"] + 0.5 for b in bins]
@@ -245,6 +252,30 @@ def plot(bins, windows, path, title):
     fig.savefig(path, dpi=110)
 
 
+def try_plot(bins, windows, path, title):
+    """plot(), or a note when matplotlib is missing (the CSV and JSON hold what --replot needs)."""
+    try:
+        plot(bins, windows, path, title)
+    except ImportError as e:
+        json_path = path[:-len(".png")] + ".json"
+        print(f"note: no {os.path.basename(path)} ({e}); draw it where matplotlib is installed "
+              f"with `bench/scale_bench.py --replot {json_path}`", flush=True)
+
+
+def replot(json_path):
+    """The PNG of an earlier run from its NAME.json (windows, title) and NAME.csv (bins)."""
+    base = json_path[:-len(".json")] if json_path.endswith(".json") else json_path
+    result = json.load(open(base + ".json"))
+    with open(base + ".csv") as f:
+        header = f.readline().strip().split(",")
+        bins = [dict(zip(header, (float(v) for v in line.strip().split(",")))) for line in f
+                if line.strip()]
+    # Runs from before the title was recorded: their command line is the title.
+    title = result.get("title") or result["command"]
+    plot(bins, result["rebalances"], base + ".png", title)
+    print("wrote", base + ".png")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--argent", default=os.path.join(ROOT, "build", "launch", "argent"))
@@ -264,11 +295,27 @@ def main():
                     help="PLAN[:RANK]@SECONDS, e.g. activate:3@15, drain:1@35, even@50")
     ap.add_argument("--chunk-bytes", type=int, default=1 << 20)
     ap.add_argument("--threads", type=int, default=1, help="search.threads per rank")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="search.device of the served ranks (the reference is always the CPU's)")
+    ap.add_argument("--mpirun", default="mpirun")
+    ap.add_argument("--mpirun-args", default="",
+                    help="more mpirun arguments, one shell-quoted string, e.g. '--mca btl self,vader'")
     ap.add_argument("--work-dir", default="/tmp/argent-scale")
     ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
-    ap.add_argument("--name", default="scale-cpu")
+    ap.add_argument("--name", help="output file names (default scale-DEVICE)")
+    ap.add_argument("--replot", metavar="RESULT.json",
+                    help="only draw RESULT.png from an earlier run's RESULT.json and RESULT.csv")
     args = ap.parse_args()
+    if args.replot:
+        replot(args.replot)
+        return 0
+    args.name = args.name or f"scale-{args.device}"
     argent = os.path.abspath(args.argent)
+    # The client's messages come from the build that serves (build-gpu/ on the GPU machine),
+    # unless ARGENT_PROTO_PYTHON says otherwise (python/argent/_messages.py).
+    build_python = os.path.join(os.path.dirname(os.path.dirname(argent)), "python")
+    if os.path.isdir(build_python):
+        os.environ.setdefault("ARGENT_PROTO_PYTHON", build_python)
     os.makedirs(args.out_dir, exist_ok=True)
 
     data, built = prepare(args, argent)
@@ -288,15 +335,19 @@ def main():
                 f"serve:\n  endpoint: {endpoint}\n  stats_interval_s: 1.0\n"
                 f"  standby_ranks: [{', '.join(map(str, standby))}]\n"
                 f"  move_chunk_bytes: {args.chunk_bytes}\n  max_queue: 100000\n"
-                f"search:\n  threads: {args.threads}\n")
+                f"search:\n  threads: {args.threads}\n  device: {args.device}\n")
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     log = open(os.path.join(run_dir, "serve.log"), "w")
-    server = subprocess.Popen(["mpirun", "--oversubscribe", "--bind-to", "none", "-np",
-                               str(args.ranks), argent, "serve", "--config", config],
+    mpirun = [args.mpirun, "--oversubscribe", "--bind-to", "none", *shlex.split(args.mpirun_args),
+              "-np", str(args.ranks)]
+    print("+", " ".join(mpirun + [argent, "serve", "--config", config]), flush=True)
+    server = subprocess.Popen(mpirun + [argent, "serve", "--config", config],
                               stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     errors = []
     try:
         from argent_client import Client
+        from argent import _zmq
+        print("zmq backend:", _zmq.BACKEND, flush=True)
         with Client(endpoint, timeout_s=2) as c:
             deadline = time.time() + 120
             while True:
@@ -379,13 +430,14 @@ def main():
             f.write(f"{b['t_s']},{b['qps']},{b['p50_ms']:.3f},{b['p99_ms']:.3f},"
                     f"{b['writes_per_s']},{b['rebalancing']}\n")
     title = (f"{args.ranks} ranks (standby {args.standby or 'none'}), {args.items} x {args.dim}, "
-             f"{args.clients} search + {args.writers} write clients")
-    plot(bins, windows, os.path.join(args.out_dir, name + ".png"), title)
-    result = {"command": " ".join(sys.argv), "summary": summary, "rebalances": windows,
+             f"{args.clients} search + {args.writers} write clients, {args.device}")
+    result = {"command": " ".join(sys.argv), "title": title, "device": args.device,
+              "zmq": _zmq.BACKEND, "summary": summary, "rebalances": windows,
               "queries": int(len(records)), "wrong": wrong, "failed": failed,
               "writes_acked": len(acked), "writes_lost": lost, "final_epoch": epoch,
               "final_owners": owners, "errors": errors}
     json.dump(result, open(os.path.join(args.out_dir, name + ".json"), "w"), indent=1)
+    try_plot(bins, windows, os.path.join(args.out_dir, name + ".png"), title)
     print(f"{'phase':8} {'seconds':>8} {'queries':>8} {'qps':>8} {'p50_ms':>8} {'p99_ms':>8}")
     for phase in ("before", "during", "after"):
         s = summary[phase]

@@ -19,8 +19,8 @@ import concurrent.futures
 import itertools
 
 import numpy as np
-import zmq
 
+from . import _zmq as zmq  # pyzmq, or ctypes on libzmq where pyzmq is missing
 from . import keys as _keys
 from ._messages import pb
 

@@ -11,8 +11,7 @@ ignored. A client needs its own pair and the server's public key.
 
 import os
 
-import zmq
-from zmq.utils import z85
+from . import _zmq
 
 _KEY_LENGTH = 40
 
@@ -38,8 +37,8 @@ def read_key_file(path):
                 raise KeyFileError(f"{path}:{number}: {name} has {len(value)} characters; "
                                    f"a Z85 CURVE key has {_KEY_LENGTH}")
             try:
-                z85.decode(value)
-            except Exception as e:  # z85 raises ValueError/KeyError on bad characters
+                _zmq.z85_decode(value)
+            except Exception as e:  # pyzmq's z85 raises ValueError/KeyError on bad characters
                 raise KeyFileError(f"{path}:{number}: {name} is not Z85 ({e})") from None
             if name in keys:
                 raise KeyFileError(f"{path}:{number}: {name} given twice")
@@ -64,7 +63,7 @@ def read_public_key(path):
 def write_key_pair(path, public_path=None):
     """Generates a CURVE key pair; writes the pair file (mode 0600) and, when `public_path` is
     given, the public-key file. Returns (public, secret)."""
-    public, secret = zmq.curve_keypair()
+    public, secret = _zmq.curve_keypair()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(f"public-key = {public.decode()}\nsecret-key = {secret.decode()}\n")

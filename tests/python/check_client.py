@@ -18,6 +18,7 @@ import zmq
 
 import argent
 import argent_client
+from argent import _zmq
 
 argent_bin, endpoint, queries_path, n_items, dim, ranks = sys.argv[1:7]
 n_items, dim, ranks = int(n_items), int(dim), int(ranks)
@@ -28,6 +29,13 @@ def check(condition, what):
     if not condition:
         failures.append(what)
         print("FAIL:", what, flush=True)
+
+
+# ARGENT_ZMQ=ctypes (python_client_ctypes_test): the client runs on the ctypes binding, and the
+# test's own pyzmq sockets below talk to it.
+print("python client: zmq backend", _zmq.BACKEND, flush=True)
+if os.environ.get("ARGENT_ZMQ") == "ctypes":
+    check(_zmq.BACKEND.startswith("ctypes"), f"ARGENT_ZMQ=ctypes, but the backend is {_zmq.BACKEND}")
 
 
 def cxx_query(*args):
