@@ -166,9 +166,9 @@ const std::vector<Entry>& schema() {
         int_key("search.threads", &C::search, &SearchConfig::threads, 0, 1024,
                 "CPU threads per process for search and build; 0 uses all cores."),
         choice_key("search.device", &C::search, &SearchConfig::device, {"cpu", "cuda"},
-                   "Where each shard scans: cpu (SIMD kernels) or cuda (the CUDA search, on the "
-                   "GPU of the rank's node-local index; same results). cuda needs a build with "
-                   "the CUDA backend and a GPU."),
+                   "Where each shard scans: cpu (SIMD kernels) or cuda (the CUDA search, on GPU "
+                   "(node-local rank mod the node's GPUs), so several ranks may share a GPU; "
+                   "same results). cuda needs a build with the CUDA backend and a GPU."),
         string_key("search.module", &C::search, &SearchConfig::module,
                    "A saved TorchScript retrieval module (python/argent/torch.py, "
                    "ArgentRetrieval): each shard runs the module's scan method over its own "

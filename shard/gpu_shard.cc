@@ -24,10 +24,12 @@ const T* upload_tensor(DeviceArray& dst, const at::Tensor& t) {
 
 }  // namespace
 
-bool cuda_device_available() {
+int cuda_device_count() {
   int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
 }
+
+bool cuda_device_available() { return cuda_device_count() > 0; }
 
 struct GpuShard::State {
   int device = 0;

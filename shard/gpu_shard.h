@@ -46,5 +46,7 @@ class GpuShard {
 
 // Whether a CUDA device is usable here (false on machines without a GPU or driver).
 bool cuda_device_available();
+// CUDA devices visible here (0 without a GPU or driver).
+int cuda_device_count();
 
 }  // namespace argent

@@ -23,6 +23,9 @@ ShardScanner::ShardScanner(const std::string& device, int gpu, const std::string
 #if defined(ARGENT_WITH_CUDA)
   ARGENT_CHECK(!cuda_ || cuda_device_available(),
                "search.device: cuda, but no CUDA device is available here");
+  // A node may run more ranks than it has GPUs (a scale test on one GPU): they share the GPUs
+  // round-robin, as the NCCL communicator assigns them.
+  if (cuda_) gpu_ = gpu % cuda_device_count();
 #else
   ARGENT_CHECK(!cuda_, "search.device: cuda, but this build has no CUDA backend "
                        "(configure with -DARGENT_CUDA=ON where nvcc is installed)");

@@ -247,13 +247,14 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   sb.keys[1] = b.keys1.reserve_as<uint64_t>(items);
   sb.values[0] = b.values0.reserve_as<int32_t>(items);
   sb.values[1] = b.values1.reserve_as<int32_t>(items);
-  sb.cub_temp_bytes = cuda::sort_temp_bytes(n, plan.cap);
+  sb.cub_temp_bytes = cuda::sort_temp_bytes(n, plan.cap, o.stable_ties);
   sb.cub_temp = b.sort_temp.reserve(sb.cub_temp_bytes);
   int32_t* rescue = b.rescue.reserve_as<int32_t>(n);
   int32_t* n_rescue = b.n_rescue.reserve_as<int32_t>(1);
   ARGENT_CUDA_CHECK(cudaMemsetAsync(n_rescue, 0, sizeof(int32_t), stream));
-  cuda::launch_sort_and_emit(index, queries, pass.out_scores, pass.out_rows, pass.out_count, thresholds, n,
-                             plan.cap, o.k, sb, scores, ids, rows, rescue, n_rescue, stream);
+  cuda::launch_sort_and_emit(index, queries, pass.out_scores, pass.out_rows, pass.out_count,
+                             thresholds, n, plan.cap, o.k, o.stable_ties, sb, scores, ids, rows,
+                             rescue, n_rescue, stream);
   timer.mark("sort+emit");
 
   int32_t host_rescue = 0;
@@ -282,13 +283,15 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   }
   if (host_rescue == 0) return;
 
-  // Rare: re-run each flagged query with a 16x denser sample (in the end, every row: T_q is
-  // then the exact k-th eligible score).
-  ARGENT_CHECK(plan.stride != 1, "GPU search: candidate buffer of ", plan.cap,
-               " overflowed with an exact threshold (more than ", plan.cap - o.k,
-               " rows tie with the k-th score)");
+  // Rare: re-run each flagged query alone, its ties ordered by the stable sort, with a 16x
+  // denser sample; once the sample was every row (T_q the exact k-th eligible score), with a
+  // slot for every row scoring >= T_q: more rows tie with the k-th score than the buffer held
+  // (a query that scores every item the same, such as a zero vector, ties them all).
   std::vector<int32_t> flags(static_cast<size_t>(n));
+  std::vector<uint32_t> found(static_cast<size_t>(n));
   ARGENT_CUDA_CHECK(cudaMemcpy(flags.data(), rescue, sizeof(int32_t) * n, cudaMemcpyDeviceToHost));
+  ARGENT_CUDA_CHECK(
+      cudaMemcpy(found.data(), pass.out_count, sizeof(uint32_t) * n, cudaMemcpyDeviceToHost));
   if (!b.rescue_workspace) b.rescue_workspace = std::make_unique<GpuSearchWorkspace>();
   for (int64_t q = 0; q < n; ++q) {
     if (!flags[size_t(q)]) continue;
@@ -297,9 +300,16 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     one.scales += q;
     one.n = 1;
     if (one.plan_of_query) one.plan_of_query += q;
+    // Every row sampled, a slot for each row at or above T_q, ties sorted stably: nothing a
+    // re-run could change.
+    const int64_t found_q = found[size_t(q)];
+    ARGENT_CHECK(!(plan.stride == 1 && o.stable_ties && found_q <= plan.cap), "GPU search: query ",
+                 q, " still flagged after its exact re-run (", found_q, " candidates, ", plan.cap,
+                 " slots)");
     GpuSearchOptions o1 = o;
+    o1.stable_ties = true;
     o1.sample_stride = int(std::max<int64_t>(1, plan.stride / 16));
-    o1.candidate_cap = 0;
+    o1.candidate_cap = plan.stride == 1 ? std::max(found_q, o.k) : 0;
     if (!o.exact) o1.probes = probes + q * nprobe, o1.nprobe = nprobe;
     run_gpu_search(index, one, o1, scores + q * o.k, ids + q * o.k, rows ? rows + q * o.k : nullptr,
                    *b.rescue_workspace, nullptr, stream);

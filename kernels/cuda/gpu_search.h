@@ -94,6 +94,9 @@ struct GpuSearchOptions {
   const int32_t* probes = nullptr;
   int sample_stride = 0;  // blocks per sampled block; 0: chosen from k and the rows per query
   int64_t candidate_cap = 0;  // candidate slots per query; 0: from the sample plan
+  // Order equal scores by id with a second, stable sort (any run length) instead of in place
+  // (short runs only); the rescue of a query whose results meet a long run of ties sets it.
+  bool stable_ties = false;
 };
 
 struct GpuSearchStats {

@@ -1,11 +1,14 @@
 // Thresholds from the sample, and the final top-k: one radix sort of all candidate buffers by
-// (query, score), equal scores put in id order, the first k of each query written out.
+// (query, score), equal scores put in id order, the first k of each query written out. Long runs
+// of equal scores take a second, stable path (a radix sort by id first), through the rescue.
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "common/cuda_check.h"
+#include "common/error.h"
 #include "kernels/cuda/block_select.cuh"
 #include "kernels/cuda/device_utils.cuh"
 #include "kernels/cuda/search_steps.h"
@@ -41,9 +44,15 @@ __global__ void sort_keys_kernel(const float* scores, const int32_t* rows, const
   values[idx] = valid ? rows[idx] : -1;
 }
 
-// Runs of equal scores are rare and short: the thread at a run's start sorts it by id.
+// Runs of equal scores are usually rare and short: the thread at a run's start sorts it by id.
+// A longer run (many items with one embedding, or a query that scores every item the same, such
+// as a zero vector) would cost that one thread O(run^2): it is left unsorted, and its start goes
+// to first_long_run[q] so that the emit step can send the query to the stable-ties rescue when
+// the run reaches the results.
+constexpr int64_t kMaxTieRun = 32;
+
 __global__ void order_ties_kernel(const GpuIndexView index, const uint64_t* keys, int32_t* values,
-                                  const uint32_t* count, int64_t cap) {
+                                  const uint32_t* count, int64_t cap, int32_t* first_long_run) {
   const int64_t q = blockIdx.y;
   const int64_t n = min(int64_t(count[q]), cap);
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -54,7 +63,11 @@ __global__ void order_ties_kernel(const GpuIndexView index, const uint64_t* keys
   if (i > 0 && uint32_t(key[i - 1]) == mine) return;  // not a run start
   if (i + 1 >= n || uint32_t(key[i + 1]) != mine) return;  // no run
   int64_t end = i + 1;
-  while (end < n && uint32_t(key[end]) == mine) ++end;
+  while (end < n && end - i <= kMaxTieRun && uint32_t(key[end]) == mine) ++end;
+  if (end - i > kMaxTieRun) {
+    atomicMin(first_long_run + q, int32_t(i));
+    return;
+  }
   const int64_t* ids = index.scan.ids;
   for (int64_t a = i + 1; a < end; ++a) {
     const int32_t row = val[a];
@@ -68,6 +81,32 @@ __global__ void order_ties_kernel(const GpuIndexView index, const uint64_t* keys
   }
 }
 
+// The stable-ties order: candidates first sorted by id (signed order), then stably by (query,
+// score), so equal scores stay in id order however long their runs.
+__global__ void id_keys_kernel(const GpuIndexView index, const int32_t* rows,
+                               const uint32_t* count, int64_t n, int64_t cap, uint64_t* keys,
+                               int32_t* positions) {
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= n * cap) return;
+  const int64_t q = idx / cap, i = idx % cap;
+  const bool valid = i < min(int64_t(count[q]), cap);
+  const int64_t id = valid ? index.scan.ids[rows[idx] & kRowMask] : INT64_MAX;
+  keys[idx] = uint64_t(id) ^ (uint64_t(1) << 63);
+  positions[idx] = int32_t(idx);
+}
+
+__global__ void score_keys_in_id_order_kernel(const float* scores, const int32_t* rows,
+                                              const uint32_t* count, int64_t n, int64_t cap,
+                                              const int32_t* positions, uint64_t* keys,
+                                              int32_t* values) {
+  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j >= n * cap) return;
+  const int64_t idx = positions[j], q = idx / cap, i = idx % cap;
+  const bool valid = i < min(int64_t(count[q]), cap);
+  keys[j] = (uint64_t(q) << 32) | (valid ? descending_key(scores[idx]) : kEmptyKey);
+  values[j] = valid ? rows[idx] : -1;
+}
+
 // One CTA per query walks its sorted candidates in windows of kEmitThreads: a candidate is
 // valid when its row is live and, if the scan flagged it (Bloom possible but not definite),
 // the exact feature check passes; the first k valid ones are written in order. The exact checks
@@ -78,6 +117,7 @@ __global__ void __launch_bounds__(kEmitThreads) verify_emit_kernel(
     const GpuIndexView index, const GpuQueriesView qv, const uint64_t* keys,
     const int32_t* values, const uint32_t* count, const float* thresholds, int64_t cap, int64_t k,
     float* scores, int64_t* ids, int64_t* rows, int32_t* rescue, int32_t* n_rescue) {
+  // rescue[q] holds the start of the first unsorted long tie run (order_ties_kernel) on entry.
   using BlockScan = cub::BlockScan<int, kEmitThreads>;
   __shared__ typename BlockScan::TempStorage scan_tmp;
   __shared__ int total;
@@ -89,7 +129,8 @@ __global__ void __launch_bounds__(kEmitThreads) verify_emit_kernel(
   const FeatureStoreView& f = index.scan.features;
   if (threadIdx.x == 0) total = 0;
   __syncthreads();
-  for (int64_t base = 0; base < n && total < k; base += kEmitThreads) {
+  int64_t base = 0;
+  for (; base < n && total < k; base += kEmitThreads) {
     const int64_t i = base + threadIdx.x;
     int ok = 0;
     int32_t row = 0;
@@ -124,8 +165,11 @@ __global__ void __launch_bounds__(kEmitThreads) verify_emit_kernel(
   if (threadIdx.x == 0) {
     const bool overflow = int64_t(count[q]) > cap;
     const bool short_of_k = got < k && thresholds[q] > -INFINITY;
-    rescue[q] = overflow || short_of_k;
-    if (overflow || short_of_k) atomicAdd(n_rescue, 1);
+    // Only candidates the loop above looked at can be results: a long run after them is moot.
+    const bool unsorted_ties = int64_t(rescue[q]) < min(base, n);
+    const bool again = overflow || short_of_k || unsorted_ties;
+    rescue[q] = again;
+    if (again) atomicAdd(n_rescue, 1);
   }
 }
 
@@ -145,35 +189,61 @@ void launch_select_thresholds(const float* sample_scores, const uint32_t* sample
   ARGENT_CUDA_CHECK_LAUNCH("select_thresholds_kernel");
 }
 
-size_t sort_temp_bytes(int64_t n, int64_t cap) {
-  size_t bytes = 0;
+size_t sort_temp_bytes(int64_t n, int64_t cap, bool stable_ties) {
+  size_t bytes = 0, id_bytes = 0;
   cub::DoubleBuffer<uint64_t> keys(nullptr, nullptr);
   cub::DoubleBuffer<int32_t> values(nullptr, nullptr);
   ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys, values, n * cap, 0,
                                                     key_bits(n)));
-  return bytes;
+  if (stable_ties)
+    ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, id_bytes, keys, values, n * cap));
+  return std::max(bytes, id_bytes);
 }
 
 void launch_sort_and_emit(const GpuIndexView& index, const GpuQueriesView& queries,
                           const float* cand_scores,
                           const int32_t* cand_rows, const uint32_t* cand_count,
                           const float* thresholds, int64_t n, int64_t cap, int64_t k,
-                          const SortBuffers& b, float* scores, int64_t* ids, int64_t* rows,
-                          int32_t* rescue, int32_t* n_rescue, cudaStream_t stream) {
+                          bool stable_ties, const SortBuffers& b, float* scores, int64_t* ids,
+                          int64_t* rows, int32_t* rescue, int32_t* n_rescue, cudaStream_t stream) {
   const int64_t items = n * cap;
+  ARGENT_CHECK(items < (int64_t(1) << 31), "GPU search: ", items,
+               " candidate slots in one batch; at most 2^31 - 1");
   constexpr int kThreads = 256;
-  sort_keys_kernel<<<unsigned((items + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
-      cand_scores, cand_rows, cand_count, n, cap, b.keys[0], b.values[0]);
-  ARGENT_CUDA_CHECK_LAUNCH("sort_keys_kernel");
+  const unsigned item_blocks = unsigned((items + kThreads - 1) / kThreads);
   cub::DoubleBuffer<uint64_t> keys(b.keys[0], b.keys[1]);
   cub::DoubleBuffer<int32_t> values(b.values[0], b.values[1]);
   size_t temp = b.cub_temp_bytes;
+  if (stable_ties) {
+    id_keys_kernel<<<item_blocks, kThreads, 0, stream>>>(index, cand_rows, cand_count, n, cap,
+                                                         b.keys[0], b.values[0]);
+    ARGENT_CUDA_CHECK_LAUNCH("id_keys_kernel");
+    ARGENT_CUDA_CHECK(
+        cub::DeviceRadixSort::SortPairs(b.cub_temp, temp, keys, values, items, 0, 64, stream));
+    // keys.Current() (ids) is free again; values.Current() holds the positions in id order.
+    score_keys_in_id_order_kernel<<<item_blocks, kThreads, 0, stream>>>(
+        cand_scores, cand_rows, cand_count, n, cap, values.Current(), keys.Current(),
+        values.Alternate());
+    ARGENT_CUDA_CHECK_LAUNCH("score_keys_in_id_order_kernel");
+    keys = cub::DoubleBuffer<uint64_t>(keys.Current(), keys.Alternate());
+    values = cub::DoubleBuffer<int32_t>(values.Alternate(), values.Current());
+  } else {
+    sort_keys_kernel<<<item_blocks, kThreads, 0, stream>>>(cand_scores, cand_rows, cand_count, n,
+                                                           cap, b.keys[0], b.values[0]);
+    ARGENT_CUDA_CHECK_LAUNCH("sort_keys_kernel");
+  }
+  // LSD radix sort is stable: in the stable-ties order, equal keys keep their id order.
+  temp = b.cub_temp_bytes;
   ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(b.cub_temp, temp, keys, values, items, 0,
                                                     key_bits(n), stream));
-  const dim3 tie_grid(unsigned((cap + kThreads - 1) / kThreads), unsigned(n));
-  order_ties_kernel<<<tie_grid, kThreads, 0, stream>>>(index, keys.Current(), values.Current(),
-                                                       cand_count, cap);
-  ARGENT_CUDA_CHECK_LAUNCH("order_ties_kernel");
+  // No long tie run yet: INT32_MAX-ish (every byte 0x7f) in each query's slot.
+  ARGENT_CUDA_CHECK(cudaMemsetAsync(rescue, 0x7f, sizeof(int32_t) * n, stream));
+  if (!stable_ties) {
+    const dim3 tie_grid(unsigned((cap + kThreads - 1) / kThreads), unsigned(n));
+    order_ties_kernel<<<tie_grid, kThreads, 0, stream>>>(index, keys.Current(), values.Current(),
+                                                         cand_count, cap, rescue);
+    ARGENT_CUDA_CHECK_LAUNCH("order_ties_kernel");
+  }
   verify_emit_kernel<<<unsigned(n), kEmitThreads, 0, stream>>>(
       index, queries, keys.Current(), values.Current(), cand_count, thresholds, cap, k, scores,
       ids, rows, rescue, n_rescue);

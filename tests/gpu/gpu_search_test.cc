@@ -215,5 +215,37 @@ TEST_F(GpuSearchTest, BadCallerProbesAreRefusedAndTheShardKeepsServing) {
       << "seed " << seed;
 }
 
+TEST_F(GpuSearchTest, LongRunsOfEqualScoresFollowIdOrder) {
+  // A zero query scores every item 0: every eligible row ties with the k-th score. The GPU must
+  // return the CPU's answer (the k smallest ids among the eligible, in id order) without a
+  // quadratic tie sort or a candidate buffer overflow error, exact and IVF, with and without a
+  // filter, for k below and above the candidate buffer's usual size.
+  const uint64_t seed = test::test_seed(905);
+  auto f = make_fixture(seed, 30000, 32, 16);
+  const int64_t nq = 3;
+  std::vector<float> x(static_cast<size_t>(nq * 32), 0.0f);
+  Rng rng(seed);
+  const std::vector<float> random = test::random_normal(rng, 32);
+  std::copy(random.begin(), random.end(), x.begin() + 32);  // query 1 is not degenerate
+  Prober prober(f->engine->meta());
+  for (const std::string filter : {"", "1:2 OR NOT 3:1"}) {
+    const QueryBatch q = prepare_queries(x.data(), nq, 32, f->engine->meta(),
+                                         std::vector<std::string>(size_t(nq), filter));
+    const ScanIndexView v = f->engine->shard().view();
+    const int nprobe = 6;
+    const std::vector<int32_t> lists = prober.probe(q, nprobe, v.list_sizes, v.list_summaries);
+    for (const int64_t k : {10, 100, 3000}) {
+      GpuSearchStats stats;
+      EXPECT_TRUE(same(cpu_search(*f, q, nullptr, 0, k),
+                       gpu_search(*f, q, true, nullptr, 0, k, 0, &stats), k))
+          << "exact k " << k << " filter '" << filter << "' seed " << seed;
+      EXPECT_GT(stats.rescued_queries, 0) << "the zero queries meant to exercise the tie rescue";
+      EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), nprobe, k),
+                       gpu_search(*f, q, false, lists.data(), nprobe, k, 0), k))
+          << "IVF k " << k << " filter '" << filter << "' seed " << seed;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace argent
