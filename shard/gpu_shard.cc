@@ -1,10 +1,12 @@
 #include "shard/gpu_shard.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "common/cuda_check.h"
 #include "kernels/cuda/device_array.h"
+#include "kernels/layout.h"
 
 namespace argent {
 namespace {
@@ -20,6 +22,27 @@ template <typename T>
 const T* upload_tensor(DeviceArray& dst, const at::Tensor& t) {
   const at::Tensor c = t.contiguous();
   return upload<T>(dst, c.data_ptr(), size_t(c.numel()));
+}
+
+// The feature pool grows at its end between reallocations: its device copy gets room for a
+// quarter more entries, so a stream of upserts re-copies the shard only once per ~25 % growth.
+template <typename T>
+const T* upload_pool(DeviceArray& dst, const at::Tensor& t, int64_t used, int64_t* capacity) {
+  *capacity = used + used / 4 + 1024;
+  T* p = dst.reserve_as<T>(size_t(*capacity));
+  if (used > 0)
+    ARGENT_CUDA_CHECK(cudaMemcpy(p, t.data_ptr(), size_t(used) * sizeof(T), cudaMemcpyHostToDevice));
+  return p;
+}
+
+// Copies elements [first, first + count) of host `src` over the same elements of `dst`.
+template <typename T>
+void copy_range(const T* dst, const at::Tensor& src, int64_t first, int64_t count,
+                cudaStream_t stream) {
+  if (count <= 0) return;
+  ARGENT_CUDA_CHECK(cudaMemcpyAsync(const_cast<T*>(dst) + first,
+                                    static_cast<const T*>(src.data_ptr()) + first,
+                                    size_t(count) * sizeof(T), cudaMemcpyHostToDevice, stream));
 }
 
 }  // namespace
@@ -38,6 +61,12 @@ struct GpuShard::State {
   DeviceArray f_offset, f_count, f_ids, f_values, centroid_codes, centroid_scales;
   std::unique_ptr<GpuIndexTables> tables;
   GpuSearchWorkspace workspace;
+  // What the device copy holds: the view over it, and where the shard was when it was made.
+  ScanIndexView view;
+  const int8_t* device_centroid_codes = nullptr;
+  const float* device_centroid_scales = nullptr;
+  uint64_t version = 0;
+  int64_t pool_used = 0, pool_capacity = 0;
   // Per batch.
   DeviceArray q_codes, q_scales, q_ops, q_begin, q_len, q_plan, lists, out_scores, out_ids,
       out_rows;
@@ -88,14 +117,63 @@ GpuShard::GpuShard(const ShardIndex& shard, const QuantizedCentroids& centroids,
   d.list_summaries = upload_tensor<uint64_t>(s_->list_summaries, t.list_summaries);
   d.features.offset = upload_tensor<int64_t>(s_->f_offset, t.feature_offset);
   d.features.count = upload_tensor<int32_t>(s_->f_count, t.feature_count);
-  d.features.feature_ids = upload_tensor<int32_t>(s_->f_ids, t.feature_ids);
-  d.features.values = upload_tensor<int64_t>(s_->f_values, t.feature_values);
+  s_->version = shard.version();
+  s_->pool_used = shard.pool_used();
+  d.features.feature_ids = upload_pool<int32_t>(s_->f_ids, t.feature_ids, s_->pool_used,
+                                                &s_->pool_capacity);
+  d.features.values = upload_pool<int64_t>(s_->f_values, t.feature_values, s_->pool_used,
+                                           &s_->pool_capacity);
   const int8_t* cc = upload<int8_t>(s_->centroid_codes, centroids.blocked.data(),
                                     centroids.blocked.size());
   const float* cs = upload<float>(s_->centroid_scales, centroids.scales.data(),
                                   centroids.scales.size());
   s_->tables = std::make_unique<GpuIndexTables>(d, host.list_offsets, host.list_sizes, cc, cs,
                                                 s_->stream);
+  s_->view = d;
+  s_->device_centroid_codes = cc;
+  s_->device_centroid_scales = cs;
+}
+
+uint64_t GpuShard::version() const { return s_->version; }
+
+bool GpuShard::sync(const ShardIndex& shard) {
+  std::vector<int64_t> rows;
+  if (!shard.rows_written_since(s_->version, &rows)) return false;
+  if (shard.n_rows() != s_->view.n_rows || shard.pool_used() > s_->pool_capacity) return false;
+  ARGENT_CUDA_CHECK(cudaSetDevice(s_->device));
+  const ShardTensors& t = shard.tensors();
+  const ScanIndexView& d = s_->view;
+  const int64_t words = d.bloom_words;
+  cudaStream_t stream = s_->stream;
+  // Whole 16-row blocks (a block's codes interleave its rows), a run of adjacent blocks per copy.
+  for (size_t i = 0; i < rows.size();) {
+    const int64_t first = rows[i] / kBlockRows;
+    int64_t last = first;
+    while (i < rows.size() && rows[i] / kBlockRows <= last + 1) last = rows[i++] / kBlockRows;
+    const int64_t r0 = first * kBlockRows, nr = (last - first + 1) * kBlockRows;
+    copy_range(d.codes, t.codes, r0 * d.d_pad, nr * d.d_pad, stream);
+    copy_range(d.scales, t.scales, r0, nr, stream);
+    copy_range(d.ids, t.ids, r0, nr, stream);
+    copy_range(d.signatures, t.signatures, r0 * words, nr * words, stream);
+    copy_range(d.features.offset, t.feature_offset, r0, nr, stream);
+    copy_range(d.features.count, t.feature_count, r0, nr, stream);
+  }
+  const int64_t pool_used = shard.pool_used();
+  copy_range(d.features.feature_ids, t.feature_ids, s_->pool_used, pool_used - s_->pool_used,
+             stream);
+  copy_range(d.features.values, t.feature_values, s_->pool_used, pool_used - s_->pool_used,
+             stream);
+  copy_range(d.list_sizes, t.list_sizes, 0, d.n_lists, stream);
+  copy_range(d.list_summaries, t.list_summaries, 0, d.n_lists * words, stream);
+  // The chunking follows the list sizes; the constructor waits for the stream, so every copy
+  // above has landed when it returns.
+  const ScanIndexView host = shard.view();
+  s_->tables = std::make_unique<GpuIndexTables>(d, host.list_offsets, host.list_sizes,
+                                                s_->device_centroid_codes,
+                                                s_->device_centroid_scales, stream);
+  s_->version = shard.version();
+  s_->pool_used = pool_used;
+  return true;
 }
 
 GpuShard::~GpuShard() = default;

@@ -16,8 +16,18 @@ namespace argent {
 class GpuShard {
  public:
   // Copies `shard` (and the quantized centroids, for the probe) to GPU `device`. The copy is a
-  // snapshot: later changes to `shard` are not seen. Throws Error(kInternal) without a GPU.
+  // snapshot of the shard's version(); sync() brings later writes over. Throws Error(kInternal)
+  // without a GPU.
   GpuShard(const ShardIndex& shard, const QuantizedCentroids& centroids, int device);
+
+  // Brings the writes made to `shard` since this copy's version over, in place: the 16-row
+  // blocks of the rows written (ShardIndex::rows_written_since), the new end of the feature
+  // pool and the list tables, then the derived tables. Returns false, copying nothing, when
+  // that is not possible (the shard's tensors were reallocated, too many rows changed, the pool
+  // outgrew its room here, or `shard` is another object): the caller then builds a new GpuShard.
+  bool sync(const ShardIndex& shard);
+  // The ShardIndex::version() this copy holds.
+  uint64_t version() const;
   ~GpuShard();
   GpuShard(const GpuShard&) = delete;
   GpuShard& operator=(const GpuShard&) = delete;

@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -130,6 +131,18 @@ class ShardIndex {
   // Live items of each partition of the index, [meta.partitions] (0 for those not held here).
   std::vector<int64_t> items_per_partition() const;
 
+  // ---- Change tracking, for copies of the tensors kept elsewhere (a GPU shard) ---------------
+  // Every write moves version() forward; versions of different ShardIndex objects never
+  // overlap. rows_written_since(v, &rows) gives the rows written in place since version v
+  // (sorted, unique) and returns true; it returns false when the copy must be rebuilt whole: the
+  // tensors were reallocated since v (a list grew, compaction, a partition that did not fit),
+  // more rows changed than the journal keeps, or v is another object's. Besides those rows only
+  // the list tables change in place (small: copy them whole), and the feature pool grows at its
+  // end (its first pool_used() entries are what rows reference; a reallocated pool keeps them).
+  uint64_t version() const { return version_; }
+  bool rows_written_since(uint64_t version, std::vector<int64_t>* rows) const;
+  int64_t pool_used() const { return pool_used_; }
+
  private:
   // Relays every live row into fresh tensors; list `grow` (or -1) gets at least twice its live
   // rows of capacity, so repeated upserts into one list reallocate only O(log n) times.
@@ -145,6 +158,14 @@ class ShardIndex {
   std::unordered_map<int64_t, int64_t> id_to_row_;  // GUARDED_BY(step serialization)
   int64_t pool_used_ = 0;    // entries of feature_ids/values in use (live or dead)
   int64_t tombstones_ = 0;   // deleted rows inside lists
+
+  // Change tracking: rows written since the journal's start, each with the version it made.
+  void note_row_written(int64_t row);
+  void note_reallocated();
+  static uint64_t first_version();  // a fresh range of 2^40 versions per object
+  uint64_t version_ = first_version();
+  uint64_t rebuilt_at_ = version_;   // rows_written_since(v) needs v >= this
+  std::deque<std::pair<uint64_t, int64_t>> journal_;  // (version, row), oldest first
 };
 
 }  // namespace argent

@@ -56,13 +56,17 @@ void ShardScanner::scan(const ShardIndex& shard, const QueryBatch& q, const int3
     return;
   }
 #if defined(ARGENT_WITH_CUDA)
-  if (stale_ || !gpu_shard_) {
+  // The copy is current when it holds the shard's version (versions are unique to a shard
+  // object). Writes since go over in place when they can (GpuShard::sync); a reallocated shard
+  // is copied again whole.
+  if (gpu_shard_ && gpu_shard_->version() != shard.version()) gpu_shard_->sync(shard);
+  if (!gpu_shard_ || gpu_shard_->version() != shard.version()) {
     gpu_shard_.reset();  // free the old copy first: two copies of a large shard may not fit
     const IndexMeta& m = shard.meta();
     const QuantizedCentroids c = quantize_centroids(m.centroids.data(), m.nlist, m.dim);
     gpu_shard_ = std::make_unique<GpuShard>(shard, c, gpu_);
-    stale_ = false;
   }
+  stale_ = false;
   gpu_shard_->search(q, lists == nullptr, lists, nprobe, k, scores, ids, rows, nullptr,
                      GpuShard::Tuning{});
   if (stats) *stats = ScanStats{};

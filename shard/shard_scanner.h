@@ -27,12 +27,14 @@ class ShardScanner {
 
   // Scans `lists` [q.n, nprobe] (null: every list) of `shard` for q's top k into host arrays
   // scores/ids/rows [q.n, k] (rows may be null), as search_shard does. On the GPU the shard is
-  // copied on first use and again after invalidate(). Not thread-safe.
+  // copied on first use; when its version() moves on, the rows written since are copied over in
+  // place (GpuShard::sync), or the whole shard again after a reallocation. Not thread-safe.
   void scan(const ShardIndex& shard, const QueryBatch& q, const int32_t* lists, int nprobe,
             int64_t k, int threads, float* scores, int64_t* ids, int64_t* rows, ScanStats* stats);
 
-  // The shard was modified (upserts, deletes, compaction): refresh the GPU copy (or rebind the
-  // module's buffers) before the next scan. A full copy: streaming updates on a CUDA shard cost a re-upload per write step.
+  // The shard is about to be modified (upserts, deletes, compaction): rebind the module's
+  // buffers before the next scan (a write may reallocate them). The GPU copy follows the
+  // shard's version() and needs no call.
   void invalidate() { stale_ = true; }
   bool on_gpu() const { return cuda_; }
 

@@ -5,6 +5,7 @@
 // first list_sizes[l] rows are in use (live, or tombstoned with id -1); rows beyond are free
 // (id -1, zero codes); list_summaries[l] covers the signature of every live row in it.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <tuple>
@@ -36,7 +37,39 @@ int64_t list_capacity_for(int64_t live, double slack) {
 // once per list that fills up (each reallocation copies the whole shard).
 constexpr double kGrowthHeadroom = 0.25;
 
+// Rows the change journal lists before a consumer is told to rebuild its copy whole instead
+// (at 16 bytes an entry, 1 MiB).
+constexpr size_t kMaxJournalRows = 65536;
+
 }  // namespace
+
+uint64_t ShardIndex::first_version() {
+  static std::atomic<uint64_t> objects{1};
+  return objects.fetch_add(1) << 40;
+}
+
+void ShardIndex::note_row_written(int64_t row) {
+  journal_.emplace_back(++version_, row);
+  if (journal_.size() > kMaxJournalRows) {
+    rebuilt_at_ = journal_.front().first;  // a copy older than the dropped row must rebuild
+    journal_.pop_front();
+  }
+}
+
+void ShardIndex::note_reallocated() {
+  rebuilt_at_ = ++version_;
+  journal_.clear();
+}
+
+bool ShardIndex::rows_written_since(uint64_t version, std::vector<int64_t>* rows) const {
+  rows->clear();
+  if (version < rebuilt_at_ || version > version_) return false;
+  for (auto it = journal_.rbegin(); it != journal_.rend() && it->first > version; ++it)
+    rows->push_back(it->second);
+  std::sort(rows->begin(), rows->end());
+  rows->erase(std::unique(rows->begin(), rows->end()), rows->end());
+  return true;
+}
 
 void ShardIndex::tombstone(int64_t row) {
   const int words = meta_.bloom.words;
@@ -50,6 +83,7 @@ void ShardIndex::tombstone(int64_t row) {
   // The list's Bloom summary keeps the dead row's bits: a summary may over-approximate (it only
   // costs a scan of the list), never under-approximate. Compaction recomputes it exactly.
   ++tombstones_;
+  note_row_written(row);
 }
 
 void ShardIndex::append_features(int64_t row,
@@ -115,6 +149,7 @@ int64_t ShardIndex::upsert(const PreparedItem& item) {
   ptr<int64_t>(t_.ids)[row] = item.id;
   ++ptr<int64_t>(t_.list_sizes)[l];
   id_to_row_[item.id] = row;
+  note_row_written(row);
   return row;
 }
 
@@ -219,6 +254,7 @@ void ShardIndex::rebuild(int64_t grow, const std::vector<int64_t>* incoming) {
   t_ = std::move(n);
   pool_used_ = pool_used;
   tombstones_ = 0;
+  note_reallocated();
 }
 
 std::vector<PartitionData> ShardIndex::export_partitions(const std::vector<int32_t>& only) const {

@@ -299,6 +299,42 @@ namespace {
 
 // A new build must not inherit a previous index's write-ahead log or snapshots, which a server
 // would otherwise replay onto it.
+TEST_F(UpdateShardTest, ChangeJournalListsTheRowsWrittenInPlace) {
+  // What a GPU copy of the shard syncs from (ShardIndex::rows_written_since): the rows an
+  // upsert or a delete wrote, until the tensors are reallocated; another object's versions
+  // never count as this one's.
+  build(3000, 16, 0.5, test::test_seed(71));
+  const ShardIndex& shard = engine_->shard();
+  const uint64_t v0 = shard.version();
+  std::vector<int64_t> rows;
+  ASSERT_TRUE(shard.rows_written_since(v0, &rows));
+  EXPECT_TRUE(rows.empty());
+
+  const int64_t victim = model_.begin()->first;
+  const int64_t victim_row = shard.row_of(victim);
+  const int64_t fresh_id = 1'000'000'007;
+  engine_->upsert(one_item(dim_, fresh_id, random_model_item(rng_, dim_)));
+  const int64_t fresh_row = shard.row_of(fresh_id);
+  const uint64_t v1 = shard.version();
+  EXPECT_EQ(engine_->remove({victim}), 1);
+  ASSERT_TRUE(shard.rows_written_since(v0, &rows));
+  EXPECT_EQ(rows, (std::vector<int64_t>{std::min(victim_row, fresh_row),
+                                         std::max(victim_row, fresh_row)}));
+  ASSERT_TRUE(shard.rows_written_since(v1, &rows));
+  EXPECT_EQ(rows, std::vector<int64_t>{victim_row});
+  EXPECT_FALSE(shard.rows_written_since(shard.version() + 1, &rows)) << "a version from later";
+
+  engine_->compact();  // reallocates: a copy made before must be rebuilt whole
+  EXPECT_FALSE(shard.rows_written_since(v1, &rows));
+  ASSERT_TRUE(shard.rows_written_since(shard.version(), &rows));
+  EXPECT_TRUE(rows.empty());
+
+  const LocalEngine other = LocalEngine::open(dir_.path(), cfg_);
+  EXPECT_FALSE(other.shard().rows_written_since(shard.version(), &rows))
+      << "another shard object's version";
+  EXPECT_FALSE(shard.rows_written_since(other.shard().version(), &rows));
+}
+
 TEST(UpdateBuild, RebuildRemovesTheOldServingState) {
   test::TempDir dir;
   test::Rng rng(test::test_seed(7));

@@ -247,5 +247,59 @@ TEST_F(GpuSearchTest, LongRunsOfEqualScoresFollowIdOrder) {
   }
 }
 
+TEST_F(GpuSearchTest, WritesSyncInPlaceAndSearchAsTheCpuDoes) {
+  // Upserts and deletes reach the GPU copy in place (GpuShard::sync: the written rows' blocks,
+  // the pool's new end, the list tables), and it searches exactly as the CPU does on the
+  // updated shard; after a compaction (reallocated tensors) sync refuses and a new copy agrees.
+  const uint64_t seed = test::test_seed(906);
+  test::TempDir dir;
+  Rng rng(seed);
+  const int dim = 32;
+  const int64_t n = 6000;
+  std::vector<int64_t> ids = test::random_ids(rng, n + 400);
+  const std::vector<int64_t> built(ids.begin(), ids.begin() + n);
+  build_index(test::random_items(rng, n, dim, built, kFeatures, kValues, 0.3),
+              test::small_index_config(2, 12), dir.path());
+  Config cfg;
+  cfg.index.list_slack = 0.5;
+  LocalEngine engine = LocalEngine::open(dir.path(), cfg);
+  Prober prober(engine.meta());
+  GpuShard gpu(engine.shard(), prober.centroids(), 0);
+
+  auto expect_same = [&](GpuShard& g, const char* when) {
+    const int64_t nq = 12, k = 40;
+    std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * dim));
+    for (const std::string filter : {"", "1:2 OR NOT 3:1"}) {
+      const QueryBatch q = prepare_queries(x.data(), nq, dim, engine.meta(),
+                                           std::vector<std::string>(size_t(nq), filter));
+      Outputs cpu{std::vector<float>(size_t(nq * k)), std::vector<int64_t>(size_t(nq * k))};
+      search_shard(engine.shard(), q, nullptr, 0, k, 0, cpu.scores.data(), cpu.ids.data(),
+                   nullptr, nullptr);
+      Outputs got{std::vector<float>(size_t(nq * k)), std::vector<int64_t>(size_t(nq * k))};
+      g.search(q, true, nullptr, 0, k, got.scores.data(), got.ids.data(), nullptr, nullptr,
+               GpuShard::Tuning{});
+      EXPECT_TRUE(same(cpu, got, k)) << when << " filter '" << filter << "' seed " << seed;
+    }
+  };
+
+  for (int round = 0; round < 3; ++round) {
+    const std::vector<int64_t> fresh(ids.begin() + n + round * 100,
+                                     ids.begin() + n + (round + 1) * 100);
+    engine.upsert(test::random_items(rng, 100, dim, fresh, kFeatures, kValues, 0.3));
+    // Replace some built items (a delete and an insert each) and delete others.
+    const std::vector<int64_t> replaced(built.begin() + round * 50, built.begin() + round * 50 + 25);
+    engine.upsert(test::random_items(rng, 25, dim, replaced, kFeatures, kValues, 0.3));
+    EXPECT_EQ(engine.remove(std::vector<int64_t>(built.begin() + 3000 + round * 40,
+                                                 built.begin() + 3040 + round * 40)),
+              40);
+    ASSERT_TRUE(gpu.sync(engine.shard())) << "round " << round << ": in-place writes only";
+    expect_same(gpu, "after in-place sync");
+  }
+  engine.compact();
+  EXPECT_FALSE(gpu.sync(engine.shard())) << "a reallocated shard must be copied whole";
+  GpuShard again(engine.shard(), prober.centroids(), 0);
+  expect_same(again, "after compaction");
+}
+
 }  // namespace
 }  // namespace argent
