@@ -49,6 +49,8 @@ setup(
     packages=["argent"],
     py_modules=["argent_client"],  # the older single-file client, now a shim over argent
     python_requires=">=3.9",
-    install_requires=["numpy", "pyzmq", "protobuf>=3.20"],
+    # pyzmq is optional: without it the client binds libzmq.so.5 through ctypes (argent/_zmq.py).
+    install_requires=["numpy", "protobuf>=3.20"],
+    extras_require={"pyzmq": ["pyzmq"]},
     cmdclass={"build_py": BuildWithMessages},
 )

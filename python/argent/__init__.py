@@ -1,4 +1,5 @@
-"""Argent's Python client (pure Python on pyzmq, protobuf and numpy).
+"""Argent's Python client (pure Python on protobuf, numpy and pyzmq, or, where pyzmq is missing,
+libzmq itself through ctypes: argent._zmq).
 
     import argent
     with argent.Client("tcp://127.0.0.1:5555") as client:
