@@ -32,28 +32,21 @@ using test::ModelItem;
 using test::Rng;
 using test::kIdFeature;
 using test::kVersionFeature;
+using test::delete_request;
+using test::search_request;
+using test::term;
+using test::upsert_request;
 
 constexpr int kDim = 12;
 constexpr int64_t kBaseItems = 3000;
 constexpr int32_t kBaseFeature = 97;  // (97, 0) on built items, (97, 1) on written ones
 constexpr int64_t kQueryK = 10;
 
-std::string term(int32_t f, int64_t v) { return std::to_string(f) + ":" + std::to_string(v); }
-
 ModelItem item_with(Rng& rng, int64_t id, int64_t version, int64_t base) {
   ModelItem m = test::random_model_item(rng, kDim, 4, 5, id, version);
   m.features.emplace_back(kBaseFeature, base);
   std::sort(m.features.begin(), m.features.end());
   return m;
-}
-
-v1::SearchRequest search(const std::vector<float>& x, int64_t k, const std::string& filter) {
-  v1::SearchRequest r;
-  r.mutable_embedding()->Add(x.begin(), x.end());
-  r.set_k(int32_t(k));
-  r.set_filter(filter);
-  r.set_exact(true);
-  return r;
 }
 
 class RebalanceCluster : public ::testing::Test {
@@ -123,7 +116,7 @@ class RebalanceCluster : public ::testing::Test {
       const SearchResults want = fresh.search(x.data(), n, kDim, {filter}, opts);
       for (int64_t q = 0; q < n; ++q) {
         const std::vector<float> xq(x.begin() + q * kDim, x.begin() + (q + 1) * kDim);
-        const v1::SearchResponse got = client.search(search(xq, k, filter));
+        const v1::SearchResponse got = client.search(search_request(xq, k, filter));
         ASSERT_EQ(got.status().code(), v1::OK) << got.status().message();
         int64_t found = 0;
         while (found < k && want.ids[size_t(q * k + found)] >= 0) ++found;
@@ -181,7 +174,7 @@ TEST_F(RebalanceCluster, ActivateThenDrainUnderLoadLosesNothing) {
     while (!stop) {
       const int64_t q = int64_t(rng() % kQueries);
       const std::vector<float> x(qx.begin() + q * kDim, qx.begin() + (q + 1) * kDim);
-      const v1::SearchResponse r = client.search(search(x, kQueryK, term(kBaseFeature, 0)));
+      const v1::SearchResponse r = client.search(search_request(x, kQueryK, term(kBaseFeature, 0)));
       if (r.status().code() != v1::OK) {
         ++failed;
         report("query status " + r.status().message());
@@ -225,12 +218,7 @@ TEST_F(RebalanceCluster, ActivateThenDrainUnderLoadLosesNothing) {
           batch[id] = item_with(rng, id, version++, 1);
           if (!replace) written.push_back(id);
         }
-        for (const auto& [id, m] : batch) {
-          v1::Item* item = r.mutable_upsert()->add_items();
-          item->set_id(id);
-          item->mutable_embedding()->Add(m.embedding.begin(), m.embedding.end());
-          for (const auto& [f, v] : m.features) (*item->mutable_features())[f].add_values(v);
-        }
+        r = upsert_request(batch);
       }
       const v1::Response reply = client.call(r);
       if (reply.mutation().status().code() != v1::OK) {
@@ -249,7 +237,7 @@ TEST_F(RebalanceCluster, ActivateThenDrainUnderLoadLosesNothing) {
       // Read-your-writes, through whatever map the cluster has now.
       if (remove) {
         for (int64_t id : r.delete_().ids()) {
-          const v1::SearchResponse s = client.search(search(std::vector<float>(kDim, 1.0f), 2,
+          const v1::SearchResponse s = client.search(search_request(std::vector<float>(kDim, 1.0f), 2,
                                                             term(kIdFeature, id)));
           if (s.ids_size() != 0) {
             ++unread;
@@ -258,7 +246,7 @@ TEST_F(RebalanceCluster, ActivateThenDrainUnderLoadLosesNothing) {
         }
       } else {
         for (const auto& [id, m] : batch) {
-          const v1::SearchResponse s = client.search(search(
+          const v1::SearchResponse s = client.search(search_request(
               m.embedding, 2, term(kIdFeature, id) + " AND " + term(kVersionFeature, m.version)));
           if (s.ids_size() != 1 || s.ids(0) != id) {
             ++unread;

@@ -37,6 +37,10 @@ using test::Model;
 using test::ModelItem;
 using test::kIdFeature;
 using test::kVersionFeature;
+using test::delete_request;
+using test::search_request;
+using test::term;
+using test::upsert_request;
 
 ModelItem random_item(Rng& rng, int64_t id, int64_t version) {
   return test::random_model_item(rng, kDim, 4, 5, id, version);
@@ -79,35 +83,6 @@ class ClusterProcess {
   std::unique_ptr<testing::MpiJob> job_;
 };
 
-v1::Request upsert_request(const Model& items) {
-  v1::Request r;
-  for (const auto& [id, m] : items) {
-    v1::Item* item = r.mutable_upsert()->add_items();
-    item->set_id(id);
-    item->mutable_embedding()->Add(m.embedding.begin(), m.embedding.end());
-    for (const auto& [f, v] : m.features) (*item->mutable_features())[f].add_values(v);
-  }
-  return r;
-}
-
-v1::Request delete_request(const std::vector<int64_t>& ids) {
-  v1::Request r;
-  for (int64_t id : ids) r.mutable_delete_()->add_ids(id);
-  return r;
-}
-
-v1::SearchRequest search(const std::vector<float>& x, int64_t k, const std::string& filter,
-                         bool exact) {
-  v1::SearchRequest r;
-  r.mutable_embedding()->Add(x.begin(), x.end());
-  r.set_k(int32_t(k));
-  r.set_filter(filter);
-  r.set_exact(exact);
-  return r;
-}
-
-std::string term(int32_t f, int64_t v) { return std::to_string(f) + ":" + std::to_string(v); }
-
 // The cluster's exact results (ids and scores) on random queries and filters equal those of a
 // fresh build of `model` searched in one process.
 void expect_cluster_equals_fresh_build(Client& client, const Model& model, Rng& rng) {
@@ -125,7 +100,7 @@ void expect_cluster_equals_fresh_build(Client& client, const Model& model, Rng& 
     const SearchResults want = fresh.search(x.data(), n, kDim, {filter}, opts);
     for (int64_t q = 0; q < n; ++q) {
       const std::vector<float> xq(x.begin() + q * kDim, x.begin() + (q + 1) * kDim);
-      const v1::SearchResponse got = client.search(search(xq, k, filter, true));
+      const v1::SearchResponse got = client.search(search_request(xq, k, filter, true));
       ASSERT_EQ(got.status().code(), v1::OK) << got.status().message();
       int64_t found = 0;
       while (found < k && want.ids[size_t(q * k + found)] >= 0) ++found;
@@ -203,10 +178,10 @@ TEST_F(UpdateCluster, UpsertIsSearchableWithItsFiltersOnceAcknowledged) {
     EXPECT_EQ(ack.applied(), 1);
     EXPECT_GT(ack.sequence(), 0u);
     const auto& x = one.begin()->second.embedding;
-    const v1::SearchResponse exact = client.search(search(x, 3, term(kVersionFeature, version), true));
+    const v1::SearchResponse exact = client.search(search_request(x, 3, term(kVersionFeature, version), true));
     ASSERT_EQ(exact.ids_size(), 1) << "upsert " << i << " not visible after its ack";
     EXPECT_EQ(exact.ids(0), id);
-    const v1::SearchResponse probed = client.search(search(x, 1, term(kIdFeature, id), false));
+    const v1::SearchResponse probed = client.search(search_request(x, 1, term(kIdFeature, id), false));
     ASSERT_EQ(probed.ids_size(), 1) << "the probed lists missed upsert " << i;
     EXPECT_EQ(probed.ids(0), id);
   }
@@ -215,7 +190,7 @@ TEST_F(UpdateCluster, UpsertIsSearchableWithItsFiltersOnceAcknowledged) {
   for (int i = 0; i < 40; ++i) batch[2000000 + i] = random_item(*rng_, 2000000 + i, next_version_++);
   EXPECT_EQ(write(client, upsert_request(batch)).applied(), 40);
   for (const auto& [id, m] : batch) {
-    const v1::SearchResponse r = client.search(search(m.embedding, 2, term(kIdFeature, id), true));
+    const v1::SearchResponse r = client.search(search_request(m.embedding, 2, term(kIdFeature, id), true));
     ASSERT_EQ(r.ids_size(), 1);
     EXPECT_EQ(r.ids(0), id);
   }
@@ -234,11 +209,11 @@ TEST_F(UpdateCluster, DeletedItemsAreNeverReturned) {
   EXPECT_EQ(write(client, delete_request(victims)).applied(), int64_t(victims.size()));
   EXPECT_EQ(write(client, delete_request({0, 424242424})).applied(), 0) << "absent ids";
   for (size_t i = 0; i < victims.size(); ++i) {
-    const v1::SearchResponse r = client.search(search(embeddings[i], 200, "", true));
+    const v1::SearchResponse r = client.search(search_request(embeddings[i], 200, "", true));
     ASSERT_EQ(r.status().code(), v1::OK);
     for (int64_t id : r.ids())
       EXPECT_EQ(std::count(victims.begin(), victims.end(), id), 0) << "deleted id " << id;
-    EXPECT_EQ(client.search(search(embeddings[i], 5, term(kIdFeature, victims[i]), true)).ids_size(), 0);
+    EXPECT_EQ(client.search(search_request(embeddings[i], 5, term(kIdFeature, victims[i]), true)).ids_size(), 0);
   }
 }
 
@@ -250,12 +225,12 @@ TEST_F(UpdateCluster, ReplacingAnIdReplacesItsEmbeddingAndFeatures) {
   const int64_t version = next_version_++;
   const Model after = {{id, random_item(*rng_, id, version)}};
   write(client, upsert_request(after));
-  EXPECT_EQ(client.search(search(before.embedding, 5, term(kVersionFeature, 0) + " AND " +
+  EXPECT_EQ(client.search(search_request(before.embedding, 5, term(kVersionFeature, 0) + " AND " +
                                                           term(kIdFeature, id), true)).ids_size(), 0)
       << "the old version's features still match";
-  const v1::SearchResponse r = client.search(search(after.at(id).embedding, 5, term(kIdFeature, id), true));
+  const v1::SearchResponse r = client.search(search_request(after.at(id).embedding, 5, term(kIdFeature, id), true));
   ASSERT_EQ(r.ids_size(), 1) << "two live copies, or none";
-  EXPECT_EQ(client.search(search(after.at(id).embedding, 5, term(kVersionFeature, version), true)).ids(0), id);
+  EXPECT_EQ(client.search(search_request(after.at(id).embedding, 5, term(kVersionFeature, version), true)).ids(0), id);
   v1::Request health;
   health.mutable_health();
   EXPECT_EQ(client.call(health).health().items(), int64_t(model_->size()));
@@ -296,10 +271,10 @@ TEST_F(UpdateCluster, BadWritesAreRejectedWholeAndServingContinues) {
   expect_invalid(empty, "no items");
   // Nothing of a rejected request was applied; the good item of the NaN batch is absent.
   const v1::SearchResponse r =
-      client.search(search(two.at(good_id).embedding, 3, term(kIdFeature, good_id), true));
+      client.search(search_request(two.at(good_id).embedding, 3, term(kIdFeature, good_id), true));
   EXPECT_EQ(r.status().code(), v1::OK);
   EXPECT_EQ(r.ids_size(), 0);
-  EXPECT_EQ(client.search(search(two.at(good_id).embedding, 3, term(kIdFeature, 5), true)).ids_size(), 1)
+  EXPECT_EQ(client.search(search_request(two.at(good_id).embedding, 3, term(kIdFeature, 5), true)).ids_size(), 1)
       << "the delete with a bad id removed id 5";
 }
 
@@ -330,14 +305,14 @@ TEST_F(UpdateCluster, CommandLineWritesExitZeroOnlyWhenAcknowledged) {
   EXPECT_EQ(run("upsert --batch 3 --items " + items), 0);
   Client client(cluster_->endpoint());
   for (const auto& [id, m] : fresh) {
-    const v1::SearchResponse r = client.search(search(m.embedding, 2, term(kIdFeature, id), true));
+    const v1::SearchResponse r = client.search(search_request(m.embedding, 2, term(kIdFeature, id), true));
     ASSERT_EQ(r.ids_size(), 1) << "id " << id;
     EXPECT_EQ(r.ids(0), id);
-    EXPECT_EQ(client.search(search(m.embedding, 1, "", true)).ids(0), id) << "embedding of " << id;
+    EXPECT_EQ(client.search(search_request(m.embedding, 1, "", true)).ids(0), id) << "embedding of " << id;
   }
   EXPECT_NE(run("upsert --items " + bad), 0);
   EXPECT_EQ(run("delete --ids 8000000,8000001,8000002"), 0);
-  EXPECT_EQ(client.search(search(fresh.begin()->second.embedding, 2, term(kIdFeature, 8000000), true)).ids_size(), 0);
+  EXPECT_EQ(client.search(search_request(fresh.begin()->second.embedding, 2, term(kIdFeature, 8000000), true)).ids_size(), 0);
   { std::ofstream(dir_->path() + "/ids.txt") << "8000003\n8000004, 8000005\n"; }
   EXPECT_EQ(run("delete --ids-file " + dir_->path() + "/ids.txt"), 0);
   EXPECT_NE(run("delete --ids 5,-1"), 0);

@@ -58,27 +58,7 @@ ModelItem random_item(Rng& rng, int64_t id, int64_t version) {
 ItemSet to_item_set(const Model& model) { return test::to_item_set(model, kDim); }
 
 v1::Request to_request(const Write& w) {
-  v1::Request r;
-  if (!w.upsert) {
-    for (int64_t id : w.ids) r.mutable_delete_()->add_ids(id);
-    return r;
-  }
-  for (const auto& [id, m] : w.items) {
-    v1::Item* item = r.mutable_upsert()->add_items();
-    item->set_id(id);
-    item->mutable_embedding()->Add(m.embedding.begin(), m.embedding.end());
-    for (const auto& [f, v] : m.features) (*item->mutable_features())[f].add_values(v);
-  }
-  return r;
-}
-
-v1::SearchRequest exact_search(const std::vector<float>& x, int64_t k, const std::string& filter) {
-  v1::SearchRequest r;
-  r.mutable_embedding()->Add(x.begin(), x.end());
-  r.set_k(int32_t(k));
-  r.set_filter(filter);
-  r.set_exact(true);
-  return r;
+  return w.upsert ? test::upsert_request(w.items) : test::delete_request(w.ids);
 }
 
 TEST(UpdateCrash, AcknowledgedWritesSurviveSigkillAndNoneIsHalfApplied) {
@@ -199,7 +179,7 @@ TEST(UpdateCrash, AcknowledgedWritesSurviveSigkillAndNoneIsHalfApplied) {
   const std::vector<float> ones(kDim, 1.0f);
   auto id_term = [](int64_t id) { return std::to_string(kIdFeature) + ":" + std::to_string(id); };
   std::vector<v1::SearchRequest> presence;
-  for (int64_t id : pool) presence.push_back(exact_search(ones, 5, id_term(id)));
+  for (int64_t id : pool) presence.push_back(test::search_request(ones, 5, id_term(id)));
   const std::vector<v1::SearchResponse> present = search_all(presence);
   std::vector<v1::SearchRequest> by_version;
   std::vector<std::pair<int64_t, int64_t>> asked;  // (id, version)
@@ -214,7 +194,7 @@ TEST(UpdateCrash, AcknowledgedWritesSurviveSigkillAndNoneIsHalfApplied) {
     for (const Model& c : candidates)
       if (c.count(id)) versions.insert(c.at(id).version);
     for (int64_t v : versions) {
-      by_version.push_back(exact_search(
+      by_version.push_back(test::search_request(
           ones, 5, id_term(id) + " AND " + std::to_string(kVersionFeature) + ":" + std::to_string(v)));
       asked.emplace_back(id, v);
     }
@@ -262,7 +242,7 @@ TEST(UpdateCrash, AcknowledgedWritesSurviveSigkillAndNoneIsHalfApplied) {
   const SearchResults want = fresh.search(x.data(), n, kDim, {}, opts);
   for (int64_t q = 0; q < n; ++q) {
     const v1::SearchResponse got = after.search(
-        exact_search(std::vector<float>(x.begin() + q * kDim, x.begin() + (q + 1) * kDim), k, ""));
+        test::search_request(std::vector<float>(x.begin() + q * kDim, x.begin() + (q + 1) * kDim), k, ""));
     ASSERT_EQ(got.ids_size(), k);
     for (int64_t i = 0; i < k; ++i) {
       EXPECT_EQ(got.ids(int(i)), want.ids[size_t(q * k + i)]) << "query " << q << " rank " << i;
