@@ -9,7 +9,7 @@
 
 namespace argent {
 
-StepHeader start_step(MpiCommunicator& control, Watchdog& watchdog, uint64_t& step_id, StepOp op,
+StepHeader start_step(MpiCommunicator& control, Watchdog* watchdog, uint64_t& step_id, StepOp op,
                       int64_t payload, uint64_t batch, int64_t n, int64_t k) {
   StepHeader h;
   h.op = int32_t(op);
@@ -18,7 +18,7 @@ StepHeader start_step(MpiCommunicator& control, Watchdog& watchdog, uint64_t& st
   h.batch = batch;
   h.n = n;
   h.k = k;
-  watchdog.begin(h);
+  if (watchdog) watchdog->begin(h);
   control.broadcast(&h, sizeof(h), 0);
   return h;
 }
@@ -69,7 +69,7 @@ void run_search_step(const SearchStepContext& ctx, std::vector<PendingSearch> ba
   // From here until the merger takes them, a cluster failure answers them (UNAVAILABLE).
   const uint64_t token = ctx.board.track_all(live, ctx.replier);
   std::vector<uint8_t> payload = encode_search_step(step);
-  const StepHeader h = start_step(ctx.control, ctx.watchdog, ctx.step_id, StepOp::kSearch,
+  const StepHeader h = start_step(ctx.control, &ctx.watchdog, ctx.step_id, StepOp::kSearch,
                                   int64_t(payload.size()), ++ctx.batch_id, step.queries.n, step.k);
   ctx.data.broadcast_host(payload.data(), payload.size(), 0);
   std::vector<uint8_t> block = ctx.worker.search(step);

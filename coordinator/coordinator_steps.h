@@ -19,9 +19,11 @@
 
 namespace argent {
 
-// Starts step `op` on the watchdog and on every rank (its header over `control`), numbered
-// ++step_id. The caller ends it (watchdog.end()) after the step's last collective.
-StepHeader start_step(MpiCommunicator& control, Watchdog& watchdog, uint64_t& step_id, StepOp op,
+// Starts step `op` on the watchdog (null: an unwatched loop, as in unit tests) and on every rank
+// (its header over `control`), numbered ++step_id. Every step of rank 0's loop starts here (search,
+// stats, shutdown, mutation, snapshot and move steps). The caller ends it (watchdog->end())
+// after the step's last collective.
+StepHeader start_step(MpiCommunicator& control, Watchdog* watchdog, uint64_t& step_id, StepOp op,
                       int64_t payload, uint64_t batch = 0, int64_t n = 0, int64_t k = 0);
 
 // What a search step uses; references into the coordinator's state, all outliving the call.

@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "coordinator/coordinator_steps.h"
 
 namespace argent {
 namespace {
@@ -59,13 +60,7 @@ Rebalancer::Rebalancer(UpdateContext ctx, Updater& updater, ServerStats& server_
 }
 
 void Rebalancer::begin_step(StepOp op, int64_t payload_bytes, int64_t n) {
-  StepHeader h;
-  h.op = int32_t(op);
-  h.step = ++step_id_;
-  h.payload_bytes = payload_bytes;
-  h.n = n;
-  if (ctx_.watchdog) ctx_.watchdog->begin(h);
-  ctx_.control.broadcast(&h, sizeof h, 0);
+  start_step(ctx_.control, ctx_.watchdog, step_id_, op, payload_bytes, 0, n);
 }
 
 void Rebalancer::end_step() {

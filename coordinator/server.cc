@@ -285,7 +285,7 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
       if (roll || watchdog.ms_since_last_step() >= double(config.serve.heartbeat_ms)) {
         // Also the heartbeat: the shard ranks take a long silence for a lost coordinator.
         if (roll) update_stats.roll(stats_interval);
-        start_step(control, watchdog, step_id, StepOp::kStats, 0);
+        start_step(control, &watchdog, step_id, StepOp::kStats, 0);
         load = partition_load(gather_partition_items(data, s.worker->shard()), control.size(),
                               s.meta.partitions);
         watchdog.end();
@@ -323,7 +323,7 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
   ARGENT_LOG(kInfo, "coordinator: shutting down");
   try {
     updater.finish(replier);  // a logged group is applied and acknowledged, not dropped
-    start_step(control, watchdog, step_id, StepOp::kShutdown, 0);
+    start_step(control, &watchdog, step_id, StepOp::kShutdown, 0);
     watchdog.end();
   } catch (const std::exception& e) {
     watchdog.fail(std::string("rank 0: shutdown: ") + e.what());

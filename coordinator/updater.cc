@@ -7,6 +7,7 @@
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/progress.h"
+#include "coordinator/coordinator_steps.h"
 #include "coordinator/mutation_step.h"
 
 namespace argent {
@@ -58,13 +59,7 @@ Updater::Updater(UpdateContext ctx, const QuantizedCentroids& centroids, Snapsho
       wake_(std::move(wake)) {}
 
 void Updater::broadcast_header(StepOp op, int64_t payload_bytes, int64_t n) {
-  StepHeader h;
-  h.op = int32_t(op);
-  h.step = ++step_id_;
-  h.payload_bytes = payload_bytes;
-  h.n = n;
-  if (ctx_.watchdog) ctx_.watchdog->begin(h);
-  ctx_.control.broadcast(&h, sizeof(h), 0);
+  start_step(ctx_.control, ctx_.watchdog, step_id_, op, payload_bytes, 0, n);
 }
 
 void Updater::end_step() {

@@ -84,19 +84,26 @@ v1::SearchRequest search_request(const float* q, int64_t k, const std::string& f
   return r;
 }
 
+// A test suite's cluster: started once before its tests (healthy), stopped after the last.
+void start_shared(Cluster** cluster, int ranks, const std::string& serve_yaml) {
+  *cluster = start_cluster(ranks, serve_yaml).release();
+  ASSERT_TRUE((*cluster)->job->started());
+  Client client((*cluster)->endpoint);
+  ASSERT_TRUE(client.wait_until_healthy(milliseconds(60000))) << (*cluster)->job->log();
+}
+
+void stop_shared(Cluster** cluster) {
+  if (*cluster) (*cluster)->job->stop(SIGTERM, std::chrono::seconds(30));
+  delete *cluster;
+  *cluster = nullptr;
+}
+
 class ServeCluster : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    cluster_ = start_cluster(3, "  stats_interval_s: 0.5\n  max_message_bytes: 65536\n").release();
-    ASSERT_TRUE(cluster_->job->started());
-    Client client(cluster_->endpoint);
-    ASSERT_TRUE(client.wait_until_healthy(milliseconds(60000))) << cluster_->job->log();
+    start_shared(&cluster_, 3, "  stats_interval_s: 0.5\n  max_message_bytes: 65536\n");
   }
-  static void TearDownTestSuite() {
-    if (cluster_) cluster_->job->stop(SIGTERM, std::chrono::seconds(30));
-    delete cluster_;
-    cluster_ = nullptr;
-  }
+  static void TearDownTestSuite() { stop_shared(&cluster_); }
   static Cluster* cluster_;
 };
 Cluster* ServeCluster::cluster_ = nullptr;
@@ -266,16 +273,9 @@ TEST_F(ServeCluster, ZzShutsDownCleanlyOnSigterm) {  // "Zz": runs last in this 
 class SlowCluster : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    cluster_ = start_cluster(2, "  max_wait_us: 400000\n  max_batch: 2\n  max_queue: 4\n").release();
-    ASSERT_TRUE(cluster_->job->started());
-    Client client(cluster_->endpoint);
-    ASSERT_TRUE(client.wait_until_healthy(milliseconds(60000))) << cluster_->job->log();
+    start_shared(&cluster_, 2, "  max_wait_us: 400000\n  max_batch: 2\n  max_queue: 4\n");
   }
-  static void TearDownTestSuite() {
-    if (cluster_) cluster_->job->stop(SIGTERM, std::chrono::seconds(30));
-    delete cluster_;
-    cluster_ = nullptr;
-  }
+  static void TearDownTestSuite() { stop_shared(&cluster_); }
   static Cluster* cluster_;
 };
 Cluster* SlowCluster::cluster_ = nullptr;
