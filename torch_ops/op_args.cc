@@ -85,9 +85,6 @@ void bind_plan_views(PlanBatch& b) {
     b.views.push_back(FilterPlanView{b.ops.data() + b.begin[p], b.length[p]});
 }
 
-PlanBatch read_plans(const char* op, const at::Tensor& plan_ops, const at::Tensor& plan_spans,
-                     int64_t n, int bloom_words);
-
 }  // namespace
 
 TensorStamp::TensorStamp(const at::Tensor& t)
@@ -135,38 +132,6 @@ QueryArgs check_queries(const char* op, const at::Tensor& codes, const at::Tenso
   check_tensor(op, "query_scales", scales, at::kFloat, {q.n}, device);
   check_tensor(op, "query_bias", bias, at::kInt, {q.n}, device);
   return q;
-}
-
-PlanBatch check_plans(const char* op, const at::Tensor& plan_ops, const at::Tensor& plan_spans,
-                      int64_t n, int bloom_words) {
-  check_tensor(op, "plan_ops", plan_ops, at::kLong, {kAny, 4}, plan_ops.device());
-  check_tensor(op, "plan_spans", plan_spans, at::kInt, {n, 2}, plan_ops.device());
-  if (plan_ops.device().is_cpu()) return read_plans(op, plan_ops, plan_spans, n, bloom_words);
-  // Plans on a device: validated once per content (TensorStamp), so a model that keeps its
-  // plans on the GPU makes no device-to-host copy per call.
-  struct Entry {
-    TensorStamp ops, spans;
-    int bloom_words;
-    PlanBatch plans;  // views unbound (they point into `ops` of whichever copy holds them)
-  };
-  static std::mutex mutex;
-  static std::vector<Entry> cache;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    for (const Entry& e : cache) {
-      if (e.ops.matches(plan_ops) && e.spans.matches(plan_spans) && e.bloom_words == bloom_words) {
-        PlanBatch b = e.plans;
-        bind_plan_views(b);
-        return b;
-      }
-    }
-  }
-  PlanBatch b = read_plans(op, plan_ops, plan_spans, n, bloom_words);
-  std::lock_guard<std::mutex> lock(mutex);
-  if (cache.size() >= 8) cache.erase(cache.begin());
-  cache.push_back(Entry{TensorStamp(plan_ops), TensorStamp(plan_spans), bloom_words, b});
-  cache.back().plans.views.clear();
-  return b;
 }
 
 namespace {
@@ -227,6 +192,38 @@ PlanBatch read_plans(const char* op, const at::Tensor& plan_ops, const at::Tenso
 }
 
 }  // namespace
+
+PlanBatch check_plans(const char* op, const at::Tensor& plan_ops, const at::Tensor& plan_spans,
+                      int64_t n, int bloom_words) {
+  check_tensor(op, "plan_ops", plan_ops, at::kLong, {kAny, 4}, plan_ops.device());
+  check_tensor(op, "plan_spans", plan_spans, at::kInt, {n, 2}, plan_ops.device());
+  if (plan_ops.device().is_cpu()) return read_plans(op, plan_ops, plan_spans, n, bloom_words);
+  // Plans on a device: validated once per content (TensorStamp), so a model that keeps its
+  // plans on the GPU makes no device-to-host copy per call.
+  struct Entry {
+    TensorStamp ops, spans;
+    int bloom_words;
+    PlanBatch plans;  // views unbound (they point into `ops` of whichever copy holds them)
+  };
+  static std::mutex mutex;
+  static std::vector<Entry> cache;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    for (const Entry& e : cache) {
+      if (e.ops.matches(plan_ops) && e.spans.matches(plan_spans) && e.bloom_words == bloom_words) {
+        PlanBatch b = e.plans;
+        bind_plan_views(b);
+        return b;
+      }
+    }
+  }
+  PlanBatch b = read_plans(op, plan_ops, plan_spans, n, bloom_words);
+  std::lock_guard<std::mutex> lock(mutex);
+  if (cache.size() >= 8) cache.erase(cache.begin());
+  cache.push_back(Entry{TensorStamp(plan_ops), TensorStamp(plan_spans), bloom_words, b});
+  cache.back().plans.views.clear();
+  return b;
+}
 
 FeatureStoreView check_features(const char* op, const at::Device& device,
                                 const at::Tensor& feature_offset, const at::Tensor& feature_count,
