@@ -61,24 +61,6 @@ std::vector<int64_t> copy_longs(const at::Tensor& t) {
   return std::vector<int64_t>(h.data_ptr<int64_t>(), h.data_ptr<int64_t>() + h.numel());
 }
 
-// Host copies of device list tables, reused while the tensor is unchanged (TensorStamp): a
-// search call on CUDA tensors then makes no device-to-host copy of them.
-std::vector<int64_t> to_host_longs(const at::Tensor& t) {
-  if (t.device().is_cpu() || t.is_inference()) return copy_longs(t);
-  struct Entry {
-    TensorStamp stamp;
-    std::vector<int64_t> host;
-  };
-  static std::mutex mutex;
-  static std::vector<Entry> cache;  // a few recent tables (offsets and sizes of an index or two)
-  std::lock_guard<std::mutex> lock(mutex);
-  for (const Entry& e : cache)
-    if (e.stamp.matches(t)) return e.host;
-  if (cache.size() >= 8) cache.erase(cache.begin());
-  cache.push_back(Entry{TensorStamp(t), copy_longs(t)});
-  return cache.back().host;
-}
-
 void bind_plan_views(PlanBatch& b) {
   b.views.clear();
   for (size_t p = 0; p < b.begin.size(); ++p)
@@ -289,8 +271,8 @@ IndexArgs check_index(const char* op, int d_pad, const at::Device& device, const
 ListTables check_list_tables(const char* op, const IndexArgs& index,
                              const at::Tensor& list_offsets, const at::Tensor& list_sizes) {
   ListTables t;
-  t.offsets = to_host_longs(list_offsets);
-  t.sizes = to_host_longs(list_sizes);
+  t.offsets = copy_longs(list_offsets);
+  t.sizes = copy_longs(list_sizes);
   const int64_t rows = index.view.n_rows;
   for (size_t l = 0; l < t.offsets.size(); ++l) {
     const int64_t o = t.offsets[l], s = t.sizes[l];
@@ -301,11 +283,16 @@ ListTables check_list_tables(const char* op, const IndexArgs& index,
   return t;
 }
 
-void check_probes(const char* op, const at::Tensor& probes, int64_t n, int64_t n_lists,
-                  const at::Device& device) {
+void check_probes_shape(const char* op, const at::Tensor& probes, int64_t n,
+                        const at::Device& device) {
   TORCH_CHECK(probes.dim() == 2, op, ": probes must be int32 [n, nprobe], got ", describe(probes));
   check_tensor(op, "probes", probes, at::kInt, {n, kAny}, device);
   TORCH_CHECK(probes.size(1) >= 1, op, ": probes has no columns (nprobe must be >= 1)");
+}
+
+void check_probes(const char* op, const at::Tensor& probes, int64_t n, int64_t n_lists,
+                  const at::Device& device) {
+  check_probes_shape(op, probes, n, device);
   const at::Tensor h = probes.to(at::kCPU).contiguous();
   const int32_t* p = h.data_ptr<int32_t>();
   const int64_t width = h.size(1);

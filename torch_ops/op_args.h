@@ -84,7 +84,7 @@ IndexArgs check_index(const char* op, int d_pad, const at::Device& device, const
 
 // The list tables of a checked index, copied to the host and validated: lists start at
 // multiples of 16 and lie inside the rows. The CPU ops check them on every call; the CUDA ops
-// when their cached device tables are rebuilt (ops_cuda.cc).
+// only when their cached device tables are rebuilt (ops_cuda.cc), so the copy is not cached here.
 struct ListTables {
   std::vector<int64_t> offsets, sizes;
 };
@@ -98,8 +98,10 @@ FeatureStoreView check_features(const char* op, const at::Device& device,
                                 const at::Tensor& feature_ids, const at::Tensor& feature_values);
 
 // probes: int32 [n, nprobe] list numbers (-1 pads) below n_lists, no list twice in a row;
-// checked on the host (the CPU ops). The CUDA search checks the same on the device
-// (kernels/cuda/gpu_search.cu).
+// checked on the host (the CPU ops). The CUDA search checks only the shape here
+// (check_probes_shape) and the entries on the device (kernels/cuda/gpu_search.cu).
+void check_probes_shape(const char* op, const at::Tensor& probes, int64_t n,
+                        const at::Device& device);
 void check_probes(const char* op, const at::Tensor& probes, int64_t n, int64_t n_lists,
                   const at::Device& device);
 

@@ -12,7 +12,6 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
-#include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -65,19 +64,20 @@ auto guarded(const char* op, F&& f) {
 }
 
 // The plans of a batch, in device buffers of the op's device cache, in GpuQueriesView's form
-// (one plan per filtered query). The copies are asynchronous on `stream` (a pageable source is
-// staged before cudaMemcpyAsync returns), so uploading plans costs no host synchronisation.
+// (one plan per filtered query), uploaded without a host synchronisation (upload_async).
 struct DevicePlans {
   DeviceArray ops, begin, length, plan_of_query;
 };
 
-template <typename T>
-const T* upload(DeviceArray& dst, const T* host, size_t count, cudaStream_t stream) {
-  T* p = dst.reserve_as<T>(std::max<size_t>(1, count));
-  if (count > 0)
-    ARGENT_CUDA_CHECK(
-        cudaMemcpyAsync(p, host, count * sizeof(T), cudaMemcpyHostToDevice, stream));
-  return p;
+// Uploads `p` into `d` and points v's plan fields at the copies.
+void upload_plans(const PlanBatch& p, DevicePlans& d, cudaStream_t stream, GpuQueriesView* v) {
+  v->plan_ops = upload_async(d.ops, p.ops.data(), p.ops.size(), stream);
+  v->plan_begin = upload_async(d.begin, p.begin.data(), p.begin.size(), stream);
+  v->plan_len = upload_async(d.length, p.length.data(), p.length.size(), stream);
+  v->plan_of_query =
+      upload_async(d.plan_of_query, p.plan_of_query.data(), p.plan_of_query.size(), stream);
+  v->n_plan_ops = int32_t(p.ops.size());
+  v->n_plans = int32_t(p.begin.size());
 }
 
 GpuQueriesView gpu_queries(const Tensor& codes, const Tensor& scales, int64_t n,
@@ -86,15 +86,7 @@ GpuQueriesView gpu_queries(const Tensor& codes, const Tensor& scales, int64_t n,
   v.codes = data_as<int8_t>(codes);
   v.scales = data_as<float>(scales);
   v.n = n;
-  if (p.any()) {
-    v.plan_ops = upload(d.ops, p.ops.data(), p.ops.size(), stream);
-    v.plan_begin = upload(d.begin, p.begin.data(), p.begin.size(), stream);
-    v.plan_len = upload(d.length, p.length.data(), p.length.size(), stream);
-    v.plan_of_query = upload(d.plan_of_query, p.plan_of_query.data(), p.plan_of_query.size(),
-                             stream);
-    v.n_plan_ops = int32_t(p.ops.size());
-    v.n_plans = int32_t(p.begin.size());
-  }
+  if (p.any()) upload_plans(p, d, stream, &v);
   return v;
 }
 
@@ -210,10 +202,7 @@ std::tuple<Tensor, Tensor, Tensor> search_cuda(
   if (probes.has_value()) {
     // Shapes here; the entries are checked on the device (run_gpu_search refuses a list number
     // out of range or repeated in a row at its one synchronisation).
-    TORCH_CHECK(probes->dim() == 2, op, ": probes must be int32 [n, nprobe], got ",
-                probes->sizes());
-    check_tensor(op, "probes", *probes, at::kInt, {q.n, kAny}, device);
-    TORCH_CHECK(probes->size(1) >= 1, op, ": probes has no columns (nprobe must be >= 1)");
+    check_probes_shape(op, *probes, q.n, device);
     o.probes = data_as<int32_t>(*probes);
     o.nprobe = int(probes->size(1));
   }
@@ -272,14 +261,10 @@ Tensor verify_filter_cuda(const Tensor& rows, const Tensor& plan_ops, const Tens
   guarded(op, [&] {
     std::lock_guard<std::mutex> lock(cache_mutex);
     const cudaStream_t stream = current_stream(device);
-    DevicePlans& dp = cache_for(device).plans;
-    const FilterOp* ops = upload(dp.ops, plans.ops.data(), plans.ops.size(), stream);
-    const int32_t* begin = upload(dp.begin, plans.begin.data(), plans.begin.size(), stream);
-    const int32_t* length = upload(dp.length, plans.length.data(), plans.length.size(), stream);
-    const int32_t* plan_of_query =
-        upload(dp.plan_of_query, plans.plan_of_query.data(), plans.plan_of_query.size(), stream);
-    run_verify_filter(ops, begin, length, plan_of_query, data_as<int64_t>(rows), n, k, f,
-                      data_as<bool>(out), stream);
+    GpuQueriesView dp;
+    upload_plans(plans, cache_for(device).plans, stream, &dp);
+    run_verify_filter(dp.plan_ops, dp.plan_begin, dp.plan_len, dp.plan_of_query,
+                      data_as<int64_t>(rows), n, k, f, data_as<bool>(out), stream);
     return 0;
   });
   return out;

@@ -52,4 +52,16 @@ class DeviceArray {
   size_t bytes_ = 0;
 };
 
+// Copies host[0, count) into `dst` (grown as needed) on `stream` and returns the device copy.
+// Asynchronous: a pageable source is staged before cudaMemcpyAsync returns, so the host array
+// may change at once, and no host synchronisation is paid.
+template <typename T>
+const T* upload_async(DeviceArray& dst, const T* host, size_t count, cudaStream_t stream) {
+  T* p = dst.reserve_as<T>(count > 0 ? count : 1);
+  if (count > 0)
+    ARGENT_CUDA_CHECK(
+        cudaMemcpyAsync(p, host, count * sizeof(T), cudaMemcpyHostToDevice, stream));
+  return p;
+}
+
 }  // namespace argent

@@ -30,8 +30,8 @@ struct GpuSearchWorkspace::Buffers {
   size_t bytes() const {
     size_t b = 0;
     for (const DeviceArray* a :
-         {&probes, &probe_keys, &n_bad_probes, &list_count, &list_fill, &list_start, &list_queries, &tasks,
-          &n_tasks, &cub_temp, &sample_scores, &sample_count, &thresholds, &cand_scores,
+         {&probes, &probe_keys, &n_bad_probes, &list_count, &list_fill, &list_start,
+          &list_queries, &tasks, &n_tasks, &cub_temp, &sample_scores, &sample_count, &thresholds, &cand_scores,
           &cand_rows, &cand_count, &keys0, &keys1, &values0, &values1, &sort_temp, &rescue,
           &n_rescue, &block_plans})
       b += a->bytes();
@@ -288,10 +288,12 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   // slot for every row scoring >= T_q: more rows tie with the k-th score than the buffer held
   // (a query that scores every item the same, such as a zero vector, ties them all).
   std::vector<int32_t> flags(static_cast<size_t>(n));
-  std::vector<uint32_t> found(static_cast<size_t>(n));
   ARGENT_CUDA_CHECK(cudaMemcpy(flags.data(), rescue, sizeof(int32_t) * n, cudaMemcpyDeviceToHost));
-  ARGENT_CUDA_CHECK(
-      cudaMemcpy(found.data(), pass.out_count, sizeof(uint32_t) * n, cudaMemcpyDeviceToHost));
+  if (counts.empty()) {  // not copied above for the stats
+    counts.resize(static_cast<size_t>(n));
+    ARGENT_CUDA_CHECK(
+        cudaMemcpy(counts.data(), pass.out_count, sizeof(uint32_t) * n, cudaMemcpyDeviceToHost));
+  }
   if (!b.rescue_workspace) b.rescue_workspace = std::make_unique<GpuSearchWorkspace>();
   for (int64_t q = 0; q < n; ++q) {
     if (!flags[size_t(q)]) continue;
@@ -302,7 +304,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     if (one.plan_of_query) one.plan_of_query += q;
     // Every row sampled, a slot for each row at or above T_q, ties sorted stably: nothing a
     // re-run could change.
-    const int64_t found_q = found[size_t(q)];
+    const int64_t found_q = counts[size_t(q)];
     ARGENT_CHECK(!(plan.stride == 1 && o.stable_ties && found_q <= plan.cap), "GPU search: query ",
                  q, " still flagged after its exact re-run (", found_q, " candidates, ", plan.cap,
                  " slots)");

@@ -37,10 +37,7 @@ int fail(char* err, int err_len, const std::exception& e) {
 
 template <typename T>
 const T* upload(DeviceArray& dst, const std::vector<T>& v, cudaStream_t stream) {
-  T* p = dst.reserve_as<T>(std::max<size_t>(1, v.size()));
-  ARGENT_CUDA_CHECK(cudaMemcpyAsync(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice,
-                                    stream));
-  return p;
+  return upload_async(dst, v.data(), v.size(), stream);
 }
 
 }  // namespace
