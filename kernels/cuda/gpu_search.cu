@@ -277,18 +277,45 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   if (stats) {
     stats->candidates = 0;
     for (uint32_t c : counts) stats->candidates += c;
-    stats->rescued_queries = host_rescue;
+    stats->rescued_queries = 0;
+    stats->resorted_queries = 0;
     stats->sample_stride = int(plan.stride);
     stats->workspace_bytes = b.bytes();
   }
   if (host_rescue == 0) return;
 
-  // Rare: re-run each flagged query alone, its ties ordered by the stable sort, with a 16x
-  // denser sample; once the sample was every row (T_q the exact k-th eligible score), with a
-  // slot for every row scoring >= T_q: more rows tie with the k-th score than the buffer held
-  // (a query that scores every item the same, such as a zero vector, ties them all).
   std::vector<int32_t> flags(static_cast<size_t>(n));
   ARGENT_CUDA_CHECK(cudaMemcpy(flags.data(), rescue, sizeof(int32_t) * n, cudaMemcpyDeviceToHost));
+  const int64_t n_resort = std::count(flags.begin(), flags.end(), cuda::kRescueResort);
+  if (n_resort > 0) {
+    // Long runs of equal scores reach some query's results (large k over scores of one global
+    // scale: K = 100,000 meets them in nearly every query). Their candidates are right, only
+    // unordered: the whole batch is sorted again with ties by id (one more radix sort), which is
+    // far cheaper than re-running each of those queries' scans.
+    sb.cub_temp_bytes = cuda::sort_temp_bytes(n, plan.cap, true);
+    sb.cub_temp = b.sort_temp.reserve(sb.cub_temp_bytes);
+    ARGENT_CUDA_CHECK(cudaMemsetAsync(n_rescue, 0, sizeof(int32_t), stream));
+    cuda::launch_sort_and_emit(index, queries, pass.out_scores, pass.out_rows, pass.out_count,
+                               thresholds, n, plan.cap, o.k, true, sb, scores, ids, rows, rescue,
+                               n_rescue, stream);
+    timer.mark("stable re-sort");
+    ARGENT_CUDA_CHECK(cudaMemcpyAsync(flags.data(), rescue, sizeof(int32_t) * n,
+                                      cudaMemcpyDeviceToHost, stream));
+    ARGENT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  }
+  const int64_t n_rerun = std::count(flags.begin(), flags.end(), cuda::kRescueRerun);
+  if (stats) {
+    stats->resorted_queries = n_resort;
+    stats->rescued_queries = n_rerun;
+    stats->workspace_bytes = b.bytes();
+  }
+  if (n_rerun == 0) return;
+
+  // Rare: re-run each query whose candidates were not enough alone, its ties ordered by the
+  // stable sort, with a 16x denser sample; once the sample was every row (T_q the exact k-th
+  // eligible score), with a slot for every row scoring >= T_q: more rows tie with the k-th score
+  // than the buffer held (a query that scores every item the same, such as a zero vector, ties
+  // them all).
   if (counts.empty()) {  // not copied above for the stats
     counts.resize(static_cast<size_t>(n));
     ARGENT_CUDA_CHECK(
@@ -296,7 +323,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   }
   if (!b.rescue_workspace) b.rescue_workspace = std::make_unique<GpuSearchWorkspace>();
   for (int64_t q = 0; q < n; ++q) {
-    if (!flags[size_t(q)]) continue;
+    if (flags[size_t(q)] != cuda::kRescueRerun) continue;
     GpuQueriesView one = queries;
     one.codes += q * index.scan.d_pad;
     one.scales += q;

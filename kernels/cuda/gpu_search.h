@@ -102,6 +102,7 @@ struct GpuSearchOptions {
 struct GpuSearchStats {
   int64_t candidates = 0;      // rows appended to candidate buffers, all queries
   int64_t rescued_queries = 0; // queries re-run with a full sample (buffer overflow/underflow)
+  int64_t resorted_queries = 0; // queries whose candidates were sorted again, ties by id
   size_t workspace_bytes = 0;  // device memory the batch used beyond index and outputs
   int sample_stride = 0;
 };

@@ -236,24 +236,38 @@ __device__ __forceinline__ void append_hits_body(const ScanParams& p, const Stag
                       known_plan_bits(s, rs, qi, e >> 1), &score[e]);
     }
   }
+  // Elements e and e + 2 (rows g and g + 8) share a query: the 8 lanes of group t take one
+  // range of slots for both, and the two queries' atomics are issued before either result is
+  // needed, so a warp waits for one atomic round trip, not four (large k and the sample pass
+  // append from most blocks).
   const uint32_t group = 0x11111111u << t;  // the lanes whose element e has my query
   const uint32_t below = (1u << lane) - 1u;
+  uint32_t mask[4];
+#pragma unroll
+  for (int e = 0; e < 4; ++e) mask[e] = __ballot_sync(0xFFFFFFFFu, hit[e]) & group;
+  uint32_t base[2] = {0, 0};
+  int leader[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const uint32_t both = mask[h] | mask[h + 2];
+    leader[h] = both ? __ffs(both) - 1 : lane;
+    if (both && lane == leader[h])
+      base[h] = atomicAdd(p.pass.out_count + s.query[h ? qb : qa],
+                          __popc(mask[h]) + __popc(mask[h + 2]));
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) base[h] = __shfl_sync(0xFFFFFFFFu, base[h], leader[h]);
 #pragma unroll
   for (int e = 0; e < 4; ++e) {
-    const uint32_t mask = __ballot_sync(0xFFFFFFFFu, hit[e]) & group;
-    const int leader = mask ? __ffs(mask) - 1 : lane;
-    const int qi = (e & 1) ? qb : qa;
-    uint32_t base = 0;
-    if (mask && lane == leader) base = atomicAdd(p.pass.out_count + s.query[qi], __popc(mask));
-    base = __shfl_sync(0xFFFFFFFFu, base, leader);
-    if (hit[e]) {
-      const uint32_t pos = base + __popc(mask & below);
-      if (pos < p.pass.cap) {
-        const int64_t slot = int64_t(s.query[qi]) * p.pass.cap + pos;
-        p.pass.out_scores[slot] = score[e];
-        if (p.pass.out_rows)
-          p.pass.out_rows[slot] = int32_t(e < 2 ? r0 : r1) | (hit[e] == 2 ? kNeedsCheck : 0);
-      }
+    if (!hit[e]) continue;
+    const int h = e & 1;
+    // Row g's hits of the group first, then row g + 8's.
+    const uint32_t pos = base[h] + (e < 2 ? 0u : __popc(mask[h])) + __popc(mask[e] & below);
+    if (pos < p.pass.cap) {
+      const int64_t slot = int64_t(s.query[h ? qb : qa]) * p.pass.cap + pos;
+      p.pass.out_scores[slot] = score[e];
+      if (p.pass.out_rows)
+        p.pass.out_rows[slot] = int32_t(e < 2 ? r0 : r1) | (hit[e] == 2 ? kNeedsCheck : 0);
     }
   }
 }

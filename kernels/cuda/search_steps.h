@@ -94,20 +94,23 @@ void launch_select_thresholds(const float* sample_scores, const uint32_t* sample
                               cudaStream_t stream);
 
 // Sorts the candidates of every query (score descending, ties by id) and writes the first k.
-// keys/values (+ alt copies) [n * cap], cub_temp: see sort_temp_bytes. Sets rescue[q] = 1 for a
-// query whose buffer overflowed, that has fewer than k candidates while thresholds[q] > -inf, or
-// whose results meet a long run of equal scores left unsorted, and counts them in *n_rescue
-// (zeroed by the caller).
+// keys/values (+ alt copies) [n * cap], cub_temp: see sort_temp_bytes. Sets rescue[q] to
+// kRescueRerun for a query whose buffer overflowed or that has fewer than k candidates while
+// thresholds[q] > -inf (its candidates are not enough), to kRescueResort for one whose results
+// meet a long run of equal scores left unsorted (its candidates are right, their order is not),
+// and counts both in *n_rescue (zeroed by the caller).
 struct SortBuffers {
   uint64_t* keys[2];
   int32_t* values[2];
   void* cub_temp;
   size_t cub_temp_bytes;
 };
+constexpr int32_t kRescueRerun = 1;
+constexpr int32_t kRescueResort = 2;
 size_t sort_temp_bytes(int64_t n, int64_t cap, bool stable_ties);
 // stable_ties: order equal scores by id with a radix sort by id first (any run length); else
-// short runs are ordered in place and a query whose results reach a long run is flagged in
-// rescue[] (for a stable-ties re-run), as are overflowing and short-of-k queries.
+// short runs are ordered in place and a query whose results reach a long run is flagged
+// kRescueResort (the same candidates sorted again with stable_ties set).
 void launch_sort_and_emit(const GpuIndexView& index, const GpuQueriesView& queries,
                           const float* cand_scores,
                           const int32_t* cand_rows, const uint32_t* cand_count,

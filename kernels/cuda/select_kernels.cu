@@ -1,6 +1,7 @@
 // Thresholds from the sample, and the final top-k: one radix sort of all candidate buffers by
 // (query, score), equal scores put in id order, the first k of each query written out. Long runs
-// of equal scores take a second, stable path (a radix sort by id first), through the rescue.
+// of equal scores are ranked by id one warp per run; runs longer than a warp ranks take a
+// second, stable path (a radix sort by id first).
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
 
@@ -44,15 +45,23 @@ __global__ void sort_keys_kernel(const float* scores, const int32_t* rows, const
   values[idx] = valid ? rows[idx] : -1;
 }
 
-// Runs of equal scores are usually rare and short: the thread at a run's start sorts it by id.
-// A longer run (many items with one embedding, or a query that scores every item the same, such
-// as a zero vector) would cost that one thread O(run^2): it is left unsorted, and its start goes
-// to first_long_run[q] so that the emit step can send the query to the stable-ties rescue when
-// the run reaches the results.
+// Runs of equal scores: the thread at a run's start sorts a short one by id in place. A longer
+// run (large k over scores of one global scale meets many of tens to hundreds) is listed for
+// rank_long_runs_kernel, one warp per run. Longer still (many items with one embedding, or a
+// query that scores every item the same, such as a zero vector) it is left unsorted, and its
+// start goes to first_long_run[q] so that the emit step can send the query to the stable-ties
+// re-sort when the run reaches the results.
 constexpr int64_t kMaxTieRun = 32;
+constexpr int kRankWarps = 4;
+constexpr int64_t kMaxRankedRun = 512;
+
+struct TieRun {
+  int32_t query, start, len;
+};
 
 __global__ void order_ties_kernel(const GpuIndexView index, const uint64_t* keys, int32_t* values,
-                                  const uint32_t* count, int64_t cap, int32_t* first_long_run) {
+                                  const uint32_t* count, int64_t cap, TieRun* runs,
+                                  int32_t* n_runs, int32_t* first_long_run) {
   const int64_t q = blockIdx.y;
   const int64_t n = min(int64_t(count[q]), cap);
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -63,9 +72,13 @@ __global__ void order_ties_kernel(const GpuIndexView index, const uint64_t* keys
   if (i > 0 && uint32_t(key[i - 1]) == mine) return;  // not a run start
   if (i + 1 >= n || uint32_t(key[i + 1]) != mine) return;  // no run
   int64_t end = i + 1;
-  while (end < n && end - i <= kMaxTieRun && uint32_t(key[end]) == mine) ++end;
-  if (end - i > kMaxTieRun) {
+  while (end < n && end - i <= kMaxRankedRun && uint32_t(key[end]) == mine) ++end;
+  if (end - i > kMaxRankedRun) {
     atomicMin(first_long_run + q, int32_t(i));
+    return;
+  }
+  if (end - i > kMaxTieRun) {
+    runs[atomicAdd(n_runs, 1)] = TieRun{int32_t(q), int32_t(i), int32_t(end - i)};
     return;
   }
   const int64_t* ids = index.scan.ids;
@@ -78,6 +91,37 @@ __global__ void order_ties_kernel(const GpuIndexView index, const uint64_t* keys
       --b;
     }
     val[b] = row;
+  }
+}
+
+// Each listed run put in id order by one warp: every candidate's place is the number of the
+// run's candidates before it in (id, position) order (dead rows share kEmptyId): O(len^2 / 32)
+// work, little for the runs of tens to hundreds that reach this step. A grid-stride loop over
+// the runs, whose number only the device knows.
+__global__ void __launch_bounds__(kRankWarps * 32) rank_long_runs_kernel(
+    const GpuIndexView index, const TieRun* runs, const int32_t* n_runs, int32_t* values,
+    int64_t cap) {
+  __shared__ int64_t run_ids[kRankWarps][kMaxRankedRun];
+  __shared__ int32_t run_rows[kRankWarps][kMaxRankedRun];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  int64_t* my_ids = run_ids[warp];
+  int32_t* my_rows = run_rows[warp];
+  const int32_t total = *n_runs;
+  for (int32_t r = blockIdx.x * kRankWarps + warp; r < total; r += gridDim.x * kRankWarps) {
+    const TieRun run = runs[r];
+    int32_t* val = values + int64_t(run.query) * cap + run.start;
+    for (int j = lane; j < run.len; j += 32) {
+      my_rows[j] = val[j];
+      my_ids[j] = index.scan.ids[my_rows[j] & kRowMask];
+    }
+    __syncwarp();
+    for (int j = lane; j < run.len; j += 32) {
+      const int64_t id = my_ids[j];
+      int place = 0;
+      for (int o = 0; o < run.len; ++o) place += my_ids[o] < id || (my_ids[o] == id && o < j);
+      val[place] = my_rows[j];
+    }
+    __syncwarp();  // the buffers are reused by the warp's next run
   }
 }
 
@@ -167,9 +211,10 @@ __global__ void __launch_bounds__(kEmitThreads) verify_emit_kernel(
     const bool short_of_k = got < k && thresholds[q] > -INFINITY;
     // Only candidates the loop above looked at can be results: a long run after them is moot.
     const bool unsorted_ties = int64_t(rescue[q]) < min(base, n);
-    const bool again = overflow || short_of_k || unsorted_ties;
-    rescue[q] = again;
-    if (again) atomicAdd(n_rescue, 1);
+    // 1: the candidates are not enough, re-run the query; 2: they are, only their order is not.
+    const int flag = overflow || short_of_k ? kRescueRerun : unsorted_ties ? kRescueResort : 0;
+    rescue[q] = flag;
+    if (flag) atomicAdd(n_rescue, 1);
   }
 }
 
@@ -239,10 +284,19 @@ void launch_sort_and_emit(const GpuIndexView& index, const GpuQueriesView& queri
   // No long tie run yet: INT32_MAX-ish (every byte 0x7f) in each query's slot.
   ARGENT_CUDA_CHECK(cudaMemsetAsync(rescue, 0x7f, sizeof(int32_t) * n, stream));
   if (!stable_ties) {
+    // The list of long runs lives in the sort's spare key buffer (free once the sort is done;
+    // at most items / (kMaxTieRun + 1) runs, 12 bytes each, against 8 bytes per item).
+    int32_t* n_runs = reinterpret_cast<int32_t*>(keys.Alternate());
+    TieRun* runs = reinterpret_cast<TieRun*>(keys.Alternate() + 1);
+    ARGENT_CUDA_CHECK(cudaMemsetAsync(n_runs, 0, sizeof(int32_t), stream));
     const dim3 tie_grid(unsigned((cap + kThreads - 1) / kThreads), unsigned(n));
     order_ties_kernel<<<tie_grid, kThreads, 0, stream>>>(index, keys.Current(), values.Current(),
-                                                         cand_count, cap, rescue);
+                                                         cand_count, cap, runs, n_runs, rescue);
     ARGENT_CUDA_CHECK_LAUNCH("order_ties_kernel");
+    constexpr unsigned kRankGrid = 1056;  // 8 CTAs per SM of an H100; idle without runs
+    rank_long_runs_kernel<<<kRankGrid, kRankWarps * 32, 0, stream>>>(index, runs, n_runs,
+                                                                     values.Current(), cap);
+    ARGENT_CUDA_CHECK_LAUNCH("rank_long_runs_kernel");
   }
   verify_emit_kernel<<<unsigned(n), kEmitThreads, 0, stream>>>(
       index, queries, keys.Current(), values.Current(), cand_count, thresholds, cap, k, scores,

@@ -114,7 +114,7 @@ void argent_gpu_index_destroy(void* handle) { delete static_cast<Handle*>(handle
 
 // Searches n quantized queries (d_q_codes [n, d_pad], d_q_scales [n]); filters: null, or n C
 // strings ("" for none). Writes d_scores/d_ids [n, k]. stats_out (host, may be null) receives
-// {candidates, rescued queries, workspace bytes, sample stride}.
+// {candidates, re-run queries, workspace bytes, sample stride, re-sorted queries}.
 int argent_gpu_search(void* handle, const int8_t* d_q_codes, const float* d_q_scales, int64_t n,
                       const char* const* h_filters, int64_t k, int32_t exact, int32_t nprobe,
                       float* d_scores, int64_t* d_ids, int64_t* stats_out, void* stream,
@@ -167,6 +167,7 @@ int argent_gpu_search(void* handle, const int8_t* d_q_codes, const float* d_q_sc
       stats_out[1] = st.rescued_queries;
       stats_out[2] = int64_t(st.workspace_bytes);
       stats_out[3] = st.sample_stride;
+      stats_out[4] = st.resorted_queries;
     }
     return 0;
   } catch (const std::exception& e) {

@@ -28,12 +28,21 @@ struct Fixture {
   std::unordered_map<int64_t, test::FeatureList> features;
 };
 
-// An index of n random items of dimension `dim` with nlist lists.
-std::unique_ptr<Fixture> make_fixture(uint64_t seed, int64_t n, int dim, int64_t nlist) {
+// An index of n random items of dimension `dim` with nlist lists. tied: every coordinate is
+// -1, 0 or 1 (few distinct embeddings, so long runs of items score exactly the same).
+std::unique_ptr<Fixture> make_fixture(uint64_t seed, int64_t n, int dim, int64_t nlist,
+                                      bool tied = false) {
   auto f = std::make_unique<Fixture>();
   Rng rng(seed);
-  const ItemSet items =
+  ItemSet items =
       test::random_items(rng, n, dim, test::random_ids(rng, n), kFeatures, kValues, 0.3);
+  if (tied) {
+    for (int64_t i = 0; i < n; ++i) {
+      float* e = items.embeddings.data() + i * dim;
+      for (int j = 0; j < dim; ++j) e[j] = e[j] > 0.4f ? 1.f : e[j] < -0.4f ? -1.f : 0.f;
+      e[i % dim] = 1.f;  // never the zero vector
+    }
+  }
   for (int64_t i = 0; i < n; ++i) f->features[items.ids[size_t(i)]] = test::features_of(items, i);
   build_index(items, test::small_index_config(2, nlist), f->dir.path());
   f->engine = std::make_unique<LocalEngine>(LocalEngine::open(f->dir.path(), Config{}));
@@ -239,10 +248,48 @@ TEST_F(GpuSearchTest, LongRunsOfEqualScoresFollowIdOrder) {
       EXPECT_TRUE(same(cpu_search(*f, q, nullptr, 0, k),
                        gpu_search(*f, q, true, nullptr, 0, k, 0, &stats), k))
           << "exact k " << k << " filter '" << filter << "' seed " << seed;
-      EXPECT_GT(stats.rescued_queries, 0) << "the zero queries meant to exercise the tie rescue";
+      EXPECT_GT(stats.rescued_queries + stats.resorted_queries, 0)
+          << "the zero queries meant to exercise the tie rescue";
       EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), nprobe, k),
                        gpu_search(*f, q, false, lists.data(), nprobe, k, 0), k))
           << "IVF k " << k << " filter '" << filter << "' seed " << seed;
+    }
+  }
+}
+
+TEST_F(GpuSearchTest, LongTieRunsAreOrderedById) {
+  // Items of few distinct embeddings: many items share each score. In 4 dimensions (81
+  // embeddings, ~250 items each) the results of a large k cross runs longer than the in-place
+  // tie sort takes, which one warp per run ranks. In 2 dimensions (~5,000 items each) a run is
+  // longer than a warp ranks: the query's candidates are sorted again, ties by id.
+  const uint64_t seed = test::test_seed(905);
+  for (const int dim : {4, 2}) {
+    const int64_t n = dim == 4 ? 20000 : 40000;
+    auto f = make_fixture(seed + dim, n, dim, 16, /*tied=*/true);
+    Rng rng(seed + dim);
+    const int64_t nq = 8;
+    std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * dim));
+    Prober prober(f->engine->meta());
+    for (const std::string filter : {"", "NOT 1:2"}) {
+      const QueryBatch q = prepare_queries(x.data(), nq, dim, f->engine->meta(),
+                                           std::vector<std::string>(size_t(nq), filter));
+      const ScanIndexView v = f->engine->shard().view();
+      const std::vector<int32_t> lists = prober.probe(q, 4, v.list_sizes, v.list_summaries);
+      for (const int64_t k : {100, 3000}) {
+        // dim 2: every row sampled and a slot for each, so no buffer overflows and the only
+        // way to the right order is the re-sort.
+        const int stride = dim == 2 ? 1 : int(k % 7);
+        const int64_t cap = dim == 2 ? n : 0;
+        GpuSearchStats stats;
+        EXPECT_TRUE(same(cpu_search(*f, q, nullptr, 0, k),
+                         gpu_search(*f, q, true, nullptr, 0, k, stride, &stats, cap), k))
+            << "exact dim " << dim << " k " << k << " filter '" << filter << "' seed " << seed;
+        if (dim == 2)
+          EXPECT_GT(stats.resorted_queries, 0) << "the runs meant to exercise the re-sort";
+        EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), 4, k),
+                         gpu_search(*f, q, false, lists.data(), 4, k, stride, nullptr, cap), k))
+            << "IVF dim " << dim << " k " << k << " filter '" << filter << "' seed " << seed;
+      }
     }
   }
 }
