@@ -28,6 +28,7 @@ p.add_argument("--ks", default="100,1000,10000,100000")
 p.add_argument("--reps", type=int, default=10)
 p.add_argument("--out", default="gpu_bench.json")
 p.add_argument("--profile", action="store_true", help="per-step times (ARGENT_GPU_PROFILE) of a few cases, then exit")
+p.add_argument("--profile-case", default="", help="with --profile: only the case B,K (e.g. 64,100000), exact, unfiltered")
 args = p.parse_args()
 
 torch.backends.cuda.matmul.allow_tf32 = False
@@ -236,6 +237,8 @@ if args.profile:
                            (64, 1000, True, "5:1 OR 5:2"), (64, 100000, True, None), (256, 1000, True, None),
                            (64, 1000, False, None),
                            (256, 1000, False, None), (64, 1000, False, "3:4")):
+        if args.profile_case and (f or not exact or args.profile_case != f"{B},{k}"):
+            continue
         s = Search(make_queries(B, 5), k, exact, filters=[f] * B if f else None)
         s(); s()
         torch.cuda.synchronize()

@@ -75,8 +75,19 @@ __device__ __forceinline__ int32_t dot_floor(float t_over_scale, float inv_max) 
   return __float2int_rd(__fmaf_rn(t_over_scale, inv_max, -1.f));
 }
 
+// Where word h (0, 1) of k-chunk c of lane `lane`'s B fragment for tile `tile` is staged. Lanes
+// are the fastest index, so that the lanes a shared load serves at once (8 for a 16-byte
+// load, 16 for an 8-byte one) read consecutive bytes: with each lane's words contiguous
+// instead, lanes 0 and 4 hit the same banks and every load took twice the wavefronts (ncu: the
+// L1/shared pipe is what bounds the scan at B = 64). Even chunk counts pair chunks (one 16-byte
+// load per pair), odd ones take one 8-byte load per chunk.
+__device__ __forceinline__ size_t frag_word(int tile, int c, int lane, int h, int nc) {
+  if (nc % 2 == 0) return ((size_t(tile) * (nc / 2) + c / 2) * 32 + lane) * 4 + (c % 2) * 2 + h;
+  return ((size_t(tile) * nc + c) * 32 + lane) * 2 + h;
+}
+
 struct Staged {
-  uint32_t* frag;       // [query_cap / 8][32 lanes][2 * n_chunks32] words
+  uint32_t* frag;       // [query_cap / 8] tiles of 32 lanes x 2 * n_chunks32 words (frag_word)
   float* threshold;     // [query_cap]; +inf for padding
   float* t_over_scale;  // [query_cap]
   float* scale;         // [query_cap]
@@ -142,7 +153,7 @@ __device__ void stage_queries(const ScanParams& p, const int32_t* list_queries, 
       v = *reinterpret_cast<const uint32_t*>(p.queries.codes + q * d_pad + dim);
     }
     const int tile = i / 8, g = i % 8, lane = g * 4 + t;
-    s.frag[(size_t(tile) * 32 + lane) * (2 * nc) + 2 * c + h] = v;
+    s.frag[frag_word(tile, c, lane, h, nc)] = v;
   }
   for (int i = threadIdx.x; i < m_pad; i += blockDim.x) {
     if (i < m) {
@@ -370,19 +381,23 @@ __device__ __forceinline__ bool load_row_sigs(const ScanParams& p, const Staged&
   return !local.all_filtered || __any_sync(0xFFFFFFFFu, (all & 0x5555u) != 0);
 }
 
+// A tile's B fragments (frag_word's layout): 16-byte shared loads of chunk pairs, or 8-byte
+// loads of single chunks.
 template <int KC>
-__device__ __forceinline__ void load_b_fragments(const uint32_t* b, uint32_t (&bf)[2 * KC]) {
-  // 16- or 8-byte shared loads: each lane's words for a tile are contiguous.
+__device__ __forceinline__ void load_b_fragments(const uint32_t* frag, int tile, int lane,
+                                                 uint32_t (&bf)[2 * KC]) {
   if constexpr (KC % 2 == 0) {
+    const uint4* b = reinterpret_cast<const uint4*>(frag) + size_t(tile) * (KC / 2) * 32 + lane;
 #pragma unroll
     for (int i = 0; i < KC / 2; ++i) {
-      const uint4 v = reinterpret_cast<const uint4*>(b)[i];
+      const uint4 v = b[i * 32];
       bf[4 * i] = v.x, bf[4 * i + 1] = v.y, bf[4 * i + 2] = v.z, bf[4 * i + 3] = v.w;
     }
   } else {
+    const uint2* b = reinterpret_cast<const uint2*>(frag) + size_t(tile) * KC * 32 + lane;
 #pragma unroll
     for (int i = 0; i < KC; ++i) {
-      const uint2 v = reinterpret_cast<const uint2*>(b)[i];
+      const uint2 v = b[i * 32];
       bf[2 * i] = v.x, bf[2 * i + 1] = v.y;
     }
   }
@@ -404,7 +419,7 @@ __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s
     uint32_t bf[kGroupTiles][2 * KC];
 #pragma unroll
     for (int u = 0; u < kGroupTiles; ++u)
-      load_b_fragments<KC>(s.frag + (size_t(tile + u) * 32 + lane) * (2 * KC), bf[u]);
+      load_b_fragments<KC>(s.frag, tile + u, lane, bf[u]);
     // The bounds do not depend on the products: computed while the mma are in flight.
     int32_t d[kGroupTiles][2];
 #pragma unroll
@@ -420,7 +435,7 @@ __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s
   }
   for (; tile < tiles; ++tile) {
     uint32_t bf[2 * KC];
-    load_b_fragments<KC>(s.frag + (size_t(tile) * 32 + lane) * (2 * KC), bf);
+    load_b_fragments<KC>(s.frag, tile, lane, bf);
     int32_t da, db;
     bounds(s, tile, inv_max, da, db);
     int32_t acc[4] = {0, 0, 0, 0};
@@ -510,12 +525,12 @@ __device__ void scan_chunk(const ScanParams& p, const Staged& s, const LocalPlan
       if (!load_row_sigs<kFiltered>(p, s, local, block, lane, skip ? int64_t(word) : -1, rs))
         continue;
       for (int tile = 0; tile < tiles; ++tile) {
-        const uint32_t* b = s.frag + (size_t(tile) * 32 + lane) * (2 * nc);
         int32_t acc[4] = {0, 0, 0, 0};
         for (int c = 0; c < nc; ++c) {
           uint32_t a[4];
           load_a_fragment(codes, c, p.n_groups, lane, a);
-          mma_s8_16x8x32(acc, a, b[2 * c], b[2 * c + 1]);
+          mma_s8_16x8x32(acc, a, s.frag[frag_word(tile, c, lane, 0, nc)],
+                         s.frag[frag_word(tile, c, lane, 1, nc)]);
         }
         int32_t da, db;
         bounds(s, tile, inv_max, da, db);
