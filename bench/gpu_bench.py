@@ -233,12 +233,14 @@ def baseline(q16, k=K, ch=2_000_000):  # the user's PyTorch alternative: exact f
 
 if args.profile:
     import os
-    for B, k, exact, f in ((1, 1000, True, None), (64, 1000, True, None), (64, 1000, True, "3:4"),
-                           (64, 1000, True, "5:1 OR 5:2"), (64, 100000, True, None), (256, 1000, True, None),
-                           (64, 1000, False, None),
-                           (256, 1000, False, None), (64, 1000, False, "3:4")):
-        if args.profile_case and (f or not exact or args.profile_case != f"{B},{k}"):
-            continue
+    cases = ((1, 1000, True, None), (64, 1000, True, None), (64, 1000, True, "3:4"),
+             (64, 1000, True, "5:1 OR 5:2"), (64, 100000, True, None), (256, 1000, True, None),
+             (64, 1000, False, None), (256, 1000, False, None), (64, 1000, False, "3:4"))
+    if args.profile_case:
+        cases = [c for c in cases if c[2] and not c[3] and args.profile_case == f"{c[0]},{c[1]}"]
+        if not cases:
+            raise SystemExit(f"--profile-case {args.profile_case}: not an exact unfiltered profile case (B,K)")
+    for B, k, exact, f in cases:
         s = Search(make_queries(B, 5), k, exact, filters=[f] * B if f else None)
         s(); s()
         torch.cuda.synchronize()

@@ -276,9 +276,9 @@ TEST_F(GpuSearchTest, LongTieRunsAreOrderedById) {
       const ScanIndexView v = f->engine->shard().view();
       const std::vector<int32_t> lists = prober.probe(q, 4, v.list_sizes, v.list_summaries);
       for (const int64_t k : {100, 3000}) {
-        // dim 2: every row sampled and a slot for each, so no buffer overflows and the only
-        // way to the right order is the re-sort.
-        const int stride = dim == 2 ? 1 : int(k % 7);
+        // dim 4: sparse samples (one block in 2 or 4). dim 2: every row sampled and a slot for
+        // each, so no buffer overflows and the only way to the right order is the re-sort.
+        const int stride = dim == 2 ? 1 : k == 100 ? 2 : 4;
         const int64_t cap = dim == 2 ? n : 0;
         GpuSearchStats stats;
         EXPECT_TRUE(same(cpu_search(*f, q, nullptr, 0, k),
