@@ -27,9 +27,13 @@ p.add_argument("--batches", default="1,16,64,256,1024")
 p.add_argument("--ks", default="100,1000,10000,100000")
 p.add_argument("--reps", type=int, default=10)
 p.add_argument("--out", default="gpu_bench.json")
+p.add_argument("--skip", default="", help="sections to leave out: filters,exactness,nprobe (comma list)")
 p.add_argument("--profile", action="store_true", help="per-step times (ARGENT_GPU_PROFILE) of a few cases, then exit")
 p.add_argument("--profile-case", default="", help="with --profile: only the case B,K (e.g. 64,100000), exact, unfiltered")
 args = p.parse_args()
+SKIP = set(x for x in args.skip.split(",") if x)
+if SKIP - {"filters", "exactness", "nprobe"}:
+    raise SystemExit(f"--skip: unknown sections {sorted(SKIP - {'filters', 'exactness', 'nprobe'})}")
 
 torch.backends.cuda.matmul.allow_tf32 = False
 dev = "cuda"
@@ -282,7 +286,7 @@ save()
 # ---------------- filters: exact and IVF, none / 10 % / 1 % ----------------
 FILTERS = {"none": None, "10%": "3:4", "1%": "5:1 OR 5:2", "NOT": "1:1 AND NOT 3:2"}
 rows = []
-for B in [b for b in (1, 64, 256) if b in BATCHES]:
+for B in [b for b in (1, 64, 256) if b in BATCHES and "filters" not in SKIP]:
     qf = make_queries(B, 1000 + B)
     for name, f in FILTERS.items():
         for exact in (True, False):
@@ -307,7 +311,7 @@ def eligible(expr):
 
 
 checks = []
-for expr in ("1:1 AND NOT 3:2", "NOT (2:1 OR 4:3) AND 6:17"):
+for expr in ("1:1 AND NOT 3:2", "NOT (2:1 OR 4:3) AND 6:17") if "exactness" not in SKIP else ():
     qf = make_queries(8, 77)
     s = Search(qf, K, True, filters=[expr] * 8)
     got = s().clone()
@@ -335,7 +339,7 @@ save()
 
 # ---------------- IVF: recall vs nprobe (K = 100, B = 256) ----------------
 rows = []
-if 256 in truth:
+if 256 in truth and "nprobe" not in SKIP:
     qf = make_queries(256, 1256)
     t100 = truth[256][:, :100]
     for nprobe in (4, 8, 16, 32):

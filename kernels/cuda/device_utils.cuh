@@ -37,6 +37,21 @@ __device__ __forceinline__ void load_a_fragment(const int8_t* block, int c, int 
   a[3] = g1 < n_groups ? __ldg(w + g1 * 16 + g + 8) : 0u;
 }
 
+// load_a_fragment for the scan, with the fragment's rows paired: mma rows g and g + 8 are block
+// rows 2g and 2g + 1, whose words of a group are adjacent, so each k-slice is one 8-byte load
+// (half the load instructions; the L1 pipe is what the scan waits on). The accumulators of
+// mma row g belong to row 2g, those of row g + 8 to row 2g + 1.
+__device__ __forceinline__ void load_a_fragment_paired(const int8_t* block, int c, int n_groups,
+                                                       int lane, uint32_t (&a)[4]) {
+  const int g = lane >> 2, t = lane & 3;
+  const int g0 = 8 * c + t, g1 = g0 + 4;
+  // uint2 index of (group, rows 2g and 2g + 1) = group * 8 + g
+  const uint2* w = reinterpret_cast<const uint2*>(block);
+  const uint2 v0 = g0 < n_groups ? __ldg(w + g0 * 8 + g) : make_uint2(0u, 0u);
+  const uint2 v1 = g1 < n_groups ? __ldg(w + g1 * 8 + g) : make_uint2(0u, 0u);
+  a[0] = v0.x, a[1] = v0.y, a[2] = v1.x, a[3] = v1.y;
+}
+
 // The same score as combine_score (kernels/layout.h), rounded the same way (no FMA).
 __device__ __forceinline__ float score_of(int32_t dot, float query_scale, float item_scale) {
   return __fmul_rn(__fmul_rn(__int2float_rn(dot), query_scale), item_scale);

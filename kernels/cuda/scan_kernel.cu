@@ -49,7 +49,7 @@ struct ScanParams {
 
 constexpr int kMaxStagedOps = 256;
 
-// What a lane knows of its two rows (g and g + 8) of the current block. The Bloom plans are
+// What a lane knows of its two rows (2g and 2g + 1, load_a_fragment_paired) of the current block. The Bloom plans are
 // evaluated once per row (not once per row and query) when the staged queries use at most
 // kLocalPlans distinct plans: 4 bits per local plan (possible r0, definite r0, possible r1,
 // definite r1). known = false: too many plans; the slow path evaluates each pair from memory.
@@ -217,7 +217,7 @@ __device__ __forceinline__ void bounds(const Staged& s, int tile, float inv_max,
   db = dot_floor(s.t_over_scale[qa + 1], inv_max);
 }
 
-// The (possible, definite) bits of row h (0: g, 1: g + 8) under query qi's plan, when the
+// The (possible, definite) bits of row h (0: 2g, 1: 2g + 1) under query qi's plan, when the
 // block's rows were evaluated per plan; -1 otherwise (and for a query without a filter, whose
 // accept() returns before the plan).
 __device__ __forceinline__ int known_plan_bits(const Staged& s, const RowSigs& rs, int qi, int h) {
@@ -234,7 +234,7 @@ __device__ __forceinline__ void append_hits_body(const ScanParams& p, const Stag
                                          int32_t a2, int32_t a3, uint32_t hits, const RowSigs rs) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int qa = tile * 8 + 2 * t, qb = qa + 1;
-  const int64_t r0 = block * kBlockRows + g, r1 = r0 + 8;
+  const int64_t r0 = block * kBlockRows + 2 * g, r1 = r0 + 1;
   const int32_t acc[4] = {a0, a1, a2, a3};
   int hit[4];
   float score[4];
@@ -247,7 +247,7 @@ __device__ __forceinline__ void append_hits_body(const ScanParams& p, const Stag
                       known_plan_bits(s, rs, qi, e >> 1), &score[e]);
     }
   }
-  // Elements e and e + 2 (rows g and g + 8) share a query: the 8 lanes of group t take one
+  // Elements e and e + 2 (rows 2g and 2g + 1) share a query: the 8 lanes of group t take one
   // range of slots for both, and the two queries' atomics are issued before either result is
   // needed, so a warp waits for one atomic round trip, not four (large k and the sample pass
   // append from most blocks).
@@ -272,7 +272,7 @@ __device__ __forceinline__ void append_hits_body(const ScanParams& p, const Stag
   for (int e = 0; e < 4; ++e) {
     if (!hit[e]) continue;
     const int h = e & 1;
-    // Row g's hits of the group first, then row g + 8's.
+    // Row 2g's hits of the group first, then row 2g + 1's.
     const uint32_t pos = base[h] + (e < 2 ? 0u : __popc(mask[h])) + __popc(mask[e] & below);
     if (pos < p.pass.cap) {
       const int64_t slot = int64_t(s.query[h ? qb : qa]) * p.pass.cap + pos;
@@ -326,9 +326,9 @@ template <bool kFiltered>
 __device__ __forceinline__ bool load_row_sigs(const ScanParams& p, const Staged& s,
                                               const LocalPlans& local, int64_t block, int lane,
                                               int64_t word, RowSigs& rs) {
-  const int64_t r0 = block * kBlockRows + (lane >> 2);
+  const int64_t r0 = block * kBlockRows + 2 * (lane >> 2);
   rs.scale[0] = __ldg(p.index.scan.scales + r0);
-  rs.scale[1] = __ldg(p.index.scan.scales + r0 + 8);
+  rs.scale[1] = __ldg(p.index.scan.scales + r0 + 1);
   rs.known = false;
   rs.uniform = false;
   rs.plans = 0;
@@ -337,7 +337,7 @@ __device__ __forceinline__ bool load_row_sigs(const ScanParams& p, const Staged&
   const int n_local = local.count;
   if (n_local < 0) return true;
   const int words = p.index.scan.bloom_words;
-  // Lane (g, t) evaluates local plan t for rows g and g + 8; the 4 lanes of the group then
+  // Lane (g, t) evaluates local plan t for rows 2g and 2g + 1; the 4 lanes of the group then
   // swap their results so that each holds all of them.
   const int t = lane & 3;
   uint32_t mine = 0;
@@ -348,15 +348,15 @@ __device__ __forceinline__ bool load_row_sigs(const ScanParams& p, const Staged&
             ? uint32_t(word)
             : __ldg(p.pass.block_plans + int64_t(local.plan[t]) * (p.index.scan.n_rows / kBlockRows) +
                     block);
-    const int g = lane >> 2;
-    mine = ((w >> g) & 1u) | ((w >> (16 + g)) & 1u) << 1 | ((w >> (g + 8)) & 1u) << 2 |
-           ((w >> (24 + g)) & 1u) << 3;
+    const int r = 2 * (lane >> 2);  // bits r and r + 1: possible; 16 + r, 17 + r: definite
+    mine = ((w >> r) & 1u) | ((w >> (16 + r)) & 1u) << 1 | ((w >> (r + 1)) & 1u) << 2 |
+           ((w >> (17 + r)) & 1u) << 3;
   } else if (t < n_local) {
     const FilterOp* ops = s.ops + local.begin[t];
     const int n_ops = local.len[t];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const uint64_t* sig = p.index.scan.signatures + (r0 + 8 * h) * words;
+      const uint64_t* sig = p.index.scan.signatures + (r0 + h) * words;
       PlanResult b;
       if (p.sig_in_regs) {
         const uint64_t w0 = __ldg(sig), w1 = words > 1 ? __ldg(sig + 1) : 0;
@@ -458,85 +458,133 @@ __device__ __forceinline__ bool block_possible(const ScanParams& p, const LocalP
   return (any & 0xFFFFu) != 0;
 }
 
-// The next block of the chunk this warp scans at or after index i; nblk when none is left.
+// The chunks (tasks) of a CTA are read kTaskBatch at a time, one per thread, into shared memory:
+// walking them one by one put a chain of dependent loads (task -> chunk -> list -> its queries)
+// before every chunk, and the sample pass, which skips most chunks, was nothing but that chain.
+constexpr int kTaskBatch = kThreads;
+
+// Rows fit in int32 (the candidate buffers store them so), and so do blocks and list ends.
+struct TaskBatch {
+  int32_t first[kTaskBatch];     // first block of the chunk
+  int32_t list_end[kTaskBatch];  // end row of its list
+  int32_t nblk[kTaskBatch];      // its blocks; 0: nothing to scan (unsampled in sample mode)
+  int32_t qstart[kTaskBatch];    // its list's queries: lists.queries + qstart, qcount of them
+  int32_t qcount[kTaskBatch];
+};
+
+__device__ void load_task_batch(const ScanParams& p, int64_t task0, int n, TaskBatch* tb) {
+  const int t = threadIdx.x;
+  if (t >= n) return;
+  const int32_t chunk = p.tasks[task0 + t];
+  const int64_t first = p.index.chunk_first_block[chunk];
+  int nblk = p.index.chunk_blocks[chunk];
+  const int64_t stride = p.pass.sample_stride;
+  if (stride > 1 && (first + stride - 1) / stride * stride >= first + nblk) nblk = 0;  // unsampled
+  const int32_t list = p.index.chunk_list[chunk];
+  tb->first[t] = int32_t(first);
+  tb->list_end[t] = int32_t(p.index.scan.list_offsets[list] + p.index.scan.list_sizes[list]);
+  tb->nblk[t] = nblk;
+  tb->qstart[t] = p.lists.start[list];
+  tb->qcount[t] = p.lists.count[list];
+}
+
+// A warp's place in a run of tasks (consecutive tasks of the batch that share their queries):
+// block i of task `task`. The warps of a CTA take every kWarps-th block of the run as if its
+// chunks were one, so a warp's next block may be in the next chunk and is loaded before the
+// current one is multiplied: no pipeline restart at chunk boundaries.
+struct Cursor {
+  int task;
+  int i;
+};
+
+// Moves c to the first block at or after it that the pass scans; false when the run is done.
 // Sample mode skips blocks that are not multiples of the stride; with the pre-pass words, blocks
 // that no staged query can match are skipped before their codes are read (a selective filter
 // then reads a fraction of the index).
-__device__ __forceinline__ int next_block(const ScanParams& p, const LocalPlans& local,
-                                          bool skip_ineligible, int64_t first, int nblk, int i,
-                                          uint32_t* word) {
+__device__ __forceinline__ bool next_block(const ScanParams& p, const LocalPlans& local,
+                                           bool skip_ineligible, const TaskBatch& tb, int t_end,
+                                           Cursor& c, uint32_t* word) {
   const int stride = p.pass.sample_stride;
-  for (; i < nblk; i += kWarps) {
-    if (stride > 1 && (first + i) % stride != 0) continue;
-    if (skip_ineligible && !block_possible(p, local, first + i, word)) continue;
-    return i;
+  for (;; c.i += kWarps) {
+    while (c.task < t_end && c.i >= tb.nblk[c.task]) c.i -= tb.nblk[c.task++];
+    if (c.task >= t_end) return false;
+    const int32_t block = tb.first[c.task] + c.i;
+    if (stride > 1 && block % stride != 0) continue;
+    if (skip_ineligible && !block_possible(p, local, block, word)) continue;
+    return true;
   }
-  return nblk;
 }
 
-// One warp's share of a chunk. KC > 0 (d_pad <= 128): the A fragments of the next block are
-// loaded while the current one is multiplied, so two blocks per warp are in flight. KC == 0
-// (any dimension): fragments are reloaded (from L1) for each tile of 8 queries.
+// One warp's share of a run of tasks [t_begin, t_end). KC > 0 (d_pad <= 128): the A fragments
+// of the next block are loaded while the current one is multiplied, so two blocks per warp are
+// in flight. KC == 0 (any dimension): fragments are reloaded (from L1) for each tile of 8
+// queries.
 template <int KC, bool kFiltered>
-__device__ void scan_chunk(const ScanParams& p, const Staged& s, const LocalPlans& local,
-                           int m_pad, int64_t first, int nblk, int64_t list_end) {
+__device__ void scan_run(const ScanParams& p, const Staged& s, const LocalPlans& local, int m_pad,
+                         const TaskBatch& tb, int t_begin, int t_end) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int tiles = m_pad / 8;
   const int64_t block_bytes = int64_t(kBlockRows) * p.index.scan.d_pad;
   const bool skip = kFiltered && p.pass.block_plans && local.count > 0 && local.all_filtered;
   uint32_t word = 0, word_next = 0;  // pre-pass words (skip mode)
-  int i = next_block(p, local, skip, first, nblk, warp, &word);
-  if (i >= nblk) return;
+  Cursor c{t_begin, warp};
+  if (!next_block(p, local, skip, tb, t_end, c, &word)) return;
   if constexpr (KC > 0) {
+    int32_t block = tb.first[c.task] + c.i, list_end = tb.list_end[c.task];
     uint32_t a[KC][4];
 #pragma unroll
-    for (int c = 0; c < KC; ++c)
-      load_a_fragment(p.index.scan.codes + (first + i) * block_bytes, c, p.n_groups, lane, a[c]);
-    float inv_max = p.index.block_inv_max_scale[first + i];
+    for (int k = 0; k < KC; ++k)
+      load_a_fragment_paired(p.index.scan.codes + block * block_bytes, k, p.n_groups, lane, a[k]);
+    float inv_max = p.index.block_inv_max_scale[block];
     while (true) {
-      const int j = next_block(p, local, skip, first, nblk, i + kWarps, &word_next);
+      Cursor n{c.task, c.i + kWarps};
+      const bool more = next_block(p, local, skip, tb, t_end, n, &word_next);
       uint32_t an[KC][4];
       float inv_next = 0.f;
-      if (j < nblk) {
+      const int32_t block_next = more ? tb.first[n.task] + n.i : 0;
+      if (more) {
 #pragma unroll
-        for (int c = 0; c < KC; ++c)
-          load_a_fragment(p.index.scan.codes + (first + j) * block_bytes, c, p.n_groups, lane,
-                          an[c]);
-        inv_next = p.index.block_inv_max_scale[first + j];
+        for (int k = 0; k < KC; ++k)
+          load_a_fragment_paired(p.index.scan.codes + block_next * block_bytes, k, p.n_groups,
+                                 lane, an[k]);
+        inv_next = p.index.block_inv_max_scale[block_next];
       }
-      score_block<KC, kFiltered>(p, s, local, tiles, first + i, list_end, inv_max, a,
+      score_block<KC, kFiltered>(p, s, local, tiles, block, list_end, inv_max, a,
                                  skip ? int64_t(word) : -1);
-      if (j >= nblk) break;
+      if (!more) break;
       word = word_next;
 #pragma unroll
-      for (int c = 0; c < KC; ++c)
+      for (int k = 0; k < KC; ++k)
 #pragma unroll
-        for (int r = 0; r < 4; ++r) a[c][r] = an[c][r];
+        for (int r = 0; r < 4; ++r) a[k][r] = an[k][r];
       inv_max = inv_next;
-      i = j;
+      block = block_next;
+      list_end = tb.list_end[n.task];
+      c = n;
     }
   } else {
     const int nc = p.n_chunks32;
-    for (; i < nblk; i = next_block(p, local, skip, first, nblk, i + kWarps, &word)) {
-      const int64_t block = first + i;
+    do {
+      const int32_t block = tb.first[c.task] + c.i, list_end = tb.list_end[c.task];
       const int8_t* codes = p.index.scan.codes + block * block_bytes;
       const float inv_max = p.index.block_inv_max_scale[block];
       RowSigs rs;
-      if (!load_row_sigs<kFiltered>(p, s, local, block, lane, skip ? int64_t(word) : -1, rs))
-        continue;
-      for (int tile = 0; tile < tiles; ++tile) {
-        int32_t acc[4] = {0, 0, 0, 0};
-        for (int c = 0; c < nc; ++c) {
-          uint32_t a[4];
-          load_a_fragment(codes, c, p.n_groups, lane, a);
-          mma_s8_16x8x32(acc, a, s.frag[frag_word(tile, c, lane, 0, nc)],
-                         s.frag[frag_word(tile, c, lane, 1, nc)]);
+      if (load_row_sigs<kFiltered>(p, s, local, block, lane, skip ? int64_t(word) : -1, rs)) {
+        for (int tile = 0; tile < tiles; ++tile) {
+          int32_t acc[4] = {0, 0, 0, 0};
+          for (int k = 0; k < nc; ++k) {
+            uint32_t a[4];
+            load_a_fragment_paired(codes, k, p.n_groups, lane, a);
+            mma_s8_16x8x32(acc, a, s.frag[frag_word(tile, k, lane, 0, nc)],
+                           s.frag[frag_word(tile, k, lane, 1, nc)]);
+          }
+          int32_t da, db;
+          bounds(s, tile, inv_max, da, db);
+          epilogue<kFiltered>(p, s, tile, block, list_end, da, db, acc, rs);
         }
-        int32_t da, db;
-        bounds(s, tile, inv_max, da, db);
-        epilogue<kFiltered>(p, s, tile, block, list_end, da, db, acc, rs);
       }
-    }
+      c.i += kWarps;
+    } while (next_block(p, local, skip, tb, t_end, c, &word));
   }
 }
 
@@ -554,6 +602,7 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS) scan_kernel(
   s.plan_len = s.plan_begin + cap;
   s.slot = s.plan_len + cap;
   __shared__ LocalPlans local;
+  __shared__ TaskBatch tb;
   if (p.staged_ops > 0) {
     FilterOp* ops = reinterpret_cast<FilterOp*>(s.slot + cap + (cap & 3 ? 4 - (cap & 3) : 0));
     for (int i = threadIdx.x; i < p.staged_ops; i += blockDim.x) ops[i] = p.queries.plan_ops[i];
@@ -561,39 +610,45 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS) scan_kernel(
   } else {
     s.ops = p.queries.plan_ops;
   }
-  __syncthreads();
 
   const int64_t n_tasks = *p.n_tasks;
   const int64_t begin = n_tasks * blockIdx.x / gridDim.x;
   const int64_t end = n_tasks * (blockIdx.x + 1) / gridDim.x;
   // Queries are restaged only when the set changes: in exact search every list that all
   // queries scan shares one query list (search_steps.h), so a CTA stages once.
-  const int32_t* staged = nullptr;
-  int staged_m = -1;
-  const int64_t stride = p.pass.sample_stride;
-  for (int64_t task = begin; task < end; ++task) {
-    const int32_t chunk = p.tasks[task];
-    const int64_t first = p.index.chunk_first_block[chunk];
-    const int nblk = p.index.chunk_blocks[chunk];
-    if (stride > 1 && (first + stride - 1) / stride * stride >= first + nblk) continue;  // unsampled
-    const int32_t list = p.index.chunk_list[chunk];
-    const int64_t list_end = p.index.scan.list_offsets[list] + p.index.scan.list_sizes[list];
-    const int32_t qcount = p.lists.count[list];
-    const int32_t* qlist = p.lists.queries + p.lists.start[list];
-    for (int base = 0; base < qcount; base += cap) {
-      const int m = min(cap, qcount - base);
-      if (qlist + base != staged || m != staged_m) {
-        __syncthreads();
-        stage_queries(p, qlist + base, m, s);
-        __syncthreads();
-        if constexpr (kFiltered) {
-          assign_plan_slots(p, s, m, &local);
-          __syncthreads();
-        }
-        staged = qlist + base;
-        staged_m = m;
+  int32_t staged_start = -1, staged_m = -1;
+  for (int64_t task0 = begin; task0 < end; task0 += kTaskBatch) {
+    const int n = int(end - task0 < kTaskBatch ? end - task0 : kTaskBatch);
+    __syncthreads();  // the previous batch is done with (and the ops are staged)
+    load_task_batch(p, task0, n, &tb);
+    __syncthreads();
+    for (int t = 0; t < n;) {
+      if (tb.nblk[t] == 0) {
+        ++t;
+        continue;
       }
-      scan_chunk<KC, kFiltered>(p, s, local, (m + 7) & ~7, first, nblk, list_end);
+      // The run: this task and the following ones with the same queries (or nothing to scan).
+      const int32_t qstart = tb.qstart[t], qcount = tb.qcount[t];
+      int t_end = t + 1;
+      while (t_end < n &&
+             (tb.nblk[t_end] == 0 || (tb.qstart[t_end] == qstart && tb.qcount[t_end] == qcount)))
+        ++t_end;
+      for (int base = 0; base < qcount; base += cap) {
+        const int m = min(cap, qcount - base);
+        if (qstart + base != staged_start || m != staged_m) {
+          __syncthreads();
+          stage_queries(p, p.lists.queries + qstart + base, m, s);
+          __syncthreads();
+          if constexpr (kFiltered) {
+            assign_plan_slots(p, s, m, &local);
+            __syncthreads();
+          }
+          staged_start = qstart + base;
+          staged_m = m;
+        }
+        scan_run<KC, kFiltered>(p, s, local, (m + 7) & ~7, tb, t, t_end);
+      }
+      t = t_end;
     }
   }
 }
