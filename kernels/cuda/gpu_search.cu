@@ -94,7 +94,10 @@ struct SamplePlan {
 };
 
 // Batches with fewer (query, probed list) pairs sample list-major (see the sample step).
-constexpr int64_t kMinSamplePairs = 4096;
+#ifndef ARGENT_MIN_SAMPLE_PAIRS
+#define ARGENT_MIN_SAMPLE_PAIRS 4096
+#endif
+constexpr int64_t kMinSamplePairs = ARGENT_MIN_SAMPLE_PAIRS;
 
 SamplePlan plan_sample(const GpuIndexView& index, const GpuSearchOptions& o, int nprobe) {
   const ScanIndexView& s = index.scan;

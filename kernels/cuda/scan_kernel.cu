@@ -27,6 +27,9 @@ constexpr int kWarps = 8;
 #ifndef ARGENT_SCAN_MIN_BLOCKS
 #define ARGENT_SCAN_MIN_BLOCKS 2
 #endif
+#ifndef ARGENT_SCAN_WAVES
+#define ARGENT_SCAN_WAVES 4
+#endif
 // Tiles of 8 queries multiplied per block load (independent accumulator chains), and CTAs per
 // SM the register budget is cut for: the two tuning parameters of the scan.
 constexpr int kGroupTiles = ARGENT_SCAN_GROUP_TILES;
@@ -212,9 +215,12 @@ __device__ int accept(const ScanParams& p, const Staged& s, int qi, int64_t row,
 // block is accepted, and per-row atomics on a query's counter serialize.
 __device__ __forceinline__ void bounds(const Staged& s, int tile, float inv_max, int32_t& da,
                                        int32_t& db) {
+  // qa is even and t_over_scale 8-byte aligned (it follows whole tiles of fragments and
+  // query_cap floats, a multiple of 8): one 8-byte shared load for both queries.
   const int qa = tile * 8 + 2 * (threadIdx.x & 3);
-  da = dot_floor(s.t_over_scale[qa], inv_max);
-  db = dot_floor(s.t_over_scale[qa + 1], inv_max);
+  const float2 t = *reinterpret_cast<const float2*>(s.t_over_scale + qa);
+  da = dot_floor(t.x, inv_max);
+  db = dot_floor(t.y, inv_max);
 }
 
 // The (possible, definite) bits of row h (0: 2g, 1: 2g + 1) under query qi's plan, when the
@@ -464,10 +470,11 @@ __device__ __forceinline__ bool block_possible(const ScanParams& p, const LocalP
 constexpr int kTaskBatch = kThreads;
 
 // Rows fit in int32 (the candidate buffers store them so), and so do blocks and list ends.
+// In sample mode a chunk's blocks are only its sampled ones: first, first + stride, ...
 struct TaskBatch {
-  int32_t first[kTaskBatch];     // first block of the chunk
+  int32_t first[kTaskBatch];     // first block of the chunk (sample mode: first sampled block)
   int32_t list_end[kTaskBatch];  // end row of its list
-  int32_t nblk[kTaskBatch];      // its blocks; 0: nothing to scan (unsampled in sample mode)
+  int32_t nblk[kTaskBatch];      // its blocks (sample mode: sampled blocks); 0: nothing to scan
   int32_t qstart[kTaskBatch];    // its list's queries: lists.queries + qstart, qcount of them
   int32_t qcount[kTaskBatch];
 };
@@ -477,11 +484,13 @@ __device__ void load_task_batch(const ScanParams& p, int64_t task0, int n, TaskB
   if (t >= n) return;
   const int32_t chunk = p.tasks[task0 + t];
   const int64_t first = p.index.chunk_first_block[chunk];
-  int nblk = p.index.chunk_blocks[chunk];
+  const int64_t end = first + p.index.chunk_blocks[chunk];
   const int64_t stride = p.pass.sample_stride;
-  if (stride > 1 && (first + stride - 1) / stride * stride >= first + nblk) nblk = 0;  // unsampled
+  // The sampled blocks are the multiples of the stride.
+  const int64_t begin = stride > 1 ? (first + stride - 1) / stride * stride : first;
+  const int nblk = begin < end ? int((end - 1 - begin) / stride) + 1 : 0;
   const int32_t list = p.index.chunk_list[chunk];
-  tb->first[t] = int32_t(first);
+  tb->first[t] = int32_t(begin);
   tb->list_end[t] = int32_t(p.index.scan.list_offsets[list] + p.index.scan.list_sizes[list]);
   tb->nblk[t] = nblk;
   tb->qstart[t] = p.lists.start[list];
@@ -497,20 +506,21 @@ struct Cursor {
   int i;
 };
 
+// The block at c (block i of the task: every block, or in sample mode every stride-th).
+__device__ __forceinline__ int32_t block_at(const ScanParams& p, const TaskBatch& tb, Cursor c) {
+  return tb.first[c.task] + c.i * p.pass.sample_stride;
+}
+
 // Moves c to the first block at or after it that the pass scans; false when the run is done.
-// Sample mode skips blocks that are not multiples of the stride; with the pre-pass words, blocks
-// that no staged query can match are skipped before their codes are read (a selective filter
-// then reads a fraction of the index).
+// With the pre-pass words, blocks that no staged query can match are skipped before their codes
+// are read (a selective filter then reads a fraction of the index).
 __device__ __forceinline__ bool next_block(const ScanParams& p, const LocalPlans& local,
                                            bool skip_ineligible, const TaskBatch& tb, int t_end,
                                            Cursor& c, uint32_t* word) {
-  const int stride = p.pass.sample_stride;
   for (;; c.i += kWarps) {
     while (c.task < t_end && c.i >= tb.nblk[c.task]) c.i -= tb.nblk[c.task++];
     if (c.task >= t_end) return false;
-    const int32_t block = tb.first[c.task] + c.i;
-    if (stride > 1 && block % stride != 0) continue;
-    if (skip_ineligible && !block_possible(p, local, block, word)) continue;
+    if (skip_ineligible && !block_possible(p, local, block_at(p, tb, c), word)) continue;
     return true;
   }
 }
@@ -530,7 +540,7 @@ __device__ void scan_run(const ScanParams& p, const Staged& s, const LocalPlans&
   Cursor c{t_begin, warp};
   if (!next_block(p, local, skip, tb, t_end, c, &word)) return;
   if constexpr (KC > 0) {
-    int32_t block = tb.first[c.task] + c.i, list_end = tb.list_end[c.task];
+    int32_t block = block_at(p, tb, c), list_end = tb.list_end[c.task];
     uint32_t a[KC][4];
 #pragma unroll
     for (int k = 0; k < KC; ++k)
@@ -541,7 +551,7 @@ __device__ void scan_run(const ScanParams& p, const Staged& s, const LocalPlans&
       const bool more = next_block(p, local, skip, tb, t_end, n, &word_next);
       uint32_t an[KC][4];
       float inv_next = 0.f;
-      const int32_t block_next = more ? tb.first[n.task] + n.i : 0;
+      const int32_t block_next = more ? block_at(p, tb, n) : 0;
       if (more) {
 #pragma unroll
         for (int k = 0; k < KC; ++k)
@@ -565,7 +575,7 @@ __device__ void scan_run(const ScanParams& p, const Staged& s, const LocalPlans&
   } else {
     const int nc = p.n_chunks32;
     do {
-      const int32_t block = tb.first[c.task] + c.i, list_end = tb.list_end[c.task];
+      const int32_t block = block_at(p, tb, c), list_end = tb.list_end[c.task];
       const int8_t* codes = p.index.scan.codes + block * block_bytes;
       const float inv_max = p.index.block_inv_max_scale[block];
       RowSigs rs;
@@ -655,9 +665,11 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS) scan_kernel(
 
 template <int KC, bool kFiltered>
 void launch_kernel(const ScanParams& p, size_t smem, cudaStream_t stream) {
-  // The persistent grid (as many CTAs as stay resident, times 4: more tasks than CTAs balances
-  // uneven chunks) depends only on the device and the shared memory size; it is worked out once
-  // for each, not on every batch.
+  // The persistent grid: as many CTAs as stay resident (worked out once per device and shared
+  // memory size, not on every batch), times ARGENT_SCAN_WAVES in the collect pass, where more
+  // CTAs than fit at once balance uneven chunks. The sample pass reads a few blocks of each
+  // CTA's chunks: there a CTA's fixed costs (staging, its task batch) dominate, and one wave
+  // pays them once per SM slot instead of four times.
   static std::mutex mu;
   static std::map<std::pair<int, size_t>, int> grids;
   int device = 0;
@@ -674,9 +686,9 @@ void launch_kernel(const ScanParams& p, size_t smem, cudaStream_t stream) {
       ARGENT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
           &per_sm, scan_kernel<KC, kFiltered>, kThreads, smem));
       ARGENT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-      it = grids.emplace(std::make_pair(device, smem), std::max(1, per_sm) * sms * 4).first;
+      it = grids.emplace(std::make_pair(device, smem), std::max(1, per_sm) * sms).first;
     }
-    grid = it->second;
+    grid = it->second * (p.pass.out_rows ? ARGENT_SCAN_WAVES : 1);
   }
   scan_kernel<KC, kFiltered><<<grid, kThreads, smem, stream>>>(p);
   ARGENT_CUDA_CHECK_LAUNCH("scan_kernel");
