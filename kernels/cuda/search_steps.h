@@ -52,12 +52,6 @@ void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries
                         const int32_t* tasks, const int32_t* n_tasks, int n_plans, uint32_t* out,
                         cudaStream_t stream);
 
-// The sample pass of an IVF batch (ScanPass in sample mode), one warp per (query, probed list):
-// the same sample launch_scan draws, without its per-list staging.
-void launch_sample_pairs(const GpuIndexView& index, const GpuQueriesView& queries,
-                         const int32_t* probes, int nprobe, const ScanPass& pass,
-                         cudaStream_t stream);
-
 void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
                  const ListQueries& lists, const int32_t* tasks, const int32_t* n_tasks,
                  int max_queries_per_list, const ScanPass& pass, cudaStream_t stream);

@@ -128,7 +128,7 @@ TEST_F(GpuSearchTest, ExactAndIvfEqualCpuForManyShapes) {
         f->gpu->probe(q, nprobe, gpu_lists.data());
         ASSERT_EQ(lists, gpu_lists) << "probe, dim " << dim << " nprobe " << nprobe << " seed "
                                     << seed;
-        // Stride 16: a sparse sample, drawn one warp per (query, list) (sample_pairs.cu).
+        // Stride 16: a sparse sample (only the sampled blocks of each chunk are read).
         for (const int64_t k : {int64_t(1), int64_t(10), int64_t(300)}) {
           for (const int stride : {0, 16}) {
             EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), nprobe, k),
@@ -167,9 +167,10 @@ TEST_F(GpuSearchTest, CoarseSamplesAreRescuedExactly) {
   EXPECT_GT(stats.rescued_queries, 0) << "the test meant to exercise the rescue path";
 }
 
-TEST_F(GpuSearchTest, LargeIvfBatchesSampleByPairs) {
-  // 256 queries x 20 probed lists: enough (query, list) pairs for the pair-wise sample pass
-  // (sample_pairs.cu), with a sparse sample, with and without filters (some unfiltered).
+TEST_F(GpuSearchTest, LargeIvfBatchesWithSparseSamples) {
+  // 256 queries x 20 probed lists, lists scanned by many queries each, with a sparse sample
+  // (strides 16 and 64: sampled blocks enumerated per chunk), with and without filters (some
+  // unfiltered).
   const uint64_t seed = test::test_seed(903);
   auto f = make_fixture(seed, 20000, 128, 24);
   Rng rng(seed);
