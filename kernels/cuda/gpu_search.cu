@@ -93,7 +93,6 @@ struct SamplePlan {
   int64_t sample_cap;   // sample slots per query
 };
 
-
 SamplePlan plan_sample(const GpuIndexView& index, const GpuSearchOptions& o, int nprobe) {
   const ScanIndexView& s = index.scan;
   const int64_t n_blocks = s.n_rows / kBlockRows;

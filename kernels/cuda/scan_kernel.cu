@@ -668,8 +668,8 @@ void launch_kernel(const ScanParams& p, size_t smem, cudaStream_t stream) {
   // The persistent grid: as many CTAs as stay resident (worked out once per device and shared
   // memory size, not on every batch), times ARGENT_SCAN_WAVES in the collect pass, where more
   // CTAs than fit at once balance uneven chunks. The sample pass reads a few blocks of each
-  // CTA's chunks: there a CTA's fixed costs (staging, its task batch) dominate, and one wave
-  // pays them once per SM slot instead of four times.
+  // CTA's chunks, so one wave pays a CTA's fixed costs (staging, its task batch) once per SM
+  // slot; measured alone it made no difference (H200, exact B = 64: 0.25 against 0.24 ms).
   static std::mutex mu;
   static std::map<std::pair<int, size_t>, int> grids;
   int device = 0;

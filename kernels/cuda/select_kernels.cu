@@ -1,9 +1,8 @@
 // Thresholds from the sample, and the final top-k: each query's candidates sorted by score (a
 // segmented radix sort over the filled part of each buffer, or one radix sort of all of them by
-// (query, score) for few queries or large k), equal scores put in id order,
-// the first k of each query written out. Long runs
-// of equal scores are ranked by id one warp per run; runs longer than a warp ranks take a
-// second, stable path (a radix sort by id first).
+// (query, score) for few queries or large k), equal scores put in id order, the first k of each
+// query written out. Long runs of equal scores are ranked by id one warp per run; runs longer
+// than a warp ranks take a second, stable path (a radix sort by id first).
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_segmented_radix_sort.cuh>
@@ -261,19 +260,18 @@ size_t sort_temp_bytes(int64_t n, int64_t cap, bool stable_ties) {
   size_t bytes = 0;
   cub::DoubleBuffer<uint64_t> keys(nullptr, nullptr);
   cub::DoubleBuffer<int32_t> values(nullptr, nullptr);
-  if (stable_ties) {
-    size_t id_bytes = 0;
-    ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys, values, n * cap, 0,
-                                                      key_bits(n)));
-    ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, id_bytes, keys, values, n * cap));
-    bytes = std::max(bytes, id_bytes);
-  } else if (segmented_sort(n, cap)) {
+  if (!stable_ties && segmented_sort(n, cap)) {
     const int32_t* none = nullptr;
     ARGENT_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairs(
         nullptr, bytes, keys, values, n * cap, n, none, none, 0, 32));
   } else {
     ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys, values, n * cap, 0,
                                                       key_bits(n)));
+    if (stable_ties) {
+      size_t id_bytes = 0;
+      ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, id_bytes, keys, values, n * cap));
+      bytes = std::max(bytes, id_bytes);
+    }
   }
   return segment_bytes(n) + bytes;
 }
@@ -292,24 +290,7 @@ void launch_sort_and_emit(const GpuIndexView& index, const GpuQueriesView& queri
   cub::DoubleBuffer<uint64_t> keys(b.keys[0], b.keys[1]);
   cub::DoubleBuffer<int32_t> values(b.values[0], b.values[1]);
   size_t temp = b.cub_temp_bytes;
-  if (stable_ties) {
-    id_keys_kernel<<<item_blocks, kThreads, 0, stream>>>(index, cand_rows, cand_count, n, cap,
-                                                         b.keys[0], b.values[0]);
-    ARGENT_CUDA_CHECK_LAUNCH("id_keys_kernel");
-    ARGENT_CUDA_CHECK(
-        cub::DeviceRadixSort::SortPairs(b.cub_temp, temp, keys, values, items, 0, 64, stream));
-    // keys.Current() (ids) is free again; values.Current() holds the positions in id order.
-    score_keys_in_id_order_kernel<<<item_blocks, kThreads, 0, stream>>>(
-        cand_scores, cand_rows, cand_count, n, cap, values.Current(), keys.Current(),
-        values.Alternate());
-    ARGENT_CUDA_CHECK_LAUNCH("score_keys_in_id_order_kernel");
-    keys = cub::DoubleBuffer<uint64_t>(keys.Current(), keys.Alternate());
-    values = cub::DoubleBuffer<int32_t>(values.Alternate(), values.Current());
-    // LSD radix sort is stable: in the stable-ties order, equal keys keep their id order.
-    temp = b.cub_temp_bytes;
-    ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(b.cub_temp, temp, keys, values, items, 0,
-                                                      key_bits(n), stream));
-  } else if (segmented_sort(n, cap)) {
+  if (!stable_ties && segmented_sort(n, cap)) {
     // Only the filled slots are sorted (a query's buffer is sized for the worst case: at K =
     // 1000 about a fifth of it is filled), by the 32 score bits (the query bits are constant in
     // a segment). Slots past a segment are left as they are; nothing reads them.
@@ -324,10 +305,27 @@ void launch_sort_and_emit(const GpuIndexView& index, const GpuQueriesView& queri
         static_cast<char*>(b.cub_temp) + segment_bytes(n), temp, keys, values, items, n,
         segment_begin, segment_end, 0, 32, stream));
   } else {
-    sort_keys_kernel<<<item_blocks, kThreads, 0, stream>>>(cand_scores, cand_rows, cand_count, n,
-                                                           cap, b.keys[0], b.values[0], nullptr,
-                                                           nullptr);
-    ARGENT_CUDA_CHECK_LAUNCH("sort_keys_kernel");
+    if (stable_ties) {
+      id_keys_kernel<<<item_blocks, kThreads, 0, stream>>>(index, cand_rows, cand_count, n, cap,
+                                                           b.keys[0], b.values[0]);
+      ARGENT_CUDA_CHECK_LAUNCH("id_keys_kernel");
+      ARGENT_CUDA_CHECK(
+          cub::DeviceRadixSort::SortPairs(b.cub_temp, temp, keys, values, items, 0, 64, stream));
+      // keys.Current() (ids) is free again; values.Current() holds the positions in id order.
+      score_keys_in_id_order_kernel<<<item_blocks, kThreads, 0, stream>>>(
+          cand_scores, cand_rows, cand_count, n, cap, values.Current(), keys.Current(),
+          values.Alternate());
+      ARGENT_CUDA_CHECK_LAUNCH("score_keys_in_id_order_kernel");
+      keys = cub::DoubleBuffer<uint64_t>(keys.Current(), keys.Alternate());
+      values = cub::DoubleBuffer<int32_t>(values.Alternate(), values.Current());
+    } else {
+      sort_keys_kernel<<<item_blocks, kThreads, 0, stream>>>(cand_scores, cand_rows, cand_count,
+                                                             n, cap, b.keys[0], b.values[0],
+                                                             nullptr, nullptr);
+      ARGENT_CUDA_CHECK_LAUNCH("sort_keys_kernel");
+    }
+    // One sort of the whole batch by (query, score). LSD radix sort is stable: in the
+    // stable-ties order, equal keys keep their id order.
     temp = b.cub_temp_bytes;
     ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(b.cub_temp, temp, keys, values, items, 0,
                                                       key_bits(n), stream));
