@@ -14,38 +14,63 @@ namespace cuda {
 namespace {
 
 constexpr int kThreads = kChunkBlocks * kBlockRows;  // one thread per row of a chunk
+// Chunks a CTA works on at once. One at a time, each chunk was a chain of dependent loads (its
+// task, its blocks, the rows' signatures) and the pass ran far below the memory bandwidth.
+constexpr int kChunksInFlight = 4;
 
-// One chunk: one thread per row.
-__device__ __forceinline__ void plans_of_chunk(const GpuIndexView& index,
-                                               const GpuQueriesView& queries, int32_t chunk,
-                                               int n_plans, uint32_t* out) {
-  const int b = threadIdx.x / kBlockRows;
-  const bool live = b < index.chunk_blocks[chunk];  // the chunk's last blocks may be absent
-  const int64_t block = index.chunk_first_block[chunk] + b;
-  const int64_t row = block * kBlockRows + threadIdx.x % kBlockRows;
-  const uint64_t* sig = index.scan.signatures + row * index.scan.bloom_words;
-  const int64_t n_blocks = index.scan.n_rows / kBlockRows;
-  const int shift = threadIdx.x & 16;  // this half-warp's bits in the warp's ballot
-  for (int plan = 0; plan < n_plans; ++plan) {
-    PlanResult r{false, false};
-    if (live)
-      r = eval_plan_bloom(queries.plan_ops + queries.plan_begin[plan], queries.plan_len[plan],
-                          sig);
-    const uint32_t possible = (__ballot_sync(0xFFFFFFFFu, r.possible) >> shift) & 0xFFFFu;
-    const uint32_t definite = (__ballot_sync(0xFFFFFFFFu, r.definite) >> shift) & 0xFFFFu;
-    if (live && threadIdx.x % kBlockRows == 0)
-      out[int64_t(plan) * n_blocks + block] = possible | definite << 16;
-  }
-}
-
-// A CTA per task (chunk), grid-strided; ballots over each half-warp (one
-// block of 16 rows) build the block's word: possible bits in the low half, definite bits in the
-// high half.
+// A grid of CTAs strides over the tasks (chunks), kChunksInFlight at a time: one thread per row
+// of each, whose signatures (of one or two words) are read first for all of them; then ballots over each half-warp
+// (one block of 16 rows) build each block's word: possible bits in the low half, definite
+// bits in the high half.
 __global__ void __launch_bounds__(kThreads) block_plans_kernel(
     const __grid_constant__ GpuIndexView index, const __grid_constant__ GpuQueriesView queries,
     const int32_t* tasks, const int32_t* n_tasks, int n_plans, uint32_t* out) {
-  for (int task = blockIdx.x; task < *n_tasks; task += gridDim.x)
-    plans_of_chunk(index, queries, tasks[task], n_plans, out);
+  const int n = *n_tasks;
+  const int b = threadIdx.x / kBlockRows;
+  const int64_t n_blocks = index.scan.n_rows / kBlockRows;
+  const int words = index.scan.bloom_words;
+  const int shift = threadIdx.x & 16;  // this half-warp's bits in the warp's ballot
+  for (int task0 = blockIdx.x * kChunksInFlight; task0 < n;
+       task0 += gridDim.x * kChunksInFlight) {
+    int64_t block[kChunksInFlight];
+    bool live[kChunksInFlight];
+    uint64_t w0[kChunksInFlight], w1[kChunksInFlight];  // signatures of <= 2 words
+#pragma unroll
+    for (int u = 0; u < kChunksInFlight; ++u) {
+      const int task = task0 + u;
+      const int32_t chunk = task < n ? tasks[task] : 0;
+      // The chunk's last blocks may be absent.
+      live[u] = task < n && b < index.chunk_blocks[chunk];
+      block[u] = task < n ? index.chunk_first_block[chunk] + b : 0;
+      const uint64_t* sig =
+          index.scan.signatures + (block[u] * kBlockRows + threadIdx.x % kBlockRows) * words;
+      w0[u] = live[u] && words <= 2 ? __ldg(sig) : 0;
+      w1[u] = live[u] && words == 2 ? __ldg(sig + 1) : 0;
+    }
+    for (int plan = 0; plan < n_plans; ++plan) {
+      const FilterOp* ops = queries.plan_ops + queries.plan_begin[plan];
+      const int n_ops = queries.plan_len[plan];
+      PlanResult r[kChunksInFlight];
+#pragma unroll
+      for (int u = 0; u < kChunksInFlight; ++u) {
+        const int64_t row = block[u] * kBlockRows + threadIdx.x % kBlockRows;
+        const uint64_t a = w0[u], c = w1[u];
+        if (!live[u])
+          r[u] = PlanResult{false, false};
+        else if (words <= 2)
+          r[u] = eval_plan_bloom_words(ops, n_ops, [a, c](int32_t w) { return w == 0 ? a : c; });
+        else
+          r[u] = eval_plan_bloom(ops, n_ops, index.scan.signatures + row * words);
+      }
+#pragma unroll
+      for (int u = 0; u < kChunksInFlight; ++u) {
+        const uint32_t possible = (__ballot_sync(0xFFFFFFFFu, r[u].possible) >> shift) & 0xFFFFu;
+        const uint32_t definite = (__ballot_sync(0xFFFFFFFFu, r[u].definite) >> shift) & 0xFFFFu;
+        if (live[u] && threadIdx.x % kBlockRows == 0)
+          out[int64_t(plan) * n_blocks + block[u]] = possible | definite << 16;
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -59,7 +84,8 @@ void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries
   int device = 0, sms = 0;
   ARGENT_CUDA_CHECK(cudaGetDevice(&device));
   ARGENT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int64_t grid = std::min<int64_t>(index.n_chunks, int64_t(sms) * 4);
+  const int64_t grid =
+      std::min<int64_t>((index.n_chunks + kChunksInFlight - 1) / kChunksInFlight, int64_t(sms) * 4);
   block_plans_kernel<<<unsigned(grid), kThreads, 0, stream>>>(index, queries, tasks, n_tasks,
                                                               n_plans, out);
   ARGENT_CUDA_CHECK_LAUNCH("block_plans_kernel");

@@ -52,6 +52,38 @@ __device__ __forceinline__ void load_a_fragment_paired(const int8_t* block, int 
   a[0] = v0.x, a[1] = v0.y, a[2] = v1.x, a[3] = v1.y;
 }
 
+// load_a_fragment_paired from a block staged in shared memory (the same byte layout: the
+// warp's loads of one k-slice read 256 consecutive bytes, free of bank conflicts).
+__device__ __forceinline__ void load_a_fragment_paired_shared(const int8_t* block, int c,
+                                                              int n_groups, int lane,
+                                                              uint32_t (&a)[4]) {
+  const int g = lane >> 2, t = lane & 3;
+  const int g0 = 8 * c + t, g1 = g0 + 4;
+  const uint2* w = reinterpret_cast<const uint2*>(block);
+  const uint2 v0 = g0 < n_groups ? w[g0 * 8 + g] : make_uint2(0u, 0u);
+  const uint2 v1 = g1 < n_groups ? w[g1 * 8 + g] : make_uint2(0u, 0u);
+  a[0] = v0.x, a[1] = v0.y, a[2] = v1.x, a[3] = v1.y;
+}
+
+// Asynchronous global -> shared copies (sm_80 cp.async): 16 bytes bypassing L1, or 4 bytes.
+// A thread's copies since its last commit form one group; wait<N> returns once at most N of
+// its groups are still in flight.
+__device__ __forceinline__ void cp_async_16(void* shared, const void* global) {
+  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(global) : "memory");
+}
+__device__ __forceinline__ void cp_async_4(void* shared, const void* global) {
+  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(global) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
 // The same score as combine_score (kernels/layout.h), rounded the same way (no FMA).
 __device__ __forceinline__ float score_of(int32_t dot, float query_scale, float item_scale) {
   return __fmul_rn(__fmul_rn(__int2float_rn(dot), query_scale), item_scale);

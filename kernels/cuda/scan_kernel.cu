@@ -30,9 +30,21 @@ constexpr int kWarps = 8;
 #ifndef ARGENT_SCAN_WAVES
 #define ARGENT_SCAN_WAVES 4
 #endif
+#ifndef ARGENT_SCAN_PREFETCH_TILES
+#define ARGENT_SCAN_PREFETCH_TILES 1
+#endif
+#ifndef ARGENT_SCAN_STAGES
+#define ARGENT_SCAN_STAGES 4
+#endif
 // Tiles of 8 queries multiplied per block load (independent accumulator chains), and CTAs per
 // SM the register budget is cut for: the two tuning parameters of the scan.
 constexpr int kGroupTiles = ARGENT_SCAN_GROUP_TILES;
+// Blocks of a warp's ring in shared memory (d_pad <= 128): the copies of kStages - 1 blocks are
+// in flight while the warp multiplies one, whatever its multiplications cost.
+constexpr int kStages = ARGENT_SCAN_STAGES;
+static_assert(kStages >= 2 && (kStages & (kStages - 1)) == 0, "kStages: a power of two >= 2");
+// Runs of at most this many tiles of 8 queries prefetch into registers instead (scan_run_prefetch).
+constexpr int kPrefetchMaxTiles = ARGENT_SCAN_PREFETCH_TILES;
 constexpr int kThreads = kWarps * 32;
 constexpr size_t kMaxSharedBytes = 200 * 1024;
 
@@ -47,6 +59,7 @@ struct ScanParams {
   int n_groups;       // d_pad / 4
   int query_cap;      // queries staged at once (multiple of 8)
   int staged_ops;     // filter ops copied to shared memory (all of the batch's), 0: read globally
+  int ring_bytes;     // the warps' block rings and their StageMeta at the front of shared memory
   bool sig_in_regs;   // filtered batch with <= 2 signature words: a row's words fit in registers
 };
 
@@ -89,7 +102,20 @@ __device__ __forceinline__ size_t frag_word(int tile, int c, int lane, int h, in
   return ((size_t(tile) * nc + c) * 32 + lane) * 2 + h;
 }
 
+// What a ring stage holds besides the block's codes, copied with them (cp.async) or written by
+// the lane that issued the copy.
+struct StageMeta {
+  int32_t block;
+  int32_t list_end;
+  float inv_max;                        // block_inv_max_scale[block]
+  uint32_t plan_words[kLocalPlans];     // pre-pass words of the local plans (filtered batches)
+  int32_t unused;
+};
+static_assert(sizeof(StageMeta) == 32, "StageMeta: two 16-byte words");
+
 struct Staged {
+  int8_t* ring;         // [kWarps][kStages] blocks of 16 * d_pad bytes (d_pad <= 128)
+  StageMeta* meta;      // [kWarps][kStages]
   uint32_t* frag;       // [query_cap / 8] tiles of 32 lanes x 2 * n_chunks32 words (frag_word)
   float* threshold;     // [query_cap]; +inf for padding
   float* t_over_scale;  // [query_cap]
@@ -142,10 +168,10 @@ __device__ void assign_plan_slots(const ScanParams& p, const Staged& s, int m, L
 
 __device__ void stage_queries(const ScanParams& p, const int32_t* list_queries, int m,
                               const Staged& s) {
+  const int m_fill = (m + 7) & ~7;
   const int nc = p.n_chunks32, d_pad = p.index.scan.d_pad;
-  const int m_pad = (m + 7) & ~7;
   // Word (query i, chunk c, half h, t): dims 32c + 16h + 4t .. +3 of query i.
-  const int words = m_pad * nc * 8;
+  const int words = m_fill * nc * 8;
   for (int w = threadIdx.x; w < words; w += blockDim.x) {
     const int i = w / (nc * 8), rem = w % (nc * 8);
     const int c = rem / 8, h = (rem / 4) & 1, t = rem & 3;
@@ -158,7 +184,7 @@ __device__ void stage_queries(const ScanParams& p, const int32_t* list_queries, 
     const int tile = i / 8, g = i % 8, lane = g * 4 + t;
     s.frag[frag_word(tile, c, lane, h, nc)] = v;
   }
-  for (int i = threadIdx.x; i < m_pad; i += blockDim.x) {
+  for (int i = threadIdx.x; i < m_fill; i += blockDim.x) {
     if (i < m) {
       const int32_t q = list_queries[i];
       const float t = p.pass.thresholds ? p.pass.thresholds[q] : -INFINITY;
@@ -327,11 +353,12 @@ __device__ __forceinline__ void epilogue(const ScanParams& p, const Staged& s, i
 
 // Returns false when the block can be skipped: no row of it is possibly eligible under any
 // staged query's plan (and every staged query has one). Warp-uniform.
-// word: the block's pre-pass words OR-ed over the staged plans when next_block read them, else -1.
+// plan_words: the block's pre-pass words of the local plans, already in shared memory (the ring
+// copied them with the block), or null: read here.
 template <bool kFiltered>
 __device__ __forceinline__ bool load_row_sigs(const ScanParams& p, const Staged& s,
                                               const LocalPlans& local, int64_t block, int lane,
-                                              int64_t word, RowSigs& rs) {
+                                              const uint32_t* plan_words, RowSigs& rs) {
   const int64_t r0 = block * kBlockRows + 2 * (lane >> 2);
   rs.scale[0] = __ldg(p.index.scan.scales + r0);
   rs.scale[1] = __ldg(p.index.scan.scales + r0 + 1);
@@ -350,10 +377,9 @@ __device__ __forceinline__ bool load_row_sigs(const ScanParams& p, const Staged&
   if (t < n_local && p.pass.block_plans) {
     // Evaluated before the scan (launch_block_plans): one word per (plan, block).
     const uint32_t w =
-        word >= 0 && n_local == 1
-            ? uint32_t(word)
-            : __ldg(p.pass.block_plans + int64_t(local.plan[t]) * (p.index.scan.n_rows / kBlockRows) +
-                    block);
+        plan_words ? plan_words[t]
+                   : __ldg(p.pass.block_plans +
+                           int64_t(local.plan[t]) * (p.index.scan.n_rows / kBlockRows) + block);
     const int r = 2 * (lane >> 2);  // bits r and r + 1: possible; 16 + r, 17 + r: definite
     mine = ((w >> r) & 1u) | ((w >> (16 + r)) & 1u) << 1 | ((w >> (r + 1)) & 1u) << 2 |
            ((w >> (17 + r)) & 1u) << 3;
@@ -412,31 +438,32 @@ __device__ __forceinline__ void load_b_fragments(const uint32_t* frag, int tile,
 // All staged queries against one block whose A fragments are in registers. Tiles go four at a
 // time: four independent accumulator chains keep the tensor pipe busy where one chain of
 // dependent mma would leave it waiting on its own latency.
-template <int KC, bool kFiltered>
+template <int KC, bool kFiltered, int kGroup = kGroupTiles>
 __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s,
                                             const LocalPlans& local, int tiles, int64_t block,
                                             int64_t list_end, float inv_max,
-                                            const uint32_t (&a)[KC][4], int64_t word) {
+                                            const uint32_t (&a)[KC][4],
+                                            const uint32_t* plan_words) {
   const int lane = threadIdx.x & 31;
   RowSigs rs;
-  if (!load_row_sigs<kFiltered>(p, s, local, block, lane, word, rs)) return;
+  if (!load_row_sigs<kFiltered>(p, s, local, block, lane, plan_words, rs)) return;
   int tile = 0;
-  for (; tile + kGroupTiles <= tiles; tile += kGroupTiles) {
-    uint32_t bf[kGroupTiles][2 * KC];
+  for (; tile + kGroup <= tiles; tile += kGroup) {
+    uint32_t bf[kGroup][2 * KC];
 #pragma unroll
-    for (int u = 0; u < kGroupTiles; ++u)
+    for (int u = 0; u < kGroup; ++u)
       load_b_fragments<KC>(s.frag, tile + u, lane, bf[u]);
     // The bounds do not depend on the products: computed while the mma are in flight.
-    int32_t d[kGroupTiles][2];
+    int32_t d[kGroup][2];
 #pragma unroll
-    for (int u = 0; u < kGroupTiles; ++u) bounds(s, tile + u, inv_max, d[u][0], d[u][1]);
-    int32_t acc[kGroupTiles][4] = {};
+    for (int u = 0; u < kGroup; ++u) bounds(s, tile + u, inv_max, d[u][0], d[u][1]);
+    int32_t acc[kGroup][4] = {};
 #pragma unroll
     for (int c = 0; c < KC; ++c)
 #pragma unroll
-      for (int u = 0; u < kGroupTiles; ++u) mma_s8_16x8x32(acc[u], a[c], bf[u][2 * c], bf[u][2 * c + 1]);
+      for (int u = 0; u < kGroup; ++u) mma_s8_16x8x32(acc[u], a[c], bf[u][2 * c], bf[u][2 * c + 1]);
 #pragma unroll
-    for (int u = 0; u < kGroupTiles; ++u)
+    for (int u = 0; u < kGroup; ++u)
       epilogue<kFiltered>(p, s, tile + u, block, list_end, d[u][0], d[u][1], acc[u], rs);
   }
   for (; tile < tiles; ++tile) {
@@ -453,14 +480,12 @@ __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s
 
 // Whether some row of the block is possibly eligible under some staged plan, from the
 // pre-pass words (the caller checks that they exist and that every staged query has a plan).
-// *word: the OR of the staged plans' words (with one plan, its word, reused by load_row_sigs).
 __device__ __forceinline__ bool block_possible(const ScanParams& p, const LocalPlans& local,
-                                               int64_t block, uint32_t* word) {
+                                               int64_t block) {
   const int64_t n_blocks = p.index.scan.n_rows / kBlockRows;
   uint32_t any = 0;
   for (int l = 0; l < local.count; ++l)
     any |= __ldg(p.pass.block_plans + int64_t(local.plan[l]) * n_blocks + block);
-  *word = any;
   return (any & 0xFFFFu) != 0;
 }
 
@@ -472,129 +497,239 @@ constexpr int kTaskBatch = kThreads;
 // Rows fit in int32 (the candidate buffers store them so), and so do blocks and list ends.
 // In sample mode a chunk's blocks are only its sampled ones: first, first + stride, ...
 struct TaskBatch {
-  int32_t first[kTaskBatch];     // first block of the chunk (sample mode: first sampled block)
-  int32_t list_end[kTaskBatch];  // end row of its list
-  int32_t nblk[kTaskBatch];      // its blocks (sample mode: sampled blocks); 0: nothing to scan
-  int32_t qstart[kTaskBatch];    // its list's queries: lists.queries + qstart, qcount of them
+  int32_t first[kTaskBatch];      // first block of the chunk (sample mode: first sampled block)
+  int32_t list_end[kTaskBatch];   // end row of its list
+  int32_t nblk[kTaskBatch];       // its blocks (sample mode: sampled blocks); 0: nothing to scan
+  int32_t start[kTaskBatch + 1];  // blocks of the batch's tasks before it (exclusive prefix sum)
+  int32_t qstart[kTaskBatch];     // its list's queries: lists.queries + qstart, qcount of them
   int32_t qcount[kTaskBatch];
+  int32_t warp_blocks[kWarps];    // scratch of the prefix sum
 };
 
+// Called by every thread of the CTA.
 __device__ void load_task_batch(const ScanParams& p, int64_t task0, int n, TaskBatch* tb) {
-  const int t = threadIdx.x;
-  if (t >= n) return;
-  const int32_t chunk = p.tasks[task0 + t];
-  const int64_t first = p.index.chunk_first_block[chunk];
-  const int64_t end = first + p.index.chunk_blocks[chunk];
-  const int64_t stride = p.pass.sample_stride;
-  // The sampled blocks are the multiples of the stride.
-  const int64_t begin = stride > 1 ? (first + stride - 1) / stride * stride : first;
-  const int nblk = begin < end ? int((end - 1 - begin) / stride) + 1 : 0;
-  const int32_t list = p.index.chunk_list[chunk];
-  tb->first[t] = int32_t(begin);
-  tb->list_end[t] = int32_t(p.index.scan.list_offsets[list] + p.index.scan.list_sizes[list]);
-  tb->nblk[t] = nblk;
-  tb->qstart[t] = p.lists.start[list];
-  tb->qcount[t] = p.lists.count[list];
+  const int t = threadIdx.x, lane = t & 31, warp = t >> 5;
+  int nblk = 0;
+  if (t < n) {
+    const int32_t chunk = p.tasks[task0 + t];
+    const int64_t first = p.index.chunk_first_block[chunk];
+    const int64_t end = first + p.index.chunk_blocks[chunk];
+    const int64_t stride = p.pass.sample_stride;
+    // The sampled blocks are the multiples of the stride.
+    const int64_t begin = stride > 1 ? (first + stride - 1) / stride * stride : first;
+    nblk = begin < end ? int((end - 1 - begin) / stride) + 1 : 0;
+    const int32_t list = p.index.chunk_list[chunk];
+    tb->first[t] = int32_t(begin);
+    tb->list_end[t] = int32_t(p.index.scan.list_offsets[list] + p.index.scan.list_sizes[list]);
+    tb->nblk[t] = nblk;
+    tb->qstart[t] = p.lists.start[list];
+    tb->qcount[t] = p.lists.count[list];
+  }
+  int inclusive = nblk;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int v = __shfl_up_sync(0xFFFFFFFFu, inclusive, o);
+    if (lane >= o) inclusive += v;
+  }
+  if (lane == 31) tb->warp_blocks[warp] = inclusive;
+  __syncthreads();
+  int before = 0;
+  for (int w = 0; w < warp; ++w) before += tb->warp_blocks[w];
+  tb->start[t] = before + inclusive - nblk;
+  if (t == kTaskBatch - 1) tb->start[kTaskBatch] = before + inclusive;
 }
 
-// A warp's place in a run of tasks (consecutive tasks of the batch that share their queries):
-// block i of task `task`. The warps of a CTA take every kWarps-th block of the run as if its
-// chunks were one, so a warp's next block may be in the next chunk and is loaded before the
-// current one is multiplied: no pipeline restart at chunk boundaries.
-struct Cursor {
-  int task;
-  int i;
+// A block a warp scans and the end row of its list.
+struct BlockRef {
+  int32_t block;
+  int32_t list_end;
 };
 
-// The block at c (block i of the task: every block, or in sample mode every stride-th).
-__device__ __forceinline__ int32_t block_at(const ScanParams& p, const TaskBatch& tb, Cursor c) {
-  return tb.first[c.task] + c.i * p.pass.sample_stride;
-}
+// The blocks a warp scans in a run of tasks [t_begin, t_end) (consecutive tasks of the batch
+// that share their queries): the warps of a CTA take every kWarps-th block of the run as if its
+// chunks were one, so a warp's next block may be in the next chunk and is in flight before the
+// current one is multiplied. They are found 32 at a time, one per lane (a binary search of the
+// batch's prefix sums); with the pre-pass words (a filtered batch), blocks that no staged query
+// can match are dropped by the same ballot, so a skipped block costs no dependent load of its own.
+class BlockSource {
+ public:
+  __device__ BlockSource(const TaskBatch& tb, int t_begin, int t_end, int warp)
+      : tb_(tb), t_begin_(t_begin), t_end_(t_end), pos_(tb.start[t_begin] + warp),
+        end_(tb.start[t_end]) {}
 
-// Moves c to the first block at or after it that the pass scans; false when the run is done.
-// With the pre-pass words, blocks that no staged query can match are skipped before their codes
-// are read (a selective filter then reads a fraction of the index).
-__device__ __forceinline__ bool next_block(const ScanParams& p, const LocalPlans& local,
-                                           bool skip_ineligible, const TaskBatch& tb, int t_end,
-                                           Cursor& c, uint32_t* word) {
-  for (;; c.i += kWarps) {
-    while (c.task < t_end && c.i >= tb.nblk[c.task]) c.i -= tb.nblk[c.task++];
-    if (c.task >= t_end) return false;
-    if (skip_ineligible && !block_possible(p, local, block_at(p, tb, c), word)) continue;
+  // Warp-uniform; false once the run is done.
+  __device__ __forceinline__ bool next(const ScanParams& p, const LocalPlans& local, bool skip,
+                                       BlockRef* out) {
+    while (mask_ == 0) {
+      if (pos_ >= end_) return false;
+      fill(p, local, skip);
+    }
+    const int j = __ffs(mask_) - 1;
+    mask_ &= mask_ - 1;
+    out->block = __shfl_sync(0xFFFFFFFFu, block_, j);
+    out->list_end = __shfl_sync(0xFFFFFFFFu, list_end_, j);
     return true;
+  }
+
+ private:
+  __device__ __forceinline__ void fill(const ScanParams& p, const LocalPlans& local, bool skip) {
+    const int32_t pos = pos_ + (threadIdx.x & 31) * kWarps;
+    pos_ += 32 * kWarps;
+    bool take = pos < end_;
+    if (take) {
+      // The task of run position pos: the last one in [t_begin, t_end) starting at or before it
+      // (tasks without blocks start where the next one does, so it is never one of those).
+      int lo = t_begin_, hi = t_end_ - 1;
+      while (lo < hi) {
+        const int mid = (lo + hi + 1) >> 1;
+        if (tb_.start[mid] <= pos) lo = mid;
+        else hi = mid - 1;
+      }
+      block_ = tb_.first[lo] + (pos - tb_.start[lo]) * p.pass.sample_stride;
+      list_end_ = tb_.list_end[lo];
+      if (skip) take = block_possible(p, local, block_);
+    }
+    mask_ = __ballot_sync(0xFFFFFFFFu, take);
+  }
+
+  const TaskBatch& tb_;
+  const int t_begin_, t_end_;
+  int32_t pos_;        // run position of lane 0's block in the next window
+  const int32_t end_;  // end of the run
+  uint32_t mask_ = 0;  // the window's blocks not taken yet
+  int32_t block_ = 0, list_end_ = 0;  // lane j: the window's j-th block
+};
+
+// One warp's share of a run of tasks [t_begin, t_end), d_pad <= 128 (KC k-chunks of 32): the
+// warp copies its blocks into its ring in shared memory kStages - 1 ahead of the one it
+// multiplies, so the memory pipe stays busy while the tensor pipe works (with the next block
+// prefetched into registers instead, one block of latency was all a warp could cover).
+template <int KC, bool kFiltered>
+__device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalPlans& local,
+                              int m_pad, const TaskBatch& tb, int t_begin, int t_end) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int tiles = m_pad / 8;
+  const int block_bytes = kBlockRows * p.index.scan.d_pad;
+  const int64_t n_blocks = p.index.scan.n_rows / kBlockRows;
+  const bool with_words = kFiltered && p.pass.block_plans && local.count > 0;
+  const bool skip = with_words && local.all_filtered;
+  const int n_words = with_words ? local.count : 0;
+  int8_t* ring = s.ring + size_t(warp) * kStages * block_bytes;
+  StageMeta* meta = s.meta + warp * kStages;
+  BlockSource source(tb, t_begin, t_end, warp);
+
+  auto issue = [&](int stage, const BlockRef& b) {
+    const int8_t* from = p.index.scan.codes + int64_t(b.block) * block_bytes;
+    int8_t* to = ring + stage * block_bytes;
+#pragma unroll 4
+    for (int off = lane * 16; off < block_bytes; off += 32 * 16) cp_async_16(to + off, from + off);
+    StageMeta* m = meta + stage;
+    if (lane == 0) {
+      m->block = b.block;
+      m->list_end = b.list_end;
+      cp_async_4(&m->inv_max, p.index.block_inv_max_scale + b.block);
+    }
+    if (lane < n_words)
+      cp_async_4(&m->plan_words[lane],
+                 p.pass.block_plans + int64_t(local.plan[lane]) * n_blocks + b.block);
+  };
+
+  // One commit per stage, empty or not, so that wait<kStages - 1> always means "the oldest
+  // stage has landed".
+  int issued = 0;
+  BlockRef b;
+  for (int i = 0; i < kStages - 1; ++i) {
+    if (source.next(p, local, skip, &b)) issue(i, b), ++issued;
+    cp_async_commit();
+  }
+  for (int done = 0; done < issued; ++done) {
+    __syncwarp();  // every lane has read the stage refilled next (the previous round's)
+    if (source.next(p, local, skip, &b)) issue((done + kStages - 1) % kStages, b), ++issued;
+    cp_async_commit();
+    cp_async_wait<kStages - 1>();
+    __syncwarp();  // other lanes' copies of this stage are visible
+    const int stage = done % kStages;
+    const int8_t* codes = ring + stage * block_bytes;
+    const StageMeta& m = meta[stage];
+    uint32_t a[KC][4];
+#pragma unroll
+    for (int k = 0; k < KC; ++k)
+      load_a_fragment_paired_shared(codes, k, p.n_groups, lane, a[k]);
+    score_block<KC, kFiltered>(p, s, local, tiles, m.block, m.list_end, m.inv_max, a,
+                               n_words ? m.plan_words : nullptr);
   }
 }
 
-// One warp's share of a run of tasks [t_begin, t_end). KC > 0 (d_pad <= 128): the A fragments
-// of the next block are loaded while the current one is multiplied, so two blocks per warp are
-// in flight. KC == 0 (any dimension): fragments are reloaded (from L1) for each tile of 8
-// queries.
+
+// One tile of staged queries (8 or fewer), d_pad <= 128: the scan is a stream of loads with
+// little arithmetic per block, and the A fragments of the warp's next block, loaded into
+// registers while the current one is multiplied, measured faster here than the ring.
 template <int KC, bool kFiltered>
-__device__ void scan_run(const ScanParams& p, const Staged& s, const LocalPlans& local, int m_pad,
-                         const TaskBatch& tb, int t_begin, int t_end) {
+__device__ void scan_run_prefetch(const ScanParams& p, const Staged& s, const LocalPlans& local,
+                                  int m_pad, const TaskBatch& tb, int t_begin, int t_end) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int tiles = m_pad / 8;
   const int64_t block_bytes = int64_t(kBlockRows) * p.index.scan.d_pad;
   const bool skip = kFiltered && p.pass.block_plans && local.count > 0 && local.all_filtered;
-  uint32_t word = 0, word_next = 0;  // pre-pass words (skip mode)
-  Cursor c{t_begin, warp};
-  if (!next_block(p, local, skip, tb, t_end, c, &word)) return;
-  if constexpr (KC > 0) {
-    int32_t block = block_at(p, tb, c), list_end = tb.list_end[c.task];
-    uint32_t a[KC][4];
+  BlockSource source(tb, t_begin, t_end, warp);
+  BlockRef b;
+  if (!source.next(p, local, skip, &b)) return;
+  uint32_t a[KC][4];
 #pragma unroll
-    for (int k = 0; k < KC; ++k)
-      load_a_fragment_paired(p.index.scan.codes + block * block_bytes, k, p.n_groups, lane, a[k]);
-    float inv_max = p.index.block_inv_max_scale[block];
-    while (true) {
-      Cursor n{c.task, c.i + kWarps};
-      const bool more = next_block(p, local, skip, tb, t_end, n, &word_next);
-      uint32_t an[KC][4];
-      float inv_next = 0.f;
-      const int32_t block_next = more ? block_at(p, tb, n) : 0;
-      if (more) {
-#pragma unroll
-        for (int k = 0; k < KC; ++k)
-          load_a_fragment_paired(p.index.scan.codes + block_next * block_bytes, k, p.n_groups,
-                                 lane, an[k]);
-        inv_next = p.index.block_inv_max_scale[block_next];
-      }
-      score_block<KC, kFiltered>(p, s, local, tiles, block, list_end, inv_max, a,
-                                 skip ? int64_t(word) : -1);
-      if (!more) break;
-      word = word_next;
+  for (int k = 0; k < KC; ++k)
+    load_a_fragment_paired(p.index.scan.codes + b.block * block_bytes, k, p.n_groups, lane, a[k]);
+  float inv_max = p.index.block_inv_max_scale[b.block];
+  while (true) {
+    BlockRef n;
+    const bool more = source.next(p, local, skip, &n);
+    uint32_t an[KC][4];
+    float inv_next = 0.f;
+    if (more) {
 #pragma unroll
       for (int k = 0; k < KC; ++k)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) a[k][r] = an[k][r];
-      inv_max = inv_next;
-      block = block_next;
-      list_end = tb.list_end[n.task];
-      c = n;
+        load_a_fragment_paired(p.index.scan.codes + n.block * block_bytes, k, p.n_groups, lane,
+                               an[k]);
+      inv_next = p.index.block_inv_max_scale[n.block];
     }
-  } else {
-    const int nc = p.n_chunks32;
-    do {
-      const int32_t block = block_at(p, tb, c), list_end = tb.list_end[c.task];
-      const int8_t* codes = p.index.scan.codes + block * block_bytes;
-      const float inv_max = p.index.block_inv_max_scale[block];
-      RowSigs rs;
-      if (load_row_sigs<kFiltered>(p, s, local, block, lane, skip ? int64_t(word) : -1, rs)) {
-        for (int tile = 0; tile < tiles; ++tile) {
-          int32_t acc[4] = {0, 0, 0, 0};
-          for (int k = 0; k < nc; ++k) {
-            uint32_t a[4];
-            load_a_fragment_paired(codes, k, p.n_groups, lane, a);
-            mma_s8_16x8x32(acc, a, s.frag[frag_word(tile, k, lane, 0, nc)],
-                           s.frag[frag_word(tile, k, lane, 1, nc)]);
-          }
-          int32_t da, db;
-          bounds(s, tile, inv_max, da, db);
-          epilogue<kFiltered>(p, s, tile, block, list_end, da, db, acc, rs);
-        }
+    score_block<KC, kFiltered, 1>(p, s, local, tiles, b.block, b.list_end, inv_max, a, nullptr);
+    if (!more) break;
+#pragma unroll
+    for (int k = 0; k < KC; ++k)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) a[k][r] = an[k][r];
+    inv_max = inv_next;
+    b = n;
+  }
+}
+
+// Any dimension: A fragments read from global memory (L1) for each tile of 8 queries.
+template <bool kFiltered>
+__device__ void scan_run_wide(const ScanParams& p, const Staged& s, const LocalPlans& local,
+                              int m_pad, const TaskBatch& tb, int t_begin, int t_end) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int tiles = m_pad / 8;
+  const int64_t block_bytes = int64_t(kBlockRows) * p.index.scan.d_pad;
+  const bool skip = kFiltered && p.pass.block_plans && local.count > 0 && local.all_filtered;
+  const int nc = p.n_chunks32;
+  BlockSource source(tb, t_begin, t_end, warp);
+  BlockRef b;
+  while (source.next(p, local, skip, &b)) {
+    const int8_t* codes = p.index.scan.codes + b.block * block_bytes;
+    const float inv_max = p.index.block_inv_max_scale[b.block];
+    RowSigs rs;
+    if (!load_row_sigs<kFiltered>(p, s, local, b.block, lane, nullptr, rs)) continue;
+    for (int tile = 0; tile < tiles; ++tile) {
+      int32_t acc[4] = {0, 0, 0, 0};
+      for (int k = 0; k < nc; ++k) {
+        uint32_t a[4];
+        load_a_fragment_paired(codes, k, p.n_groups, lane, a);
+        mma_s8_16x8x32(acc, a, s.frag[frag_word(tile, k, lane, 0, nc)],
+                       s.frag[frag_word(tile, k, lane, 1, nc)]);
       }
-      c.i += kWarps;
-    } while (next_block(p, local, skip, tb, t_end, c, &word));
+      int32_t da, db;
+      bounds(s, tile, inv_max, da, db);
+      epilogue<kFiltered>(p, s, tile, b.block, b.list_end, da, db, acc, rs);
+    }
   }
 }
 
@@ -603,7 +738,11 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS) scan_kernel(
   extern __shared__ uint4 shared[];
   const int cap = p.query_cap, nc = p.n_chunks32;
   Staged s;
-  s.frag = reinterpret_cast<uint32_t*>(shared);
+  // The rings first (16-byte aligned blocks), then their StageMeta, then the staged queries.
+  s.ring = reinterpret_cast<int8_t*>(shared);
+  s.meta = reinterpret_cast<StageMeta*>(s.ring + (KC > 0 ? kWarps * kStages * kBlockRows *
+                                                               p.index.scan.d_pad : 0));
+  s.frag = reinterpret_cast<uint32_t*>(reinterpret_cast<int8_t*>(shared) + p.ring_bytes);
   s.threshold = reinterpret_cast<float*>(s.frag + size_t(cap) * nc * 8);
   s.t_over_scale = s.threshold + cap;
   s.scale = s.t_over_scale + cap;
@@ -645,6 +784,7 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS) scan_kernel(
         ++t_end;
       for (int base = 0; base < qcount; base += cap) {
         const int m = min(cap, qcount - base);
+        const int m_pad = (m + 7) & ~7;
         if (qstart + base != staged_start || m != staged_m) {
           __syncthreads();
           stage_queries(p, p.lists.queries + qstart + base, m, s);
@@ -656,7 +796,13 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS) scan_kernel(
           staged_start = qstart + base;
           staged_m = m;
         }
-        scan_run<KC, kFiltered>(p, s, local, (m + 7) & ~7, tb, t, t_end);
+        if constexpr (KC > 0) {
+          if (!kFiltered && m_pad <= 8 * kPrefetchMaxTiles)
+            scan_run_prefetch<KC, kFiltered>(p, s, local, m_pad, tb, t, t_end);
+          else
+            scan_run_ring<KC, kFiltered>(p, s, local, m_pad, tb, t, t_end);
+        } else
+          scan_run_wide<kFiltered>(p, s, local, m_pad, tb, t, t_end);
       }
       t = t_end;
     }
@@ -710,13 +856,17 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
   p.n_chunks32 = (d_pad + 31) / 32;
   p.n_groups = d_pad / 4;
   const size_t per_query = size_t(p.n_chunks32) * 32 + 28;
-  const int fit = int((kMaxSharedBytes - kMaxStagedOps * sizeof(FilterOp)) / per_query) / 8 * 8;
+  p.ring_bytes = d_pad <= 128 ? int(kWarps * kStages * (size_t(kBlockRows) * d_pad + sizeof(StageMeta))) : 0;
+  const int fit = int((kMaxSharedBytes - p.ring_bytes - kMaxStagedOps * sizeof(FilterOp)) /
+                      per_query) / 8 * 8;
   ARGENT_ASSERT(fit >= 8, "dimension ", d_pad, " leaves no room for 8 staged queries");
   const int wanted = (std::max(1, max_queries_per_list) + 7) / 8 * 8;
   p.query_cap = std::min(fit, wanted);
+
   p.staged_ops = queries.n_plan_ops <= kMaxStagedOps ? queries.n_plan_ops : 0;
   p.sig_in_regs = queries.plan_of_query != nullptr && index.scan.bloom_words <= 2;
-  const size_t smem = per_query * size_t(p.query_cap) + sizeof(FilterOp) * size_t(p.staged_ops);
+  const size_t smem = size_t(p.ring_bytes) + per_query * size_t(p.query_cap) +
+                      sizeof(FilterOp) * size_t(p.staged_ops);
   if (queries.plan_of_query) {
     switch (p.n_chunks32) {
       case 1: launch_kernel<1, true>(p, smem, stream); break;
