@@ -321,12 +321,11 @@ __device__ __noinline__ void append_hits(const ScanParams& p, const Staged s, in
   append_hits_body(p, s, tile, block, list_end, a0, a1, a2, a3, hits, rs);
 }
 
-// Unfiltered batches keep the slow part inline (it is short without a filter, and a call would
-// cost the hot loop registers); filtered batches call it (see append_hits_body).
+// The fast part of the epilogue: which of the lane's 4 elements of a tile passed their bound
+// (and, filtered, are possibly eligible).
 template <bool kFiltered>
-__device__ __forceinline__ void epilogue(const ScanParams& p, const Staged& s, int tile,
-                                         int64_t block, int64_t list_end, int32_t da, int32_t db,
-                                         const int32_t (&acc)[4], const RowSigs& rs) {
+__device__ __forceinline__ uint32_t hit_mask(const Staged& s, int tile, int32_t da, int32_t db,
+                                             const int32_t (&acc)[4], const RowSigs& rs) {
   uint32_t hits = uint32_t(acc[0] >= da) | uint32_t(acc[1] >= db) << 1 |
                   uint32_t(acc[2] >= da) << 2 | uint32_t(acc[3] >= db) << 3;
   if constexpr (kFiltered) {
@@ -343,12 +342,31 @@ __device__ __forceinline__ void epilogue(const ScanParams& p, const Staged& s, i
       }
     }
   }
+  return hits;
+}
+
+// The slow part, for a tile where some lane has hits. Unfiltered batches keep it inline (it is
+// short without a filter, and a call would cost the hot loop registers); filtered batches call
+// it (see append_hits_body).
+template <bool kFiltered>
+__device__ __forceinline__ void append_if_hits(const ScanParams& p, const Staged& s, int tile,
+                                               int64_t block, int64_t list_end,
+                                               const int32_t (&acc)[4], uint32_t hits,
+                                               const RowSigs& rs) {
   if (!__any_sync(0xFFFFFFFFu, hits != 0)) return;
   if constexpr (kFiltered) {
     append_hits(p, s, tile, block, list_end, acc[0], acc[1], acc[2], acc[3], hits, rs);
   } else {
     append_hits_body(p, s, tile, block, list_end, acc[0], acc[1], acc[2], acc[3], hits, rs);
   }
+}
+
+template <bool kFiltered>
+__device__ __forceinline__ void epilogue(const ScanParams& p, const Staged& s, int tile,
+                                         int64_t block, int64_t list_end, int32_t da, int32_t db,
+                                         const int32_t (&acc)[4], const RowSigs& rs) {
+  append_if_hits<kFiltered>(p, s, tile, block, list_end, acc,
+                            hit_mask<kFiltered>(s, tile, da, db, acc, rs), rs);
 }
 
 // Returns false when the block can be skipped: no row of it is possibly eligible under any
@@ -462,9 +480,18 @@ __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s
     for (int c = 0; c < KC; ++c)
 #pragma unroll
       for (int u = 0; u < kGroup; ++u) mma_s8_16x8x32(acc[u], a[c], bf[u][2 * c], bf[u][2 * c + 1]);
+    // One vote for the group: almost always no lane has a hit, and the tiles' tests then run
+    // side by side instead of each behind its own branch.
+    uint32_t hits[kGroup], any = 0;
+#pragma unroll
+    for (int u = 0; u < kGroup; ++u) {
+      hits[u] = hit_mask<kFiltered>(s, tile + u, d[u][0], d[u][1], acc[u], rs);
+      any |= hits[u];
+    }
+    if (!__any_sync(0xFFFFFFFFu, any != 0)) continue;
 #pragma unroll
     for (int u = 0; u < kGroup; ++u)
-      epilogue<kFiltered>(p, s, tile + u, block, list_end, d[u][0], d[u][1], acc[u], rs);
+      append_if_hits<kFiltered>(p, s, tile + u, block, list_end, acc[u], hits[u], rs);
   }
   for (; tile < tiles; ++tile) {
     uint32_t bf[2 * KC];
