@@ -1,7 +1,9 @@
 // The fused scan pass (search_steps.h: launch_scan). A persistent grid walks the chunks of the
 // probed lists; a CTA stages the queries of a chunk's list in shared memory, already in mma
-// B-fragment order, and each warp takes 16-row blocks: the block's codes are loaded once into
-// A fragments and multiplied against every staged query, 8 at a time (mma m16n8k32 s8). A cheap
+// B-fragment order, and each warp takes 16-row blocks (copied ahead into its ring in shared
+// memory, or prefetched into registers for a single tile of queries): the block's codes are
+// loaded once into A fragments and multiplied against every staged query, 8 at a time (mma
+// m16n8k32 s8). A cheap
 // integer test against a per-(block, query) bound on the dot product rejects almost every row;
 // the few that might reach the threshold take the exact path: float score, validity, Bloom plan,
 // exact feature check, append. No score leaves the registers otherwise.
@@ -36,8 +38,10 @@ constexpr int kWarps = 8;
 #ifndef ARGENT_SCAN_STAGES
 #define ARGENT_SCAN_STAGES 4
 #endif
-// Tiles of 8 queries multiplied per block load (independent accumulator chains), and CTAs per
-// SM the register budget is cut for: the two tuning parameters of the scan.
+// The scan's tuning parameters (measured on an H200, docs/benchmarks.md): tiles of 8 queries
+// multiplied per B-fragment load (independent accumulator chains), CTAs per SM the register
+// budget is cut for, persistent-grid waves of the collect pass, the ring's stages, and the
+// largest run (in tiles) that prefetches into registers instead.
 constexpr int kGroupTiles = ARGENT_SCAN_GROUP_TILES;
 // Blocks of a warp's ring in shared memory (d_pad <= 128): the copies of kStages - 1 blocks are
 // in flight while the warp multiplies one, whatever its multiplications cost.
