@@ -570,6 +570,13 @@ __device__ void load_task_batch(const ScanParams& p, int64_t task0, int n, TaskB
   if (t == kTaskBatch - 1) tb->start[kTaskBatch] = before + inclusive;
 }
 
+// Whether a run skips the blocks that no staged query can match before reading their codes:
+// the pre-pass words exist and every staged query has a plan (one without sees every row).
+template <bool kFiltered>
+__device__ __forceinline__ bool skip_unmatched(const ScanParams& p, const LocalPlans& local) {
+  return kFiltered && p.pass.block_plans && local.count > 0 && local.all_filtered;
+}
+
 // A block a warp scans and the end row of its list.
 struct BlockRef {
   int32_t block;
@@ -643,7 +650,7 @@ __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalP
   const int block_bytes = kBlockRows * p.index.scan.d_pad;
   const int64_t n_blocks = p.index.scan.n_rows / kBlockRows;
   const bool with_words = kFiltered && p.pass.block_plans && local.count > 0;
-  const bool skip = with_words && local.all_filtered;
+  const bool skip = skip_unmatched<kFiltered>(p, local);
   const int n_words = with_words ? local.count : 0;
   int8_t* ring = s.ring + size_t(warp) * kStages * block_bytes;
   StageMeta* meta = s.meta + warp * kStages;
@@ -691,7 +698,6 @@ __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalP
   }
 }
 
-
 // One tile of staged queries (8 or fewer), d_pad <= 128: the scan is a stream of loads with
 // little arithmetic per block, and the A fragments of the warp's next block, loaded into
 // registers while the current one is multiplied, measured faster here than the ring.
@@ -701,7 +707,7 @@ __device__ void scan_run_prefetch(const ScanParams& p, const Staged& s, const Lo
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int tiles = m_pad / 8;
   const int64_t block_bytes = int64_t(kBlockRows) * p.index.scan.d_pad;
-  const bool skip = kFiltered && p.pass.block_plans && local.count > 0 && local.all_filtered;
+  const bool skip = skip_unmatched<kFiltered>(p, local);
   BlockSource source(tb, t_begin, t_end, warp);
   BlockRef b;
   if (!source.next(p, local, skip, &b)) return;
@@ -740,7 +746,7 @@ __device__ void scan_run_wide(const ScanParams& p, const Staged& s, const LocalP
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int tiles = m_pad / 8;
   const int64_t block_bytes = int64_t(kBlockRows) * p.index.scan.d_pad;
-  const bool skip = kFiltered && p.pass.block_plans && local.count > 0 && local.all_filtered;
+  const bool skip = skip_unmatched<kFiltered>(p, local);
   const int nc = p.n_chunks32;
   BlockSource source(tb, t_begin, t_end, warp);
   BlockRef b;
