@@ -19,9 +19,9 @@ constexpr int kThreads = kChunkBlocks * kBlockRows;  // one thread per row of a 
 constexpr int kChunksInFlight = 4;
 
 // A grid of CTAs strides over the tasks (chunks), kChunksInFlight at a time: one thread per row
-// of each, whose signatures (of one or two words) are read first for all of them; then ballots over each half-warp
-// (one block of 16 rows) build each block's word: possible bits in the low half, definite
-// bits in the high half.
+// of each, whose signatures (of one or two words) are read first for all of them; then ballots
+// over each half-warp (one block of 16 rows) build each block's word: possible bits in the low
+// half, definite bits in the high half.
 __global__ void __launch_bounds__(kThreads) block_plans_kernel(
     const __grid_constant__ GpuIndexView index, const __grid_constant__ GpuQueriesView queries,
     const int32_t* tasks, const int32_t* n_tasks, int n_plans, uint32_t* out) {
@@ -34,6 +34,7 @@ __global__ void __launch_bounds__(kThreads) block_plans_kernel(
        task0 += gridDim.x * kChunksInFlight) {
     int64_t block[kChunksInFlight];
     bool live[kChunksInFlight];
+    const uint64_t* sig[kChunksInFlight];
     uint64_t w0[kChunksInFlight], w1[kChunksInFlight];  // signatures of <= 2 words
 #pragma unroll
     for (int u = 0; u < kChunksInFlight; ++u) {
@@ -42,10 +43,9 @@ __global__ void __launch_bounds__(kThreads) block_plans_kernel(
       // The chunk's last blocks may be absent.
       live[u] = task < n && b < index.chunk_blocks[chunk];
       block[u] = task < n ? index.chunk_first_block[chunk] + b : 0;
-      const uint64_t* sig =
-          index.scan.signatures + (block[u] * kBlockRows + threadIdx.x % kBlockRows) * words;
-      w0[u] = live[u] && words <= 2 ? __ldg(sig) : 0;
-      w1[u] = live[u] && words == 2 ? __ldg(sig + 1) : 0;
+      sig[u] = index.scan.signatures + (block[u] * kBlockRows + threadIdx.x % kBlockRows) * words;
+      w0[u] = live[u] && words <= 2 ? __ldg(sig[u]) : 0;
+      w1[u] = live[u] && words == 2 ? __ldg(sig[u] + 1) : 0;
     }
     for (int plan = 0; plan < n_plans; ++plan) {
       const FilterOp* ops = queries.plan_ops + queries.plan_begin[plan];
@@ -53,14 +53,13 @@ __global__ void __launch_bounds__(kThreads) block_plans_kernel(
       PlanResult r[kChunksInFlight];
 #pragma unroll
       for (int u = 0; u < kChunksInFlight; ++u) {
-        const int64_t row = block[u] * kBlockRows + threadIdx.x % kBlockRows;
         const uint64_t a = w0[u], c = w1[u];
         if (!live[u])
           r[u] = PlanResult{false, false};
         else if (words <= 2)
           r[u] = eval_plan_bloom_words(ops, n_ops, [a, c](int32_t w) { return w == 0 ? a : c; });
         else
-          r[u] = eval_plan_bloom(ops, n_ops, index.scan.signatures + row * words);
+          r[u] = eval_plan_bloom(ops, n_ops, sig[u]);
       }
 #pragma unroll
       for (int u = 0; u < kChunksInFlight; ++u) {

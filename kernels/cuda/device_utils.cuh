@@ -40,28 +40,19 @@ __device__ __forceinline__ void load_a_fragment(const int8_t* block, int c, int 
 // load_a_fragment for the scan, with the fragment's rows paired: mma rows g and g + 8 are block
 // rows 2g and 2g + 1, whose words of a group are adjacent, so each k-slice is one 8-byte load
 // (half the load instructions; the L1 pipe is what the scan waits on). The accumulators of
-// mma row g belong to row 2g, those of row g + 8 to row 2g + 1.
+// mma row g belong to row 2g, those of row g + 8 to row 2g + 1. kShared: the block is staged in
+// shared memory (the same byte layout: the warp's loads of one k-slice read 256 consecutive
+// bytes, free of bank conflicts); else it is read from global memory through the read-only path.
+template <bool kShared = false>
 __device__ __forceinline__ void load_a_fragment_paired(const int8_t* block, int c, int n_groups,
                                                        int lane, uint32_t (&a)[4]) {
   const int g = lane >> 2, t = lane & 3;
   const int g0 = 8 * c + t, g1 = g0 + 4;
   // uint2 index of (group, rows 2g and 2g + 1) = group * 8 + g
   const uint2* w = reinterpret_cast<const uint2*>(block);
-  const uint2 v0 = g0 < n_groups ? __ldg(w + g0 * 8 + g) : make_uint2(0u, 0u);
-  const uint2 v1 = g1 < n_groups ? __ldg(w + g1 * 8 + g) : make_uint2(0u, 0u);
-  a[0] = v0.x, a[1] = v0.y, a[2] = v1.x, a[3] = v1.y;
-}
-
-// load_a_fragment_paired from a block staged in shared memory (the same byte layout: the
-// warp's loads of one k-slice read 256 consecutive bytes, free of bank conflicts).
-__device__ __forceinline__ void load_a_fragment_paired_shared(const int8_t* block, int c,
-                                                              int n_groups, int lane,
-                                                              uint32_t (&a)[4]) {
-  const int g = lane >> 2, t = lane & 3;
-  const int g0 = 8 * c + t, g1 = g0 + 4;
-  const uint2* w = reinterpret_cast<const uint2*>(block);
-  const uint2 v0 = g0 < n_groups ? w[g0 * 8 + g] : make_uint2(0u, 0u);
-  const uint2 v1 = g1 < n_groups ? w[g1 * 8 + g] : make_uint2(0u, 0u);
+  auto load = [w, g](int group) { return kShared ? w[group * 8 + g] : __ldg(w + group * 8 + g); };
+  const uint2 v0 = g0 < n_groups ? load(g0) : make_uint2(0u, 0u);
+  const uint2 v1 = g1 < n_groups ? load(g1) : make_uint2(0u, 0u);
   a[0] = v0.x, a[1] = v0.y, a[2] = v1.x, a[3] = v1.y;
 }
 

@@ -69,10 +69,11 @@ struct ScanParams {
 
 constexpr int kMaxStagedOps = 256;
 
-// What a lane knows of its two rows (2g and 2g + 1, load_a_fragment_paired) of the current block. The Bloom plans are
-// evaluated once per row (not once per row and query) when the staged queries use at most
-// kLocalPlans distinct plans: 4 bits per local plan (possible r0, definite r0, possible r1,
-// definite r1). known = false: too many plans; the slow path evaluates each pair from memory.
+// What a lane knows of its two rows (2g and 2g + 1, load_a_fragment_paired) of the current
+// block. The Bloom plans are evaluated once per row (not once per row and query) when the
+// staged queries use at most kLocalPlans distinct plans: 4 bits per local plan (possible r0,
+// definite r0, possible r1, definite r1). known = false: too many plans; the slow path
+// evaluates each pair from memory.
 struct RowSigs {
   float scale[2];
   uint32_t plans;
@@ -240,9 +241,7 @@ __device__ int accept(const ScanParams& p, const Staged& s, int qi, int64_t row,
   return b.definite ? 1 : 2;
 }
 
-// Rows that might reach the threshold take the exact path; the accepted ones are appended with
-// one atomic per (query, warp) instead of one per row: in the sample pass every row of a sampled
-// block is accepted, and per-row atomics on a query's counter serialize.
+// The bounds of the lane's two queries of a tile (dot_floor) for a block.
 __device__ __forceinline__ void bounds(const Staged& s, int tile, float inv_max, int32_t& da,
                                        int32_t& db) {
   // qa is even and t_over_scale 8-byte aligned (it follows whole tiles of fragments and
@@ -262,7 +261,10 @@ __device__ __forceinline__ int known_plan_bits(const Staged& s, const RowSigs& r
   return int(rs.plans >> (4 * slot + 2 * h)) & 3;
 }
 
-// The slow part of the epilogue, for a warp where some element passed its bound. For filtered
+// The slow part of the epilogue, for a warp where some element passed its bound: those rows
+// take the exact path, and the accepted ones are appended with one atomic per (query, lane
+// group) instead of one per row: in the sample pass every row of a sampled block is accepted,
+// and per-row atomics on a query's counter serialize. For filtered
 // batches it is called, not inlined: the sixteen epilogues of a 4-tile group would otherwise
 // each carry a copy of the filter evaluation, and the scan then stalls on instruction fetch.
 __device__ __forceinline__ void append_hits_body(const ScanParams& p, const Staged s, int tile,
@@ -530,7 +532,6 @@ constexpr int kTaskBatch = kThreads;
 struct TaskBatch {
   int32_t first[kTaskBatch];      // first block of the chunk (sample mode: first sampled block)
   int32_t list_end[kTaskBatch];   // end row of its list
-  int32_t nblk[kTaskBatch];       // its blocks (sample mode: sampled blocks); 0: nothing to scan
   int32_t start[kTaskBatch + 1];  // blocks of the batch's tasks before it (exclusive prefix sum)
   int32_t qstart[kTaskBatch];     // its list's queries: lists.queries + qstart, qcount of them
   int32_t qcount[kTaskBatch];
@@ -552,7 +553,6 @@ __device__ void load_task_batch(const ScanParams& p, int64_t task0, int n, TaskB
     const int32_t list = p.index.chunk_list[chunk];
     tb->first[t] = int32_t(begin);
     tb->list_end[t] = int32_t(p.index.scan.list_offsets[list] + p.index.scan.list_sizes[list]);
-    tb->nblk[t] = nblk;
     tb->qstart[t] = p.lists.start[list];
     tb->qcount[t] = p.lists.count[list];
   }
@@ -568,6 +568,11 @@ __device__ void load_task_batch(const ScanParams& p, int64_t task0, int n, TaskB
   for (int w = 0; w < warp; ++w) before += tb->warp_blocks[w];
   tb->start[t] = before + inclusive - nblk;
   if (t == kTaskBatch - 1) tb->start[kTaskBatch] = before + inclusive;
+}
+
+// Blocks of task t (sample mode: sampled blocks); 0: nothing to scan.
+__device__ __forceinline__ int32_t task_blocks(const TaskBatch& tb, int t) {
+  return tb.start[t + 1] - tb.start[t];
 }
 
 // Whether a run skips the blocks that no staged query can match before reading their codes:
@@ -692,7 +697,7 @@ __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalP
     uint32_t a[KC][4];
 #pragma unroll
     for (int k = 0; k < KC; ++k)
-      load_a_fragment_paired_shared(codes, k, p.n_groups, lane, a[k]);
+      load_a_fragment_paired<true>(codes, k, p.n_groups, lane, a[k]);
     score_block<KC, kFiltered>(p, s, local, tiles, m.block, m.list_end, m.inv_max, a,
                                n_words ? m.plan_words : nullptr);
   }
@@ -771,7 +776,8 @@ __device__ void scan_run_wide(const ScanParams& p, const Staged& s, const LocalP
 }
 
 template <int KC, bool kFiltered>
-__global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS) scan_kernel(const __grid_constant__ ScanParams p) {
+__global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS)
+    scan_kernel(const __grid_constant__ ScanParams p) {
   extern __shared__ uint4 shared[];
   const int cap = p.query_cap, nc = p.n_chunks32;
   Staged s;
@@ -809,7 +815,7 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS) scan_kernel(
     load_task_batch(p, task0, n, &tb);
     __syncthreads();
     for (int t = 0; t < n;) {
-      if (tb.nblk[t] == 0) {
+      if (task_blocks(tb, t) == 0) {
         ++t;
         continue;
       }
@@ -817,7 +823,8 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS) scan_kernel(
       const int32_t qstart = tb.qstart[t], qcount = tb.qcount[t];
       int t_end = t + 1;
       while (t_end < n &&
-             (tb.nblk[t_end] == 0 || (tb.qstart[t_end] == qstart && tb.qcount[t_end] == qcount)))
+             (task_blocks(tb, t_end) == 0 ||
+              (tb.qstart[t_end] == qstart && tb.qcount[t_end] == qcount)))
         ++t_end;
       for (int base = 0; base < qcount; base += cap) {
         const int m = min(cap, qcount - base);
@@ -893,7 +900,8 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
   p.n_chunks32 = (d_pad + 31) / 32;
   p.n_groups = d_pad / 4;
   const size_t per_query = size_t(p.n_chunks32) * 32 + 28;
-  p.ring_bytes = d_pad <= 128 ? int(kWarps * kStages * (size_t(kBlockRows) * d_pad + sizeof(StageMeta))) : 0;
+  p.ring_bytes =
+      d_pad <= 128 ? int(kWarps * kStages * (size_t(kBlockRows) * d_pad + sizeof(StageMeta))) : 0;
   const int fit = int((kMaxSharedBytes - p.ring_bytes - kMaxStagedOps * sizeof(FilterOp)) /
                       per_query) / 8 * 8;
   ARGENT_ASSERT(fit >= 8, "dimension ", d_pad, " leaves no room for 8 staged queries");
