@@ -235,17 +235,31 @@ def baseline(q16, k=K, ch=2_000_000):  # the user's PyTorch alternative: exact f
     return torch.gather(i, 1, j)
 
 
+def per_query_exprs(n):
+    """A different random expression with NOT per query (the filtered SilverTorch comparison)."""
+    import random
+    random.seed(3)
+    exprs = []
+    for i in range(n):
+        a, (b, c), d_ = random.randint(1, 2), random.sample(range(1, 6), 2), random.randint(1, 10)
+        exprs.append(f"1:{a} AND (2:{b} OR 2:{c}) AND NOT 3:{d_}")
+    return exprs
+
+
 if args.profile:
     import os
+    # filter "per-query": per_query_exprs, a different expression for each query.
     cases = ((1, 1000, True, None), (64, 1000, True, None), (64, 1000, True, "3:4"),
              (64, 1000, True, "5:1 OR 5:2"), (64, 100000, True, None), (256, 1000, True, None),
-             (64, 1000, False, None), (256, 1000, False, None), (64, 1000, False, "3:4"))
+             (64, 1000, False, None), (256, 1000, False, None), (64, 1000, False, "3:4"),
+             (64, 1000, False, "per-query"))
     if args.profile_case:
         cases = [c for c in cases if c[2] and not c[3] and args.profile_case == f"{c[0]},{c[1]}"]
         if not cases:
             raise SystemExit(f"--profile-case {args.profile_case}: not an exact unfiltered profile case (B,K)")
     for B, k, exact, f in cases:
-        s = Search(make_queries(B, 5), k, exact, filters=[f] * B if f else None)
+        fs = per_query_exprs(B) if f == "per-query" else [f] * B if f else None
+        s = Search(make_queries(B, 5), k, exact, filters=fs)
         s(); s()
         torch.cuda.synchronize()
         os.environ["ARGENT_GPU_PROFILE"] = "1"
@@ -407,12 +421,7 @@ if args.st_lib:
         bidx, bofs = torch.ops.st.bloom_index_build(torch.arange(1, NF + 1, dtype=torch.int32, device=dev), st_fofs,
                                                     fvals.reshape(-1).contiguous(), 4.0, BK)
         del st_fofs
-        import random
-        random.seed(3)
-        exprs = []
-        for i in range(64):
-            a, (b, c), d_ = random.randint(1, 2), random.sample(range(1, 6), 2), random.randint(1, 10)
-            exprs.append(f"1:{a} AND (2:{b} OR 2:{c}) AND NOT 3:{d_}")
+        exprs = per_query_exprs(64)
         qf = make_queries(64, 77)
         q16, q8 = qf.half(), st_q8(qf)
         fresh = mkfresh(64)

@@ -24,7 +24,7 @@ struct GpuSearchWorkspace::Buffers {
   DeviceArray sample_scores, sample_count, thresholds;
   DeviceArray cand_scores, cand_rows, cand_count;
   DeviceArray keys0, keys1, values0, values1, sort_temp;
-  DeviceArray rescue, n_rescue, block_plans;
+  DeviceArray rescue, n_rescue, block_plans, plan_rows;
   std::unique_ptr<GpuSearchWorkspace> rescue_workspace;
 
   size_t bytes() const {
@@ -33,7 +33,7 @@ struct GpuSearchWorkspace::Buffers {
          {&probes, &probe_keys, &n_bad_probes, &list_count, &list_fill, &list_start,
           &list_queries, &tasks, &n_tasks, &cub_temp, &sample_scores, &sample_count, &thresholds, &cand_scores,
           &cand_rows, &cand_count, &keys0, &keys1, &values0, &values1, &sort_temp, &rescue,
-          &n_rescue, &block_plans})
+          &n_rescue, &block_plans, &plan_rows})
       b += a->bytes();
     return b;
   }
@@ -191,11 +191,15 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
 
   // Few distinct filters: each row's Bloom plans once, before the scans (cuda::launch_block_plans).
   const uint32_t* block_plans = nullptr;
+  const unsigned long long* plan_rows = nullptr;
   if (queries.plan_of_query && queries.n_plans >= 1 && queries.n_plans <= cuda::kMaxBlockPlans) {
     uint32_t* out = b.block_plans.reserve_as<uint32_t>(
         size_t(queries.n_plans) * size_t(index.scan.n_rows / kBlockRows));
-    cuda::launch_block_plans(index, queries, inv.tasks, inv.n_tasks, queries.n_plans, out, stream);
+    auto* counts = b.plan_rows.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1);
+    cuda::launch_block_plans(index, queries, inv.tasks, inv.n_tasks, queries.n_plans, out, counts,
+                             stream);
     block_plans = out;
+    plan_rows = counts;
     timer.mark("plans");
   }
 
@@ -209,6 +213,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     pass.out_scores = b.sample_scores.reserve_as<float>(size_t(n * plan.sample_cap));
     pass.cap = plan.sample_cap;
     pass.block_plans = block_plans;
+    pass.plan_rows = plan_rows;
     ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_count, 0, sizeof(uint32_t) * n, stream));
     // The list-major scan reads only the sampled blocks, each once for all of its list's
     // queries. (A pass of one warp per (query, list) pair, kept until 2026-12-04 for large IVF
@@ -229,6 +234,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   pass.cap = plan.cap;
   pass.check_inline = plan.stride == 1;
   pass.block_plans = block_plans;
+  pass.plan_rows = plan_rows;
   ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_count, 0, sizeof(uint32_t) * n, stream));
   cuda::launch_scan(index, queries, lists, inv.tasks, inv.n_tasks, int(n), pass, stream);
   timer.mark("collect");

@@ -63,7 +63,7 @@ struct ScanParams {
   int n_groups;       // d_pad / 4
   int query_cap;      // queries staged at once (multiple of 8)
   int staged_ops;     // filter ops copied to shared memory (all of the batch's), 0: read globally
-  int ring_bytes;     // the warps' block rings and their StageMeta at the front of shared memory
+  int ring_bytes;     // the warps' block rings and their meta slots, at the front of shared memory
   bool sig_in_regs;   // filtered batch with <= 2 signature words: a row's words fit in registers
 };
 
@@ -118,9 +118,35 @@ struct StageMeta {
 };
 static_assert(sizeof(StageMeta) == 32, "StageMeta: two 16-byte words");
 
+// What a compacted stage holds besides its codes (scan_run_compact): the rows of its 16 slots
+// (-1: padding), their scales (0 for padding, copied with cp.async) and which are definitely
+// eligible. A stage's meta slot holds a StageMeta or a CompactMeta (a run uses one kind), and
+// only filtered kernels size the slots for a CompactMeta: at B = 256 the unfiltered kernel
+// fits two CTAs per SM with under 100 bytes to spare, the filtered one with a few KiB (two
+// separate arrays left it one CTA per SM: exact B = 256 under a 45 % filter, 15.8 -> 23.4 ms).
+struct CompactMeta {
+  int32_t rows[kBlockRows];
+  float scales[kBlockRows];
+  uint32_t definite;  // bit j: slot j definitely eligible (Bloom)
+};
+
+template <bool kFiltered>
+constexpr int kMetaSlotBytes = kFiltered ? int(sizeof(CompactMeta)) : int(sizeof(StageMeta));
+static_assert(kMetaSlotBytes<true> >= int(sizeof(StageMeta)) && kMetaSlotBytes<true> % 4 == 0 &&
+                  kMetaSlotBytes<true> * kStages % 16 == 0,
+              "meta slots: 4-byte aligned, and whole 16-byte words per warp");
+
 struct Staged {
-  int8_t* ring;         // [kWarps][kStages] blocks of 16 * d_pad bytes (d_pad <= 128)
-  StageMeta* meta;      // [kWarps][kStages]
+  int8_t* ring;   // [kWarps][kStages] blocks of 16 * d_pad bytes (d_pad <= 128)
+  int8_t* metas;  // [kWarps][kStages] slots of kMetaSlotBytes<kFiltered>
+  template <bool kFiltered>
+  __device__ StageMeta* stage_meta(int warp, int stage) const {
+    return reinterpret_cast<StageMeta*>(metas +
+                                        (warp * kStages + stage) * kMetaSlotBytes<kFiltered>);
+  }
+  __device__ CompactMeta* compact_meta(int warp, int stage) const {  // filtered kernels only
+    return reinterpret_cast<CompactMeta*>(metas + (warp * kStages + stage) * kMetaSlotBytes<true>);
+  }
   uint32_t* frag;       // [query_cap / 8] tiles of 32 lanes x 2 * n_chunks32 words (frag_word)
   float* threshold;     // [query_cap]; +inf for padding
   float* t_over_scale;  // [query_cap]
@@ -139,7 +165,15 @@ struct LocalPlans {
   int32_t len[kLocalPlans];
   int32_t count;  // -1: too many distinct plans; rows are then evaluated per (row, query) pair
   bool all_filtered;  // every staged query has a plan
+  // One plan for every staged query, with pre-pass words, that leaves at most 1 / kSparseRatio
+  // of the rows possible: the run scans only those rows (scan_run_compact).
+  bool compact;
 };
+
+// Gathering rows word by word costs more memory instructions per row than copying whole blocks:
+// it pays under selective filters (10 %: collect 5.05 -> 2.45 ms at B = 64, H200) but not
+// when most rows pass (45 %: whole search 6.84 -> 7.46 ms).
+constexpr int kSparseRatio = 4;
 
 // One thread numbers the distinct plans of the staged queries. Plans are identified by their
 // first op: the batch's plans are laid out once each (plan_of_query shares them).
@@ -169,6 +203,9 @@ __device__ void assign_plan_slots(const ScanParams& p, const Staged& s, int m, L
   }
   local->count = count;
   local->all_filtered = all_filtered;
+  const unsigned long long* rows = p.pass.plan_rows;
+  local->compact = count == 1 && all_filtered && p.pass.block_plans && rows &&
+                   rows[local->plan[0]] * kSparseRatio <= rows[p.queries.n_plans];
 }
 
 __device__ void stage_queries(const ScanParams& p, const int32_t* list_queries, int m,
@@ -267,12 +304,18 @@ __device__ __forceinline__ int known_plan_bits(const Staged& s, const RowSigs& r
 // and per-row atomics on a query's counter serialize. For filtered
 // batches it is called, not inlined: the sixteen epilogues of a 4-tile group would otherwise
 // each carry a copy of the filter evaluation, and the scan then stalls on instruction fetch.
+// kCompact: block is the warp's compacted stage, whose CompactMeta lists the rows.
+template <bool kCompact>
 __device__ __forceinline__ void append_hits_body(const ScanParams& p, const Staged s, int tile,
                                          int64_t block, int64_t list_end, int32_t a0, int32_t a1,
                                          int32_t a2, int32_t a3, uint32_t hits, const RowSigs rs) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int qa = tile * 8 + 2 * t, qb = qa + 1;
-  const int64_t r0 = block * kBlockRows + 2 * g, r1 = r0 + 1;
+  int64_t r0 = block * kBlockRows + 2 * g, r1 = r0 + 1;
+  if constexpr (kCompact) {  // padding slots never have a hit
+    const CompactMeta& c = *s.compact_meta(threadIdx.x >> 5, int(block));
+    r0 = c.rows[2 * g], r1 = c.rows[2 * g + 1];
+  }
   const int32_t acc[4] = {a0, a1, a2, a3};
   int hit[4];
   float score[4];
@@ -321,10 +364,11 @@ __device__ __forceinline__ void append_hits_body(const ScanParams& p, const Stag
   }
 }
 
+template <bool kCompact>
 __device__ __noinline__ void append_hits(const ScanParams& p, const Staged s, int tile,
                                          int64_t block, int64_t list_end, int32_t a0, int32_t a1,
                                          int32_t a2, int32_t a3, uint32_t hits, const RowSigs rs) {
-  append_hits_body(p, s, tile, block, list_end, a0, a1, a2, a3, hits, rs);
+  append_hits_body<kCompact>(p, s, tile, block, list_end, a0, a1, a2, a3, hits, rs);
 }
 
 // The fast part of the epilogue: which of the lane's 4 elements of a tile passed their bound
@@ -354,24 +398,25 @@ __device__ __forceinline__ uint32_t hit_mask(const Staged& s, int tile, int32_t 
 // The slow part, for a tile where some lane has hits. Unfiltered batches keep it inline (it is
 // short without a filter, and a call would cost the hot loop registers); filtered batches call
 // it (see append_hits_body).
-template <bool kFiltered>
+template <bool kFiltered, bool kCompact = false>
 __device__ __forceinline__ void append_if_hits(const ScanParams& p, const Staged& s, int tile,
                                                int64_t block, int64_t list_end,
                                                const int32_t (&acc)[4], uint32_t hits,
                                                const RowSigs& rs) {
   if (!__any_sync(0xFFFFFFFFu, hits != 0)) return;
   if constexpr (kFiltered) {
-    append_hits(p, s, tile, block, list_end, acc[0], acc[1], acc[2], acc[3], hits, rs);
+    append_hits<kCompact>(p, s, tile, block, list_end, acc[0], acc[1], acc[2], acc[3], hits, rs);
   } else {
-    append_hits_body(p, s, tile, block, list_end, acc[0], acc[1], acc[2], acc[3], hits, rs);
+    append_hits_body<false>(p, s, tile, block, list_end, acc[0], acc[1], acc[2], acc[3], hits,
+                            rs);
   }
 }
 
-template <bool kFiltered>
+template <bool kFiltered, bool kCompact = false>
 __device__ __forceinline__ void epilogue(const ScanParams& p, const Staged& s, int tile,
                                          int64_t block, int64_t list_end, int32_t da, int32_t db,
                                          const int32_t (&acc)[4], const RowSigs& rs) {
-  append_if_hits<kFiltered>(p, s, tile, block, list_end, acc,
+  append_if_hits<kFiltered, kCompact>(p, s, tile, block, list_end, acc,
                             hit_mask<kFiltered>(s, tile, da, db, acc, rs), rs);
 }
 
@@ -459,18 +504,42 @@ __device__ __forceinline__ void load_b_fragments(const uint32_t* frag, int tile,
   }
 }
 
+// The lane's two slots (2g, 2g + 1) of a compacted stage, whose rows are all possibly eligible
+// under the one plan of every staged query (local plan 0); returns the bound's 1 / (largest
+// scale) over the 16 slots, as block_inv_max_scale is for a block (padding has scale 0).
+__device__ __forceinline__ float load_compact_sigs(const CompactMeta& c, int lane, RowSigs& rs) {
+  const int g = lane >> 2;
+  const bool v0 = c.rows[2 * g] >= 0, v1 = c.rows[2 * g + 1] >= 0;
+  const uint32_t d0 = (c.definite >> (2 * g)) & 1u, d1 = (c.definite >> (2 * g + 1)) & 1u;
+  rs.scale[0] = c.scales[2 * g];
+  rs.scale[1] = c.scales[2 * g + 1];
+  rs.plans = uint32_t(v0) | d0 << 1 | uint32_t(v1) << 2 | d1 << 3;
+  rs.uniform_mask = (v0 ? 0x3u : 0u) | (v1 ? 0xCu : 0u);
+  rs.known = true;
+  rs.uniform = true;
+  float largest = fmaxf(rs.scale[0], rs.scale[1]);
+#pragma unroll
+  for (int o = 4; o < 32; o <<= 1) largest = fmaxf(largest, __shfl_xor_sync(0xFFFFFFFFu, largest, o));
+  return 1.f / largest;
+}
+
 // All staged queries against one block whose A fragments are in registers. Tiles go four at a
 // time: four independent accumulator chains keep the tensor pipe busy where one chain of
-// dependent mma would leave it waiting on its own latency.
-template <int KC, bool kFiltered, int kGroup = kGroupTiles>
+// dependent mma would leave it waiting on its own latency. kCompact: `block` is the warp's
+// compacted stage, `compact` its CompactMeta (inv_max is worked out here).
+template <int KC, bool kFiltered, int kGroup = kGroupTiles, bool kCompact = false>
 __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s,
                                             const LocalPlans& local, int tiles, int64_t block,
                                             int64_t list_end, float inv_max,
                                             const uint32_t (&a)[KC][4],
-                                            const uint32_t* plan_words) {
+                                            const uint32_t* plan_words,
+                                            const CompactMeta* compact = nullptr) {
   const int lane = threadIdx.x & 31;
   RowSigs rs;
-  if (!load_row_sigs<kFiltered>(p, s, local, block, lane, plan_words, rs)) return;
+  if constexpr (kCompact)
+    inv_max = load_compact_sigs(*compact, lane, rs);
+  else if (!load_row_sigs<kFiltered>(p, s, local, block, lane, plan_words, rs))
+    return;
   int tile = 0;
   for (; tile + kGroup <= tiles; tile += kGroup) {
     uint32_t bf[kGroup][2 * KC];
@@ -497,7 +566,7 @@ __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s
     if (!__any_sync(0xFFFFFFFFu, any != 0)) continue;
 #pragma unroll
     for (int u = 0; u < kGroup; ++u)
-      append_if_hits<kFiltered>(p, s, tile + u, block, list_end, acc[u], hits[u], rs);
+      append_if_hits<kFiltered, kCompact>(p, s, tile + u, block, list_end, acc[u], hits[u], rs);
   }
   for (; tile < tiles; ++tile) {
     uint32_t bf[2 * KC];
@@ -507,7 +576,7 @@ __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s
     int32_t acc[4] = {0, 0, 0, 0};
 #pragma unroll
     for (int c = 0; c < KC; ++c) mma_s8_16x8x32(acc, a[c], bf[2 * c], bf[2 * c + 1]);
-    epilogue<kFiltered>(p, s, tile, block, list_end, da, db, acc, rs);
+    epilogue<kFiltered, kCompact>(p, s, tile, block, list_end, da, db, acc, rs);
   }
 }
 
@@ -588,6 +657,19 @@ struct BlockRef {
   int32_t list_end;
 };
 
+// The block at run position pos of tasks [t_begin, t_end): that of the last task starting at or
+// before it (tasks without blocks start where the next one does, so it is never one of those).
+__device__ __forceinline__ BlockRef locate_block(const ScanParams& p, const TaskBatch& tb,
+                                                 int t_begin, int t_end, int32_t pos) {
+  int lo = t_begin, hi = t_end - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (tb.start[mid] <= pos) lo = mid;
+    else hi = mid - 1;
+  }
+  return BlockRef{tb.first[lo] + (pos - tb.start[lo]) * p.pass.sample_stride, tb.list_end[lo]};
+}
+
 // The blocks a warp scans in a run of tasks [t_begin, t_end) (consecutive tasks of the batch
 // that share their queries): the warps of a CTA take every kWarps-th block of the run as if its
 // chunks were one, so a warp's next block may be in the next chunk and is in flight before the
@@ -620,16 +702,9 @@ class BlockSource {
     pos_ += 32 * kWarps;
     bool take = pos < end_;
     if (take) {
-      // The task of run position pos: the last one in [t_begin, t_end) starting at or before it
-      // (tasks without blocks start where the next one does, so it is never one of those).
-      int lo = t_begin_, hi = t_end_ - 1;
-      while (lo < hi) {
-        const int mid = (lo + hi + 1) >> 1;
-        if (tb_.start[mid] <= pos) lo = mid;
-        else hi = mid - 1;
-      }
-      block_ = tb_.first[lo] + (pos - tb_.start[lo]) * p.pass.sample_stride;
-      list_end_ = tb_.list_end[lo];
+      const BlockRef b = locate_block(p, tb_, t_begin_, t_end_, pos);
+      block_ = b.block;
+      list_end_ = b.list_end;
       if (skip) take = block_possible(p, local, block_);
     }
     mask_ = __ballot_sync(0xFFFFFFFFu, take);
@@ -642,6 +717,174 @@ class BlockSource {
   uint32_t mask_ = 0;  // the window's blocks not taken yet
   int32_t block_ = 0, list_end_ = 0;  // lane j: the window's j-th block
 };
+
+// The eligible rows of a warp's share of a uniform run (one plan, that of every staged query,
+// and its pre-pass words), 16 at a time: the same windows of 32 blocks as BlockSource, but each
+// lane keeps its block's possibly-eligible rows (the word's low half, rows past the list's end
+// cleared), and a prefix sum over the lanes numbers the window's rows. Under a selective filter
+// most of a block's rows are ineligible, and multiplying whole blocks spent most of the scan on
+// rows that could never be results; a group of 16 rows is multiplied as one block instead.
+class CompactSource {
+ public:
+  __device__ CompactSource(const TaskBatch& tb, int t_begin, int t_end, int warp)
+      : tb_(tb), t_begin_(t_begin), t_end_(t_end), pos_(tb.start[t_begin] + warp),
+        end_(tb.start[t_end]) {}
+
+  // Warp-uniform: moves to the next group of 16 rows (the window's last one padded); false once
+  // the run is done.
+  __device__ __forceinline__ bool next(const ScanParams& p, const LocalPlans& local) {
+    first_ += kBlockRows;
+    while (first_ >= total_) {
+      if (pos_ >= end_) return false;
+      fill(p, local);
+    }
+    return true;
+  }
+
+  // Slot j of the current group: its row and whether it is definitely eligible; false for
+  // padding. Called by every lane (shuffles), each with its own j.
+  __device__ __forceinline__ bool slot(int j, int32_t* row, bool* definite) const {
+    const int i = first_ + j;
+    // The lane whose rows hold window row i: the last with before_ <= i (one with no rows
+    // shares its before_ with the next lane, so the last such lane always has rows).
+    int owner = 0;
+#pragma unroll
+    for (int step = 16; step > 0; step >>= 1)
+      if (__shfl_sync(0xFFFFFFFFu, before_, owner + step) <= i) owner += step;
+    const uint32_t possible = __shfl_sync(0xFFFFFFFFu, possible_, owner);
+    const uint32_t definite_bits = __shfl_sync(0xFFFFFFFFu, definite_, owner);
+    const int32_t base = __shfl_sync(0xFFFFFFFFu, before_, owner);
+    const int32_t block = __shfl_sync(0xFFFFFFFFu, block_, owner);
+    if (i >= total_) return false;
+    const int bit = int(__fns(possible, 0, i - base + 1));  // the (i - base)-th set bit
+    *row = block * kBlockRows + bit;
+    *definite = (definite_bits >> bit) & 1u;
+    return true;
+  }
+
+ private:
+  __device__ __forceinline__ void fill(const ScanParams& p, const LocalPlans& local) {
+    const int lane = threadIdx.x & 31;
+    const int32_t pos = pos_ + lane * kWarps;
+    pos_ += 32 * kWarps;
+    uint32_t possible = 0;
+    if (pos < end_) {
+      const BlockRef b = locate_block(p, tb_, t_begin_, t_end_, pos);
+      block_ = b.block;
+      const int64_t n_blocks = p.index.scan.n_rows / kBlockRows;
+      const uint32_t w = __ldg(p.pass.block_plans + int64_t(local.plan[0]) * n_blocks + b.block);
+      const int32_t rows_left = b.list_end - b.block * kBlockRows;
+      const uint32_t in_list = rows_left >= kBlockRows ? 0xFFFFu : (1u << rows_left) - 1u;
+      possible = w & in_list;
+      definite_ = (w >> 16) & possible;
+    }
+    possible_ = possible;
+    const int mine = __popc(possible);
+    int inclusive = mine;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int v = __shfl_up_sync(0xFFFFFFFFu, inclusive, o);
+      if (lane >= o) inclusive += v;
+    }
+    before_ = inclusive - mine;
+    total_ = __shfl_sync(0xFFFFFFFFu, inclusive, 31);
+    first_ = 0;
+  }
+
+  const TaskBatch& tb_;
+  const int t_begin_, t_end_;
+  int32_t pos_;        // run position of lane 0's block in the next window
+  const int32_t end_;  // end of the run
+  int32_t first_ = -kBlockRows;  // the window row of the current group's slot 0
+  int32_t total_ = 0;            // possibly-eligible rows in the window
+  // Lane j: the window's j-th block, its possible and definite rows, and the window's rows
+  // in the blocks before it.
+  int32_t block_ = 0, before_ = 0;
+  uint32_t possible_ = 0, definite_ = 0;
+};
+
+// In the passes with no later exact step (the sample pass, check_inline): the exact feature
+// check of a compacted stage's rows that the Bloom plan left possible, once per row here rather
+// than once per (row, query) pair in accept(). Failing rows become padding.
+__device__ __forceinline__ void check_slots_exactly(const ScanParams& p, const Staged& s,
+                                                    const LocalPlans& local, CompactMeta* m) {
+  const int lane = threadIdx.x & 31;
+  const int32_t row = lane < kBlockRows ? m->rows[lane] : -1;
+  bool checked = false, ok = false;
+  if (row >= 0 && !((m->definite >> lane) & 1u)) {
+    const FeatureStoreView& f = p.index.scan.features;
+    const int64_t off = f.offset[row];
+    checked = true;
+    ok = eval_plan_exact(s.ops + local.begin[0], local.len[0], f.feature_ids + off,
+                         f.values + off, f.count[row]);
+  }
+  const uint32_t passed = __ballot_sync(0xFFFFFFFFu, ok);
+  if (checked && !ok) m->rows[lane] = -1;
+  if (lane == 0) m->definite |= passed;
+  __syncwarp();
+}
+
+// A warp's share of a uniform run (CompactSource) through its ring: each stage gets the 16
+// rows of a group, gathered word by word into the blocked layout (cp.async of 4 bytes: a row's
+// words are 64 bytes apart), so the multiplication and epilogue are those of a whole block.
+template <int KC>
+__device__ void scan_run_compact(const ScanParams& p, const Staged& s,
+                                              const LocalPlans& local, int m_pad,
+                                              const TaskBatch& tb, int t_begin, int t_end) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int tiles = m_pad / 8;
+  const int block_bytes = kBlockRows * p.index.scan.d_pad;
+  const bool check_now = p.pass.out_rows == nullptr || p.pass.check_inline;
+  int8_t* ring = s.ring + size_t(warp) * kStages * block_bytes;
+
+  CompactSource source(tb, t_begin, t_end, warp);
+
+  // Lanes j and j + 16 copy slot j's words of even and odd groups.
+  auto issue = [&](int stage) {
+    const int j = lane & 15;
+    int32_t row = 0;
+    bool definite = false;
+    const bool valid = source.slot(j, &row, &definite);
+    if (valid) {
+      int8_t* to = ring + stage * block_bytes + j * 4;
+      const int8_t* from = p.index.scan.codes + int64_t(row / kBlockRows) * block_bytes +
+                           (row % kBlockRows) * 4;
+      for (int group = lane >> 4; group < p.n_groups; group += 2)
+        cp_async_4(to + group * kGroupBytes, from + group * kGroupBytes);
+    }
+    CompactMeta* m = s.compact_meta(warp, stage);
+    const uint32_t definite_slots = __ballot_sync(0xFFFFFFFFu, valid && definite) & 0xFFFFu;
+    if (lane < kBlockRows) {
+      m->rows[j] = valid ? row : -1;
+      if (valid) cp_async_4(&m->scales[j], p.index.scan.scales + row);
+      else m->scales[j] = 0.f;
+    }
+    if (lane == 0) m->definite = definite_slots;
+  };
+
+  // As scan_run_ring: one commit per stage, empty or not.
+  int issued = 0;
+  for (int i = 0; i < kStages - 1; ++i) {
+    if (source.next(p, local)) issue(i), ++issued;
+    cp_async_commit();
+  }
+  for (int done = 0; done < issued; ++done) {
+    __syncwarp();
+    if (source.next(p, local)) issue((done + kStages - 1) % kStages), ++issued;
+    cp_async_commit();
+    cp_async_wait<kStages - 1>();
+    __syncwarp();
+    const int stage = done % kStages;
+    if (check_now) check_slots_exactly(p, s, local, s.compact_meta(warp, stage));
+    const int8_t* codes = ring + stage * block_bytes;
+    uint32_t a[KC][4];
+#pragma unroll
+    for (int k = 0; k < KC; ++k)
+      load_a_fragment_paired<true>(codes, k, p.n_groups, lane, a[k]);
+    score_block<KC, true, kGroupTiles, true>(p, s, local, tiles, stage, INT_MAX, 0.f, a, nullptr,
+                                             s.compact_meta(warp, stage));
+  }
+}
 
 // One warp's share of a run of tasks [t_begin, t_end), d_pad <= 128 (KC k-chunks of 32): the
 // warp copies its blocks into its ring in shared memory kStages - 1 ahead of the one it
@@ -658,7 +901,6 @@ __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalP
   const bool skip = skip_unmatched<kFiltered>(p, local);
   const int n_words = with_words ? local.count : 0;
   int8_t* ring = s.ring + size_t(warp) * kStages * block_bytes;
-  StageMeta* meta = s.meta + warp * kStages;
   BlockSource source(tb, t_begin, t_end, warp);
 
   auto issue = [&](int stage, const BlockRef& b) {
@@ -666,7 +908,7 @@ __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalP
     int8_t* to = ring + stage * block_bytes;
 #pragma unroll 4
     for (int off = lane * 16; off < block_bytes; off += 32 * 16) cp_async_16(to + off, from + off);
-    StageMeta* m = meta + stage;
+    StageMeta* m = s.stage_meta<kFiltered>(warp, stage);
     if (lane == 0) {
       m->block = b.block;
       m->list_end = b.list_end;
@@ -693,7 +935,7 @@ __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalP
     __syncwarp();  // other lanes' copies of this stage are visible
     const int stage = done % kStages;
     const int8_t* codes = ring + stage * block_bytes;
-    const StageMeta& m = meta[stage];
+    const StageMeta& m = *s.stage_meta<kFiltered>(warp, stage);
     uint32_t a[KC][4];
 #pragma unroll
     for (int k = 0; k < KC; ++k)
@@ -781,10 +1023,9 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS)
   extern __shared__ uint4 shared[];
   const int cap = p.query_cap, nc = p.n_chunks32;
   Staged s;
-  // The rings first (16-byte aligned blocks), then their StageMeta, then the staged queries.
+  // The rings first (16-byte aligned blocks), then their meta slots, then the staged queries.
   s.ring = reinterpret_cast<int8_t*>(shared);
-  s.meta = reinterpret_cast<StageMeta*>(s.ring + (KC > 0 ? kWarps * kStages * kBlockRows *
-                                                               p.index.scan.d_pad : 0));
+  s.metas = s.ring + (KC > 0 ? kWarps * kStages * kBlockRows * p.index.scan.d_pad : 0);
   s.frag = reinterpret_cast<uint32_t*>(reinterpret_cast<int8_t*>(shared) + p.ring_bytes);
   s.threshold = reinterpret_cast<float*>(s.frag + size_t(cap) * nc * 8);
   s.t_over_scale = s.threshold + cap;
@@ -841,7 +1082,10 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS)
           staged_m = m;
         }
         if constexpr (KC > 0) {
-          if (!kFiltered && m_pad <= 8 * kPrefetchMaxTiles)
+          // A uniform run under a selective plan scans only the rows it can pass.
+          if (kFiltered && local.compact)
+            scan_run_compact<KC>(p, s, local, m_pad, tb, t, t_end);
+          else if (!kFiltered && m_pad <= 8 * kPrefetchMaxTiles)
             scan_run_prefetch<KC, kFiltered>(p, s, local, m_pad, tb, t, t_end);
           else
             scan_run_ring<KC, kFiltered>(p, s, local, m_pad, tb, t, t_end);
@@ -900,8 +1144,9 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
   p.n_chunks32 = (d_pad + 31) / 32;
   p.n_groups = d_pad / 4;
   const size_t per_query = size_t(p.n_chunks32) * 32 + 28;
-  p.ring_bytes =
-      d_pad <= 128 ? int(kWarps * kStages * (size_t(kBlockRows) * d_pad + sizeof(StageMeta))) : 0;
+  const size_t stage_bytes = size_t(kBlockRows) * d_pad +
+                             (queries.plan_of_query ? kMetaSlotBytes<true> : kMetaSlotBytes<false>);
+  p.ring_bytes = d_pad <= 128 ? int(kWarps * kStages * stage_bytes) : 0;
   const int fit = int((kMaxSharedBytes - p.ring_bytes - kMaxStagedOps * sizeof(FilterOp)) /
                       per_query) / 8 * 8;
   ARGENT_ASSERT(fit >= 8, "dimension ", d_pad, " leaves no room for 8 staged queries");

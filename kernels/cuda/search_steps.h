@@ -42,15 +42,19 @@ struct ScanPass {
   bool check_inline = false;
   // [n_plans][n_rows / 16] from launch_block_plans, or null: the scan evaluates signatures.
   const uint32_t* block_plans = nullptr;
+  // With block_plans: launch_block_plans's row counts (possibly eligible per plan, then rows).
+  const unsigned long long* plan_rows = nullptr;
 };
 
 // Batches with at most kMaxBlockPlans distinct plans: every plan evaluated once per row of the
 // chunks tasks[0 .. *n_tasks) into out[plan * (n_rows / 16) + block]: bit r = row r of the block
 // possibly eligible, bit 16 + r = definitely eligible (Bloom). Rows of other blocks are unset.
+// row_counts [n_plans + 1]: the rows each plan left possible, then the rows evaluated (the scan
+// takes a plan's selectivity from them).
 constexpr int kMaxBlockPlans = 4;
 void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries,
                         const int32_t* tasks, const int32_t* n_tasks, int n_plans, uint32_t* out,
-                        cudaStream_t stream);
+                        unsigned long long* row_counts, cudaStream_t stream);
 
 void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
                  const ListQueries& lists, const int32_t* tasks, const int32_t* n_tasks,

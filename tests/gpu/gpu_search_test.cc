@@ -102,8 +102,9 @@ TEST_F(GpuSearchTest, ExactAndIvfEqualCpuForManyShapes) {
     // Filter modes: 0 none; 1 a random expression for most queries (more distinct plans than
     // the row pre-pass takes); 2 three expressions shared by every query (the pre-pass, and
     // blocks skipped before their codes are read); 3 two shared expressions and unfiltered
-    // queries (the pre-pass without skipping).
-    std::vector<std::vector<std::string>> filter_modes(4);
+    // queries (the pre-pass without skipping); 4 one selective expression (about 12 % of rows)
+    // for every query (only the rows it can pass are gathered and multiplied).
+    std::vector<std::vector<std::string>> filter_modes(5);
     std::vector<std::string> shared;
     for (int j = 0; j < 3; ++j) {
       Rng style(seed + 100 + j);
@@ -116,8 +117,9 @@ TEST_F(GpuSearchTest, ExactAndIvfEqualCpuForManyShapes) {
                      : test::render_expr(test::random_expr(rng, 3, kFeatures, kValues), style));
       filter_modes[2].push_back(shared[size_t(i % 3)]);
       filter_modes[3].push_back(i % 3 == 0 ? "" : shared[size_t(i % 2)]);
+      filter_modes[4].push_back("1:2 AND NOT 2:3");
     }
-    for (int filtered = 0; filtered < 4; ++filtered) {
+    for (int filtered = 0; filtered < 5; ++filtered) {
       const QueryBatch q =
           prepare_queries(x.data(), nq, dim, f->engine->meta(), filter_modes[size_t(filtered)]);
       Prober prober(f->engine->meta());
