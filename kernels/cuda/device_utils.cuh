@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/bloom.h"
 #include "kernels/filter_plan.h"
 #include "kernels/layout.h"
 
@@ -153,6 +154,13 @@ __device__ inline bool eval_plan_exact(const FilterOp* ops, int n_ops, const int
     }
   }
   return s & 1;
+}
+
+// Exact evaluation of the plan against row `row` of the feature store.
+__device__ inline bool row_passes_exactly(const FeatureStoreView& f, const FilterOp* ops,
+                                          int n_ops, int64_t row) {
+  const int64_t off = f.offset[row];
+  return eval_plan_exact(ops, n_ops, f.feature_ids + off, f.values + off, f.count[row]);
 }
 
 // Summary test: can any row under this OR of signatures pass?

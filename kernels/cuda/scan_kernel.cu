@@ -271,9 +271,7 @@ __device__ int accept(const ScanParams& p, const Staged& s, int qi, int64_t row,
   if (!b.possible) return 0;
   if ((sample || p.pass.check_inline) && !b.definite) {
     // The sample pass has no later step: check exactly now, so thresholds come from eligible rows.
-    const FeatureStoreView& f = p.index.scan.features;
-    const int64_t off = f.offset[row];
-    return eval_plan_exact(ops, n_ops, f.feature_ids + off, f.values + off, f.count[row]) ? 1 : 0;
+    return row_passes_exactly(p.index.scan.features, ops, n_ops, row) ? 1 : 0;
   }
   return b.definite ? 1 : 2;
 }
@@ -803,6 +801,36 @@ class CompactSource {
   uint32_t possible_ = 0, definite_ = 0;
 };
 
+// A warp's ring: issue_next(stage) starts the copies of the warp's next block (or group of
+// rows) into that stage and returns false once there is none; consume(stage, a) gets each
+// stage in order once it has landed, with its A fragments loaded. One commit per stage, empty
+// or not, so that wait<kStages - 1> always means "the oldest stage has landed".
+template <int KC, class IssueNext, class Consume>
+__device__ __forceinline__ void run_ring(const ScanParams& p, const int8_t* ring,
+                                         int block_bytes, IssueNext issue_next,
+                                         Consume consume) {
+  const int lane = threadIdx.x & 31;
+  int issued = 0;
+  for (int i = 0; i < kStages - 1; ++i) {
+    issued += issue_next(i);
+    cp_async_commit();
+  }
+  for (int done = 0; done < issued; ++done) {
+    __syncwarp();  // every lane has read the stage refilled next (the previous round's)
+    issued += issue_next((done + kStages - 1) % kStages);
+    cp_async_commit();
+    cp_async_wait<kStages - 1>();
+    __syncwarp();  // other lanes' copies of this stage are visible
+    const int stage = done % kStages;
+    const int8_t* codes = ring + stage * block_bytes;
+    uint32_t a[KC][4];
+#pragma unroll
+    for (int k = 0; k < KC; ++k)
+      load_a_fragment_paired<true>(codes, k, p.n_groups, lane, a[k]);
+    consume(stage, a);
+  }
+}
+
 // In the passes with no later exact step (the sample pass, check_inline): the exact feature
 // check of a compacted stage's rows that the Bloom plan left possible, once per row here rather
 // than once per (row, query) pair in accept(). Failing rows become padding.
@@ -812,11 +840,8 @@ __device__ __forceinline__ void check_slots_exactly(const ScanParams& p, const S
   const int32_t row = lane < kBlockRows ? m->rows[lane] : -1;
   bool checked = false, ok = false;
   if (row >= 0 && !((m->definite >> lane) & 1u)) {
-    const FeatureStoreView& f = p.index.scan.features;
-    const int64_t off = f.offset[row];
     checked = true;
-    ok = eval_plan_exact(s.ops + local.begin[0], local.len[0], f.feature_ids + off,
-                         f.values + off, f.count[row]);
+    ok = row_passes_exactly(p.index.scan.features, s.ops + local.begin[0], local.len[0], row);
   }
   const uint32_t passed = __ballot_sync(0xFFFFFFFFu, ok);
   if (checked && !ok) m->rows[lane] = -1;
@@ -828,19 +853,18 @@ __device__ __forceinline__ void check_slots_exactly(const ScanParams& p, const S
 // rows of a group, gathered word by word into the blocked layout (cp.async of 4 bytes: a row's
 // words are 64 bytes apart), so the multiplication and epilogue are those of a whole block.
 template <int KC>
-__device__ void scan_run_compact(const ScanParams& p, const Staged& s,
-                                              const LocalPlans& local, int m_pad,
-                                              const TaskBatch& tb, int t_begin, int t_end) {
+__device__ void scan_run_compact(const ScanParams& p, const Staged& s, const LocalPlans& local,
+                                 int m_pad, const TaskBatch& tb, int t_begin, int t_end) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int tiles = m_pad / 8;
   const int block_bytes = kBlockRows * p.index.scan.d_pad;
   const bool check_now = p.pass.out_rows == nullptr || p.pass.check_inline;
   int8_t* ring = s.ring + size_t(warp) * kStages * block_bytes;
-
   CompactSource source(tb, t_begin, t_end, warp);
 
   // Lanes j and j + 16 copy slot j's words of even and odd groups.
-  auto issue = [&](int stage) {
+  auto issue_next = [&](int stage) {
+    if (!source.next(p, local)) return false;
     const int j = lane & 15;
     int32_t row = 0;
     bool definite = false;
@@ -860,30 +884,14 @@ __device__ void scan_run_compact(const ScanParams& p, const Staged& s,
       else m->scales[j] = 0.f;
     }
     if (lane == 0) m->definite = definite_slots;
+    return true;
   };
-
-  // As scan_run_ring: one commit per stage, empty or not.
-  int issued = 0;
-  for (int i = 0; i < kStages - 1; ++i) {
-    if (source.next(p, local)) issue(i), ++issued;
-    cp_async_commit();
-  }
-  for (int done = 0; done < issued; ++done) {
-    __syncwarp();
-    if (source.next(p, local)) issue((done + kStages - 1) % kStages), ++issued;
-    cp_async_commit();
-    cp_async_wait<kStages - 1>();
-    __syncwarp();
-    const int stage = done % kStages;
-    if (check_now) check_slots_exactly(p, s, local, s.compact_meta(warp, stage));
-    const int8_t* codes = ring + stage * block_bytes;
-    uint32_t a[KC][4];
-#pragma unroll
-    for (int k = 0; k < KC; ++k)
-      load_a_fragment_paired<true>(codes, k, p.n_groups, lane, a[k]);
+  run_ring<KC>(p, ring, block_bytes, issue_next, [&](int stage, const uint32_t(&a)[KC][4]) {
+    CompactMeta* m = s.compact_meta(warp, stage);
+    if (check_now) check_slots_exactly(p, s, local, m);
     score_block<KC, true, kGroupTiles, true>(p, s, local, tiles, stage, INT_MAX, 0.f, a, nullptr,
-                                             s.compact_meta(warp, stage));
-  }
+                                             m);
+  });
 }
 
 // One warp's share of a run of tasks [t_begin, t_end), d_pad <= 128 (KC k-chunks of 32): the
@@ -903,7 +911,9 @@ __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalP
   int8_t* ring = s.ring + size_t(warp) * kStages * block_bytes;
   BlockSource source(tb, t_begin, t_end, warp);
 
-  auto issue = [&](int stage, const BlockRef& b) {
+  auto issue_next = [&](int stage) {
+    BlockRef b;
+    if (!source.next(p, local, skip, &b)) return false;
     const int8_t* from = p.index.scan.codes + int64_t(b.block) * block_bytes;
     int8_t* to = ring + stage * block_bytes;
 #pragma unroll 4
@@ -917,32 +927,13 @@ __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalP
     if (lane < n_words)
       cp_async_4(&m->plan_words[lane],
                  p.pass.block_plans + int64_t(local.plan[lane]) * n_blocks + b.block);
+    return true;
   };
-
-  // One commit per stage, empty or not, so that wait<kStages - 1> always means "the oldest
-  // stage has landed".
-  int issued = 0;
-  BlockRef b;
-  for (int i = 0; i < kStages - 1; ++i) {
-    if (source.next(p, local, skip, &b)) issue(i, b), ++issued;
-    cp_async_commit();
-  }
-  for (int done = 0; done < issued; ++done) {
-    __syncwarp();  // every lane has read the stage refilled next (the previous round's)
-    if (source.next(p, local, skip, &b)) issue((done + kStages - 1) % kStages, b), ++issued;
-    cp_async_commit();
-    cp_async_wait<kStages - 1>();
-    __syncwarp();  // other lanes' copies of this stage are visible
-    const int stage = done % kStages;
-    const int8_t* codes = ring + stage * block_bytes;
+  run_ring<KC>(p, ring, block_bytes, issue_next, [&](int stage, const uint32_t(&a)[KC][4]) {
     const StageMeta& m = *s.stage_meta<kFiltered>(warp, stage);
-    uint32_t a[KC][4];
-#pragma unroll
-    for (int k = 0; k < KC; ++k)
-      load_a_fragment_paired<true>(codes, k, p.n_groups, lane, a[k]);
     score_block<KC, kFiltered>(p, s, local, tiles, m.block, m.list_end, m.inv_max, a,
                                n_words ? m.plan_words : nullptr);
-  }
+  });
 }
 
 // One tile of staged queries (8 or fewer), d_pad <= 128: the scan is a stream of loads with

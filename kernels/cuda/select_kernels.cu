@@ -201,10 +201,7 @@ __global__ void __launch_bounds__(kEmitThreads) verify_emit_kernel(
       const int32_t v = values[q * cap + i];
       row = v & kRowMask;
       ok = index.scan.ids[row] != kEmptyId;
-      if (ok && (v & kNeedsCheck)) {
-        const int64_t off = f.offset[row];
-        ok = eval_plan_exact(ops, n_ops, f.feature_ids + off, f.values + off, f.count[row]);
-      }
+      if (ok && (v & kNeedsCheck)) ok = row_passes_exactly(f, ops, n_ops, row);
     }
     int rank = 0, found = 0;
     BlockScan(scan_tmp).ExclusiveSum(ok, rank, found);
