@@ -2,7 +2,10 @@
 // distinct filter plans, each row's Bloom plan is evaluated once here, for every plan, over the
 // chunks the scan will read; the scan then reads one word per (block, plan) instead of
 // evaluating signatures inside its tensor-core loop, where the dependent loads and the plan
-// evaluation stalled the mma pipeline.
+// evaluation stalled the mma pipeline. IVF batches with more distinct plans than that evaluate
+// each (query, probed list) pair's plan over its list instead (launch_pair_plans): fewer rows
+// than every plan over every probed list, and a run of one query then knows its rows as a
+// uniform run does.
 #include <algorithm>
 
 #include "common/cuda_check.h"
@@ -22,61 +25,119 @@ constexpr int kThreads = kChunkBlocks * kBlockRows;  // one thread per row of a 
 #endif
 constexpr int kChunksInFlight = ARGENT_PLANS_IN_FLIGHT;
 
-// A grid of CTAs strides over the tasks (chunks), kChunksInFlight at a time: one thread per row
-// of each, whose signatures (of one or two words) are read first for all of them; then ballots
-// over each half-warp (one block of 16 rows) build each block's word: possible bits in the low
-// half, definite bits in the high half.
+// One thread's row of one chunk and its signature (of one or two words, already read when the
+// signature has at most two).
+struct Row {
+  bool live;  // the chunk exists and has this block (its last may be absent)
+  int64_t block;
+  const uint64_t* sig;
+  uint64_t w0, w1;
+
+  // The plan compiled when it could be (and the signature has at most two words), else its ops.
+  __device__ __forceinline__ PlanResult eval(const CompiledPlan& plan, const FilterOp* ops,
+                                             int n_ops, int words) const {
+    if (!live) return PlanResult{false, false};
+    if (words <= 2 && plan.n_terms >= 0) return plan.eval(w0, w1);
+    if (words > 2) return eval_plan_bloom(ops, n_ops, sig);
+    const uint64_t a = w0, c = w1;
+    return eval_plan_bloom_words(ops, n_ops, [a, c](int32_t w) { return w == 0 ? a : c; });
+  }
+};
+
+// A thread's rows of the chunks tasks[task0 ..] in flight, their signatures read for all
+// chunks before any plan is evaluated.
+struct RowsInFlight {
+  Row row[kChunksInFlight];
+
+  __device__ __forceinline__ void load(const GpuIndexView& index, const int32_t* tasks, int n,
+                                       int task0) {
+    const int b = threadIdx.x / kBlockRows, words = index.scan.bloom_words;
+#pragma unroll
+    for (int u = 0; u < kChunksInFlight; ++u) {
+      const int task = task0 + u;
+      const int32_t chunk = task < n ? tasks[task] : 0;
+      Row& r = row[u];
+      r.live = task < n && b < index.chunk_blocks[chunk];
+      r.block = task < n ? index.chunk_first_block[chunk] + b : 0;
+      r.sig = index.scan.signatures + (r.block * kBlockRows + threadIdx.x % kBlockRows) * words;
+      r.w0 = r.live && words <= 2 ? __ldg(r.sig) : 0;
+      r.w1 = r.live && words == 2 ? __ldg(r.sig + 1) : 0;
+    }
+  }
+
+  // The rows row0 + u * kThreads + threadIdx.x of a list (of list_rows rows from first_block),
+  // its blocks in order; rows of blocks past the list's end are not live (its last block's
+  // padding rows are, as in load).
+  __device__ __forceinline__ void load_list(const GpuIndexView& index, int64_t first_block,
+                                            int64_t list_rows, int64_t row0) {
+    const int words = index.scan.bloom_words;
+    const int64_t list_blocks = (list_rows + kBlockRows - 1) / kBlockRows;
+#pragma unroll
+    for (int u = 0; u < kChunksInFlight; ++u) {
+      Row& r = row[u];
+      const int64_t b = (row0 + int64_t(u) * kThreads) / kBlockRows + threadIdx.x / kBlockRows;
+      r.live = b < list_blocks;
+      r.block = first_block + b;
+      r.sig = index.scan.signatures + (r.block * kBlockRows + threadIdx.x % kBlockRows) * words;
+      r.w0 = r.live && words <= 2 ? __ldg(r.sig) : 0;
+      r.w1 = r.live && words == 2 ? __ldg(r.sig + 1) : 0;
+    }
+  }
+};
+
+// The word of this thread's block (ballots over its half-warp, called by every thread): possible
+// bits in the low half, definite bits in the high half.
+__device__ __forceinline__ uint32_t block_word(PlanResult r) {
+  const int shift = threadIdx.x & 16;  // this half-warp's bits in the warp's ballot
+  const uint32_t possible = (__ballot_sync(0xFFFFFFFFu, r.possible) >> shift) & 0xFFFFu;
+  const uint32_t definite = (__ballot_sync(0xFFFFFFFFu, r.definite) >> shift) & 0xFFFFu;
+  return possible | definite << 16;
+}
+
+// The grid of the plans pre-pass, over `units` (rounds of chunks): the task count is known only
+// on the device, so a grid that fills the GPU strides over them (IVF batches have few tasks: a
+// CTA per possible chunk would mostly launch idle CTAs).
+unsigned pre_pass_grid(int64_t units) {
+  int device = 0, sms = 0;
+  ARGENT_CUDA_CHECK(cudaGetDevice(&device));
+  ARGENT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return unsigned(std::min<int64_t>(units, int64_t(sms) * 4));
+}
+
+// A grid of CTAs strides over the tasks (chunks), kChunksInFlight at a time, one thread per row
+// of each; then every plan is evaluated for all of them.
 __global__ void __launch_bounds__(kThreads) block_plans_kernel(
     const __grid_constant__ GpuIndexView index, const __grid_constant__ GpuQueriesView queries,
     const int32_t* tasks, const int32_t* n_tasks, int n_plans, uint32_t* out,
     unsigned long long* row_counts) {
   // The CTA's rows possibly eligible under each plan, then its rows evaluated.
   __shared__ unsigned int cta_counts[kMaxBlockPlans + 1];
+  __shared__ CompiledPlan compiled[kMaxBlockPlans];
   if (threadIdx.x <= kMaxBlockPlans) cta_counts[threadIdx.x] = 0;
+  if (threadIdx.x < n_plans)
+    compiled[threadIdx.x].compile(queries.plan_ops + queries.plan_begin[threadIdx.x],
+                                  queries.plan_len[threadIdx.x]);
   __syncthreads();
   const int n = *n_tasks;
-  const int b = threadIdx.x / kBlockRows;
   const int64_t n_blocks = index.scan.n_rows / kBlockRows;
   const int words = index.scan.bloom_words;
-  const int shift = threadIdx.x & 16;  // this half-warp's bits in the warp's ballot
   for (int task0 = blockIdx.x * kChunksInFlight; task0 < n;
        task0 += gridDim.x * kChunksInFlight) {
-    int64_t block[kChunksInFlight];
-    bool live[kChunksInFlight];
-    const uint64_t* sig[kChunksInFlight];
-    uint64_t w0[kChunksInFlight], w1[kChunksInFlight];  // signatures of <= 2 words
-#pragma unroll
-    for (int u = 0; u < kChunksInFlight; ++u) {
-      const int task = task0 + u;
-      const int32_t chunk = task < n ? tasks[task] : 0;
-      // The chunk's last blocks may be absent.
-      live[u] = task < n && b < index.chunk_blocks[chunk];
-      block[u] = task < n ? index.chunk_first_block[chunk] + b : 0;
-      sig[u] = index.scan.signatures + (block[u] * kBlockRows + threadIdx.x % kBlockRows) * words;
-      w0[u] = live[u] && words <= 2 ? __ldg(sig[u]) : 0;
-      w1[u] = live[u] && words == 2 ? __ldg(sig[u] + 1) : 0;
-    }
+    RowsInFlight rows;
+    rows.load(index, tasks, n, task0);
     for (int plan = 0; plan < n_plans; ++plan) {
       const FilterOp* ops = queries.plan_ops + queries.plan_begin[plan];
       const int n_ops = queries.plan_len[plan];
       PlanResult r[kChunksInFlight];
 #pragma unroll
-      for (int u = 0; u < kChunksInFlight; ++u) {
-        const uint64_t a = w0[u], c = w1[u];
-        if (!live[u])
-          r[u] = PlanResult{false, false};
-        else if (words <= 2)
-          r[u] = eval_plan_bloom_words(ops, n_ops, [a, c](int32_t w) { return w == 0 ? a : c; });
-        else
-          r[u] = eval_plan_bloom(ops, n_ops, sig[u]);
-      }
+      for (int u = 0; u < kChunksInFlight; ++u)
+        r[u] = rows.row[u].eval(compiled[plan], ops, n_ops, words);
 #pragma unroll
       for (int u = 0; u < kChunksInFlight; ++u) {
-        const uint32_t possible = (__ballot_sync(0xFFFFFFFFu, r[u].possible) >> shift) & 0xFFFFu;
-        const uint32_t definite = (__ballot_sync(0xFFFFFFFFu, r[u].definite) >> shift) & 0xFFFFu;
-        if (live[u] && threadIdx.x % kBlockRows == 0) {
-          out[int64_t(plan) * n_blocks + block[u]] = possible | definite << 16;
-          atomicAdd(&cta_counts[plan], __popc(possible));
+        const uint32_t w = block_word(r[u]);
+        if (rows.row[u].live && threadIdx.x % kBlockRows == 0) {
+          out[int64_t(plan) * n_blocks + rows.row[u].block] = w;
+          atomicAdd(&cta_counts[plan], __popc(w & 0xFFFFu));
           if (plan == 0) atomicAdd(&cta_counts[kMaxBlockPlans], kBlockRows);
         }
       }
@@ -88,6 +149,71 @@ __global__ void __launch_bounds__(kThreads) block_plans_kernel(
   if (threadIdx.x == 0) atomicAdd(row_counts + n_plans, cta_counts[kMaxBlockPlans]);
 }
 
+// Pairs whose plans a CTA holds at once (one list's queries; more are taken in turns, each
+// reading the list's signatures again).
+constexpr int kPairBatch = 32;
+
+// One CTA per probed list (grid-stride over the lists): its pairs' plans are read
+// and compiled once, by all threads at once (pair -> query -> plan is a chain of dependent
+// loads), then its blocks go kChunksInFlight chunks of rows at a time, each pair's plan
+// evaluated on them. Every pair belongs to one list, so its row count is a plain store, summed
+// in shared memory.
+__global__ void __launch_bounds__(kThreads) pair_plans_kernel(
+    const __grid_constant__ GpuIndexView index, const __grid_constant__ GpuQueriesView queries,
+    const __grid_constant__ ListQueries lists, int64_t stride, uint32_t* out,
+    uint32_t* pair_rows) {
+  __shared__ CompiledPlan compiled[kPairBatch];
+  __shared__ int32_t op_begin[kPairBatch];  // -1: the pair's query has no filter
+  __shared__ int32_t op_count[kPairBatch];
+  __shared__ uint32_t rows_possible[kPairBatch];
+  const int words = index.scan.bloom_words;
+  const int64_t n_lists = index.scan.n_lists;
+  constexpr int kRowsInFlight = kChunksInFlight * kThreads;
+  for (int64_t list = blockIdx.x; list < n_lists; list += gridDim.x) {
+    const int32_t count = lists.count[list];
+    if (count == 0) continue;  // CTA-uniform
+    const int32_t pair0 = lists.start[list];
+    const int64_t first_block = index.scan.list_offsets[list] / kBlockRows;
+    const int64_t list_rows = index.scan.list_sizes[list];
+    for (int base = 0; base < count; base += kPairBatch) {
+      const int batch = min(kPairBatch, count - base);
+      __syncthreads();  // the previous batch is done with the shared arrays
+      if (int(threadIdx.x) < batch) {
+        const int32_t plan = queries.plan_of_query[lists.queries[pair0 + base + threadIdx.x]];
+        op_begin[threadIdx.x] = plan >= 0 ? queries.plan_begin[plan] : -1;
+        op_count[threadIdx.x] = plan >= 0 ? queries.plan_len[plan] : 0;
+        if (plan >= 0)
+          compiled[threadIdx.x].compile(queries.plan_ops + op_begin[threadIdx.x],
+                                        op_count[threadIdx.x]);
+        rows_possible[threadIdx.x] = 0;
+      }
+      __syncthreads();
+      for (int64_t row0 = 0; row0 < list_rows; row0 += kRowsInFlight) {
+        RowsInFlight rows;
+        rows.load_list(index, first_block, list_rows, row0);
+        for (int i = 0; i < batch; ++i) {
+          if (op_begin[i] < 0) continue;  // CTA-uniform
+          const FilterOp* ops = queries.plan_ops + op_begin[i];
+          const int n_ops = op_count[i];
+          const int64_t at = int64_t(pair0 + base + i) * stride - first_block;
+          uint32_t possible = 0;
+#pragma unroll
+          for (int u = 0; u < kChunksInFlight; ++u) {
+            const PlanResult r = rows.row[u].eval(compiled[i], ops, n_ops, words);
+            const uint32_t w = block_word(r);
+            if (rows.row[u].live && threadIdx.x % kBlockRows == 0) out[at + rows.row[u].block] = w;
+            possible += __popc(__ballot_sync(0xFFFFFFFFu, r.possible));
+          }
+          if ((threadIdx.x & 31) == 0 && possible) atomicAdd(&rows_possible[i], possible);
+        }
+      }
+      __syncthreads();
+      if (int(threadIdx.x) < batch)
+        pair_rows[pair0 + base + threadIdx.x] = rows_possible[threadIdx.x];
+    }
+  }
+}
+
 }  // namespace
 
 void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries,
@@ -96,16 +222,23 @@ void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries
   ARGENT_CUDA_CHECK(
       cudaMemsetAsync(row_counts, 0, sizeof(unsigned long long) * (n_plans + 1), stream));
   if (index.n_chunks == 0 || n_plans == 0) return;
-  // The task count is known only on the device: a grid that fills the GPU strides over it
-  // (IVF batches have few tasks, so a CTA per possible chunk would mostly launch idle CTAs).
-  int device = 0, sms = 0;
-  ARGENT_CUDA_CHECK(cudaGetDevice(&device));
-  ARGENT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int64_t grid =
-      std::min<int64_t>((index.n_chunks + kChunksInFlight - 1) / kChunksInFlight, int64_t(sms) * 4);
-  block_plans_kernel<<<unsigned(grid), kThreads, 0, stream>>>(index, queries, tasks, n_tasks,
-                                                              n_plans, out, row_counts);
+  const int64_t rounds = (index.n_chunks + kChunksInFlight - 1) / kChunksInFlight;
+  block_plans_kernel<<<pre_pass_grid(rounds), kThreads, 0, stream>>>(index, queries, tasks, n_tasks,
+                                                                    n_plans, out, row_counts);
   ARGENT_CUDA_CHECK_LAUNCH("block_plans_kernel");
+}
+
+void launch_pair_plans(const GpuIndexView& index, const GpuQueriesView& queries,
+                       const ListQueries& lists, int64_t n_pairs, int64_t stride, uint32_t* out,
+                       uint32_t* pair_rows, cudaStream_t stream) {
+  ARGENT_CUDA_CHECK(cudaMemsetAsync(pair_rows, 0, sizeof(uint32_t) * n_pairs, stream));
+  if (index.scan.n_lists == 0 || n_pairs == 0) return;
+  // A CTA per list (those no query probes return at once): the block scheduler then balances
+  // lists of very different sizes. A grid that strode over the lists left the SMs idle 45 % of
+  // the time waiting on the CTAs that drew the longest lists (ncu, H200, IVF B = 64).
+  pair_plans_kernel<<<unsigned(index.scan.n_lists), kThreads, 0, stream>>>(index, queries, lists,
+                                                                           stride, out, pair_rows);
+  ARGENT_CUDA_CHECK_LAUNCH("pair_plans_kernel");
 }
 
 }  // namespace cuda

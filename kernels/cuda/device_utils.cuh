@@ -102,16 +102,17 @@ struct PlanResult {
   bool definite;
 };
 
-// Three-valued Bloom evaluation (kernels/filter_plan.h); word(i) gives signature word i, so the
-// words may come from memory or from registers.
-template <typename Word>
-__device__ __forceinline__ PlanResult eval_plan_bloom_words(const FilterOp* ops, int n_ops,
-                                                            Word word) {
+// Three-valued Bloom evaluation (kernels/filter_plan.h) of a plan whose i-th term (in op order)
+// has its bits set or not as term_set(i, op) says.
+template <typename TermSet>
+__device__ __forceinline__ PlanResult eval_plan_terms(const FilterOp* ops, int n_ops,
+                                                      TermSet term_set) {
   uint64_t p = 0, d = 0;
+  int term = 0;
   for (int i = 0; i < n_ops; ++i) {
     const FilterOp op = ops[i];
     if (op.kind == FilterOpKind::kTerm) {
-      const bool set = (word(op.word) & op.mask) == op.mask;
+      const bool set = term_set(term++, op);
       p = (p << 1) | uint64_t(set);
       d = d << 1;
     } else if (op.kind == FilterOpKind::kNot) {
@@ -130,6 +131,65 @@ __device__ __forceinline__ PlanResult eval_plan_bloom_words(const FilterOp* ops,
   }
   return {bool(p & 1), bool(d & 1)};
 }
+
+// The same against a signature: word(i) gives its word i, from memory or from registers.
+template <typename Word>
+__device__ __forceinline__ PlanResult eval_plan_bloom_words(const FilterOp* ops, int n_ops,
+                                                            Word word) {
+  return eval_plan_terms(ops, n_ops, [&word](int, const FilterOp& op) {
+    return (word(op.word) & op.mask) == op.mask;
+  });
+}
+
+// A plan of at most kCompiledTerms terms, all in the first two signature words, as a truth
+// table. A Bloom term is possible or not, never definite, so the plan's (possible, definite)
+// result is a function of which terms have their bits set: with the table, a row costs a few
+// mask tests instead of interpreting every op (the per-pair pre-pass, with a different plan for
+// each query, spent most of its time in the interpreter).
+constexpr int kCompiledTerms = 6;
+struct CompiledPlan {
+  uint64_t possible;  // bit a: the plan is possible when term i is set iff bit i of a is
+  uint64_t definite;
+  uint64_t mask[kCompiledTerms];
+  uint32_t second_word;  // bit i: term i is in signature word 1
+  int32_t n_terms;       // -1: not compiled (too many terms, or a word past the second)
+
+  // One thread compiles (2^terms evaluations of the ops).
+  __device__ void compile(const FilterOp* ops, int n_ops) {
+    int terms = 0;
+    bool ok = true;
+    second_word = 0;
+    for (int i = 0; i < n_ops && ok; ++i) {
+      if (ops[i].kind != FilterOpKind::kTerm) continue;
+      ok = terms < kCompiledTerms && ops[i].word <= 1;
+      if (!ok) break;
+      mask[terms] = ops[i].mask;
+      second_word |= uint32_t(ops[i].word) << terms;
+      ++terms;
+    }
+    n_terms = ok ? terms : -1;
+    possible = definite = 0;
+    if (!ok) return;
+    for (uint32_t a = 0; a < (1u << terms); ++a) {
+      const PlanResult r =
+          eval_plan_terms(ops, n_ops, [a](int term, const FilterOp&) { return (a >> term) & 1u; });
+      possible |= uint64_t(r.possible) << a;
+      definite |= uint64_t(r.definite) << a;
+    }
+  }
+
+  // Requires n_terms >= 0; w0, w1: the row's first two signature words.
+  __device__ __forceinline__ PlanResult eval(uint64_t w0, uint64_t w1) const {
+    uint32_t a = 0;
+#pragma unroll
+    for (int i = 0; i < kCompiledTerms; ++i) {
+      if (i >= n_terms) break;
+      const uint64_t w = (second_word >> i) & 1u ? w1 : w0;
+      a |= uint32_t((w & mask[i]) == mask[i]) << i;
+    }
+    return {bool((possible >> a) & 1u), bool((definite >> a) & 1u)};
+  }
+};
 
 // Against one signature in memory.
 __device__ inline PlanResult eval_plan_bloom(const FilterOp* ops, int n_ops, const uint64_t* sig) {

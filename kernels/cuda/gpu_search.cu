@@ -24,7 +24,7 @@ struct GpuSearchWorkspace::Buffers {
   DeviceArray sample_scores, sample_count, thresholds;
   DeviceArray cand_scores, cand_rows, cand_count;
   DeviceArray keys0, keys1, values0, values1, sort_temp;
-  DeviceArray rescue, n_rescue, block_plans, plan_rows;
+  DeviceArray rescue, n_rescue, block_plans, plan_rows, pair_rows;
   std::unique_ptr<GpuSearchWorkspace> rescue_workspace;
 
   size_t bytes() const {
@@ -33,7 +33,7 @@ struct GpuSearchWorkspace::Buffers {
          {&probes, &probe_keys, &n_bad_probes, &list_count, &list_fill, &list_start,
           &list_queries, &tasks, &n_tasks, &cub_temp, &sample_scores, &sample_count, &thresholds, &cand_scores,
           &cand_rows, &cand_count, &keys0, &keys1, &values0, &values1, &sort_temp, &rescue,
-          &n_rescue, &block_plans, &plan_rows})
+          &n_rescue, &block_plans, &plan_rows, &pair_rows})
       b += a->bytes();
     return b;
   }
@@ -78,6 +78,11 @@ class StepTimer {
   bool on_ = false;
   std::vector<std::pair<const char*, cudaEvent_t>> events_;
 };
+
+// The per-pair pre-pass words take n * nprobe * (blocks of the longest list) words; beyond this
+// the scan evaluates each pair's plan itself (slower, but no extra memory): 80M items in 8.9k
+// lists of up to ~56k rows take 29 MiB at B = 64, nprobe 32.
+constexpr int64_t kMaxPairWordBytes = int64_t(512) << 20;
 
 int64_t pow2_floor(int64_t x) {
   int64_t p = 1;
@@ -190,8 +195,13 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   const cuda::ListQueries lists{inv.list_start, inv.list_count, inv.list_queries};
 
   // Few distinct filters: each row's Bloom plans once, before the scans (cuda::launch_block_plans).
+  // More, in IVF: each (query, list) pair's plan once per row of the list, when the words fit.
   const uint32_t* block_plans = nullptr;
   const unsigned long long* plan_rows = nullptr;
+  const uint32_t* pair_rows = nullptr;
+  int64_t pair_stride = 0;
+  const int64_t list_blocks = (index.max_list_rows + kBlockRows - 1) / kBlockRows;
+  const int64_t n_pairs = n * nprobe;
   if (queries.plan_of_query && queries.n_plans >= 1 && queries.n_plans <= cuda::kMaxBlockPlans) {
     uint32_t* out = b.block_plans.reserve_as<uint32_t>(
         size_t(queries.n_plans) * size_t(index.scan.n_rows / kBlockRows));
@@ -201,6 +211,15 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     block_plans = out;
     plan_rows = counts;
     timer.mark("plans");
+  } else if (queries.plan_of_query && queries.n_plans > cuda::kMaxBlockPlans && !o.exact &&
+             n_pairs * list_blocks * int64_t(sizeof(uint32_t)) <= kMaxPairWordBytes) {
+    pair_stride = list_blocks;
+    uint32_t* out = b.block_plans.reserve_as<uint32_t>(size_t(n_pairs * list_blocks));
+    uint32_t* counts = b.pair_rows.reserve_as<uint32_t>(size_t(std::max<int64_t>(1, n_pairs)));
+    cuda::launch_pair_plans(index, queries, lists, n_pairs, pair_stride, out, counts, stream);
+    block_plans = out;
+    pair_rows = counts;
+    timer.mark("pair plans");
   }
 
   // Sample -> thresholds.
@@ -214,6 +233,8 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     pass.cap = plan.sample_cap;
     pass.block_plans = block_plans;
     pass.plan_rows = plan_rows;
+    pass.pair_stride = pair_stride;
+    pass.pair_rows = pair_rows;
     ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_count, 0, sizeof(uint32_t) * n, stream));
     // The list-major scan reads only the sampled blocks, each once for all of its list's
     // queries. (A pass of one warp per (query, list) pair, kept until 2026-12-04 for large IVF
@@ -235,6 +256,8 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   pass.check_inline = plan.stride == 1;
   pass.block_plans = block_plans;
   pass.plan_rows = plan_rows;
+  pass.pair_stride = pair_stride;
+  pass.pair_rows = pair_rows;
   ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_count, 0, sizeof(uint32_t) * n, stream));
   cuda::launch_scan(index, queries, lists, inv.tasks, inv.n_tasks, int(n), pass, stream);
   timer.mark("collect");

@@ -159,10 +159,13 @@ struct Staged {
 };
 
 // The distinct plans of the staged queries (shared memory), when there are at most kLocalPlans.
+// With per-pair pre-pass words (ScanPass::pair_stride), each filtered staged query is a local
+// plan of its own, whatever its plan: its words are its (query, list) pair's.
 struct LocalPlans {
   int32_t plan[kLocalPlans];  // the batch's plan index (GpuQueriesView)
   int32_t begin[kLocalPlans];
   int32_t len[kLocalPlans];
+  int64_t word_base[kLocalPlans];  // local plan l's pre-pass word of a block: words[base + block]
   int32_t count;  // -1: too many distinct plans; rows are then evaluated per (row, query) pair
   bool all_filtered;  // every staged query has a plan
   // One plan for every staged query, with pre-pass words, that leaves at most 1 / kSparseRatio
@@ -170,15 +173,36 @@ struct LocalPlans {
   bool compact;
 };
 
-// Gathering rows word by word costs more memory instructions per row than copying whole blocks:
-// it pays under selective filters (10 %: collect 5.05 -> 2.45 ms at B = 64, H200) but not
-// when most rows pass (45 %: whole search 6.84 -> 7.46 ms).
-constexpr int kSparseRatio = 4;
+// Local plan l's pre-pass word of a block (ScanPass::block_plans must be set).
+__device__ __forceinline__ const uint32_t* plan_word(const ScanParams& p, const LocalPlans& local,
+                                                     int l, int64_t block) {
+  return p.pass.block_plans + local.word_base[l] + block;
+}
 
-// One thread numbers the distinct plans of the staged queries. Plans are identified by their
-// first op: the batch's plans are laid out once each (plan_of_query shares them).
-__device__ void assign_plan_slots(const ScanParams& p, const Staged& s, int m, LocalPlans* local) {
+// Gathering rows word by word costs more memory instructions per row than copying whole blocks:
+// it pays under selective filters (10 %: collect 5.05 -> 2.45 ms at B = 64, H200; per-query
+// filters leaving ~20 % of a list possible, IVF: 0.99 ms, against 1.11 whole and 1.36 with a
+// ratio of 8) but not when most rows pass (45 %: whole search 6.84 -> 7.46 ms).
+#ifndef ARGENT_SPARSE_RATIO
+#define ARGENT_SPARSE_RATIO 4
+#endif
+constexpr int kSparseRatio = ARGENT_SPARSE_RATIO;
+
+// One thread numbers the distinct plans of the staged queries, the m queries of pairs
+// pair0 .. pair0 + m - 1 of chunk `chunk`'s list. Plans are identified by their first op: the
+// batch's plans are laid out once each (plan_of_query shares them); with per-pair words every
+// filtered query is its own local plan.
+__device__ void assign_plan_slots(const ScanParams& p, const Staged& s, int m, int32_t chunk,
+                                  int32_t pair0, LocalPlans* local) {
   if (threadIdx.x != 0) return;
+  const bool per_pair = p.pass.pair_stride > 0;
+  const int64_t n_blocks = p.index.scan.n_rows / kBlockRows;
+  int64_t list_block = 0, list_rows = 0;
+  if (per_pair) {
+    const int32_t list = p.index.chunk_list[chunk];
+    list_block = p.index.scan.list_offsets[list] / kBlockRows;
+    list_rows = p.index.scan.list_sizes[list];
+  }
   int count = 0;
   bool all_filtered = true;
   const int m_pad = (m + 7) & ~7;
@@ -187,25 +211,35 @@ __device__ void assign_plan_slots(const ScanParams& p, const Staged& s, int m, L
     if (i >= m) continue;  // padding: never accepted
     all_filtered &= s.plan_len[i] != 0;
     if (s.plan_len[i] == 0 || count < 0) continue;
-    int j = 0;
+    int j = per_pair ? count : 0;  // per pair: a new local plan for every filtered query
     while (j < count && local->begin[j] != s.plan_begin[i]) ++j;
     if (j == count) {
       if (count == kLocalPlans) {
         count = -1;
         continue;
       }
-      local->plan[count] = p.queries.plan_of_query[s.query[i]];
+      const int32_t plan = p.queries.plan_of_query[s.query[i]];
+      local->plan[count] = plan;
       local->begin[count] = s.plan_begin[i];
       local->len[count] = s.plan_len[i];
+      local->word_base[count] =
+          per_pair ? (pair0 + i) * p.pass.pair_stride - list_block : plan * n_blocks;
       ++count;
     }
     s.slot[i] = j;
   }
   local->count = count;
   local->all_filtered = all_filtered;
-  const unsigned long long* rows = p.pass.plan_rows;
-  local->compact = count == 1 && all_filtered && p.pass.block_plans && rows &&
-                   rows[local->plan[0]] * kSparseRatio <= rows[p.queries.n_plans];
+  // The share of rows the one plan leaves possible: over the batch's rows, or over the list.
+  local->compact = false;
+  if (count == 1 && all_filtered && p.pass.block_plans) {
+    if (per_pair) {
+      local->compact = int64_t(p.pass.pair_rows[pair0]) * kSparseRatio <= list_rows;
+    } else {
+      const unsigned long long* rows = p.pass.plan_rows;
+      local->compact = rows[local->plan[0]] * kSparseRatio <= rows[p.queries.n_plans];
+    }
+  }
 }
 
 __device__ void stage_queries(const ScanParams& p, const int32_t* list_queries, int m,
@@ -443,10 +477,7 @@ __device__ __forceinline__ bool load_row_sigs(const ScanParams& p, const Staged&
   uint32_t mine = 0;
   if (t < n_local && p.pass.block_plans) {
     // Evaluated before the scan (launch_block_plans): one word per (plan, block).
-    const uint32_t w =
-        plan_words ? plan_words[t]
-                   : __ldg(p.pass.block_plans +
-                           int64_t(local.plan[t]) * (p.index.scan.n_rows / kBlockRows) + block);
+    const uint32_t w = plan_words ? plan_words[t] : __ldg(plan_word(p, local, t, block));
     const int r = 2 * (lane >> 2);  // bits r and r + 1: possible; 16 + r, 17 + r: definite
     mine = ((w >> r) & 1u) | ((w >> (16 + r)) & 1u) << 1 | ((w >> (r + 1)) & 1u) << 2 |
            ((w >> (17 + r)) & 1u) << 3;
@@ -582,10 +613,8 @@ __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s
 // pre-pass words (the caller checks that they exist and that every staged query has a plan).
 __device__ __forceinline__ bool block_possible(const ScanParams& p, const LocalPlans& local,
                                                int64_t block) {
-  const int64_t n_blocks = p.index.scan.n_rows / kBlockRows;
   uint32_t any = 0;
-  for (int l = 0; l < local.count; ++l)
-    any |= __ldg(p.pass.block_plans + int64_t(local.plan[l]) * n_blocks + block);
+  for (int l = 0; l < local.count; ++l) any |= __ldg(plan_word(p, local, l, block));
   return (any & 0xFFFFu) != 0;
 }
 
@@ -769,8 +798,7 @@ class CompactSource {
     if (pos < end_) {
       const BlockRef b = locate_block(p, tb_, t_begin_, t_end_, pos);
       block_ = b.block;
-      const int64_t n_blocks = p.index.scan.n_rows / kBlockRows;
-      const uint32_t w = __ldg(p.pass.block_plans + int64_t(local.plan[0]) * n_blocks + b.block);
+      const uint32_t w = __ldg(plan_word(p, local, 0, b.block));
       const int32_t rows_left = b.list_end - b.block * kBlockRows;
       const uint32_t in_list = rows_left >= kBlockRows ? 0xFFFFu : (1u << rows_left) - 1u;
       possible = w & in_list;
@@ -904,7 +932,6 @@ __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalP
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int tiles = m_pad / 8;
   const int block_bytes = kBlockRows * p.index.scan.d_pad;
-  const int64_t n_blocks = p.index.scan.n_rows / kBlockRows;
   const bool with_words = kFiltered && p.pass.block_plans && local.count > 0;
   const bool skip = skip_unmatched<kFiltered>(p, local);
   const int n_words = with_words ? local.count : 0;
@@ -924,9 +951,7 @@ __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalP
       m->list_end = b.list_end;
       cp_async_4(&m->inv_max, p.index.block_inv_max_scale + b.block);
     }
-    if (lane < n_words)
-      cp_async_4(&m->plan_words[lane],
-                 p.pass.block_plans + int64_t(local.plan[lane]) * n_blocks + b.block);
+    if (lane < n_words) cp_async_4(&m->plan_words[lane], plan_word(p, local, lane, b.block));
     return true;
   };
   run_ring<KC>(p, ring, block_bytes, issue_next, [&](int stage, const uint32_t(&a)[KC][4]) {
@@ -1066,14 +1091,16 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS)
           stage_queries(p, p.lists.queries + qstart + base, m, s);
           __syncthreads();
           if constexpr (kFiltered) {
-            assign_plan_slots(p, s, m, &local);
+            assign_plan_slots(p, s, m, p.tasks[task0 + t], qstart + base, &local);
             __syncthreads();
           }
           staged_start = qstart + base;
           staged_m = m;
         }
         if constexpr (KC > 0) {
-          // A uniform run under a selective plan scans only the rows it can pass.
+          // A uniform run under a selective plan scans only the rows it can pass. Filtered runs
+          // of one tile take the ring, not the register prefetch: the filtered kernel then
+          // spills more, and the per-query IVF collect measured 1.05 against 0.99 ms (H200).
           if (kFiltered && local.compact)
             scan_run_compact<KC>(p, s, local, m_pad, tb, t, t_end);
           else if (!kFiltered && m_pad <= 8 * kPrefetchMaxTiles)

@@ -40,10 +40,16 @@ struct ScanPass {
   // only eligible rows take slots (a threshold that is the exact k-th score leaves no room for
   // Bloom false positives).
   bool check_inline = false;
-  // [n_plans][n_rows / 16] from launch_block_plans, or null: the scan evaluates signatures.
+  // The pre-pass words (bit r: row r of the block possibly eligible, bit 16 + r: definitely),
+  // or null: the scan evaluates signatures. pair_stride == 0: [n_plans][n_rows / 16] from
+  // launch_block_plans; pair_stride > 0: from launch_pair_plans, the words of pair p (position
+  // p of ListQueries::queries) at p * pair_stride + (block - its list's first block).
   const uint32_t* block_plans = nullptr;
-  // With block_plans: launch_block_plans's row counts (possibly eligible per plan, then rows).
+  int64_t pair_stride = 0;
+  // With block_plans: the rows left possibly eligible, per plan followed by the rows evaluated
+  // (launch_block_plans), or per pair (pair_rows, launch_pair_plans).
   const unsigned long long* plan_rows = nullptr;
+  const uint32_t* pair_rows = nullptr;
 };
 
 // Batches with at most kMaxBlockPlans distinct plans: every plan evaluated once per row of the
@@ -55,6 +61,16 @@ constexpr int kMaxBlockPlans = 4;
 void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries,
                         const int32_t* tasks, const int32_t* n_tasks, int n_plans, uint32_t* out,
                         unsigned long long* row_counts, cudaStream_t stream);
+
+// IVF batches with more distinct plans than that: each (query, probed list) pair's plan once
+// per row of its list, into out[pair * stride + block - the list's first block] (the same words
+// as launch_block_plans), and the pair's possibly eligible rows into pair_rows[pair]. Pairs of
+// unfiltered queries are left unset (count 0). The scan then treats a run's queries as its local
+// plans, and a run of one query under a selective filter gathers only the rows it can pass, as
+// a uniform run does.
+void launch_pair_plans(const GpuIndexView& index, const GpuQueriesView& queries,
+                       const ListQueries& lists, int64_t n_pairs, int64_t stride, uint32_t* out,
+                       uint32_t* pair_rows, cudaStream_t stream);
 
 void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
                  const ListQueries& lists, const int32_t* tasks, const int32_t* n_tasks,

@@ -103,8 +103,10 @@ TEST_F(GpuSearchTest, ExactAndIvfEqualCpuForManyShapes) {
     // the row pre-pass takes); 2 three expressions shared by every query (the pre-pass, and
     // blocks skipped before their codes are read); 3 two shared expressions and unfiltered
     // queries (the pre-pass without skipping); 4 one selective expression (about 12 % of rows)
-    // for every query (only the rows it can pass are gathered and multiplied).
-    std::vector<std::vector<std::string>> filter_modes(5);
+    // for every query (only the rows it can pass are gathered and multiplied); 5 a selective
+    // expression of its own for each query (IVF: the per-pair pre-pass, and lists probed by one
+    // query gather its rows).
+    std::vector<std::vector<std::string>> filter_modes(6);
     std::vector<std::string> shared;
     for (int j = 0; j < 3; ++j) {
       Rng style(seed + 100 + j);
@@ -118,8 +120,10 @@ TEST_F(GpuSearchTest, ExactAndIvfEqualCpuForManyShapes) {
       filter_modes[2].push_back(shared[size_t(i % 3)]);
       filter_modes[3].push_back(i % 3 == 0 ? "" : shared[size_t(i % 2)]);
       filter_modes[4].push_back("1:2 AND NOT 2:3");
+      filter_modes[5].push_back("1:" + std::to_string(i % kValues + 1) + " AND NOT 2:" +
+                                std::to_string(i / kValues % kValues + 1));
     }
-    for (int filtered = 0; filtered < 5; ++filtered) {
+    for (int filtered = 0; filtered < 6; ++filtered) {
       const QueryBatch q =
           prepare_queries(x.data(), nq, dim, f->engine->meta(), filter_modes[size_t(filtered)]);
       Prober prober(f->engine->meta());
