@@ -33,6 +33,16 @@ struct Row {
   const uint64_t* sig;
   uint64_t w0, w1;
 
+  // Sets block, sig and the words (thread's row of the block: threadIdx.x % kBlockRows).
+  __device__ __forceinline__ void load(const GpuIndexView& index, int64_t b, bool is_live) {
+    const int words = index.scan.bloom_words;
+    live = is_live;
+    block = b;
+    sig = index.scan.signatures + (block * kBlockRows + threadIdx.x % kBlockRows) * words;
+    w0 = live && words <= 2 ? __ldg(sig) : 0;
+    w1 = live && words == 2 ? __ldg(sig + 1) : 0;
+  }
+
   // The plan compiled when it could be (and the signature has at most two words), else its ops.
   __device__ __forceinline__ PlanResult eval(const CompiledPlan& plan, const FilterOp* ops,
                                              int n_ops, int words) const {
@@ -51,17 +61,13 @@ struct RowsInFlight {
 
   __device__ __forceinline__ void load(const GpuIndexView& index, const int32_t* tasks, int n,
                                        int task0) {
-    const int b = threadIdx.x / kBlockRows, words = index.scan.bloom_words;
+    const int b = threadIdx.x / kBlockRows;
 #pragma unroll
     for (int u = 0; u < kChunksInFlight; ++u) {
       const int task = task0 + u;
       const int32_t chunk = task < n ? tasks[task] : 0;
-      Row& r = row[u];
-      r.live = task < n && b < index.chunk_blocks[chunk];
-      r.block = task < n ? index.chunk_first_block[chunk] + b : 0;
-      r.sig = index.scan.signatures + (r.block * kBlockRows + threadIdx.x % kBlockRows) * words;
-      r.w0 = r.live && words <= 2 ? __ldg(r.sig) : 0;
-      r.w1 = r.live && words == 2 ? __ldg(r.sig + 1) : 0;
+      row[u].load(index, task < n ? index.chunk_first_block[chunk] + b : 0,
+                  task < n && b < index.chunk_blocks[chunk]);
     }
   }
 
@@ -70,17 +76,11 @@ struct RowsInFlight {
   // padding rows are, as in load).
   __device__ __forceinline__ void load_list(const GpuIndexView& index, int64_t first_block,
                                             int64_t list_rows, int64_t row0) {
-    const int words = index.scan.bloom_words;
     const int64_t list_blocks = (list_rows + kBlockRows - 1) / kBlockRows;
 #pragma unroll
     for (int u = 0; u < kChunksInFlight; ++u) {
-      Row& r = row[u];
       const int64_t b = (row0 + int64_t(u) * kThreads) / kBlockRows + threadIdx.x / kBlockRows;
-      r.live = b < list_blocks;
-      r.block = first_block + b;
-      r.sig = index.scan.signatures + (r.block * kBlockRows + threadIdx.x % kBlockRows) * words;
-      r.w0 = r.live && words <= 2 ? __ldg(r.sig) : 0;
-      r.w1 = r.live && words == 2 ? __ldg(r.sig + 1) : 0;
+      row[u].load(index, first_block + b, b < list_blocks);
     }
   }
 };
@@ -153,12 +153,18 @@ __global__ void __launch_bounds__(kThreads) block_plans_kernel(
 // reading the list's signatures again).
 constexpr int kPairBatch = 32;
 
-// One CTA per probed list (grid-stride over the lists): its pairs' plans are read
-// and compiled once, by all threads at once (pair -> query -> plan is a chain of dependent
-// loads), then its blocks go kChunksInFlight chunks of rows at a time, each pair's plan
-// evaluated on them. Every pair belongs to one list, so its row count is a plain store, summed
-// in shared memory.
-__global__ void __launch_bounds__(kThreads) pair_plans_kernel(
+// One CTA per list (those no query probes return at once): its pairs' plans are read and
+// compiled once, by all threads at once (pair -> query -> plan is a chain of dependent loads),
+// then its blocks go kChunksInFlight chunks of rows at a time, each pair's plan evaluated on
+// them. Every pair belongs to one list, so its row count is a plain store, summed in shared
+// memory.
+// Three CTAs per SM (40 registers, 48 bytes of stack): the pass waits on its loads, and more
+// resident CTAs cover them. With the register count unbounded (77), one CTA per SM fit and the
+// pass took 0.345 ms, against 0.204 (H200, IVF B = 64, per-query filters).
+#ifndef ARGENT_PAIR_PLANS_MIN_BLOCKS
+#define ARGENT_PAIR_PLANS_MIN_BLOCKS 3
+#endif
+__global__ void __launch_bounds__(kThreads, ARGENT_PAIR_PLANS_MIN_BLOCKS) pair_plans_kernel(
     const __grid_constant__ GpuIndexView index, const __grid_constant__ GpuQueriesView queries,
     const __grid_constant__ ListQueries lists, int64_t stride, uint32_t* out,
     uint32_t* pair_rows) {
@@ -166,51 +172,49 @@ __global__ void __launch_bounds__(kThreads) pair_plans_kernel(
   __shared__ int32_t op_begin[kPairBatch];  // -1: the pair's query has no filter
   __shared__ int32_t op_count[kPairBatch];
   __shared__ uint32_t rows_possible[kPairBatch];
+  const int64_t list = blockIdx.x;
+  const int32_t count = lists.count[list];
+  if (count == 0) return;
   const int words = index.scan.bloom_words;
-  const int64_t n_lists = index.scan.n_lists;
+  const int32_t pair0 = lists.start[list];
+  const int64_t first_block = index.scan.list_offsets[list] / kBlockRows;
+  const int64_t list_rows = index.scan.list_sizes[list];
   constexpr int kRowsInFlight = kChunksInFlight * kThreads;
-  for (int64_t list = blockIdx.x; list < n_lists; list += gridDim.x) {
-    const int32_t count = lists.count[list];
-    if (count == 0) continue;  // CTA-uniform
-    const int32_t pair0 = lists.start[list];
-    const int64_t first_block = index.scan.list_offsets[list] / kBlockRows;
-    const int64_t list_rows = index.scan.list_sizes[list];
-    for (int base = 0; base < count; base += kPairBatch) {
-      const int batch = min(kPairBatch, count - base);
-      __syncthreads();  // the previous batch is done with the shared arrays
-      if (int(threadIdx.x) < batch) {
-        const int32_t plan = queries.plan_of_query[lists.queries[pair0 + base + threadIdx.x]];
-        op_begin[threadIdx.x] = plan >= 0 ? queries.plan_begin[plan] : -1;
-        op_count[threadIdx.x] = plan >= 0 ? queries.plan_len[plan] : 0;
-        if (plan >= 0)
-          compiled[threadIdx.x].compile(queries.plan_ops + op_begin[threadIdx.x],
-                                        op_count[threadIdx.x]);
-        rows_possible[threadIdx.x] = 0;
-      }
-      __syncthreads();
-      for (int64_t row0 = 0; row0 < list_rows; row0 += kRowsInFlight) {
-        RowsInFlight rows;
-        rows.load_list(index, first_block, list_rows, row0);
-        for (int i = 0; i < batch; ++i) {
-          if (op_begin[i] < 0) continue;  // CTA-uniform
-          const FilterOp* ops = queries.plan_ops + op_begin[i];
-          const int n_ops = op_count[i];
-          const int64_t at = int64_t(pair0 + base + i) * stride - first_block;
-          uint32_t possible = 0;
-#pragma unroll
-          for (int u = 0; u < kChunksInFlight; ++u) {
-            const PlanResult r = rows.row[u].eval(compiled[i], ops, n_ops, words);
-            const uint32_t w = block_word(r);
-            if (rows.row[u].live && threadIdx.x % kBlockRows == 0) out[at + rows.row[u].block] = w;
-            possible += __popc(__ballot_sync(0xFFFFFFFFu, r.possible));
-          }
-          if ((threadIdx.x & 31) == 0 && possible) atomicAdd(&rows_possible[i], possible);
-        }
-      }
-      __syncthreads();
-      if (int(threadIdx.x) < batch)
-        pair_rows[pair0 + base + threadIdx.x] = rows_possible[threadIdx.x];
+  for (int base = 0; base < count; base += kPairBatch) {
+    const int batch = min(kPairBatch, count - base);
+    __syncthreads();  // the previous batch is done with the shared arrays
+    if (int(threadIdx.x) < batch) {
+      const int32_t plan = queries.plan_of_query[lists.queries[pair0 + base + threadIdx.x]];
+      op_begin[threadIdx.x] = plan >= 0 ? queries.plan_begin[plan] : -1;
+      op_count[threadIdx.x] = plan >= 0 ? queries.plan_len[plan] : 0;
+      if (plan >= 0)
+        compiled[threadIdx.x].compile(queries.plan_ops + op_begin[threadIdx.x],
+                                      op_count[threadIdx.x]);
+      rows_possible[threadIdx.x] = 0;
     }
+    __syncthreads();
+    for (int64_t row0 = 0; row0 < list_rows; row0 += kRowsInFlight) {
+      RowsInFlight rows;
+      rows.load_list(index, first_block, list_rows, row0);
+      for (int i = 0; i < batch; ++i) {
+        if (op_begin[i] < 0) continue;  // CTA-uniform
+        const FilterOp* ops = queries.plan_ops + op_begin[i];
+        const int n_ops = op_count[i];
+        const int64_t at = int64_t(pair0 + base + i) * stride - first_block;
+        uint32_t possible = 0;
+#pragma unroll
+        for (int u = 0; u < kChunksInFlight; ++u) {
+          const PlanResult r = rows.row[u].eval(compiled[i], ops, n_ops, words);
+          const uint32_t w = block_word(r);
+          if (rows.row[u].live && threadIdx.x % kBlockRows == 0) out[at + rows.row[u].block] = w;
+          possible += __popc(__ballot_sync(0xFFFFFFFFu, r.possible));
+        }
+        if ((threadIdx.x & 31) == 0 && possible) atomicAdd(&rows_possible[i], possible);
+      }
+    }
+    __syncthreads();
+    if (int(threadIdx.x) < batch)
+      pair_rows[pair0 + base + threadIdx.x] = rows_possible[threadIdx.x];
   }
 }
 
@@ -233,9 +237,9 @@ void launch_pair_plans(const GpuIndexView& index, const GpuQueriesView& queries,
                        uint32_t* pair_rows, cudaStream_t stream) {
   ARGENT_CUDA_CHECK(cudaMemsetAsync(pair_rows, 0, sizeof(uint32_t) * n_pairs, stream));
   if (index.scan.n_lists == 0 || n_pairs == 0) return;
-  // A CTA per list (those no query probes return at once): the block scheduler then balances
-  // lists of very different sizes. A grid that strode over the lists left the SMs idle 45 % of
-  // the time waiting on the CTAs that drew the longest lists (ncu, H200, IVF B = 64).
+  // A CTA per list: the block scheduler then balances lists of very different sizes. A grid
+  // that strode over the lists left the SMs idle 45 % of the time waiting on the CTAs that drew
+  // the longest lists (ncu, H200, IVF B = 64).
   pair_plans_kernel<<<unsigned(index.scan.n_lists), kThreads, 0, stream>>>(index, queries, lists,
                                                                            stride, out, pair_rows);
   ARGENT_CUDA_CHECK_LAUNCH("pair_plans_kernel");

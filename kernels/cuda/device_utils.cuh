@@ -162,10 +162,11 @@ struct CompiledPlan {
     for (int i = 0; i < n_ops && ok; ++i) {
       if (ops[i].kind != FilterOpKind::kTerm) continue;
       ok = terms < kCompiledTerms && ops[i].word <= 1;
-      if (!ok) break;
-      mask[terms] = ops[i].mask;
-      second_word |= uint32_t(ops[i].word) << terms;
-      ++terms;
+      if (ok) {
+        mask[terms] = ops[i].mask;
+        second_word |= uint32_t(ops[i].word) << terms;
+        ++terms;
+      }
     }
     n_terms = ok ? terms : -1;
     possible = definite = 0;
