@@ -25,7 +25,8 @@ What it does:
    ran: CSV, and a PNG with the rebalance windows shaded; a summary (before / during / after)
    as JSON and printed. Exit status 1 when any answer was wrong, missing, or a write was lost.
 
---device cuda serves with search.device: cuda (each rank scans on GPU local_rank % GPUs); the
+--backend cuda serves with NCCL collectives (one GPU per rank, so ranks <= GPUs; partition moves
+go through them too). --device cuda serves with search.device: cuda (each rank scans on GPU local_rank % GPUs); the
 reference stays the CPU's exact search, so every CUDA answer is checked against the CPU's.
 Without matplotlib (a GPU box) the PNG is skipped; `--replot OUT/NAME.json` draws it later from
 NAME.csv and NAME.json on a machine that has it. Without pyzmq the client runs on libzmq through
@@ -297,6 +298,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="search.threads per rank")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="search.device of the served ranks (the reference is always the CPU's)")
+    ap.add_argument("--backend", choices=("cpu", "cuda"), default="cpu",
+                    help="serve.backend: cpu = MPI collectives, cuda = NCCL (one GPU per rank)")
     ap.add_argument("--mpirun", default="mpirun")
     ap.add_argument("--mpirun-args", default="",
                     help="more mpirun arguments, one shell-quoted string, e.g. '--mca btl self,vader'")
@@ -333,10 +336,12 @@ def main():
     with open(config, "w") as f:
         f.write(f"index:\n  dir: {index}\n"
                 f"serve:\n  endpoint: {endpoint}\n  stats_interval_s: 1.0\n"
+                f"  backend: {args.backend}\n"
                 f"  standby_ranks: [{', '.join(map(str, standby))}]\n"
                 f"  move_chunk_bytes: {args.chunk_bytes}\n  max_queue: 100000\n"
                 f"search:\n  threads: {args.threads}\n  device: {args.device}\n")
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    env.setdefault("NCCL_NVLS_ENABLE", "0")  # multicast off, as on the lent GPU machines
     log = open(os.path.join(run_dir, "serve.log"), "w")
     mpirun = [args.mpirun, "--oversubscribe", "--bind-to", "none", *shlex.split(args.mpirun_args),
               "-np", str(args.ranks)]
@@ -430,8 +435,10 @@ def main():
             f.write(f"{b['t_s']},{b['qps']},{b['p50_ms']:.3f},{b['p99_ms']:.3f},"
                     f"{b['writes_per_s']},{b['rebalancing']}\n")
     title = (f"{args.ranks} ranks (standby {args.standby or 'none'}), {args.items} x {args.dim}, "
-             f"{args.clients} search + {args.writers} write clients, {args.device}")
+             f"{args.clients} search + {args.writers} write clients, {args.device}, "
+             f"{args.backend} collectives")
     result = {"command": " ".join(sys.argv), "title": title, "device": args.device,
+              "backend": args.backend,
               "zmq": _zmq.BACKEND, "summary": summary, "rebalances": windows,
               "queries": int(len(records)), "wrong": wrong, "failed": failed,
               "writes_acked": len(acked), "writes_lost": lost, "final_epoch": epoch,
