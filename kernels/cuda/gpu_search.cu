@@ -84,6 +84,11 @@ class StepTimer {
 // lists of up to ~56k rows take 29 MiB at B = 64, nprobe 32.
 constexpr int64_t kMaxPairWordBytes = int64_t(512) << 20;
 
+// Blocks of 16 rows of the index's longest list.
+int64_t longest_list_blocks(const GpuIndexView& index) {
+  return (index.max_list_rows + kBlockRows - 1) / kBlockRows;
+}
+
 int64_t pow2_floor(int64_t x) {
   int64_t p = 1;
   while (p * 2 <= x) p *= 2;
@@ -102,8 +107,8 @@ SamplePlan plan_sample(const GpuIndexView& index, const GpuSearchOptions& o, int
   const ScanIndexView& s = index.scan;
   const int64_t n_blocks = s.n_rows / kBlockRows;
   const int64_t lists = o.exact ? s.n_lists : std::min<int64_t>(nprobe, s.n_lists);
-  const int64_t max_list_blocks = (index.max_list_rows + kBlockRows - 1) / kBlockRows;
-  const int64_t space_blocks = o.exact ? n_blocks : std::min(n_blocks, lists * max_list_blocks);
+  const int64_t space_blocks =
+      o.exact ? n_blocks : std::min(n_blocks, lists * longest_list_blocks(index));
   // Rows a query typically scans: all of them, or nprobe lists of mean size.
   const int64_t typical_rows =
       o.exact ? s.n_rows : std::max<int64_t>(1, s.n_rows / std::max<int64_t>(1, s.n_lists)) * lists;
@@ -200,7 +205,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   const unsigned long long* plan_rows = nullptr;
   const uint32_t* pair_rows = nullptr;
   int64_t pair_stride = 0;
-  const int64_t list_blocks = (index.max_list_rows + kBlockRows - 1) / kBlockRows;
+  const int64_t list_blocks = longest_list_blocks(index);
   const int64_t n_pairs = n * nprobe;
   if (queries.plan_of_query && queries.n_plans >= 1 && queries.n_plans <= cuda::kMaxBlockPlans) {
     uint32_t* out = b.block_plans.reserve_as<uint32_t>(

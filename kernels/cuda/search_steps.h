@@ -65,9 +65,9 @@ void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries
 // IVF batches with more distinct plans than that: each (query, probed list) pair's plan once
 // per row of its list, into out[pair * stride + block - the list's first block] (the same words
 // as launch_block_plans), and the pair's possibly eligible rows into pair_rows[pair]. Pairs of
-// unfiltered queries are left unset (count 0). The scan then treats a run's queries as its local
-// plans, and a run of one query under a selective filter gathers only the rows it can pass, as
-// a uniform run does.
+// unfiltered queries get no words and a count of 0. The scan then treats a run's queries as its
+// local plans, and a run of one query under a selective filter gathers only the rows it can
+// pass, as a uniform run does.
 void launch_pair_plans(const GpuIndexView& index, const GpuQueriesView& queries,
                        const ListQueries& lists, int64_t n_pairs, int64_t stride, uint32_t* out,
                        uint32_t* pair_rows, cudaStream_t stream);
