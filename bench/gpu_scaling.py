@@ -28,9 +28,7 @@ Exit status 1 when an answer differed or a request failed.
 import argparse
 import json
 import os
-import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -41,6 +39,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "python"))
+
+from served_cluster import ServedCluster  # noqa: E402
 
 
 def run(cmd, **kw):
@@ -92,50 +92,21 @@ def per_event(before, after, name):
     return s / n if n > 0 else None
 
 
-class Cluster:
-    """`mpirun -np G argent serve` on the index, up until stop()."""
-
-    def __init__(self, args, index, gpus, run_dir):
-        self.endpoint = "ipc://" + os.path.join(run_dir, "gateway.sock")
-        self.port = args.metrics_port
-        config = os.path.join(run_dir, "serve.yaml")
-        with open(config, "w") as f:
-            f.write(f"index:\n  dir: {index}\n"
-                    f"serve:\n  endpoint: {self.endpoint}\n  backend: {args.backend}\n"
-                    f"  max_batch: {max(args.concurrency)}\n  max_queue: 1000000\n"
-                    f"search:\n  device: {args.device}\n"
-                    f"metrics:\n  endpoint: 127.0.0.1:{self.port}\n")
-        mpirun = [args.mpirun, "--oversubscribe", "--bind-to", "none",
-                  *shlex.split(args.mpirun_args), "-np", str(gpus)]
-        env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-        # Multicast (NVLS) off, as the device notes require on the lent machines.
-        env.setdefault("NCCL_NVLS_ENABLE", "0")
-        self.log_path = os.path.join(run_dir, "serve.log")
-        log = open(self.log_path, "w")
-        cmd = mpirun + [args.argent, "serve", "--config", config]
-        print("+", " ".join(cmd), flush=True)
-        self.server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                       start_new_session=True)
-        from argent_client import Client
-        t0 = time.time()
-        with Client(self.endpoint, timeout_s=2) as c:
-            while True:
-                try:
-                    c.health()
-                    break
-                except TimeoutError:
-                    if time.time() - t0 > args.startup_s or self.server.poll() is not None:
-                        self.stop()
-                        raise SystemExit(f"{gpus} ranks did not come up; see {self.log_path}")
-        self.startup_s = time.time() - t0
-        print(f"{gpus} ranks serving after {self.startup_s:.1f} s", flush=True)
-
-    def stop(self):
-        os.killpg(self.server.pid, signal.SIGTERM)
-        try:
-            self.server.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.server.pid, signal.SIGKILL)
+def start_cluster(args, index, gpus, run_dir):
+    """`mpirun -np gpus argent serve` on the index with the harness's settings."""
+    endpoint = "ipc://" + os.path.join(run_dir, "gateway.sock")
+    config = os.path.join(run_dir, "serve.yaml")
+    with open(config, "w") as f:
+        f.write(f"index:\n  dir: {index}\n"
+                f"serve:\n  endpoint: {endpoint}\n  backend: {args.backend}\n"
+                f"  max_batch: {max(args.concurrency)}\n  max_queue: 1000000\n"
+                f"search:\n  device: {args.device}\n"
+                f"metrics:\n  endpoint: 127.0.0.1:{args.metrics_port}\n")
+    cluster = ServedCluster(args.argent, config, endpoint, gpus,
+                            os.path.join(run_dir, "serve.log"), args.mpirun, args.mpirun_args,
+                            args.startup_s)
+    print(f"{gpus} ranks serving after {cluster.startup_s:.1f} s", flush=True)
+    return cluster
 
 
 def answers(args, cmd):
@@ -143,11 +114,11 @@ def answers(args, cmd):
 
 
 def load(args, cluster, mode, concurrency, out_json):
-    before = metrics(cluster.port)
+    before = metrics(args.metrics_port)
     run([args.argent, "query", "--endpoint", cluster.endpoint, "--random", str(args.requests),
          "--seed", "7", "--concurrency", str(concurrency), "--k", str(args.k), "--quiet",
          "--summary-json", out_json, *mode_flags(args, mode)])
-    after = metrics(cluster.port)
+    after = metrics(args.metrics_port)
     summary = json.load(open(out_json))
     ms = lambda v: round(v * 1e3, 3) if v is not None else None  # noqa: E731
     return {"qps": summary["qps"], "p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"],
@@ -240,7 +211,7 @@ def main():
         run_dir = os.path.join(args.work_dir, f"run-{g}")
         shutil.rmtree(run_dir, ignore_errors=True)
         os.makedirs(run_dir)
-        cluster = Cluster(args, index, g, run_dir)
+        cluster = start_cluster(args, index, g, run_dir)
         try:
             for mode in modes:
                 served = answers(args, [args.argent, "query", "--endpoint", cluster.endpoint,

@@ -37,9 +37,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -50,6 +48,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "python"))
+
+from served_cluster import ServedCluster  # noqa: E402
 
 BUILT = 97    # (97, 0): an item of the build; (97, 1): written during the run
 ID_FEATURE = 96
@@ -340,28 +340,13 @@ def main():
                 f"  standby_ranks: [{', '.join(map(str, standby))}]\n"
                 f"  move_chunk_bytes: {args.chunk_bytes}\n  max_queue: 100000\n"
                 f"search:\n  threads: {args.threads}\n  device: {args.device}\n")
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    env.setdefault("NCCL_NVLS_ENABLE", "0")  # multicast off, as on the lent GPU machines
-    log = open(os.path.join(run_dir, "serve.log"), "w")
-    mpirun = [args.mpirun, "--oversubscribe", "--bind-to", "none", *shlex.split(args.mpirun_args),
-              "-np", str(args.ranks)]
-    print("+", " ".join(mpirun + [argent, "serve", "--config", config]), flush=True)
-    server = subprocess.Popen(mpirun + [argent, "serve", "--config", config],
-                              stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    cluster = ServedCluster(argent, config, endpoint, args.ranks,
+                            os.path.join(run_dir, "serve.log"), args.mpirun, args.mpirun_args)
     errors = []
     try:
         from argent_client import Client
         from argent import _zmq
         print("zmq backend:", _zmq.BACKEND, flush=True)
-        with Client(endpoint, timeout_s=2) as c:
-            deadline = time.time() + 120
-            while True:
-                try:
-                    c.health()
-                    break
-                except TimeoutError:
-                    if time.time() > deadline or server.poll() is not None:
-                        raise SystemExit("cluster did not come up; see " + log.name)
         start = time.time() + 1.0
         stop_at = start + args.duration
         procs = []
@@ -421,11 +406,7 @@ def main():
             epoch = st.partition_map_epoch
             owners = list(st.partition_owner)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        cluster.stop()
 
     bins, summary = summarize(records, writes, windows, args.duration)
     name = args.name
