@@ -22,7 +22,7 @@ struct GpuSearchWorkspace::Buffers {
   DeviceArray probes, probe_keys, n_bad_probes;
   DeviceArray list_count, list_fill, list_start, list_queries, tasks, n_tasks, cub_temp;
   DeviceArray sample_scores, sample_count, thresholds;
-  DeviceArray cand_scores, cand_rows, cand_count;
+  DeviceArray cand_scores, cand_rows, cand_count, cand_keys, cand_fill, flat_segments;
   DeviceArray keys0, keys1, values0, values1, sort_temp;
   DeviceArray rescue, n_rescue, block_plans, plan_rows, pair_rows;
   std::unique_ptr<GpuSearchWorkspace> rescue_workspace;
@@ -32,7 +32,7 @@ struct GpuSearchWorkspace::Buffers {
     for (const DeviceArray* a :
          {&probes, &probe_keys, &n_bad_probes, &list_count, &list_fill, &list_start,
           &list_queries, &tasks, &n_tasks, &cub_temp, &sample_scores, &sample_count, &thresholds, &cand_scores,
-          &cand_rows, &cand_count, &keys0, &keys1, &values0, &values1, &sort_temp, &rescue,
+          &cand_rows, &cand_count, &cand_keys, &cand_fill, &flat_segments, &keys0, &keys1, &values0, &values1, &sort_temp, &rescue,
           &n_rescue, &block_plans, &plan_rows, &pair_rows})
       b += a->bytes();
     return b;
@@ -101,9 +101,15 @@ struct SamplePlan {
   int64_t rank;         // T_q = the rank-th best sample score
   int64_t cap;          // candidate slots per query
   int64_t sample_cap;   // sample slots per query
+  // Flat candidates (cuda::flat_candidates): slots for the whole batch, of which flat_slack
+  // are for the warps' unfinished reservations.
+  bool flat;
+  int64_t flat_slots;
+  int64_t flat_slack;
 };
 
-SamplePlan plan_sample(const GpuIndexView& index, const GpuSearchOptions& o, int nprobe) {
+SamplePlan plan_sample(const GpuIndexView& index, const GpuSearchOptions& o, int64_t n,
+                       int nprobe) {
   const ScanIndexView& s = index.scan;
   const int64_t n_blocks = s.n_rows / kBlockRows;
   const int64_t lists = o.exact ? s.n_lists : std::min<int64_t>(nprobe, s.n_lists);
@@ -140,6 +146,21 @@ SamplePlan plan_sample(const GpuIndexView& index, const GpuSearchOptions& o, int
   p.cap = std::max<int64_t>(p.cap, std::min<int64_t>(o.k, space_blocks * kBlockRows));
   if (o.candidate_cap > 0) p.cap = std::max(o.candidate_cap, o.k);
   p.sample_cap = std::min(space_blocks, space_blocks / p.stride + lists) * kBlockRows;
+  p.flat = cuda::flat_candidates(p.cap);
+  p.flat_slots = n * p.cap;
+  p.flat_slack = 0;
+  if (p.flat && p.stride > 1 && o.candidate_cap == 0) {
+    // The queries share their slots: a query's count varies by ~sqrt(rank) sample draws, the
+    // batch's total relatively sqrt(n) times less, so the pool needs a smaller margin than n
+    // buffers of cap (K = 100,000, B = 64: 11.6M slots against 17.6M, and a smaller sort).
+    const double r = double(p.rank), nn = double(n);
+    const int64_t pooled =
+        int64_t(std::ceil((nn * (r + 16.0) + 12.0 * std::sqrt(nn * r)) * double(p.stride))) +
+        64 * n;
+    p.flat_slots = std::min(p.flat_slots, pooled);
+    p.flat_slack = p.flat_slots / 8;
+    p.flat_slots += p.flat_slack;
+  }
   return p;
 }
 
@@ -228,7 +249,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   }
 
   // Sample -> thresholds.
-  const SamplePlan plan = plan_sample(index, o, nprobe);
+  const SamplePlan plan = plan_sample(index, o, n, nprobe);
   float* thresholds = b.thresholds.reserve_as<float>(n);
   {
     cuda::ScanPass pass;
@@ -254,45 +275,79 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   // Collect candidates >= T_q.
   cuda::ScanPass pass;
   pass.thresholds = thresholds;
-  pass.out_count = b.cand_count.reserve_as<uint32_t>(n);
-  pass.out_scores = b.cand_scores.reserve_as<float>(size_t(n * plan.cap));
-  pass.out_rows = b.cand_rows.reserve_as<int32_t>(size_t(n * plan.cap));
-  pass.cap = plan.cap;
   pass.check_inline = plan.stride == 1;
   pass.block_plans = block_plans;
   pass.plan_rows = plan_rows;
   pass.pair_stride = pair_stride;
   pass.pair_rows = pair_rows;
-  ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_count, 0, sizeof(uint32_t) * n, stream));
+  cuda::Candidates cand;
+  cand.n = n;
+  const size_t sort_items = size_t(plan.flat ? plan.flat_slots : n * plan.cap);
+  cuda::SortBuffers sb;
+  sb.keys[0] = b.keys0.reserve_as<uint64_t>(sort_items);
+  sb.keys[1] = b.keys1.reserve_as<uint64_t>(sort_items);
+  sb.values[0] = b.values0.reserve_as<int32_t>(sort_items);
+  sb.values[1] = b.values1.reserve_as<int32_t>(sort_items);
+  if (plan.flat) {
+    pass.out_keys = b.cand_keys.reserve_as<uint64_t>(size_t(plan.flat_slots));
+    pass.out_rows = b.cand_rows.reserve_as<int32_t>(size_t(plan.flat_slots));
+    pass.out_fill = b.cand_fill.reserve_as<unsigned long long>(1);
+    pass.cap = plan.flat_slots;
+    pass.flat_slack = plan.flat_slack;
+    ARGENT_CUDA_CHECK(
+        cudaMemsetAsync(pass.out_keys, 0xff, sizeof(uint64_t) * size_t(plan.flat_slots), stream));
+    ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_fill, 0, sizeof(unsigned long long), stream));
+    cand.flat = true;
+    cand.cap = plan.flat_slots;
+    cand.keys[0] = pass.out_keys, cand.flat_rows[0] = pass.out_rows;
+    cand.keys[1] = sb.keys[0], cand.flat_rows[1] = sb.values[0];
+    cand.keys[2] = sb.keys[1], cand.flat_rows[2] = sb.values[1];
+    cand.fill = pass.out_fill;
+    cand.segments = b.flat_segments.reserve_as<int32_t>(size_t(2 * n));
+  } else {
+    pass.out_count = b.cand_count.reserve_as<uint32_t>(n);
+    pass.out_scores = b.cand_scores.reserve_as<float>(size_t(n * plan.cap));
+    pass.out_rows = b.cand_rows.reserve_as<int32_t>(size_t(n * plan.cap));
+    pass.cap = plan.cap;
+    ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_count, 0, sizeof(uint32_t) * n, stream));
+    cand.cap = plan.cap;
+    cand.scores = pass.out_scores;
+    cand.rows = pass.out_rows;
+    cand.count = pass.out_count;
+  }
   cuda::launch_scan(index, queries, lists, inv.tasks, inv.n_tasks, int(n), pass, stream);
   timer.mark("collect");
 
   // Sort, order ties, emit; flag the queries to rescue.
-  cuda::SortBuffers sb;
-  const size_t items = size_t(n * plan.cap);
-  sb.keys[0] = b.keys0.reserve_as<uint64_t>(items);
-  sb.keys[1] = b.keys1.reserve_as<uint64_t>(items);
-  sb.values[0] = b.values0.reserve_as<int32_t>(items);
-  sb.values[1] = b.values1.reserve_as<int32_t>(items);
-  sb.cub_temp_bytes = cuda::sort_temp_bytes(n, plan.cap, o.stable_ties);
+  sb.cub_temp_bytes = cuda::sort_temp_bytes(cand, o.stable_ties);
   sb.cub_temp = b.sort_temp.reserve(sb.cub_temp_bytes);
   int32_t* rescue = b.rescue.reserve_as<int32_t>(n);
   int32_t* n_rescue = b.n_rescue.reserve_as<int32_t>(1);
   ARGENT_CUDA_CHECK(cudaMemsetAsync(n_rescue, 0, sizeof(int32_t), stream));
-  cuda::launch_sort_and_emit(index, queries, pass.out_scores, pass.out_rows, pass.out_count,
-                             thresholds, n, plan.cap, o.k, o.stable_ties, sb, scores, ids, rows,
-                             rescue, n_rescue, stream);
+  cuda::launch_sort_and_emit(index, queries, cand, thresholds, o.k, o.stable_ties, sb, scores,
+                             ids, rows, rescue, n_rescue, stream);
   timer.mark("sort+emit");
 
+  // Each query's candidates: its count (per query: appends, > cap on overflow), or its sorted
+  // entries (flat); with the flat fill, which exceeds every query's count on overflow.
+  auto copy_counts = [&](std::vector<uint32_t>& counts, unsigned long long* fill) {
+    counts.resize(static_cast<size_t>(n));
+    if (cand.flat) {
+      ARGENT_CUDA_CHECK(cudaMemcpyAsync(counts.data(), cand.segments + n, sizeof(int32_t) * n,
+                                        cudaMemcpyDeviceToHost, stream));
+      ARGENT_CUDA_CHECK(cudaMemcpyAsync(fill, cand.fill, sizeof(unsigned long long),
+                                        cudaMemcpyDeviceToHost, stream));
+    } else {
+      ARGENT_CUDA_CHECK(cudaMemcpyAsync(counts.data(), cand.count, sizeof(uint32_t) * n,
+                                        cudaMemcpyDeviceToHost, stream));
+    }
+  };
   int32_t host_rescue = 0;
   ARGENT_CUDA_CHECK(cudaMemcpyAsync(&host_rescue, n_rescue, sizeof(int32_t),
                                     cudaMemcpyDeviceToHost, stream));
   std::vector<uint32_t> counts;
-  if (stats) {
-    counts.resize(static_cast<size_t>(n));
-    ARGENT_CUDA_CHECK(cudaMemcpyAsync(counts.data(), pass.out_count, sizeof(uint32_t) * n,
-                                      cudaMemcpyDeviceToHost, stream));
-  }
+  unsigned long long flat_fill = 0;
+  if (stats) copy_counts(counts, &flat_fill);
   int32_t host_bad_probes = 0;
   if (n_bad_probes)
     ARGENT_CUDA_CHECK(cudaMemcpyAsync(&host_bad_probes, n_bad_probes, sizeof(int32_t),
@@ -319,12 +374,11 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     // scale: K = 100,000 meets them in nearly every query). Their candidates are right, only
     // unordered: the whole batch is sorted again with ties by id (one more radix sort), which is
     // far cheaper than re-running each of those queries' scans.
-    sb.cub_temp_bytes = cuda::sort_temp_bytes(n, plan.cap, true);
+    sb.cub_temp_bytes = cuda::sort_temp_bytes(cand, true);
     sb.cub_temp = b.sort_temp.reserve(sb.cub_temp_bytes);
     ARGENT_CUDA_CHECK(cudaMemsetAsync(n_rescue, 0, sizeof(int32_t), stream));
-    cuda::launch_sort_and_emit(index, queries, pass.out_scores, pass.out_rows, pass.out_count,
-                               thresholds, n, plan.cap, o.k, true, sb, scores, ids, rows, rescue,
-                               n_rescue, stream);
+    cuda::launch_sort_and_emit(index, queries, cand, thresholds, o.k, true, sb, scores, ids, rows,
+                               rescue, n_rescue, stream);
     timer.mark("stable re-sort");
     ARGENT_CUDA_CHECK(cudaMemcpyAsync(flags.data(), rescue, sizeof(int32_t) * n,
                                       cudaMemcpyDeviceToHost, stream));
@@ -344,10 +398,12 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   // than the buffer held (a query that scores every item the same, such as a zero vector, ties
   // them all).
   if (counts.empty()) {  // not copied above for the stats
-    counts.resize(static_cast<size_t>(n));
-    ARGENT_CUDA_CHECK(
-        cudaMemcpy(counts.data(), pass.out_count, sizeof(uint32_t) * n, cudaMemcpyDeviceToHost));
+    copy_counts(counts, &flat_fill);
+    ARGENT_CUDA_CHECK(cudaStreamSynchronize(stream));
   }
+  // A flat batch that overflowed re-runs every query, each with room for all the rows the
+  // batch reserved (more than any one query's).
+  const bool flat_overflow = cand.flat && flat_fill > uint64_t(cand.cap);
   if (!b.rescue_workspace) b.rescue_workspace = std::make_unique<GpuSearchWorkspace>();
   for (int64_t q = 0; q < n; ++q) {
     if (flags[size_t(q)] != cuda::kRescueRerun) continue;
@@ -358,7 +414,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     if (one.plan_of_query) one.plan_of_query += q;
     // Every row sampled, a slot for each row at or above T_q, ties sorted stably: nothing a
     // re-run could change.
-    const int64_t found_q = counts[size_t(q)];
+    const int64_t found_q = flat_overflow ? int64_t(flat_fill) : int64_t(counts[size_t(q)]);
     ARGENT_CHECK(!(plan.stride == 1 && o.stable_ties && found_q <= plan.cap), "GPU search: query ",
                  q, " still flagged after its exact re-run (", found_q, " candidates, ", plan.cap,
                  " slots)");

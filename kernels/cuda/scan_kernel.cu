@@ -62,6 +62,8 @@ struct ScanParams {
   int n_chunks32;     // k-chunks of 32 dims: ceil(d_pad / 32)
   int n_groups;       // d_pad / 4
   int query_cap;      // queries staged at once (multiple of 8)
+  int flat_chunk;     // flat collect: slots a warp reserves at once (ScanPass::out_keys)
+  int pending_offset; // deferred kernel: the warps' Pending, in bytes from the shared memory's start
   int staged_ops;     // filter ops copied to shared memory (all of the batch's), 0: read globally
   int ring_bytes;     // the warps' block rings and their meta slots, at the front of shared memory
   bool sig_in_regs;   // filtered batch with <= 2 signature words: a row's words fit in registers
@@ -136,6 +138,22 @@ static_assert(kMetaSlotBytes<true> >= int(sizeof(StageMeta)) && kMetaSlotBytes<t
                   kMetaSlotBytes<true> * kStages % 16 == 0,
               "meta slots: 4-byte aligned, and whole 16-byte words per warp");
 
+// The deferred kernel's hits (kDefer: unfiltered flat collect), per warp, in shared memory:
+// the tiles' hits that passed the integer bound wait here, as (row, dot, staged query), until
+// a whole warp's worth can take the exact path one per lane (drain_pending). At K = 100,000
+// about a quarter of the tiles have a hit, and the exact path run in place, one element at a
+// time behind a branch for each, cost as much as the scan itself. Room for the most a tile
+// can add (128) on top of what a drain leaves (< 32).
+constexpr int kPendingCap = 160;
+struct Pending {
+  int32_t row[kPendingCap];
+  int32_t dot[kPendingCap];
+  int16_t query[kPendingCap];
+  int32_t count;
+  int32_t unused[3];
+};
+static_assert(sizeof(Pending) % 16 == 0, "Pending: whole 16-byte words");
+
 struct Staged {
   int8_t* ring;   // [kWarps][kStages] blocks of 16 * d_pad bytes (d_pad <= 128)
   int8_t* metas;  // [kWarps][kStages] slots of kMetaSlotBytes<kFiltered>
@@ -156,6 +174,9 @@ struct Staged {
   int32_t* plan_len;    // [query_cap] its length; 0: no filter
   int32_t* slot;        // [query_cap] the query's local plan (LocalPlans), -1: no filter
   const FilterOp* ops;  // the batch's plan ops (shared memory when staged, else global)
+  // Flat collect: each warp's reserved slots [next, end) of ScanPass::out_keys.
+  unsigned long long* flat_cursor;  // [kWarps][2]
+  Pending* pending;                 // [kWarps], deferred kernel only
 };
 
 // The distinct plans of the staged queries (shared memory), when there are at most kLocalPlans.
@@ -330,6 +351,49 @@ __device__ __forceinline__ int known_plan_bits(const Staged& s, const RowSigs& r
   return int(rs.plans >> (4 * slot + 2 * h)) & 3;
 }
 
+// The flat collect's append (ScanPass::out_keys) of N elements per lane: the warp's hits go to
+// consecutive slots of the range it reserved, and only a warp that runs out reserves more, at
+// least flat_chunk slots, with one atomic on the batch's fill. hit: 0, or accept()'s result.
+template <int N>
+__device__ __forceinline__ void append_flat(const ScanParams& p, const Staged& s,
+                                            const int (&hit)[N], const float (&score)[N],
+                                            const int32_t (&row)[N], const int32_t (&query)[N]) {
+  const int lane = threadIdx.x & 31;
+  const uint32_t below = (1u << lane) - 1u;
+  int offset[N], total = 0;
+#pragma unroll
+  for (int e = 0; e < N; ++e) {
+    const uint32_t mask = __ballot_sync(0xFFFFFFFFu, hit[e]);
+    offset[e] = total + __popc(mask & below);
+    total += __popc(mask);
+  }
+  if (total == 0) return;
+  unsigned long long* cursor = s.flat_cursor + 2 * (threadIdx.x >> 5);
+  const unsigned long long next = cursor[0], end = cursor[1];
+  const int left = int(min(end - next, (unsigned long long)total));
+  unsigned long long base = 0, want = 0;
+  if (total > left) {
+    want = max((unsigned long long)(total - left), (unsigned long long)p.flat_chunk);
+    if (lane == 0) base = atomicAdd(p.pass.out_fill, want);
+    base = __shfl_sync(0xFFFFFFFFu, base, 0);
+  }
+  __syncwarp();  // every lane has read the cursor
+  if (lane == 0) {
+    cursor[0] = total > left ? base + (total - left) : next + total;
+    if (total > left) cursor[1] = base + want;
+  }
+  __syncwarp();
+#pragma unroll
+  for (int e = 0; e < N; ++e) {
+    if (!hit[e]) continue;
+    const unsigned long long pos =
+        offset[e] < left ? next + offset[e] : base + (offset[e] - left);
+    if (pos >= (unsigned long long)p.pass.cap) continue;  // overflow: *out_fill > cap tells
+    p.pass.out_keys[pos] = (uint64_t(query[e]) << 32) | descending_key(score[e]);
+    p.pass.out_rows[pos] = row[e] | (hit[e] == 2 ? kNeedsCheck : 0);
+  }
+}
+
 // The slow part of the epilogue, for a warp where some element passed its bound: those rows
 // take the exact path, and the accepted ones are appended with one atomic per (query, lane
 // group) instead of one per row: in the sample pass every row of a sampled block is accepted,
@@ -337,7 +401,7 @@ __device__ __forceinline__ int known_plan_bits(const Staged& s, const RowSigs& r
 // batches it is called, not inlined: the sixteen epilogues of a 4-tile group would otherwise
 // each carry a copy of the filter evaluation, and the scan then stalls on instruction fetch.
 // kCompact: block is the warp's compacted stage, whose CompactMeta lists the rows.
-template <bool kCompact>
+template <bool kCompact, bool kMayFlat>
 __device__ __forceinline__ void append_hits_body(const ScanParams& p, const Staged s, int tile,
                                          int64_t block, int64_t list_end, int32_t a0, int32_t a1,
                                          int32_t a2, int32_t a3, uint32_t hits, const RowSigs rs) {
@@ -358,6 +422,14 @@ __device__ __forceinline__ void append_hits_body(const ScanParams& p, const Stag
       const int qi = (e & 1) ? qb : qa;
       hit[e] = accept(p, s, qi, e < 2 ? r0 : r1, list_end, acc[e], rs.scale[e >> 1],
                       known_plan_bits(s, rs, qi, e >> 1), &score[e]);
+    }
+  }
+  if constexpr (kMayFlat) {  // the filtered kernel's flat collect
+    if (p.pass.out_keys) {
+      const int32_t row[4] = {int32_t(r0), int32_t(r0), int32_t(r1), int32_t(r1)};
+      const int32_t query[4] = {s.query[qa], s.query[qb], s.query[qa], s.query[qb]};
+      append_flat<4>(p, s, hit, score, row, query);
+      return;
     }
   }
   // Elements e and e + 2 (rows 2g and 2g + 1) share a query: the 8 lanes of group t take one
@@ -400,7 +472,7 @@ template <bool kCompact>
 __device__ __noinline__ void append_hits(const ScanParams& p, const Staged s, int tile,
                                          int64_t block, int64_t list_end, int32_t a0, int32_t a1,
                                          int32_t a2, int32_t a3, uint32_t hits, const RowSigs rs) {
-  append_hits_body<kCompact>(p, s, tile, block, list_end, a0, a1, a2, a3, hits, rs);
+  append_hits_body<kCompact, true>(p, s, tile, block, list_end, a0, a1, a2, a3, hits, rs);
 }
 
 // The fast part of the epilogue: which of the lane's 4 elements of a tile passed their bound
@@ -427,29 +499,96 @@ __device__ __forceinline__ uint32_t hit_mask(const Staged& s, int tile, int32_t 
   return hits;
 }
 
+// The deferred hits through the exact path, one per lane, then the flat append; the buffer is
+// left empty. Out of line: it runs once per ~32 hits.
+__device__ __noinline__ void drain_pending(const ScanParams& p, const Staged s) {
+  const int lane = threadIdx.x & 31;
+  Pending& q = s.pending[threadIdx.x >> 5];
+  const int count = q.count;
+  const bool check_live = p.pass.check_inline;
+  for (int base = 0; base < count; base += 32) {
+    const int i = base + lane;
+    int hit[1] = {0};
+    float score[1] = {0.f};
+    int32_t row[1] = {0}, query[1] = {0};
+    if (i < count) {
+      const int qi = q.query[i];
+      row[0] = q.row[i];
+      score[0] = score_of(q.dot[i], s.scale[qi], __ldg(p.index.scan.scales + row[0]));
+      hit[0] = score[0] >= s.threshold[qi] &&
+               !(check_live && p.index.scan.ids[row[0]] == kEmptyId);
+      query[0] = s.query[qi];
+    }
+    append_flat<1>(p, s, hit, score, row, query);
+  }
+  __syncwarp();
+  if (lane == 0) q.count = 0;
+  __syncwarp();
+}
+
+// The deferred kernel's slow part: the tile's hits (rows of the list only) appended to the
+// warp's Pending, drained first when they would not fit.
+__device__ __forceinline__ void defer_hits(const ScanParams& p, const Staged& s, int tile,
+                                           int64_t block, int64_t list_end,
+                                           const int32_t (&acc)[4], uint32_t hits) {
+  const int lane = threadIdx.x & 31;
+  const int64_t r0 = block * kBlockRows + 2 * (lane >> 2);
+  if (r0 >= list_end) hits &= ~0x3u;
+  if (r0 + 1 >= list_end) hits &= ~0xCu;
+  const uint32_t below = (1u << lane) - 1u;
+  int offset[4], total = 0;
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const uint32_t mask = __ballot_sync(0xFFFFFFFFu, (hits >> e) & 1u);
+    offset[e] = total + __popc(mask & below);
+    total += __popc(mask);
+  }
+  Pending& q = s.pending[threadIdx.x >> 5];
+  int count = q.count;
+  if (count + total > kPendingCap) {
+    drain_pending(p, s);
+    count = 0;
+  }
+  const int qa = tile * 8 + 2 * (lane & 3);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    if (!((hits >> e) & 1u)) continue;
+    const int i = count + offset[e];
+    q.row[i] = int32_t(r0 + (e >> 1));
+    q.dot[i] = acc[e];
+    q.query[i] = int16_t(qa + (e & 1));
+  }
+  __syncwarp();
+  if (lane == 0) q.count = count + total;
+  __syncwarp();
+}
+
 // The slow part, for a tile where some lane has hits. Unfiltered batches keep it inline (it is
 // short without a filter, and a call would cost the hot loop registers); filtered batches call
 // it (see append_hits_body).
-template <bool kFiltered, bool kCompact = false>
+template <bool kFiltered, bool kCompact = false, bool kDefer = false>
 __device__ __forceinline__ void append_if_hits(const ScanParams& p, const Staged& s, int tile,
                                                int64_t block, int64_t list_end,
                                                const int32_t (&acc)[4], uint32_t hits,
                                                const RowSigs& rs) {
   if (!__any_sync(0xFFFFFFFFu, hits != 0)) return;
-  if constexpr (kFiltered) {
+  if constexpr (kDefer) {
+    static_assert(!kFiltered && !kCompact, "deferred hits: unfiltered kernels only");
+    defer_hits(p, s, tile, block, list_end, acc, hits);
+  } else if constexpr (kFiltered) {
     append_hits<kCompact>(p, s, tile, block, list_end, acc[0], acc[1], acc[2], acc[3], hits, rs);
   } else {
-    append_hits_body<false>(p, s, tile, block, list_end, acc[0], acc[1], acc[2], acc[3], hits,
-                            rs);
+    append_hits_body<false, false>(p, s, tile, block, list_end, acc[0], acc[1], acc[2], acc[3],
+                                   hits, rs);
   }
 }
 
-template <bool kFiltered, bool kCompact = false>
+template <bool kFiltered, bool kCompact = false, bool kDefer = false>
 __device__ __forceinline__ void epilogue(const ScanParams& p, const Staged& s, int tile,
                                          int64_t block, int64_t list_end, int32_t da, int32_t db,
                                          const int32_t (&acc)[4], const RowSigs& rs) {
-  append_if_hits<kFiltered, kCompact>(p, s, tile, block, list_end, acc,
-                            hit_mask<kFiltered>(s, tile, da, db, acc, rs), rs);
+  append_if_hits<kFiltered, kCompact, kDefer>(p, s, tile, block, list_end, acc,
+                                              hit_mask<kFiltered>(s, tile, da, db, acc, rs), rs);
 }
 
 // Returns false when the block can be skipped: no row of it is possibly eligible under any
@@ -556,7 +695,8 @@ __device__ __forceinline__ float load_compact_sigs(const CompactMeta& c, int lan
 // time: four independent accumulator chains keep the tensor pipe busy where one chain of
 // dependent mma would leave it waiting on its own latency. kCompact: `block` is the warp's
 // compacted stage, `compact` its CompactMeta (inv_max is worked out here).
-template <int KC, bool kFiltered, int kGroup = kGroupTiles, bool kCompact = false>
+template <int KC, bool kFiltered, int kGroup = kGroupTiles, bool kCompact = false,
+          bool kDefer = false>
 __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s,
                                             const LocalPlans& local, int tiles, int64_t block,
                                             int64_t list_end, float inv_max,
@@ -595,7 +735,8 @@ __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s
     if (!__any_sync(0xFFFFFFFFu, any != 0)) continue;
 #pragma unroll
     for (int u = 0; u < kGroup; ++u)
-      append_if_hits<kFiltered, kCompact>(p, s, tile + u, block, list_end, acc[u], hits[u], rs);
+      append_if_hits<kFiltered, kCompact, kDefer>(p, s, tile + u, block, list_end, acc[u],
+                                                  hits[u], rs);
   }
   for (; tile < tiles; ++tile) {
     uint32_t bf[2 * KC];
@@ -605,7 +746,7 @@ __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s
     int32_t acc[4] = {0, 0, 0, 0};
 #pragma unroll
     for (int c = 0; c < KC; ++c) mma_s8_16x8x32(acc, a[c], bf[2 * c], bf[2 * c + 1]);
-    epilogue<kFiltered, kCompact>(p, s, tile, block, list_end, da, db, acc, rs);
+    epilogue<kFiltered, kCompact, kDefer>(p, s, tile, block, list_end, da, db, acc, rs);
   }
 }
 
@@ -926,7 +1067,7 @@ __device__ void scan_run_compact(const ScanParams& p, const Staged& s, const Loc
 // warp copies its blocks into its ring in shared memory kStages - 1 ahead of the one it
 // multiplies, so the memory pipe stays busy while the tensor pipe works (with the next block
 // prefetched into registers instead, one block of latency was all a warp could cover).
-template <int KC, bool kFiltered>
+template <int KC, bool kFiltered, bool kDefer>
 __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalPlans& local,
                               int m_pad, const TaskBatch& tb, int t_begin, int t_end) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -956,7 +1097,8 @@ __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalP
   };
   run_ring<KC>(p, ring, block_bytes, issue_next, [&](int stage, const uint32_t(&a)[KC][4]) {
     const StageMeta& m = *s.stage_meta<kFiltered>(warp, stage);
-    score_block<KC, kFiltered>(p, s, local, tiles, m.block, m.list_end, m.inv_max, a,
+    score_block<KC, kFiltered, kGroupTiles, false, kDefer>(p, s, local, tiles, m.block,
+                                                           m.list_end, m.inv_max, a,
                                n_words ? m.plan_words : nullptr);
   });
 }
@@ -964,7 +1106,7 @@ __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalP
 // One tile of staged queries (8 or fewer), d_pad <= 128: the scan is a stream of loads with
 // little arithmetic per block, and the A fragments of the warp's next block, loaded into
 // registers while the current one is multiplied, measured faster here than the ring.
-template <int KC, bool kFiltered>
+template <int KC, bool kFiltered, bool kDefer>
 __device__ void scan_run_prefetch(const ScanParams& p, const Staged& s, const LocalPlans& local,
                                   int m_pad, const TaskBatch& tb, int t_begin, int t_end) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -991,7 +1133,8 @@ __device__ void scan_run_prefetch(const ScanParams& p, const Staged& s, const Lo
                                an[k]);
       inv_next = p.index.block_inv_max_scale[n.block];
     }
-    score_block<KC, kFiltered, 1>(p, s, local, tiles, b.block, b.list_end, inv_max, a, nullptr);
+    score_block<KC, kFiltered, 1, false, kDefer>(p, s, local, tiles, b.block, b.list_end, inv_max,
+                                                 a, nullptr);
     if (!more) break;
 #pragma unroll
     for (int k = 0; k < KC; ++k)
@@ -1003,7 +1146,7 @@ __device__ void scan_run_prefetch(const ScanParams& p, const Staged& s, const Lo
 }
 
 // Any dimension: A fragments read from global memory (L1) for each tile of 8 queries.
-template <bool kFiltered>
+template <bool kFiltered, bool kDefer>
 __device__ void scan_run_wide(const ScanParams& p, const Staged& s, const LocalPlans& local,
                               int m_pad, const TaskBatch& tb, int t_begin, int t_end) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -1028,12 +1171,12 @@ __device__ void scan_run_wide(const ScanParams& p, const Staged& s, const LocalP
       }
       int32_t da, db;
       bounds(s, tile, inv_max, da, db);
-      epilogue<kFiltered>(p, s, tile, b.block, b.list_end, da, db, acc, rs);
+      epilogue<kFiltered, false, kDefer>(p, s, tile, b.block, b.list_end, da, db, acc, rs);
     }
   }
 }
 
-template <int KC, bool kFiltered>
+template <int KC, bool kFiltered, bool kDefer>
 __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS)
     scan_kernel(const __grid_constant__ ScanParams p) {
   extern __shared__ uint4 shared[];
@@ -1052,6 +1195,14 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS)
   s.slot = s.plan_len + cap;
   __shared__ LocalPlans local;
   __shared__ TaskBatch tb;
+  __shared__ unsigned long long flat_cursor[kWarps * 2];
+  if (threadIdx.x < kWarps * 2) flat_cursor[threadIdx.x] = 0;  // nothing reserved yet
+  s.flat_cursor = flat_cursor;
+  s.pending = nullptr;
+  if constexpr (kDefer) {
+    s.pending = reinterpret_cast<Pending*>(reinterpret_cast<int8_t*>(shared) + p.pending_offset);
+    if (threadIdx.x < kWarps) s.pending[threadIdx.x].count = 0;
+  }
   if (p.staged_ops > 0) {
     FilterOp* ops = reinterpret_cast<FilterOp*>(s.slot + cap + (cap & 3 ? 4 - (cap & 3) : 0));
     for (int i = threadIdx.x; i < p.staged_ops; i += blockDim.x) ops[i] = p.queries.plan_ops[i];
@@ -1104,18 +1255,20 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS)
           if (kFiltered && local.compact)
             scan_run_compact<KC>(p, s, local, m_pad, tb, t, t_end);
           else if (!kFiltered && m_pad <= 8 * kPrefetchMaxTiles)
-            scan_run_prefetch<KC, kFiltered>(p, s, local, m_pad, tb, t, t_end);
+            scan_run_prefetch<KC, kFiltered, kDefer>(p, s, local, m_pad, tb, t, t_end);
           else
-            scan_run_ring<KC, kFiltered>(p, s, local, m_pad, tb, t, t_end);
+            scan_run_ring<KC, kFiltered, kDefer>(p, s, local, m_pad, tb, t, t_end);
         } else
-          scan_run_wide<kFiltered>(p, s, local, m_pad, tb, t, t_end);
+          scan_run_wide<kFiltered, kDefer>(p, s, local, m_pad, tb, t, t_end);
+        // The deferred hits refer to the staged queries: through before they change.
+        if constexpr (kDefer) drain_pending(p, s);
       }
       t = t_end;
     }
   }
 }
 
-template <int KC, bool kFiltered>
+template <int KC, bool kFiltered, bool kDefer>
 void launch_kernel(const ScanParams& p, size_t smem, cudaStream_t stream) {
   // The persistent grid: as many CTAs as stay resident (worked out once per device and shared
   // memory size, not on every batch), times ARGENT_SCAN_WAVES in the collect pass, where more
@@ -1131,18 +1284,24 @@ void launch_kernel(const ScanParams& p, size_t smem, cudaStream_t stream) {
     std::lock_guard<std::mutex> lock(mu);
     auto it = grids.find({device, smem});
     if (it == grids.end()) {
-      ARGENT_CUDA_CHECK(cudaFuncSetAttribute(scan_kernel<KC, kFiltered>,
+      ARGENT_CUDA_CHECK(cudaFuncSetAttribute(scan_kernel<KC, kFiltered, kDefer>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              int(kMaxSharedBytes)));
       int per_sm = 0, sms = 0;
       ARGENT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-          &per_sm, scan_kernel<KC, kFiltered>, kThreads, smem));
+          &per_sm, scan_kernel<KC, kFiltered, kDefer>, kThreads, smem));
       ARGENT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
       it = grids.emplace(std::make_pair(device, smem), std::max(1, per_sm) * sms).first;
     }
     grid = it->second * (p.pass.out_rows ? ARGENT_SCAN_WAVES : 1);
   }
-  scan_kernel<KC, kFiltered><<<grid, kThreads, smem, stream>>>(p);
+  ScanParams q = p;
+  // Reservations small enough that the warps' unfinished ones stay within flat_slack, and at
+  // most 128 slots (one atomic per 128 candidates is already rare).
+  const int64_t warps = int64_t(grid) * kWarps;
+  q.flat_chunk = 1;
+  while (q.flat_chunk < 128 && 2 * q.flat_chunk * warps <= p.pass.flat_slack) q.flat_chunk *= 2;
+  scan_kernel<KC, kFiltered, kDefer><<<grid, kThreads, smem, stream>>>(q);
   ARGENT_CUDA_CHECK_LAUNCH("scan_kernel");
 }
 
@@ -1165,7 +1324,12 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
   const size_t stage_bytes = size_t(kBlockRows) * d_pad +
                              (queries.plan_of_query ? kMetaSlotBytes<true> : kMetaSlotBytes<false>);
   p.ring_bytes = d_pad <= 128 ? int(kWarps * kStages * stage_bytes) : 0;
-  const int fit = int((kMaxSharedBytes - p.ring_bytes - kMaxStagedOps * sizeof(FilterOp)) /
+  // Unfiltered flat collects defer their hits (Pending): the filtered kernel's slow path is
+  // already out of line, and per-query buffers keep the in-place append.
+  const bool defer = pass.out_keys != nullptr && queries.plan_of_query == nullptr;
+  const size_t pending_bytes = defer ? kWarps * sizeof(Pending) + 16 : 0;
+  const int fit = int((kMaxSharedBytes - p.ring_bytes - kMaxStagedOps * sizeof(FilterOp) -
+                       pending_bytes) /
                       per_query) / 8 * 8;
   ARGENT_ASSERT(fit >= 8, "dimension ", d_pad, " leaves no room for 8 staged queries");
   const int wanted = (std::max(1, max_queries_per_list) + 7) / 8 * 8;
@@ -1173,23 +1337,37 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
 
   p.staged_ops = queries.n_plan_ops <= kMaxStagedOps ? queries.n_plan_ops : 0;
   p.sig_in_regs = queries.plan_of_query != nullptr && index.scan.bloom_words <= 2;
-  const size_t smem = size_t(p.ring_bytes) + per_query * size_t(p.query_cap) +
-                      sizeof(FilterOp) * size_t(p.staged_ops);
+  p.pending_offset = 0;
+  size_t smem = size_t(p.ring_bytes) + per_query * size_t(p.query_cap) +
+                sizeof(FilterOp) * size_t(p.staged_ops);
+  if (defer) {
+    smem = (smem + 15) / 16 * 16;
+    p.pending_offset = int(smem);
+    smem += kWarps * sizeof(Pending);
+  }
   if (queries.plan_of_query) {
     switch (p.n_chunks32) {
-      case 1: launch_kernel<1, true>(p, smem, stream); break;
-      case 2: launch_kernel<2, true>(p, smem, stream); break;
-      case 3: launch_kernel<3, true>(p, smem, stream); break;
-      case 4: launch_kernel<4, true>(p, smem, stream); break;
-      default: launch_kernel<0, true>(p, smem, stream); break;
+      case 1: launch_kernel<1, true, false>(p, smem, stream); break;
+      case 2: launch_kernel<2, true, false>(p, smem, stream); break;
+      case 3: launch_kernel<3, true, false>(p, smem, stream); break;
+      case 4: launch_kernel<4, true, false>(p, smem, stream); break;
+      default: launch_kernel<0, true, false>(p, smem, stream); break;
+    }
+  } else if (defer) {
+    switch (p.n_chunks32) {
+      case 1: launch_kernel<1, false, true>(p, smem, stream); break;
+      case 2: launch_kernel<2, false, true>(p, smem, stream); break;
+      case 3: launch_kernel<3, false, true>(p, smem, stream); break;
+      case 4: launch_kernel<4, false, true>(p, smem, stream); break;
+      default: launch_kernel<0, false, true>(p, smem, stream); break;
     }
   } else {
     switch (p.n_chunks32) {
-      case 1: launch_kernel<1, false>(p, smem, stream); break;
-      case 2: launch_kernel<2, false>(p, smem, stream); break;
-      case 3: launch_kernel<3, false>(p, smem, stream); break;
-      case 4: launch_kernel<4, false>(p, smem, stream); break;
-      default: launch_kernel<0, false>(p, smem, stream); break;
+      case 1: launch_kernel<1, false, false>(p, smem, stream); break;
+      case 2: launch_kernel<2, false, false>(p, smem, stream); break;
+      case 3: launch_kernel<3, false, false>(p, smem, stream); break;
+      case 4: launch_kernel<4, false, false>(p, smem, stream); break;
+      default: launch_kernel<0, false, false>(p, smem, stream); break;
     }
   }
 }

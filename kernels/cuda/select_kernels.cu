@@ -60,9 +60,54 @@ __global__ void sort_keys_kernel(const float* scores, const int32_t* rows, const
 }
 
 // The segmented sort takes one CTA per query: many queries with small buffers. With few queries
-// or large k one sort of the whole batch uses the GPU better (H200, K = 100,000, B = 64: 2.25
-// ms whole-batch, 3.44 ms segmented; K = 1000, B = 256: 1.01 against 0.65 ms).
-bool segmented_sort(int64_t n, int64_t cap) { return n >= 16 && cap <= (int64_t(1) << 17); }
+// (or flat candidates) one sort of the whole batch uses the GPU better (H200, K = 1000, B =
+// 256: 0.65 ms segmented, 1.01 whole-batch; K = 100,000, B = 64, per query: 3.44 and 2.25).
+bool segmented_sort(const Candidates& c) { return !c.flat && c.n >= 16; }
+
+// Where each query's candidates are once sorted: per query, from q * cap; flat, where
+// flat_segments_kernel found them.
+struct Segments {
+  const uint32_t* count = nullptr;  // per query (> cap: overflow)
+  int64_t cap = 0;                  // per query; flat: slots in all
+  const int32_t* flat = nullptr;    // [2n] begin, then size; null: per query
+  const unsigned long long* fill = nullptr;
+  int64_t n = 0;
+  __device__ int64_t start(int64_t q) const { return flat ? flat[q] : q * cap; }
+  __device__ int64_t size(int64_t q) const {
+    return flat ? flat[n + q] : min(int64_t(count[q]), cap);
+  }
+  __device__ bool overflow(int64_t q) const {
+    return flat ? *fill > (unsigned long long)cap : int64_t(count[q]) > cap;
+  }
+};
+
+// A flat slot no candidate took (the caller sets every byte to 0xff). Its low 32 bits are
+// kEmptyKey, which no score maps to, and the query bits the sort looks at are all ones, at
+// least the batch's last query: sorted, the empty slots follow every candidate, and the keys
+// stay in order as whole 64-bit values (flat_segments_kernel's binary searches).
+constexpr uint64_t kFlatEmpty = ~uint64_t(0);
+
+// Each query's entries in the sorted flat keys: one binary search for its first, one for the
+// next query's.
+__device__ int64_t lower_bound_key(const uint64_t* keys, int64_t n, uint64_t key) {
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (keys[mid] < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+__global__ void flat_segments_kernel(const uint64_t* keys, int64_t slots, int64_t n,
+                                     int32_t* segments) {
+  const int64_t q = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (q >= n) return;
+  const int64_t begin = lower_bound_key(keys, slots, uint64_t(q) << 32);
+  const int64_t end = lower_bound_key(keys, slots, uint64_t(q + 1) << 32);
+  segments[q] = int32_t(begin);
+  segments[n + q] = int32_t(end - begin);
+}
 
 // Runs of equal scores: the thread at a run's start sorts a short one by id in place. A longer
 // run (large k over scores of one global scale meets many of tens to hundreds) is listed for
@@ -75,18 +120,24 @@ constexpr int kRankWarps = 4;
 constexpr int64_t kMaxRankedRun = 512;
 
 struct TieRun {
-  int32_t query, start, len;
+  int32_t start, len;  // start: the run's first entry in the sorted values
 };
 
+// Per query: grid (cap / threads, n), thread i of query blockIdx.y. Flat: one thread per slot.
 __global__ void order_ties_kernel(const GpuIndexView index, const uint64_t* keys, int32_t* values,
-                                  const uint32_t* count, int64_t cap, TieRun* runs,
-                                  int32_t* n_runs, int32_t* first_long_run) {
-  const int64_t q = blockIdx.y;
-  const int64_t n = min(int64_t(count[q]), cap);
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+                                  const Segments seg, TieRun* runs, int32_t* n_runs,
+                                  int32_t* first_long_run) {
+  const int64_t thread = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  int64_t q = blockIdx.y, i = thread;
+  if (seg.flat) {
+    if (thread >= seg.cap || keys[thread] == kFlatEmpty) return;
+    q = int64_t(keys[thread] >> 32);
+    i = thread - seg.start(q);
+  }
+  const int64_t n = seg.size(q);
   if (i >= n) return;
-  const uint64_t* key = keys + q * cap;
-  int32_t* val = values + q * cap;
+  const uint64_t* key = keys + seg.start(q);
+  int32_t* val = values + seg.start(q);
   const uint32_t mine = uint32_t(key[i]);
   if (i > 0 && uint32_t(key[i - 1]) == mine) return;  // not a run start
   if (i + 1 >= n || uint32_t(key[i + 1]) != mine) return;  // no run
@@ -97,7 +148,7 @@ __global__ void order_ties_kernel(const GpuIndexView index, const uint64_t* keys
     return;
   }
   if (end - i > kMaxTieRun) {
-    runs[atomicAdd(n_runs, 1)] = TieRun{int32_t(q), int32_t(i), int32_t(end - i)};
+    runs[atomicAdd(n_runs, 1)] = TieRun{int32_t(seg.start(q) + i), int32_t(end - i)};
     return;
   }
   const int64_t* ids = index.scan.ids;
@@ -118,8 +169,7 @@ __global__ void order_ties_kernel(const GpuIndexView index, const uint64_t* keys
 // work, little for the runs of tens to hundreds that reach this step. A grid-stride loop over
 // the runs, whose number only the device knows.
 __global__ void __launch_bounds__(kRankWarps * 32) rank_long_runs_kernel(
-    const GpuIndexView index, const TieRun* runs, const int32_t* n_runs, int32_t* values,
-    int64_t cap) {
+    const GpuIndexView index, const TieRun* runs, const int32_t* n_runs, int32_t* values) {
   __shared__ int64_t run_ids[kRankWarps][kMaxRankedRun];
   __shared__ int32_t run_rows[kRankWarps][kMaxRankedRun];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -128,7 +178,7 @@ __global__ void __launch_bounds__(kRankWarps * 32) rank_long_runs_kernel(
   const int32_t total = *n_runs;
   for (int32_t r = blockIdx.x * kRankWarps + warp; r < total; r += gridDim.x * kRankWarps) {
     const TieRun run = runs[r];
-    int32_t* val = values + int64_t(run.query) * cap + run.start;
+    int32_t* val = values + run.start;
     for (int j = lane; j < run.len; j += 32) {
       my_rows[j] = val[j];
       my_ids[j] = index.scan.ids[my_rows[j] & kRowMask];
@@ -170,6 +220,28 @@ __global__ void score_keys_in_id_order_kernel(const float* scores, const int32_t
   values[j] = valid ? rows[idx] : -1;
 }
 
+// The stable-ties order of flat candidates: the same two sorts, from the flat keys and rows.
+__global__ void flat_id_keys_kernel(const GpuIndexView index, const uint64_t* keys,
+                                    const int32_t* rows, int64_t slots, uint64_t* id_keys,
+                                    int32_t* positions) {
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= slots) return;
+  const bool valid = keys[idx] != kFlatEmpty;
+  const int64_t id = valid ? index.scan.ids[rows[idx] & kRowMask] : INT64_MAX;
+  id_keys[idx] = uint64_t(id) ^ (uint64_t(1) << 63);
+  positions[idx] = int32_t(idx);
+}
+
+__global__ void flat_gather_kernel(const uint64_t* keys, const int32_t* rows, int64_t slots,
+                                   const int32_t* positions, uint64_t* out_keys,
+                                   int32_t* out_rows) {
+  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j >= slots) return;
+  const int64_t idx = positions[j];
+  out_keys[j] = keys[idx];
+  out_rows[j] = rows[idx];
+}
+
 // One CTA per query walks its sorted candidates in windows of kEmitThreads: a candidate is
 // valid when its row is live and, if the scan flagged it (Bloom possible but not definite),
 // the exact feature check passes; the first k valid ones are written in order. The exact checks
@@ -178,14 +250,16 @@ constexpr int kEmitThreads = 512;
 
 __global__ void __launch_bounds__(kEmitThreads) verify_emit_kernel(
     const GpuIndexView index, const GpuQueriesView qv, const uint64_t* keys,
-    const int32_t* values, const uint32_t* count, const float* thresholds, int64_t cap, int64_t k,
+    const int32_t* values, const Segments seg, const float* thresholds, int64_t k,
     float* scores, int64_t* ids, int64_t* rows, int32_t* rescue, int32_t* n_rescue) {
   // rescue[q] holds the start of the first unsorted long tie run (order_ties_kernel) on entry.
   using BlockScan = cub::BlockScan<int, kEmitThreads>;
   __shared__ typename BlockScan::TempStorage scan_tmp;
   __shared__ int total;
   const int64_t q = blockIdx.x;
-  const int64_t n = min(int64_t(count[q]), cap);
+  const int64_t n = seg.size(q);
+  keys += seg.start(q);
+  values += seg.start(q);
   const int32_t plan = qv.plan_of_query ? qv.plan_of_query[q] : -1;
   const FilterOp* ops = plan >= 0 ? qv.plan_ops + qv.plan_begin[plan] : nullptr;
   const int n_ops = plan >= 0 ? qv.plan_len[plan] : 0;
@@ -198,7 +272,7 @@ __global__ void __launch_bounds__(kEmitThreads) verify_emit_kernel(
     int ok = 0;
     int32_t row = 0;
     if (i < n) {
-      const int32_t v = values[q * cap + i];
+      const int32_t v = values[i];
       row = v & kRowMask;
       ok = index.scan.ids[row] != kEmptyId;
       if (ok && (v & kNeedsCheck)) ok = row_passes_exactly(f, ops, n_ops, row);
@@ -208,7 +282,7 @@ __global__ void __launch_bounds__(kEmitThreads) verify_emit_kernel(
     const int64_t out_rank = total + rank;
     if (ok && out_rank < k) {
       const int64_t out = q * k + out_rank;
-      scores[out] = score_of_key(uint32_t(keys[q * cap + i]));
+      scores[out] = score_of_key(uint32_t(keys[i]));
       ids[out] = index.scan.ids[row];
       if (rows) rows[out] = row;
     }
@@ -223,7 +297,7 @@ __global__ void __launch_bounds__(kEmitThreads) verify_emit_kernel(
     if (rows) rows[q * k + i] = -1;
   }
   if (threadIdx.x == 0) {
-    const bool overflow = int64_t(count[q]) > cap;
+    const bool overflow = seg.overflow(q);
     const bool short_of_k = got < k && thresholds[q] > -INFINITY;
     // Only candidates the loop above looked at can be results: a long run after them is moot.
     const bool unsorted_ties = int64_t(rescue[q]) < min(base, n);
@@ -250,103 +324,163 @@ void launch_select_thresholds(const float* sample_scores, const uint32_t* sample
   ARGENT_CUDA_CHECK_LAUNCH("select_thresholds_kernel");
 }
 
+bool flat_candidates(int64_t cap_per_query) { return cap_per_query > (int64_t(1) << 17); }
+
 // The segment bounds of the segmented sort ([n] begins, [n] ends) go first in cub_temp.
 size_t segment_bytes(int64_t n) { return (size_t(2 * n) * sizeof(int32_t) + 255) / 256 * 256; }
 
-size_t sort_temp_bytes(int64_t n, int64_t cap, bool stable_ties) {
+size_t sort_temp_bytes(const Candidates& c, bool stable_ties) {
+  const int64_t n = c.n, items = c.flat ? c.cap : c.n * c.cap;
   size_t bytes = 0;
   cub::DoubleBuffer<uint64_t> keys(nullptr, nullptr);
   cub::DoubleBuffer<int32_t> values(nullptr, nullptr);
-  if (!stable_ties && segmented_sort(n, cap)) {
+  if (!stable_ties && segmented_sort(c)) {
     const int32_t* none = nullptr;
     ARGENT_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairs(
-        nullptr, bytes, keys, values, n * cap, n, none, none, 0, 32));
+        nullptr, bytes, keys, values, items, n, none, none, 0, 32));
   } else {
-    ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys, values, n * cap, 0,
+    ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys, values, items, 0,
                                                       key_bits(n)));
     if (stable_ties) {
       size_t id_bytes = 0;
-      ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, id_bytes, keys, values, n * cap));
+      ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, id_bytes, keys, values, items));
       bytes = std::max(bytes, id_bytes);
     }
   }
   return segment_bytes(n) + bytes;
 }
 
-void launch_sort_and_emit(const GpuIndexView& index, const GpuQueriesView& queries,
-                          const float* cand_scores,
-                          const int32_t* cand_rows, const uint32_t* cand_count,
-                          const float* thresholds, int64_t n, int64_t cap, int64_t k,
-                          bool stable_ties, const SortBuffers& b, float* scores, int64_t* ids,
-                          int64_t* rows, int32_t* rescue, int32_t* n_rescue, cudaStream_t stream) {
-  const int64_t items = n * cap;
-  ARGENT_CHECK(items < (int64_t(1) << 31), "GPU search: ", items,
-               " candidate slots in one batch; at most 2^31 - 1");
-  constexpr int kThreads = 256;
-  const unsigned item_blocks = unsigned((items + kThreads - 1) / kThreads);
-  cub::DoubleBuffer<uint64_t> keys(b.keys[0], b.keys[1]);
-  cub::DoubleBuffer<int32_t> values(b.values[0], b.values[1]);
+namespace {
+
+constexpr int kThreads = 256;
+
+unsigned blocks_for(int64_t items) { return unsigned((items + kThreads - 1) / kThreads); }
+
+// Per query: the candidates sorted into keys/values (b), per segment or all at once.
+void sort_per_query(const GpuIndexView& index, const Candidates& c, bool stable_ties,
+                    const SortBuffers& b, cub::DoubleBuffer<uint64_t>& keys,
+                    cub::DoubleBuffer<int32_t>& values, cudaStream_t stream) {
+  const int64_t n = c.n, cap = c.cap, items = n * cap;
   size_t temp = b.cub_temp_bytes;
-  if (!stable_ties && segmented_sort(n, cap)) {
+  if (!stable_ties && segmented_sort(c)) {
     // Only the filled slots are sorted (a query's buffer is sized for the worst case: at K =
     // 1000 about a fifth of it is filled), by the 32 score bits (the query bits are constant in
     // a segment). Slots past a segment are left as they are; nothing reads them.
     int32_t* segment_begin = static_cast<int32_t*>(b.cub_temp);
     int32_t* segment_end = segment_begin + n;
-    sort_keys_kernel<<<item_blocks, kThreads, 0, stream>>>(cand_scores, cand_rows, cand_count, n,
-                                                           cap, b.keys[0], b.values[0],
-                                                           segment_begin, segment_end);
+    sort_keys_kernel<<<blocks_for(items), kThreads, 0, stream>>>(
+        c.scores, c.rows, c.count, n, cap, b.keys[0], b.values[0], segment_begin, segment_end);
     ARGENT_CUDA_CHECK_LAUNCH("sort_keys_kernel");
     temp = b.cub_temp_bytes - segment_bytes(n);
     ARGENT_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairs(
         static_cast<char*>(b.cub_temp) + segment_bytes(n), temp, keys, values, items, n,
         segment_begin, segment_end, 0, 32, stream));
+    return;
+  }
+  if (stable_ties) {
+    id_keys_kernel<<<blocks_for(items), kThreads, 0, stream>>>(index, c.rows, c.count, n, cap,
+                                                               b.keys[0], b.values[0]);
+    ARGENT_CUDA_CHECK_LAUNCH("id_keys_kernel");
+    ARGENT_CUDA_CHECK(
+        cub::DeviceRadixSort::SortPairs(b.cub_temp, temp, keys, values, items, 0, 64, stream));
+    // keys.Current() (ids) is free again; values.Current() holds the positions in id order.
+    score_keys_in_id_order_kernel<<<blocks_for(items), kThreads, 0, stream>>>(
+        c.scores, c.rows, c.count, n, cap, values.Current(), keys.Current(), values.Alternate());
+    ARGENT_CUDA_CHECK_LAUNCH("score_keys_in_id_order_kernel");
+    keys = cub::DoubleBuffer<uint64_t>(keys.Current(), keys.Alternate());
+    values = cub::DoubleBuffer<int32_t>(values.Alternate(), values.Current());
   } else {
-    if (stable_ties) {
-      id_keys_kernel<<<item_blocks, kThreads, 0, stream>>>(index, cand_rows, cand_count, n, cap,
-                                                           b.keys[0], b.values[0]);
-      ARGENT_CUDA_CHECK_LAUNCH("id_keys_kernel");
-      ARGENT_CUDA_CHECK(
-          cub::DeviceRadixSort::SortPairs(b.cub_temp, temp, keys, values, items, 0, 64, stream));
-      // keys.Current() (ids) is free again; values.Current() holds the positions in id order.
-      score_keys_in_id_order_kernel<<<item_blocks, kThreads, 0, stream>>>(
-          cand_scores, cand_rows, cand_count, n, cap, values.Current(), keys.Current(),
-          values.Alternate());
-      ARGENT_CUDA_CHECK_LAUNCH("score_keys_in_id_order_kernel");
-      keys = cub::DoubleBuffer<uint64_t>(keys.Current(), keys.Alternate());
-      values = cub::DoubleBuffer<int32_t>(values.Alternate(), values.Current());
-    } else {
-      sort_keys_kernel<<<item_blocks, kThreads, 0, stream>>>(cand_scores, cand_rows, cand_count,
-                                                             n, cap, b.keys[0], b.values[0],
-                                                             nullptr, nullptr);
-      ARGENT_CUDA_CHECK_LAUNCH("sort_keys_kernel");
-    }
-    // One sort of the whole batch by (query, score). LSD radix sort is stable: in the
-    // stable-ties order, equal keys keep their id order.
-    temp = b.cub_temp_bytes;
-    ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(b.cub_temp, temp, keys, values, items, 0,
-                                                      key_bits(n), stream));
+    sort_keys_kernel<<<blocks_for(items), kThreads, 0, stream>>>(
+        c.scores, c.rows, c.count, n, cap, b.keys[0], b.values[0], nullptr, nullptr);
+    ARGENT_CUDA_CHECK_LAUNCH("sort_keys_kernel");
+  }
+  // One sort of the whole batch by (query, score). LSD radix sort is stable: in the
+  // stable-ties order, equal keys keep their id order.
+  temp = b.cub_temp_bytes;
+  ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(b.cub_temp, temp, keys, values, items, 0,
+                                                    key_bits(n), stream));
+}
+
+// Flat: the candidates of pair c.current sorted by (query, score), ping-ponging with another
+// pair; in the stable-ties order, first by id through the two other pairs, so that pair
+// c.current (the input a re-sort reads) is never overwritten. c.current ends on the result.
+void sort_flat(const GpuIndexView& index, Candidates& c, bool stable_ties, const SortBuffers& b,
+               cub::DoubleBuffer<uint64_t>& keys, cub::DoubleBuffer<int32_t>& values,
+               cudaStream_t stream) {
+  const int64_t slots = c.cap;
+  const int in = c.current, x = (in + 1) % 3, y = (in + 2) % 3;
+  size_t temp = b.cub_temp_bytes;
+  if (stable_ties) {
+    flat_id_keys_kernel<<<blocks_for(slots), kThreads, 0, stream>>>(
+        index, c.keys[in], c.flat_rows[in], slots, c.keys[x], c.flat_rows[x]);
+    ARGENT_CUDA_CHECK_LAUNCH("flat_id_keys_kernel");
+    cub::DoubleBuffer<uint64_t> id_keys(c.keys[x], c.keys[y]);
+    cub::DoubleBuffer<int32_t> positions(c.flat_rows[x], c.flat_rows[y]);
+    ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(b.cub_temp, temp, id_keys, positions,
+                                                      slots, 0, 64, stream));
+    const int p = positions.Current() == c.flat_rows[x] ? x : y, o = p == x ? y : x;
+    flat_gather_kernel<<<blocks_for(slots), kThreads, 0, stream>>>(
+        c.keys[in], c.flat_rows[in], slots, c.flat_rows[p], c.keys[o], c.flat_rows[o]);
+    ARGENT_CUDA_CHECK_LAUNCH("flat_gather_kernel");
+    keys = cub::DoubleBuffer<uint64_t>(c.keys[o], c.keys[p]);
+    values = cub::DoubleBuffer<int32_t>(c.flat_rows[o], c.flat_rows[p]);
+  } else {
+    keys = cub::DoubleBuffer<uint64_t>(c.keys[in], c.keys[x]);
+    values = cub::DoubleBuffer<int32_t>(c.flat_rows[in], c.flat_rows[x]);
+  }
+  temp = b.cub_temp_bytes;
+  ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(b.cub_temp, temp, keys, values, slots, 0,
+                                                    key_bits(c.n), stream));
+  for (int i = 0; i < 3; ++i)
+    if (keys.Current() == c.keys[i]) c.current = i;
+  flat_segments_kernel<<<blocks_for(c.n), kThreads, 0, stream>>>(keys.Current(), slots, c.n,
+                                                                 c.segments);
+  ARGENT_CUDA_CHECK_LAUNCH("flat_segments_kernel");
+}
+
+}  // namespace
+
+void launch_sort_and_emit(const GpuIndexView& index, const GpuQueriesView& queries,
+                          Candidates& c, const float* thresholds, int64_t k, bool stable_ties,
+                          const SortBuffers& b, float* scores, int64_t* ids, int64_t* rows,
+                          int32_t* rescue, int32_t* n_rescue, cudaStream_t stream) {
+  const int64_t n = c.n, items = c.flat ? c.cap : c.n * c.cap;
+  ARGENT_CHECK(items < (int64_t(1) << 31), "GPU search: ", items,
+               " candidate slots in one batch; at most 2^31 - 1");
+  cub::DoubleBuffer<uint64_t> keys(b.keys[0], b.keys[1]);
+  cub::DoubleBuffer<int32_t> values(b.values[0], b.values[1]);
+  if (c.flat)
+    sort_flat(index, c, stable_ties, b, keys, values, stream);
+  else
+    sort_per_query(index, c, stable_ties, b, keys, values, stream);
+  Segments seg;
+  seg.count = c.count;
+  seg.cap = c.cap;
+  seg.n = n;
+  if (c.flat) {
+    seg.flat = c.segments;
+    seg.fill = c.fill;
   }
   // No long tie run yet: INT32_MAX-ish (every byte 0x7f) in each query's slot.
   ARGENT_CUDA_CHECK(cudaMemsetAsync(rescue, 0x7f, sizeof(int32_t) * n, stream));
   if (!stable_ties) {
     // The list of long runs lives in the sort's spare key buffer (free once the sort is done;
-    // at most items / (kMaxTieRun + 1) runs, 12 bytes each, against 8 bytes per item).
+    // at most items / (kMaxTieRun + 1) runs, 8 bytes each, against 8 bytes per item).
     int32_t* n_runs = reinterpret_cast<int32_t*>(keys.Alternate());
     TieRun* runs = reinterpret_cast<TieRun*>(keys.Alternate() + 1);
     ARGENT_CUDA_CHECK(cudaMemsetAsync(n_runs, 0, sizeof(int32_t), stream));
-    const dim3 tie_grid(unsigned((cap + kThreads - 1) / kThreads), unsigned(n));
+    const dim3 tie_grid = c.flat ? dim3(blocks_for(c.cap)) : dim3(blocks_for(c.cap), unsigned(n));
     order_ties_kernel<<<tie_grid, kThreads, 0, stream>>>(index, keys.Current(), values.Current(),
-                                                         cand_count, cap, runs, n_runs, rescue);
+                                                         seg, runs, n_runs, rescue);
     ARGENT_CUDA_CHECK_LAUNCH("order_ties_kernel");
     constexpr unsigned kRankGrid = 1056;  // 8 CTAs per SM of an H100; idle without runs
     rank_long_runs_kernel<<<kRankGrid, kRankWarps * 32, 0, stream>>>(index, runs, n_runs,
-                                                                     values.Current(), cap);
+                                                                     values.Current());
     ARGENT_CUDA_CHECK_LAUNCH("rank_long_runs_kernel");
   }
   verify_emit_kernel<<<unsigned(n), kEmitThreads, 0, stream>>>(
-      index, queries, keys.Current(), values.Current(), cand_count, thresholds, cap, k, scores,
-      ids, rows, rescue, n_rescue);
+      index, queries, keys.Current(), values.Current(), seg, thresholds, k, scores, ids, rows,
+      rescue, n_rescue);
   ARGENT_CUDA_CHECK_LAUNCH("verify_emit_kernel");
 }
 

@@ -159,18 +159,69 @@ TEST_F(GpuSearchTest, ExactAndIvfEqualCpuForManyShapes) {
 
 TEST_F(GpuSearchTest, CoarseSamplesAreRescuedExactly) {
   // Candidate buffers barely larger than k overflow for most queries (and a coarse sample
-  // leaves some thresholds too high): the rescue path must still return the CPU's answer.
+  // leaves some thresholds too high): the rescue path must still return the CPU's answer,
+  // after a sort per query (16 queries) and one of the whole batch (8).
   const uint64_t seed = test::test_seed(902);
   auto f = make_fixture(seed, 20000, 32, 16);
   Rng rng(seed);
-  const int64_t nq = 16, k = 2000;
-  std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * 32));
-  const QueryBatch q = prepare_queries(x.data(), nq, 32, f->engine->meta(), {"NOT 1:2"});
-  GpuSearchStats stats;
-  EXPECT_TRUE(same(cpu_search(*f, q, nullptr, 0, k),
-                   gpu_search(*f, q, true, nullptr, 0, k, 8, &stats, k + 16), k))
-      << "seed " << seed;
-  EXPECT_GT(stats.rescued_queries, 0) << "the test meant to exercise the rescue path";
+  const int64_t k = 2000;
+  for (const int64_t nq : {16, 8}) {
+    std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * 32));
+    const QueryBatch q = prepare_queries(x.data(), nq, 32, f->engine->meta(), {"NOT 1:2"});
+    GpuSearchStats stats;
+    EXPECT_TRUE(same(cpu_search(*f, q, nullptr, 0, k),
+                     gpu_search(*f, q, true, nullptr, 0, k, 8, &stats, k + 16), k))
+        << "queries " << nq << " seed " << seed;
+    EXPECT_GT(stats.rescued_queries, 0) << "the test meant to exercise the rescue path";
+  }
+}
+
+TEST_F(GpuSearchTest, LargeKSharesOnePoolOfCandidates) {
+  // A k whose per-query buffers would pass 2^17 slots puts the batch's candidates in one pool
+  // (flat candidates), and unfiltered batches defer their hits to a per-warp queue. 1.1M items
+  // of dimension 16, 4 queries, k = 130,000: a sampled threshold, so the pool is smaller than
+  // a buffer per query and the warps reserve runs of several slots. 300,000 items, 20 queries,
+  // k = 140,000: every row sampled. 150,000 items of dimension 200 (the kernel without a
+  // ring), 2 queries, k = 135,000. Exact and IVF, with and without a filter; then a pool too
+  // small (a coarse sample, k + 16 slots per query), which overflows and re-runs every query.
+  struct Case {
+    int64_t items;
+    int dim;
+    int64_t queries, k;
+  };
+  const uint64_t seed = test::test_seed(906);
+  for (const Case& c : {Case{1100000, 16, 4, 130000}, Case{300000, 16, 20, 140000},
+                        Case{150000, 200, 2, 135000}}) {
+    auto f = make_fixture(seed + c.items, c.items, c.dim, 32);
+    Rng rng(seed + c.items);
+    Prober prober(f->engine->meta());
+    const int64_t nq = c.queries, k = c.k;
+    std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * c.dim));
+    for (const std::string filter : {"", "NOT 1:2"}) {
+      const QueryBatch q = prepare_queries(x.data(), nq, c.dim, f->engine->meta(),
+                                           std::vector<std::string>(size_t(nq), filter));
+      const std::string what = "dim " + std::to_string(c.dim) + " queries " +
+                               std::to_string(nq) + " k " + std::to_string(k) + " filter '" +
+                               filter + "' seed " + std::to_string(seed);
+      GpuSearchStats stats;
+      EXPECT_TRUE(same(cpu_search(*f, q, nullptr, 0, k),
+                       gpu_search(*f, q, true, nullptr, 0, k, 0, &stats), k))
+          << "exact " << what;
+      if (c.items == 1100000) EXPECT_GT(stats.sample_stride, 1) << "meant a sampled threshold";
+      if (filter.empty()) EXPECT_GE(stats.candidates, nq * k) << what;
+      const ScanIndexView v = f->engine->shard().view();
+      const int nprobe = 24;
+      const std::vector<int32_t> lists = prober.probe(q, nprobe, v.list_sizes, v.list_summaries);
+      EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), nprobe, k),
+                       gpu_search(*f, q, false, lists.data(), nprobe, k, 0), k))
+          << "IVF " << what;
+      if (c.queries != 20) continue;
+      EXPECT_TRUE(same(cpu_search(*f, q, nullptr, 0, k),
+                       gpu_search(*f, q, true, nullptr, 0, k, 8, &stats, k + 16), k))
+          << "overflow " << what;
+      EXPECT_GT(stats.rescued_queries, 0) << "the pool meant to overflow";
+    }
+  }
 }
 
 TEST_F(GpuSearchTest, LargeIvfBatchesWithSparseSamples) {
