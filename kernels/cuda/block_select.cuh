@@ -49,14 +49,31 @@ __device__ Key block_select(Load load, int64_t n, int64_t rank, SelectShared& sh
       }
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-      uint32_t cum = 0, d = 0;
-      for (; d < 255; ++d) {
-        if (cum + sh.hist[d] >= rank) break;
-        cum += sh.hist[d];
+    // The digit holding the rank-th key: one warp, 8 bins per lane, a scan over the lanes (one
+    // thread walking the 256 bins took ~5 us per pass: most of a probe's 64-bit select).
+    if (threadIdx.x < 32) {
+      uint32_t bins[8], mine = 0;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) mine += bins[j] = sh.hist[8 * lane + j];
+      uint32_t upto = mine;  // bins [0, 8 * lane + 8)
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const uint32_t v = __shfl_up_sync(0xFFFFFFFFu, upto, o);
+        if (lane >= o) upto += v;
       }
-      sh.digit = d;
-      sh.before = cum;
+      const uint32_t below = upto - mine;
+      const uint32_t holder = __ballot_sync(0xFFFFFFFFu, below < rank && rank <= upto);
+      // Past every bin (not reached: the counted keys number at least rank): the last digit.
+      const int owner = holder ? __ffs(holder) - 1 : 31;
+      if (lane == owner) {
+        uint32_t cum = below, d = 0;
+        for (; d < 7; ++d) {
+          if (cum + bins[d] >= rank) break;
+          cum += bins[d];
+        }
+        sh.digit = 8 * lane + d;
+        sh.before = cum;
+      }
     }
     __syncthreads();
     prefix |= Key(sh.digit) << shift;
