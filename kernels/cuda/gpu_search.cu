@@ -22,7 +22,8 @@ struct GpuSearchWorkspace::Buffers {
   DeviceArray probes, probe_keys, n_bad_probes;
   DeviceArray list_count, list_fill, list_start, list_queries, tasks, n_tasks, cub_temp;
   DeviceArray sample_scores, sample_count, thresholds;
-  DeviceArray cand_scores, cand_rows, cand_count, cand_keys, cand_fill, flat_segments;
+  DeviceArray cand_scores, cand_rows, cand_count, cand_keys, cand_fill, cand_dropped,
+      flat_segments;
   DeviceArray keys0, keys1, values0, values1, sort_temp;
   DeviceArray rescue, n_rescue, block_plans, plan_rows, pair_rows;
   std::unique_ptr<GpuSearchWorkspace> rescue_workspace;
@@ -32,7 +33,7 @@ struct GpuSearchWorkspace::Buffers {
     for (const DeviceArray* a :
          {&probes, &probe_keys, &n_bad_probes, &list_count, &list_fill, &list_start,
           &list_queries, &tasks, &n_tasks, &cub_temp, &sample_scores, &sample_count, &thresholds, &cand_scores,
-          &cand_rows, &cand_count, &cand_keys, &cand_fill, &flat_segments, &keys0, &keys1, &values0, &values1, &sort_temp, &rescue,
+          &cand_rows, &cand_count, &cand_keys, &cand_fill, &cand_dropped, &flat_segments, &keys0, &keys1, &values0, &values1, &sort_temp, &rescue,
           &n_rescue, &block_plans, &plan_rows, &pair_rows})
       b += a->bytes();
     return b;
@@ -292,17 +293,19 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     pass.out_keys = b.cand_keys.reserve_as<uint64_t>(size_t(plan.flat_slots));
     pass.out_rows = b.cand_rows.reserve_as<int32_t>(size_t(plan.flat_slots));
     pass.out_fill = b.cand_fill.reserve_as<unsigned long long>(1);
+    pass.out_dropped = b.cand_dropped.reserve_as<uint32_t>(n);
     pass.cap = plan.flat_slots;
     pass.flat_slack = plan.flat_slack;
     ARGENT_CUDA_CHECK(
         cudaMemsetAsync(pass.out_keys, 0xff, sizeof(uint64_t) * size_t(plan.flat_slots), stream));
     ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_fill, 0, sizeof(unsigned long long), stream));
+    ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_dropped, 0, sizeof(uint32_t) * n, stream));
     cand.flat = true;
     cand.cap = plan.flat_slots;
     cand.keys[0] = pass.out_keys, cand.flat_rows[0] = pass.out_rows;
     cand.keys[1] = sb.keys[0], cand.flat_rows[1] = sb.values[0];
     cand.keys[2] = sb.keys[1], cand.flat_rows[2] = sb.values[1];
-    cand.fill = pass.out_fill;
+    cand.dropped = pass.out_dropped;
     cand.segments = b.flat_segments.reserve_as<int32_t>(size_t(2 * n));
   } else {
     pass.out_count = b.cand_count.reserve_as<uint32_t>(n);
@@ -328,14 +331,16 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
                              ids, rows, rescue, n_rescue, stream);
   timer.mark("sort+emit");
 
-  // Each query's candidates: its count (per query: appends, > cap on overflow), or its sorted
-  // entries (flat); with the flat fill, which exceeds every query's count on overflow.
-  auto copy_counts = [&](std::vector<uint32_t>& counts, unsigned long long* fill) {
+  // Each query's candidates, whether or not they found a slot: its appends (per query), or its
+  // sorted entries plus those the pool had no room for (flat; summed once synchronised).
+  std::vector<uint32_t> flat_dropped;
+  auto copy_counts = [&](std::vector<uint32_t>& counts) {
     counts.resize(static_cast<size_t>(n));
     if (cand.flat) {
+      flat_dropped.resize(static_cast<size_t>(n));
       ARGENT_CUDA_CHECK(cudaMemcpyAsync(counts.data(), cand.segments + n, sizeof(int32_t) * n,
                                         cudaMemcpyDeviceToHost, stream));
-      ARGENT_CUDA_CHECK(cudaMemcpyAsync(fill, cand.fill, sizeof(unsigned long long),
+      ARGENT_CUDA_CHECK(cudaMemcpyAsync(flat_dropped.data(), cand.dropped, sizeof(uint32_t) * n,
                                         cudaMemcpyDeviceToHost, stream));
     } else {
       ARGENT_CUDA_CHECK(cudaMemcpyAsync(counts.data(), cand.count, sizeof(uint32_t) * n,
@@ -346,8 +351,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   ARGENT_CUDA_CHECK(cudaMemcpyAsync(&host_rescue, n_rescue, sizeof(int32_t),
                                     cudaMemcpyDeviceToHost, stream));
   std::vector<uint32_t> counts;
-  unsigned long long flat_fill = 0;
-  if (stats) copy_counts(counts, &flat_fill);
+  if (stats) copy_counts(counts);
   int32_t host_bad_probes = 0;
   if (n_bad_probes)
     ARGENT_CUDA_CHECK(cudaMemcpyAsync(&host_bad_probes, n_bad_probes, sizeof(int32_t),
@@ -362,6 +366,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     stats->rescued_queries = 0;
     stats->resorted_queries = 0;
     stats->sample_stride = int(plan.stride);
+    stats->flat_candidates = plan.flat;
     stats->workspace_bytes = b.bytes();
   }
   if (host_rescue == 0) return;
@@ -398,12 +403,10 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   // than the buffer held (a query that scores every item the same, such as a zero vector, ties
   // them all).
   if (counts.empty()) {  // not copied above for the stats
-    copy_counts(counts, &flat_fill);
+    copy_counts(counts);
     ARGENT_CUDA_CHECK(cudaStreamSynchronize(stream));
   }
-  // A flat batch that overflowed re-runs every query, each with room for all the rows the
-  // batch reserved (more than any one query's).
-  const bool flat_overflow = cand.flat && flat_fill > uint64_t(cand.cap);
+  for (size_t q = 0; q < flat_dropped.size(); ++q) counts[q] += flat_dropped[q];
   if (!b.rescue_workspace) b.rescue_workspace = std::make_unique<GpuSearchWorkspace>();
   for (int64_t q = 0; q < n; ++q) {
     if (flags[size_t(q)] != cuda::kRescueRerun) continue;
@@ -414,7 +417,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     if (one.plan_of_query) one.plan_of_query += q;
     // Every row sampled, a slot for each row at or above T_q, ties sorted stably: nothing a
     // re-run could change.
-    const int64_t found_q = flat_overflow ? int64_t(flat_fill) : int64_t(counts[size_t(q)]);
+    const int64_t found_q = counts[size_t(q)];
     ARGENT_CHECK(!(plan.stride == 1 && o.stable_ties && found_q <= plan.cap), "GPU search: query ",
                  q, " still flagged after its exact re-run (", found_q, " candidates, ", plan.cap,
                  " slots)");

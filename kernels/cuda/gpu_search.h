@@ -100,11 +100,12 @@ struct GpuSearchOptions {
 };
 
 struct GpuSearchStats {
-  int64_t candidates = 0;      // rows appended to candidate buffers, all queries
+  int64_t candidates = 0;      // candidates kept for the sort, all queries
   int64_t rescued_queries = 0; // queries re-run with a full sample (buffer overflow/underflow)
   int64_t resorted_queries = 0; // queries whose candidates were sorted again, ties by id
   size_t workspace_bytes = 0;  // device memory the batch used beyond index and outputs
   int sample_stride = 0;
+  bool flat_candidates = false;  // one pool for the batch (large k), not a buffer per query
 };
 
 // Owns the per-batch device buffers (grown on demand, reused across batches). Not thread-safe:

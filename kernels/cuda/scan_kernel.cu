@@ -143,7 +143,7 @@ static_assert(kMetaSlotBytes<true> >= int(sizeof(StageMeta)) && kMetaSlotBytes<t
 // a whole warp's worth can take the exact path one per lane (drain_pending). At K = 100,000
 // about a quarter of the tiles have a hit, and the exact path run in place, one element at a
 // time behind a branch for each, cost as much as the scan itself. Room for the most a tile
-// can add (128) on top of what a drain leaves (< 32).
+// can add (128) and then some; a full queue is drained before a tile's hits go in.
 constexpr int kPendingCap = 160;
 struct Pending {
   int32_t row[kPendingCap];
@@ -388,7 +388,10 @@ __device__ __forceinline__ void append_flat(const ScanParams& p, const Staged& s
     if (!hit[e]) continue;
     const unsigned long long pos =
         offset[e] < left ? next + offset[e] : base + (offset[e] - left);
-    if (pos >= (unsigned long long)p.pass.cap) continue;  // overflow: *out_fill > cap tells
+    if (pos >= (unsigned long long)p.pass.cap) {  // the pool overflowed: re-run this query
+      atomicAdd(p.pass.out_dropped + query[e], 1u);
+      continue;
+    }
     p.pass.out_keys[pos] = (uint64_t(query[e]) << 32) | descending_key(score[e]);
     p.pass.out_rows[pos] = row[e] | (hit[e] == 2 ? kNeedsCheck : 0);
   }

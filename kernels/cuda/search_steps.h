@@ -32,8 +32,9 @@ struct ListQueries {
 //    overflow is detected later).
 //  * flat collect (out_keys set): the batch's candidates share `cap` slots, in no particular
 //    order: out_keys[i] = (query << 32) | descending_key(score), out_rows[i] the row; slots
-//    left empty keep what the caller put there. *out_fill counts the slots reserved (> cap:
-//    overflow), including up to flat_slack that the warps reserved and left empty.
+//    left empty keep what the caller put there. *out_fill counts the slots reserved, including
+//    up to flat_slack that the warps reserved and left empty; out_dropped[q] counts query q's
+//    candidates that found no slot (the pool overflowed: that query is re-run).
 struct ScanPass {
   const float* thresholds = nullptr;  // [n]; null: -inf (sample mode)
   int sample_stride = 1;
@@ -43,6 +44,7 @@ struct ScanPass {
   int64_t cap = 0;
   uint64_t* out_keys = nullptr;             // flat collect: [cap]
   unsigned long long* out_fill = nullptr;   // flat collect, zeroed by the caller
+  uint32_t* out_dropped = nullptr;          // flat collect: [n], zeroed by the caller
   int64_t flat_slack = 0;
   // Collect mode: run liveness and the exact feature check here rather than after the sort, so
   // only eligible rows take slots (a threshold that is the exact k-th score leaves no room for
@@ -121,7 +123,7 @@ struct Candidates {
   // Per query: scores/rows [n, cap] and count[n] (> cap: the query's buffer overflowed).
   // Flat: cap slots in all, in pair `current` of keys/rows; the other two pairs are scratch of
   // cap entries each, and the sort leaves its result in one of the three (current says which).
-  // fill: the collect pass's ScanPass::out_fill (> cap: overflow, every query is re-run).
+  // dropped: the collect pass's ScanPass::out_dropped (> 0: the query is re-run).
   // segments [2n]: written by launch_sort_and_emit, each query's first entry in the sorted
   // pair, then its number of entries.
   int64_t cap = 0;
@@ -132,7 +134,7 @@ struct Candidates {
   uint64_t* keys[3] = {nullptr, nullptr, nullptr};
   int32_t* flat_rows[3] = {nullptr, nullptr, nullptr};
   int current = 0;
-  const unsigned long long* fill = nullptr;
+  const uint32_t* dropped = nullptr;
   int32_t* segments = nullptr;
 };
 

@@ -70,14 +70,14 @@ struct Segments {
   const uint32_t* count = nullptr;  // per query (> cap: overflow)
   int64_t cap = 0;                  // per query; flat: slots in all
   const int32_t* flat = nullptr;    // [2n] begin, then size; null: per query
-  const unsigned long long* fill = nullptr;
+  const uint32_t* dropped = nullptr;  // flat: candidates that found no slot, per query
   int64_t n = 0;
   __device__ int64_t start(int64_t q) const { return flat ? flat[q] : q * cap; }
   __device__ int64_t size(int64_t q) const {
     return flat ? flat[n + q] : min(int64_t(count[q]), cap);
   }
   __device__ bool overflow(int64_t q) const {
-    return flat ? *fill > (unsigned long long)cap : int64_t(count[q]) > cap;
+    return flat ? dropped[q] > 0 : int64_t(count[q]) > cap;
   }
 };
 
@@ -459,7 +459,7 @@ void launch_sort_and_emit(const GpuIndexView& index, const GpuQueriesView& queri
   seg.n = n;
   if (c.flat) {
     seg.flat = c.segments;
-    seg.fill = c.fill;
+    seg.dropped = c.dropped;
   }
   // No long tie run yet: INT32_MAX-ish (every byte 0x7f) in each query's slot.
   ARGENT_CUDA_CHECK(cudaMemsetAsync(rescue, 0x7f, sizeof(int32_t) * n, stream));

@@ -180,10 +180,11 @@ TEST_F(GpuSearchTest, LargeKSharesOnePoolOfCandidates) {
   // A k whose per-query buffers would pass 2^17 slots puts the batch's candidates in one pool
   // (flat candidates), and unfiltered batches defer their hits to a per-warp queue. 1.1M items
   // of dimension 16, 4 queries, k = 130,000: a sampled threshold, so the pool is smaller than
-  // a buffer per query and the warps reserve runs of several slots. 300,000 items, 20 queries,
-  // k = 140,000: every row sampled. 150,000 items of dimension 200 (the kernel without a
-  // ring), 2 queries, k = 135,000. Exact and IVF, with and without a filter; then a pool too
-  // small (a coarse sample, k + 16 slots per query), which overflows and re-runs every query.
+  // a buffer per query and the warps reserve runs of several slots. 300,000 items, 20 queries
+  // (one a zero vector, which ties every row and overflows the pool alone), k = 140,000.
+  // 150,000 items of dimension 200 (the kernel without a ring), 2 queries, k = 135,000. Exact
+  // and IVF, with and without a filter; then a pool too small (a coarse sample, k + 16 slots
+  // per query), whose queries that lost candidates are re-run.
   struct Case {
     int64_t items;
     int dim;
@@ -197,6 +198,7 @@ TEST_F(GpuSearchTest, LargeKSharesOnePoolOfCandidates) {
     Prober prober(f->engine->meta());
     const int64_t nq = c.queries, k = c.k;
     std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * c.dim));
+    if (nq == 20) std::fill(x.begin() + 5 * c.dim, x.begin() + 6 * c.dim, 0.f);
     for (const std::string filter : {"", "NOT 1:2"}) {
       const QueryBatch q = prepare_queries(x.data(), nq, c.dim, f->engine->meta(),
                                            std::vector<std::string>(size_t(nq), filter));
@@ -207,8 +209,11 @@ TEST_F(GpuSearchTest, LargeKSharesOnePoolOfCandidates) {
       EXPECT_TRUE(same(cpu_search(*f, q, nullptr, 0, k),
                        gpu_search(*f, q, true, nullptr, 0, k, 0, &stats), k))
           << "exact " << what;
+      EXPECT_TRUE(stats.flat_candidates) << "meant flat candidates: " << what;
       if (c.items == 1100000) EXPECT_GT(stats.sample_stride, 1) << "meant a sampled threshold";
-      if (filter.empty()) EXPECT_GE(stats.candidates, nq * k) << what;
+      if (nq == 20)
+        EXPECT_GE(stats.rescued_queries + stats.resorted_queries, 1) << "meant the zero query";
+      if (filter.empty() && nq != 20) EXPECT_GE(stats.candidates, nq * k) << what;
       const ScanIndexView v = f->engine->shard().view();
       const int nprobe = 24;
       const std::vector<int32_t> lists = prober.probe(q, nprobe, v.list_sizes, v.list_summaries);
@@ -319,7 +324,8 @@ TEST_F(GpuSearchTest, LongTieRunsAreOrderedById) {
   // Items of few distinct embeddings: many items share each score. In 4 dimensions (81
   // embeddings, ~250 items each) the results of a large k cross runs longer than the in-place
   // tie sort takes, which one warp per run ranks. In 2 dimensions (~5,000 items each) a run is
-  // longer than a warp ranks: the query's candidates are sorted again, ties by id.
+  // longer than a warp ranks: the query's candidates are sorted again, ties by id. Each with a
+  // buffer per query and with flat candidates (140,000 slots per query asked for).
   const uint64_t seed = test::test_seed(905);
   for (const int dim : {4, 2}) {
     const int64_t n = dim == 4 ? 20000 : 40000;
@@ -334,19 +340,25 @@ TEST_F(GpuSearchTest, LongTieRunsAreOrderedById) {
       const ScanIndexView v = f->engine->shard().view();
       const std::vector<int32_t> lists = prober.probe(q, 4, v.list_sizes, v.list_summaries);
       for (const int64_t k : {100, 3000}) {
-        // dim 4: sparse samples (one block in 2 or 4). dim 2: every row sampled and a slot for
-        // each, so no buffer overflows and the only way to the right order is the re-sort.
-        const int stride = dim == 2 ? 1 : k == 100 ? 2 : 4;
-        const int64_t cap = dim == 2 ? n : 0;
-        GpuSearchStats stats;
-        EXPECT_TRUE(same(cpu_search(*f, q, nullptr, 0, k),
-                         gpu_search(*f, q, true, nullptr, 0, k, stride, &stats, cap), k))
-            << "exact dim " << dim << " k " << k << " filter '" << filter << "' seed " << seed;
-        if (dim == 2)
-          EXPECT_GT(stats.resorted_queries, 0) << "the runs meant to exercise the re-sort";
-        EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), 4, k),
-                         gpu_search(*f, q, false, lists.data(), 4, k, stride, nullptr, cap), k))
-            << "IVF dim " << dim << " k " << k << " filter '" << filter << "' seed " << seed;
+        for (const bool flat : {false, true}) {
+          // dim 4: sparse samples (one block in 2 or 4). dim 2: every row sampled and a slot
+          // for each, so no buffer overflows and the only way to the right order is the re-sort.
+          const int stride = dim == 2 ? 1 : k == 100 ? 2 : 4;
+          const int64_t cap = flat ? 140000 : dim == 2 ? n : 0;
+          const std::string what = "dim " + std::to_string(dim) + " k " + std::to_string(k) +
+                                   (flat ? " flat" : "") + " filter '" + filter + "' seed " +
+                                   std::to_string(seed);
+          GpuSearchStats stats;
+          EXPECT_TRUE(same(cpu_search(*f, q, nullptr, 0, k),
+                           gpu_search(*f, q, true, nullptr, 0, k, stride, &stats, cap), k))
+              << "exact " << what;
+          EXPECT_EQ(stats.flat_candidates, flat) << what;
+          if (dim == 2)
+            EXPECT_GT(stats.resorted_queries, 0) << "the runs meant to exercise the re-sort";
+          EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), 4, k),
+                           gpu_search(*f, q, false, lists.data(), 4, k, stride, nullptr, cap), k))
+              << "IVF " << what;
+        }
       }
     }
   }
