@@ -1308,6 +1308,18 @@ void launch_kernel(const ScanParams& p, size_t smem, cudaStream_t stream) {
   ARGENT_CUDA_CHECK_LAUNCH("scan_kernel");
 }
 
+// The kernel for the dimension's k-chunks of 32 (0: wider than a ring stage holds).
+template <bool kFiltered, bool kDefer>
+void launch_for_chunks(const ScanParams& p, size_t smem, cudaStream_t stream) {
+  switch (p.n_chunks32) {
+    case 1: launch_kernel<1, kFiltered, kDefer>(p, smem, stream); break;
+    case 2: launch_kernel<2, kFiltered, kDefer>(p, smem, stream); break;
+    case 3: launch_kernel<3, kFiltered, kDefer>(p, smem, stream); break;
+    case 4: launch_kernel<4, kFiltered, kDefer>(p, smem, stream); break;
+    default: launch_kernel<0, kFiltered, kDefer>(p, smem, stream); break;
+  }
+}
+
 }  // namespace
 
 void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
@@ -1348,31 +1360,12 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
     p.pending_offset = int(smem);
     smem += kWarps * sizeof(Pending);
   }
-  if (queries.plan_of_query) {
-    switch (p.n_chunks32) {
-      case 1: launch_kernel<1, true, false>(p, smem, stream); break;
-      case 2: launch_kernel<2, true, false>(p, smem, stream); break;
-      case 3: launch_kernel<3, true, false>(p, smem, stream); break;
-      case 4: launch_kernel<4, true, false>(p, smem, stream); break;
-      default: launch_kernel<0, true, false>(p, smem, stream); break;
-    }
-  } else if (defer) {
-    switch (p.n_chunks32) {
-      case 1: launch_kernel<1, false, true>(p, smem, stream); break;
-      case 2: launch_kernel<2, false, true>(p, smem, stream); break;
-      case 3: launch_kernel<3, false, true>(p, smem, stream); break;
-      case 4: launch_kernel<4, false, true>(p, smem, stream); break;
-      default: launch_kernel<0, false, true>(p, smem, stream); break;
-    }
-  } else {
-    switch (p.n_chunks32) {
-      case 1: launch_kernel<1, false, false>(p, smem, stream); break;
-      case 2: launch_kernel<2, false, false>(p, smem, stream); break;
-      case 3: launch_kernel<3, false, false>(p, smem, stream); break;
-      case 4: launch_kernel<4, false, false>(p, smem, stream); break;
-      default: launch_kernel<0, false, false>(p, smem, stream); break;
-    }
-  }
+  if (queries.plan_of_query)
+    launch_for_chunks<true, false>(p, smem, stream);
+  else if (defer)
+    launch_for_chunks<false, true>(p, smem, stream);
+  else
+    launch_for_chunks<false, false>(p, smem, stream);
 }
 
 }  // namespace cuda
