@@ -23,7 +23,7 @@ namespace {
 
 struct BenchArgs {
   ConfigOption config;
-  std::string index, queries, ground_truth, embeddings, ids, filter, csv, json;
+  std::string index, queries, ground_truth, embeddings, ids, filter, csv, json, device;
   int64_t k = 100;
   std::vector<int> nprobes = {4, 8, 16, 32, 64};
   std::vector<int> batches = {1, 16, 64};
@@ -116,8 +116,10 @@ void write_plots(const std::string& csv, const std::string& latency_csv) {
 }
 
 int run_bench(const BenchArgs& a) {
-  const Config cfg = a.config.load();
+  Config cfg = a.config.load();
+  if (!a.device.empty()) cfg.search.device = a.device;
   const LocalEngine engine = LocalEngine::open(a.index, cfg);
+  std::printf("device: %s\n", cfg.search.device.c_str());
   int64_t n = 0, dim = 0;
   std::vector<float> q = npy_to_float_matrix(read_array(a.queries), a.queries, &n, &dim);
   n = std::min(n, a.max_queries);
@@ -209,7 +211,7 @@ int run_bench(const BenchArgs& a) {
   if (!a.json.empty()) {
     nlohmann::json j = nlohmann::json::array();
     for (const Row& r : rows)
-      j.push_back({{"engine", "argent"}, {"filter", r.filter}, {"mode", r.mode}, {"batch", r.batch},
+      j.push_back({{"engine", "argent"}, {"device", cfg.search.device}, {"filter", r.filter}, {"mode", r.mode}, {"batch", r.batch},
                    {"nprobe", r.nprobe}, {"qps", r.qps}, {"ms_per_batch", r.ms_per_batch},
                    {"recall_at_10", r.recall10}, {"recall_at_100", r.recall100},
                    {"queries", n}, {"k", a.k}, {"nlist", engine.meta().nlist},
@@ -242,6 +244,10 @@ CommandFn add_bench_command(CLI::App& app) {
       ->capture_default_str();
   c->add_option("--max-queries", a->max_queries, "Use at most this many queries")->capture_default_str();
   c->add_option("--threads", a->threads, "Threads (0 = all cores)")->capture_default_str();
+  c->add_option("--device", a->device,
+                "Where to scan: cpu or cuda (overrides search.device). The 80M synthetic sweep "
+                "with the PyTorch and SilverTorch baselines is bench/gpu_bench.py")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   c->add_option("--csv", a->csv,
                 "Write results as CSV, per-batch latencies as CSV-latency.csv, and the plots "
                 "CSV-recall-qps.png and CSV-latency-cdf.png next to it");

@@ -261,5 +261,39 @@ TEST(Bench, WritesLatenciesAndPlotsNextToTheCsv) {
   }
 }
 
+
+// argent bench --device: the scan the user asks for, named in the output; cuda without a GPU (or
+// without the CUDA backend) is refused naming the setting; an unknown device is refused.
+TEST(Bench, ScansOnTheDeviceAskedFor) {
+  test::TempDir dir;
+  const std::vector<float> x = random_rows(2000, 16, kSeed + 7);
+  write_npy_f32(dir.file("items.npy"), x.data(), 2000, 16);
+  const std::vector<float> q = random_rows(8, 16, kSeed + 8);
+  write_npy_f32(dir.file("q.npy"), q.data(), 8, 16);
+  ASSERT_EQ(argent(dir, "build-index --out " + dir.file("i") + " --embeddings " + dir.file("items.npy") +
+                            " --nlist 8 --partitions 2").status, 0);
+  const std::string common = "bench --index " + dir.file("i") + " --queries " + dir.file("q.npy") +
+                             " --embeddings " + dir.file("items.npy") +
+                             " --k 10 --nprobe 8 --batch 8 --skip-exact --min-seconds 0 --json ";
+  CmdRun r = argent(dir, common + dir.file("cpu.json") + " --device cpu");
+  ASSERT_EQ(r.status, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(slurp(dir.file("cpu.json")));
+  ASSERT_EQ(j.size(), 1u) << j.dump();
+  EXPECT_EQ(j[0]["device"], "cpu");
+  EXPECT_DOUBLE_EQ(j[0]["recall_at_10"].get<double>(), 1.0) << "nprobe = nlist is exhaustive";
+
+  r = argent(dir, common + dir.file("cuda.json") + " --device cuda");
+  if (r.status == 0) {  // a machine with a GPU and the CUDA backend
+    j = nlohmann::json::parse(slurp(dir.file("cuda.json")));
+    EXPECT_EQ(j[0]["device"], "cuda");
+    EXPECT_DOUBLE_EQ(j[0]["recall_at_10"].get<double>(), 1.0);
+  } else {
+    EXPECT_NE(r.err.find("search.device: cuda"), std::string::npos) << r.err;
+  }
+  r = argent(dir, common + dir.file("x.json") + " --device tpu");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("tpu"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace argent
