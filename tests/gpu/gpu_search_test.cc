@@ -181,7 +181,7 @@ TEST_F(GpuSearchTest, LargeKSharesOnePoolOfCandidates) {
   // (flat candidates), and unfiltered batches defer their hits to a per-warp queue. 1.1M items
   // of dimension 16, 4 queries, k = 130,000: a sampled threshold, so the pool is smaller than
   // a buffer per query and the warps reserve runs of several slots. 300,000 items, 20 queries
-  // (one a zero vector, which ties every row and overflows the pool alone), k = 140,000.
+  // (one a zero vector: it ties every row, so it is re-run or re-sorted), k = 140,000.
   // 150,000 items of dimension 200 (the kernel without a ring), 2 queries, k = 135,000. Exact
   // and IVF, with and without a filter; then a pool too small (a coarse sample, k + 16 slots
   // per query), whose queries that lost candidates are re-run.
