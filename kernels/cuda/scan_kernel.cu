@@ -351,6 +351,21 @@ __device__ __forceinline__ int known_plan_bits(const Staged& s, const RowSigs& r
   return int(rs.plans >> (4 * slot + 2 * h)) & 3;
 }
 
+// Slots for the warp's set flags, N per lane, numbered element by element and lane by lane:
+// offset[e] is the lane's flag e's slot (if set); returns the number of set flags.
+template <int N, typename Flag>
+__device__ __forceinline__ int warp_slots(const Flag (&flag)[N], int (&offset)[N]) {
+  const uint32_t below = (1u << (threadIdx.x & 31)) - 1u;
+  int total = 0;
+#pragma unroll
+  for (int e = 0; e < N; ++e) {
+    const uint32_t mask = __ballot_sync(0xFFFFFFFFu, flag[e] != 0);
+    offset[e] = total + __popc(mask & below);
+    total += __popc(mask);
+  }
+  return total;
+}
+
 // The flat collect's append (ScanPass::out_keys) of N elements per lane: the warp's hits go to
 // consecutive slots of the range it reserved, and only a warp that runs out reserves more, at
 // least flat_chunk slots, with one atomic on the batch's fill. hit: 0, or accept()'s result.
@@ -359,14 +374,8 @@ __device__ __forceinline__ void append_flat(const ScanParams& p, const Staged& s
                                             const int (&hit)[N], const float (&score)[N],
                                             const int32_t (&row)[N], const int32_t (&query)[N]) {
   const int lane = threadIdx.x & 31;
-  const uint32_t below = (1u << lane) - 1u;
-  int offset[N], total = 0;
-#pragma unroll
-  for (int e = 0; e < N; ++e) {
-    const uint32_t mask = __ballot_sync(0xFFFFFFFFu, hit[e]);
-    offset[e] = total + __popc(mask & below);
-    total += __popc(mask);
-  }
+  int offset[N];
+  const int total = warp_slots<N>(hit, offset);
   if (total == 0) return;
   unsigned long long* cursor = s.flat_cursor + 2 * (threadIdx.x >> 5);
   const unsigned long long next = cursor[0], end = cursor[1];
@@ -538,14 +547,9 @@ __device__ __forceinline__ void defer_hits(const ScanParams& p, const Staged& s,
   const int64_t r0 = block * kBlockRows + 2 * (lane >> 2);
   if (r0 >= list_end) hits &= ~0x3u;
   if (r0 + 1 >= list_end) hits &= ~0xCu;
-  const uint32_t below = (1u << lane) - 1u;
-  int offset[4], total = 0;
-#pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    const uint32_t mask = __ballot_sync(0xFFFFFFFFu, (hits >> e) & 1u);
-    offset[e] = total + __popc(mask & below);
-    total += __popc(mask);
-  }
+  const uint32_t hit[4] = {hits & 1u, hits & 2u, hits & 4u, hits & 8u};
+  int offset[4];
+  const int total = warp_slots<4>(hit, offset);
   Pending& q = s.pending[threadIdx.x >> 5];
   int count = q.count;
   if (count + total > kPendingCap) {
@@ -555,7 +559,7 @@ __device__ __forceinline__ void defer_hits(const ScanParams& p, const Staged& s,
   const int qa = tile * 8 + 2 * (lane & 3);
 #pragma unroll
   for (int e = 0; e < 4; ++e) {
-    if (!((hits >> e) & 1u)) continue;
+    if (!hit[e]) continue;
     const int i = count + offset[e];
     q.row[i] = int32_t(r0 + (e >> 1));
     q.dot[i] = acc[e];

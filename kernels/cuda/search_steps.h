@@ -136,6 +136,7 @@ struct Candidates {
   int current = 0;
   const uint32_t* dropped = nullptr;
   int32_t* segments = nullptr;
+  int64_t slots() const { return flat ? cap : n * cap; }  // all of the batch's
 };
 
 // Flat candidates for large k, where a buffer per query would pass 2^17 slots: one pool sized

@@ -330,7 +330,7 @@ bool flat_candidates(int64_t cap_per_query) { return cap_per_query > (int64_t(1)
 size_t segment_bytes(int64_t n) { return (size_t(2 * n) * sizeof(int32_t) + 255) / 256 * 256; }
 
 size_t sort_temp_bytes(const Candidates& c, bool stable_ties) {
-  const int64_t n = c.n, items = c.flat ? c.cap : c.n * c.cap;
+  const int64_t n = c.n, items = c.slots();
   size_t bytes = 0;
   cub::DoubleBuffer<uint64_t> keys(nullptr, nullptr);
   cub::DoubleBuffer<int32_t> values(nullptr, nullptr);
@@ -444,7 +444,7 @@ void launch_sort_and_emit(const GpuIndexView& index, const GpuQueriesView& queri
                           Candidates& c, const float* thresholds, int64_t k, bool stable_ties,
                           const SortBuffers& b, float* scores, int64_t* ids, int64_t* rows,
                           int32_t* rescue, int32_t* n_rescue, cudaStream_t stream) {
-  const int64_t n = c.n, items = c.flat ? c.cap : c.n * c.cap;
+  const int64_t n = c.n, items = c.slots();
   ARGENT_CHECK(items < (int64_t(1) << 31), "GPU search: ", items,
                " candidate slots in one batch; at most 2^31 - 1");
   cub::DoubleBuffer<uint64_t> keys(b.keys[0], b.keys[1]);
