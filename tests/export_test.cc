@@ -236,15 +236,23 @@ TEST(Export, BadVecsFilesAreNamedErrors) {
 namespace argent {
 namespace {
 
+// items.npy and q.npy of dimension 16 in `dir`, and index i built over the items, for bench.
+void write_bench_index(const test::TempDir& dir, int64_t items, int64_t queries, int nlist,
+                       uint64_t seed) {
+  const std::vector<float> x = random_rows(items, 16, seed);
+  write_npy_f32(dir.file("items.npy"), x.data(), items, 16);
+  const std::vector<float> q = random_rows(queries, 16, seed + 1);
+  write_npy_f32(dir.file("q.npy"), q.data(), queries, 16);
+  const CmdRun r = argent(dir, "build-index --out " + dir.file("i") + " --embeddings " +
+                                   dir.file("items.npy") + " --nlist " + std::to_string(nlist) +
+                                   " --partitions 2");
+  ASSERT_EQ(r.status, 0) << r.err;
+}
+
 // argent bench --csv writes the per-batch latencies and two PNG plots next to the CSV.
 TEST(Bench, WritesLatenciesAndPlotsNextToTheCsv) {
   test::TempDir dir;
-  const std::vector<float> x = random_rows(3000, 16, kSeed + 5);
-  write_npy_f32(dir.file("items.npy"), x.data(), 3000, 16);
-  const std::vector<float> q = random_rows(20, 16, kSeed + 6);
-  write_npy_f32(dir.file("q.npy"), q.data(), 20, 16);
-  ASSERT_EQ(argent(dir, "build-index --out " + dir.file("i") + " --embeddings " + dir.file("items.npy") +
-                            " --nlist 16 --partitions 2").status, 0);
+  ASSERT_NO_FATAL_FAILURE(write_bench_index(dir, 3000, 20, 16, kSeed + 5));
   const CmdRun r = argent(dir, "bench --index " + dir.file("i") + " --queries " + dir.file("q.npy") +
                                 " --embeddings " + dir.file("items.npy") + " --k 10 --nprobe 1,4 " +
                                 "--batch 1,8 --min-seconds 0 --csv " + dir.file("run.csv"));
@@ -261,17 +269,11 @@ TEST(Bench, WritesLatenciesAndPlotsNextToTheCsv) {
   }
 }
 
-
 // argent bench --device: the scan the user asks for, named in the output; cuda without a GPU (or
 // without the CUDA backend) is refused naming the setting; an unknown device is refused.
 TEST(Bench, ScansOnTheDeviceAskedFor) {
   test::TempDir dir;
-  const std::vector<float> x = random_rows(2000, 16, kSeed + 7);
-  write_npy_f32(dir.file("items.npy"), x.data(), 2000, 16);
-  const std::vector<float> q = random_rows(8, 16, kSeed + 8);
-  write_npy_f32(dir.file("q.npy"), q.data(), 8, 16);
-  ASSERT_EQ(argent(dir, "build-index --out " + dir.file("i") + " --embeddings " + dir.file("items.npy") +
-                            " --nlist 8 --partitions 2").status, 0);
+  ASSERT_NO_FATAL_FAILURE(write_bench_index(dir, 2000, 8, 8, kSeed + 7));
   const std::string common = "bench --index " + dir.file("i") + " --queries " + dir.file("q.npy") +
                              " --embeddings " + dir.file("items.npy") +
                              " --k 10 --nprobe 8 --batch 8 --skip-exact --min-seconds 0 --json ";
