@@ -211,8 +211,8 @@ int run_bench(const BenchArgs& a) {
   if (!a.json.empty()) {
     nlohmann::json j = nlohmann::json::array();
     for (const Row& r : rows)
-      j.push_back({{"engine", "argent"}, {"device", cfg.search.device}, {"filter", r.filter}, {"mode", r.mode}, {"batch", r.batch},
-                   {"nprobe", r.nprobe}, {"qps", r.qps}, {"ms_per_batch", r.ms_per_batch},
+      j.push_back({{"engine", "argent"}, {"device", cfg.search.device}, {"filter", r.filter},
+                   {"mode", r.mode}, {"batch", r.batch}, {"nprobe", r.nprobe}, {"qps", r.qps}, {"ms_per_batch", r.ms_per_batch},
                    {"recall_at_10", r.recall10}, {"recall_at_100", r.recall100},
                    {"queries", n}, {"k", a.k}, {"nlist", engine.meta().nlist},
                    {"items", engine.meta().n_items}});

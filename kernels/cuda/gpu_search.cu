@@ -32,9 +32,10 @@ struct GpuSearchWorkspace::Buffers {
     size_t b = 0;
     for (const DeviceArray* a :
          {&probes, &probe_keys, &n_bad_probes, &list_count, &list_fill, &list_start,
-          &list_queries, &tasks, &n_tasks, &cub_temp, &sample_scores, &sample_count, &thresholds, &cand_scores,
-          &cand_rows, &cand_count, &cand_keys, &cand_fill, &cand_dropped, &flat_segments, &keys0, &keys1, &values0, &values1, &sort_temp, &rescue,
-          &n_rescue, &block_plans, &plan_rows, &pair_rows})
+          &list_queries, &tasks, &n_tasks, &cub_temp, &sample_scores, &sample_count,
+          &thresholds, &cand_scores, &cand_rows, &cand_count, &cand_keys, &cand_fill,
+          &cand_dropped, &flat_segments, &keys0, &keys1, &values0, &values1, &sort_temp,
+          &rescue, &n_rescue, &block_plans, &plan_rows, &pair_rows})
       b += a->bytes();
     return b;
   }

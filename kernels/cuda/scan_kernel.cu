@@ -63,7 +63,7 @@ struct ScanParams {
   int n_groups;       // d_pad / 4
   int query_cap;      // queries staged at once (multiple of 8)
   int flat_chunk;     // flat collect: slots a warp reserves at once (ScanPass::out_keys)
-  int pending_offset; // deferred kernel: the warps' Pending, in bytes from the shared memory's start
+  int pending_offset; // deferred kernel: the warps' Pending, bytes from shared memory's start
   int staged_ops;     // filter ops copied to shared memory (all of the batch's), 0: read globally
   int ring_bytes;     // the warps' block rings and their meta slots, at the front of shared memory
   bool sig_in_regs;   // filtered batch with <= 2 signature words: a row's words fit in registers
