@@ -30,7 +30,8 @@ p.add_argument("--out", default="gpu_bench.json")
 p.add_argument("--skip", default="", help="sections to leave out: filters,exactness,nprobe (comma list)")
 p.add_argument("--profile", action="store_true", help="per-step times (ARGENT_GPU_PROFILE) of a few cases, then exit")
 p.add_argument("--profile-case", default="",
-               help="with --profile: only the case B,K (e.g. 64,100000), exact, unfiltered; or per-query (IVF, B = 64)")
+               help="with --profile: only these cases (';' between them): B,K (e.g. 64,100000) "
+                    "exact, B,K,ivf, both unfiltered; per-query (IVF, B = 64)")
 args = p.parse_args()
 SKIP = set(x for x in args.skip.split(",") if x)
 if SKIP - {"filters", "exactness", "nprobe"}:
@@ -252,14 +253,16 @@ if args.profile:
     # filter "per-query": per_query_exprs, a different expression for each query.
     cases = ((1, 1000, True, None), (64, 1000, True, None), (64, 1000, True, "3:4"),
              (64, 1000, True, "5:1 OR 5:2"), (64, 100000, True, None), (256, 1000, True, None),
+             (256, 100000, True, None),
              (64, 1000, False, None), (256, 1000, False, None), (64, 1000, False, "3:4"),
              (64, 1000, False, "per-query"))
     if args.profile_case:
-        cases = [c for c in cases if (c[3] == "per-query" and args.profile_case == c[3]) or
-                 (c[2] and not c[3] and args.profile_case == f"{c[0]},{c[1]}")]
+        wanted = set(args.profile_case.split(";"))
+        cases = [c for c in cases if (c[3] == "per-query" and c[3] in wanted) or
+                 (not c[3] and f"{c[0]},{c[1]}{'' if c[2] else ',ivf'}" in wanted)]
         if not cases:
-            raise SystemExit(f"--profile-case {args.profile_case}: not an exact unfiltered profile case (B,K)"
-                             " nor per-query")
+            raise SystemExit(f"--profile-case {args.profile_case}: no unfiltered profile case "
+                             "(B,K or B,K,ivf) nor per-query")
     for B, k, exact, f in cases:
         fs = per_query_exprs(B) if f == "per-query" else [f] * B if f else None
         s = Search(make_queries(B, 5), k, exact, filters=fs)

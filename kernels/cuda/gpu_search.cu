@@ -62,6 +62,11 @@ class StepTimer {
     ARGENT_CUDA_CHECK(cudaEventRecord(e, stream_));
     events_.push_back({name, e});
   }
+  bool on() const { return on_; }
+  // Printed after the steps' times (" name value").
+  void note(const char* name, double value) {
+    notes_ += " " + std::string(name) + " " + std::to_string(value);
+  }
   ~StepTimer() {
     if (!on_ || events_.empty()) return;
     cudaEventSynchronize(events_.back().second);
@@ -71,6 +76,7 @@ class StepTimer {
       cudaEventElapsedTime(&ms, events_[i - 1].second, events_[i].second);
       line += " " + std::string(events_[i].first) + " " + std::to_string(ms);
     }
+    line += notes_;
     for (auto& e : events_) cudaEventDestroy(e.second);
     std::fprintf(stderr, "%s\n", line.c_str());
   }
@@ -79,7 +85,24 @@ class StepTimer {
   cudaStream_t stream_;
   bool on_ = false;
   std::vector<std::pair<const char*, cudaEvent_t>> events_;
+  std::string notes_;
 };
+
+// The bytes of codes a pass over the batch's tasks reads (profiling only: it synchronises).
+double task_code_bytes(const GpuIndexView& index, const int32_t* tasks, const int32_t* n_tasks,
+                       cudaStream_t stream) {
+  int32_t n = 0;
+  ARGENT_CUDA_CHECK(cudaMemcpyAsync(&n, n_tasks, sizeof(n), cudaMemcpyDeviceToHost, stream));
+  ARGENT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  std::vector<int32_t> chunks(static_cast<size_t>(n)), blocks(static_cast<size_t>(index.n_chunks));
+  ARGENT_CUDA_CHECK(cudaMemcpy(chunks.data(), tasks, sizeof(int32_t) * chunks.size(),
+                               cudaMemcpyDeviceToHost));
+  ARGENT_CUDA_CHECK(cudaMemcpy(blocks.data(), index.chunk_blocks, sizeof(int32_t) * blocks.size(),
+                               cudaMemcpyDeviceToHost));
+  double total = 0;
+  for (int32_t c : chunks) total += blocks[size_t(c)];
+  return total * kBlockRows * index.scan.d_pad;
+}
 
 // The per-pair pre-pass words take n * nprobe * (blocks of the longest list) words; beyond this
 // the scan evaluates each pair's plan itself (slower, but no extra memory): 80M items in 8.9k
@@ -278,6 +301,9 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   cuda::ScanPass pass;
   pass.thresholds = thresholds;
   pass.check_inline = plan.stride == 1;
+  // H200, K = 1000: IVF B = 64 collect 0.70 -> 0.64 ms, exact B = 1 2.68 -> 2.61; exact B = 256
+  // 9.5 -> 10.5 (docs/benchmarks.md).
+  pass.defer_hits = !o.exact || n <= 8;
   pass.block_plans = block_plans;
   pass.plan_rows = plan_rows;
   pass.pair_stride = pair_stride;
@@ -331,6 +357,8 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   cuda::launch_sort_and_emit(index, queries, cand, thresholds, o.k, o.stable_ties, sb, scores,
                              ids, rows, rescue, n_rescue, stream);
   timer.mark("sort+emit");
+  if (timer.on())
+    timer.note("collect_MB", task_code_bytes(index, inv.tasks, inv.n_tasks, stream) / 1e6);
 
   // Each query's candidates, whether or not they found a slot: its appends (per query), or its
   // sorted entries plus those the pool had no room for (flat; summed once synchronised).

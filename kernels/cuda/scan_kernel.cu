@@ -138,7 +138,8 @@ static_assert(kMetaSlotBytes<true> >= int(sizeof(StageMeta)) && kMetaSlotBytes<t
                   kMetaSlotBytes<true> * kStages % 16 == 0,
               "meta slots: 4-byte aligned, and whole 16-byte words per warp");
 
-// The deferred kernel's hits (kDefer: unfiltered flat collect), per warp, in shared memory:
+// The deferred kernel's hits (kDefer: unfiltered flat collects, and per-query ones asked for
+// by ScanPass::defer_hits), per warp, in shared memory:
 // the tiles' hits that passed the integer bound wait here, as (row, dot, staged query), until
 // a whole warp's worth can take the exact path one per lane (drain_pending). At K = 100,000
 // about a quarter of the tiles have a hit, and the exact path run in place, one element at a
@@ -511,8 +512,27 @@ __device__ __forceinline__ uint32_t hit_mask(const Staged& s, int tile, int32_t 
   return hits;
 }
 
-// The deferred hits through the exact path, one per lane, then the flat append; the buffer is
-// left empty. Out of line: it runs once per ~32 hits.
+// One hit per lane appended to its query's buffer (ScanPass::out_count): the lanes of a query
+// take one range of slots with one atomic.
+__device__ __forceinline__ void append_per_query(const ScanParams& p, bool hit, float score,
+                                                 int32_t row, int32_t query) {
+  const uint32_t active = __ballot_sync(0xFFFFFFFFu, hit);
+  if (!hit) return;
+  const int lane = threadIdx.x & 31;
+  const uint32_t peers = __match_any_sync(active, query);
+  const int leader = __ffs(peers) - 1;
+  uint32_t base = 0;
+  if (lane == leader) base = atomicAdd(p.pass.out_count + query, __popc(peers));
+  base = __shfl_sync(peers, base, leader);
+  const uint32_t pos = base + __popc(peers & ((1u << lane) - 1u));
+  if (pos >= p.pass.cap) return;
+  const int64_t slot = int64_t(query) * p.pass.cap + pos;
+  p.pass.out_scores[slot] = score;
+  if (p.pass.out_rows) p.pass.out_rows[slot] = row;
+}
+
+// The deferred hits through the exact path, one per lane, then the append (flat or per
+// query); the buffer is left empty. Out of line: it runs once per ~32 hits.
 __device__ __noinline__ void drain_pending(const ScanParams& p, const Staged s) {
   const int lane = threadIdx.x & 31;
   Pending& q = s.pending[threadIdx.x >> 5];
@@ -531,7 +551,10 @@ __device__ __noinline__ void drain_pending(const ScanParams& p, const Staged s) 
                !(check_live && p.index.scan.ids[row[0]] == kEmptyId);
       query[0] = s.query[qi];
     }
-    append_flat<1>(p, s, hit, score, row, query);
+    if (p.pass.out_keys)
+      append_flat<1>(p, s, hit, score, row, query);
+    else
+      append_per_query(p, hit[0] != 0, score[0], row[0], query[0]);
   }
   __syncwarp();
   if (lane == 0) q.count = 0;
@@ -1324,6 +1347,35 @@ void launch_for_chunks(const ScanParams& p, size_t smem, cudaStream_t stream) {
   }
 }
 
+// The most queries a CTA can stage with `fixed` bytes of other dynamic shared memory while
+// ARGENT_SCAN_MIN_BLOCKS CTAs still fit on an SM (worked out once per device); 0 if none.
+int resident_query_cap(size_t fixed, size_t per_query) {
+  static std::mutex mu;
+  static std::map<int, size_t> budgets;  // dynamic shared memory per CTA, per device
+  int device = 0;
+  ARGENT_CUDA_CHECK(cudaGetDevice(&device));
+  size_t budget = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = budgets.find(device);
+    if (it == budgets.end()) {
+      int per_sm = 0, reserved = 0;
+      ARGENT_CUDA_CHECK(cudaDeviceGetAttribute(
+          &per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
+      ARGENT_CUDA_CHECK(cudaDeviceGetAttribute(
+          &reserved, cudaDevAttrReservedSharedMemoryPerBlock, device));
+      cudaFuncAttributes attr;  // the static shared memory, the same in every instantiation
+      ARGENT_CUDA_CHECK(cudaFuncGetAttributes(&attr, scan_kernel<4, false, true>));
+      const size_t per_cta = size_t(per_sm) / ARGENT_SCAN_MIN_BLOCKS;
+      const size_t taken = size_t(reserved) + attr.sharedSizeBytes;
+      it = budgets.emplace(device, per_cta > taken ? per_cta - taken : 0).first;
+    }
+    budget = it->second;
+  }
+  // 16: the alignment padding before the queue.
+  return budget > fixed + 16 ? int((budget - fixed - 16) / per_query) / 8 * 8 : 0;
+}
+
 }  // namespace
 
 void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
@@ -1343,9 +1395,10 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
   const size_t stage_bytes = size_t(kBlockRows) * d_pad +
                              (queries.plan_of_query ? kMetaSlotBytes<true> : kMetaSlotBytes<false>);
   p.ring_bytes = d_pad <= 128 ? int(kWarps * kStages * stage_bytes) : 0;
-  // Unfiltered flat collects defer their hits (Pending): the filtered kernel's slow path is
-  // already out of line, and per-query buffers keep the in-place append.
-  const bool defer = pass.out_keys != nullptr && queries.plan_of_query == nullptr;
+  // Unfiltered collects may defer their hits (Pending; flat ones always): the filtered kernel's
+  // slow path is already out of line.
+  const bool defer = queries.plan_of_query == nullptr && pass.out_rows != nullptr &&
+                     (pass.out_keys != nullptr || pass.defer_hits);
   const size_t pending_bytes = defer ? kWarps * sizeof(Pending) + 16 : 0;
   const int fit = int((kMaxSharedBytes - p.ring_bytes - kMaxStagedOps * sizeof(FilterOp) -
                        pending_bytes) /
@@ -1353,6 +1406,18 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
   ARGENT_ASSERT(fit >= 8, "dimension ", d_pad, " leaves no room for 8 staged queries");
   const int wanted = (std::max(1, max_queries_per_list) + 7) / 8 * 8;
   p.query_cap = std::min(fit, wanted);
+  if (defer) {
+    // The queue must not cost a resident CTA: the deferring kernel stages fewer queries at a
+    // time (in even passes) where all of them would leave one CTA per SM (H200, B = 256: exact
+    // K = 100,000 25.0 -> 20.7 ms; IVF K = 1000 collect 2.73 -> 1.82 ms).
+    const int ops = queries.n_plan_ops <= kMaxStagedOps ? queries.n_plan_ops : 0;
+    const int cap = resident_query_cap(p.ring_bytes + pending_bytes + sizeof(FilterOp) * ops,
+                                       per_query);
+    if (cap >= 8 && p.query_cap > cap) {
+      const int passes = (p.query_cap + cap - 1) / cap;
+      p.query_cap = ((p.query_cap + passes - 1) / passes + 7) / 8 * 8;
+    }
+  }
 
   p.staged_ops = queries.n_plan_ops <= kMaxStagedOps ? queries.n_plan_ops : 0;
   p.sig_in_regs = queries.plan_of_query != nullptr && index.scan.bloom_words <= 2;

@@ -50,6 +50,10 @@ struct ScanPass {
   // only eligible rows take slots (a threshold that is the exact k-th score leaves no room for
   // Bloom false positives).
   bool check_inline = false;
+  // Per-query collect: queue the hits per warp and take them through the exact path 32 at a
+  // time (the flat collect always does). It pays where most runs are one tile of queries
+  // (IVF; exact search of at most 8 queries) and the scan is a stream of loads.
+  bool defer_hits = false;
   // The pre-pass words (bit r: row r of the block possibly eligible, bit 16 + r: definitely),
   // or null: the scan evaluates signatures. pair_stride == 0: [n_plans][n_rows / 16] from
   // launch_block_plans; pair_stride > 0: from launch_pair_plans, the words of pair p (position

@@ -232,7 +232,8 @@ TEST_F(GpuSearchTest, LargeKSharesOnePoolOfCandidates) {
 TEST_F(GpuSearchTest, LargeIvfBatchesWithSparseSamples) {
   // 256 queries x 20 probed lists, lists scanned by many queries each, with a sparse sample
   // (strides 16 and 64: sampled blocks enumerated per chunk), with and without filters (some
-  // unfiltered).
+  // unfiltered). Unfiltered, the collect defers its hits and stages the queries of a list in
+  // two passes (resident_query_cap).
   const uint64_t seed = test::test_seed(903);
   auto f = make_fixture(seed, 20000, 128, 24);
   Rng rng(seed);
