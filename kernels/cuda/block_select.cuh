@@ -11,6 +11,8 @@ struct SelectShared {
   uint32_t hist[256];
   uint32_t digit;
   uint32_t before;
+  uint32_t count;  // keys in the digit's bin
+  uint64_t found;  // the key, once its prefix is its own
 };
 
 // Keys loaded at once per thread and pass: independent loads in flight instead of one latency
@@ -73,13 +75,26 @@ __device__ Key block_select(Load load, int64_t n, int64_t rank, SelectShared& sh
         }
         sh.digit = 8 * lane + d;
         sh.before = cum;
+        sh.count = bins[d];
       }
     }
     __syncthreads();
     prefix |= Key(sh.digit) << shift;
     mask |= Key(0xFF) << shift;
     rank -= sh.before;
+    const bool alone = sh.count == 1 && shift > 0;
     __syncthreads();
+    if (alone) {
+      // One key has the prefix: it is the answer, and one read finds it where the remaining
+      // passes would each read every key (a probe's 64-bit keys, score then list, are
+      // usually told apart by their top 16 to 24 bits).
+      for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+        const Key k = load(i);
+        if ((k & mask) == prefix) sh.found = uint64_t(k);
+      }
+      __syncthreads();
+      return Key(sh.found);
+    }
   }
   return prefix;
 }
