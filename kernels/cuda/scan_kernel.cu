@@ -528,7 +528,7 @@ __device__ __forceinline__ void append_per_query(const ScanParams& p, bool hit, 
   if (pos >= p.pass.cap) return;
   const int64_t slot = int64_t(query) * p.pass.cap + pos;
   p.pass.out_scores[slot] = score;
-  if (p.pass.out_rows) p.pass.out_rows[slot] = row;
+  p.pass.out_rows[slot] = row;  // a deferring pass is a collect
 }
 
 // The deferred hits through the exact path, one per lane, then the append (flat or per
@@ -547,7 +547,7 @@ __device__ __noinline__ void drain_pending(const ScanParams& p, const Staged s) 
       const int qi = q.query[i];
       row[0] = q.row[i];
       score[0] = score_of(q.dot[i], s.scale[qi], __ldg(p.index.scan.scales + row[0]));
-      hit[0] = score[0] >= s.threshold[qi] &&
+      hit[0] = s.query[qi] >= 0 && score[0] >= s.threshold[qi] &&
                !(check_live && p.index.scan.ids[row[0]] == kEmptyId);
       query[0] = s.query[qi];
     }
@@ -1264,8 +1264,12 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS)
              (task_blocks(tb, t_end) == 0 ||
               (tb.qstart[t_end] == qstart && tb.qcount[t_end] == qcount)))
         ++t_end;
-      for (int base = 0; base < qcount; base += cap) {
-        const int m = min(cap, qcount - base);
+      // More queries than fit are staged in even passes (a list of 130 at a cap of 128: 72
+      // and 58, not 128 and 2).
+      const int passes = (qcount + cap - 1) / cap;
+      const int per_pass = min(cap, ((qcount + passes - 1) / passes + 7) / 8 * 8);
+      for (int base = 0; base < qcount; base += per_pass) {
+        const int m = min(per_pass, qcount - base);
         const int m_pad = (m + 7) & ~7;
         if (qstart + base != staged_start || m != staged_m) {
           __syncthreads();
@@ -1347,7 +1351,8 @@ void launch_for_chunks(const ScanParams& p, size_t smem, cudaStream_t stream) {
   }
 }
 
-// The most queries a CTA can stage with `fixed` bytes of other dynamic shared memory while
+// The most queries a CTA can stage with `fixed` bytes of other dynamic shared memory (alignment
+// padding included) while
 // ARGENT_SCAN_MIN_BLOCKS CTAs still fit on an SM (worked out once per device); 0 if none.
 int resident_query_cap(size_t fixed, size_t per_query) {
   static std::mutex mu;
@@ -1372,8 +1377,7 @@ int resident_query_cap(size_t fixed, size_t per_query) {
     }
     budget = it->second;
   }
-  // 16: the alignment padding before the queue.
-  return budget > fixed + 16 ? int((budget - fixed - 16) / per_query) / 8 * 8 : 0;
+  return budget > fixed ? int((budget - fixed) / per_query) / 8 * 8 : 0;
 }
 
 }  // namespace
@@ -1408,15 +1412,13 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
   p.query_cap = std::min(fit, wanted);
   if (defer) {
     // The queue must not cost a resident CTA: the deferring kernel stages fewer queries at a
-    // time (in even passes) where all of them would leave one CTA per SM (H200, B = 256: exact
-    // K = 100,000 25.0 -> 20.7 ms; IVF K = 1000 collect 2.73 -> 1.82 ms).
+    // time (the kernel splits a list's queries into even passes) where all of them would leave
+    // one CTA per SM (H200, B = 256: exact K = 100,000 25.0 -> 20.6 ms; IVF K = 1000 collect
+    // 2.72 -> 1.82 ms).
     const int ops = queries.n_plan_ops <= kMaxStagedOps ? queries.n_plan_ops : 0;
     const int cap = resident_query_cap(p.ring_bytes + pending_bytes + sizeof(FilterOp) * ops,
                                        per_query);
-    if (cap >= 8 && p.query_cap > cap) {
-      const int passes = (p.query_cap + cap - 1) / cap;
-      p.query_cap = ((p.query_cap + passes - 1) / passes + 7) / 8 * 8;
-    }
+    if (cap >= 8) p.query_cap = std::min(p.query_cap, cap);
   }
 
   p.staged_ops = queries.n_plan_ops <= kMaxStagedOps ? queries.n_plan_ops : 0;
