@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 from argent_client import ArgentError, Client  # noqa: E402
+from served_cluster import write_config  # noqa: E402
 
 
 def descendants(root):
@@ -111,10 +112,11 @@ def main():
     argent = os.path.abspath(a.argent)
     endpoint = f"ipc://{os.path.abspath(a.work_dir)}/gateway.sock"
     config = os.path.join(a.work_dir, "serve.yaml")
-    with open(config, "w") as f:
-        f.write(f"index:\n  dir: {os.path.abspath(a.index)}\nserve:\n  endpoint: {endpoint}\n"
-                f"  step_timeout_ms: {a.step_timeout_ms}\n  heartbeat_ms: 200\n"
-                f"  abort_grace_ms: 400\nsearch:\n  threads: 1\n")
+    write_config(config, {
+        "index": {"dir": os.path.abspath(a.index)},
+        "serve": {"endpoint": endpoint, "step_timeout_ms": a.step_timeout_ms,
+                  "heartbeat_ms": 200, "abort_grace_ms": 400},
+        "search": {"threads": 1}})
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     log = open(os.path.join(a.work_dir, "supervise.log"), "w")
     # Every run here lasts longer than --stable-after-s, so each fault meets the first backoff

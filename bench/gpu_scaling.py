@@ -40,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "python"))
 
-from served_cluster import ServedCluster  # noqa: E402
+from served_cluster import ServedCluster, write_config  # noqa: E402
 
 
 def run(cmd, **kw):
@@ -96,12 +96,12 @@ def start_cluster(args, index, gpus, run_dir):
     """`mpirun -np gpus argent serve` on the index with the harness's settings."""
     endpoint = "ipc://" + os.path.join(run_dir, "gateway.sock")
     config = os.path.join(run_dir, "serve.yaml")
-    with open(config, "w") as f:
-        f.write(f"index:\n  dir: {index}\n"
-                f"serve:\n  endpoint: {endpoint}\n  backend: {args.backend}\n"
-                f"  max_batch: {max(args.concurrency)}\n  max_queue: 1000000\n"
-                f"search:\n  device: {args.device}\n"
-                f"metrics:\n  endpoint: 127.0.0.1:{args.metrics_port}\n")
+    write_config(config, {
+        "index": {"dir": index},
+        "serve": {"endpoint": endpoint, "backend": args.backend,
+                  "max_batch": max(args.concurrency), "max_queue": 1000000},
+        "search": {"device": args.device},
+        "metrics": {"endpoint": f"127.0.0.1:{args.metrics_port}"}})
     cluster = ServedCluster(args.argent, config, endpoint, gpus,
                             os.path.join(run_dir, "serve.log"), args.mpirun, args.mpirun_args,
                             args.startup_s)

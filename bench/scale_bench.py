@@ -49,7 +49,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "python"))
 
-from served_cluster import ServedCluster  # noqa: E402
+from served_cluster import ServedCluster, write_config  # noqa: E402
 
 BUILT = 97    # (97, 0): an item of the build; (97, 1): written during the run
 ID_FEATURE = 96
@@ -333,13 +333,12 @@ def main():
     endpoint = "ipc://" + os.path.join(run_dir, "gateway.sock")
     standby = [int(r) for r in args.standby.split(",") if r != ""]
     config = os.path.join(run_dir, "serve.yaml")
-    with open(config, "w") as f:
-        f.write(f"index:\n  dir: {index}\n"
-                f"serve:\n  endpoint: {endpoint}\n  stats_interval_s: 1.0\n"
-                f"  backend: {args.backend}\n"
-                f"  standby_ranks: [{', '.join(map(str, standby))}]\n"
-                f"  move_chunk_bytes: {args.chunk_bytes}\n  max_queue: 100000\n"
-                f"search:\n  threads: {args.threads}\n  device: {args.device}\n")
+    write_config(config, {
+        "index": {"dir": index},
+        "serve": {"endpoint": endpoint, "stats_interval_s": 1.0, "backend": args.backend,
+                  "standby_ranks": standby, "move_chunk_bytes": args.chunk_bytes,
+                  "max_queue": 100000},
+        "search": {"threads": args.threads, "device": args.device}})
     cluster = ServedCluster(argent, config, endpoint, args.ranks,
                             os.path.join(run_dir, "serve.log"), args.mpirun, args.mpirun_args)
     errors = []

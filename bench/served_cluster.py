@@ -1,12 +1,24 @@
 """A served cluster for the bench harnesses: `mpirun -np RANKS argent serve --config FILE` in a
 process group of its own, up once its gateway answers a health request, stopped with SIGTERM
-(SIGKILL after 60 s). Used by scale_bench.py and gpu_scaling.py."""
+(SIGKILL after 60 s), and the YAML config it serves. Used by scale_bench.py, gpu_scaling.py and
+fault_recovery.py."""
 
 import os
 import shlex
 import signal
 import subprocess
 import time
+
+
+def write_config(path, sections):
+    """An argent YAML config from {section: {key: value}}; a list value is written inline."""
+    with open(path, "w") as f:
+        for section, keys in sections.items():
+            f.write(f"{section}:\n")
+            for key, value in keys.items():
+                if isinstance(value, (list, tuple)):
+                    value = "[" + ", ".join(map(str, value)) + "]"
+                f.write(f"  {key}: {value}\n")
 
 
 class ServedCluster:
