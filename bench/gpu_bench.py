@@ -30,8 +30,10 @@ p.add_argument("--out", default="gpu_bench.json")
 p.add_argument("--skip", default="", help="sections to leave out: filters,exactness,nprobe (comma list)")
 p.add_argument("--profile", action="store_true", help="per-step times (ARGENT_GPU_PROFILE) of a few cases, then exit")
 p.add_argument("--profile-case", default="",
-               help="with --profile: only these cases (';' between them): B,K (e.g. 64,100000) "
-                    "exact, B,K,ivf, both unfiltered; per-query (IVF, B = 64)")
+               help="with --profile: these cases instead (';' between them): B,K[,ivf][,FILTER], "
+                    "e.g. '64,100000;64,1000,ivf,3:4;64,1000,ivf,per-query' (FILTER: an expression "
+                    "without commas, or per-query: a different one per query); 'per-query' alone "
+                    "is 64,1000,ivf,per-query")
 args = p.parse_args()
 SKIP = set(x for x in args.skip.split(",") if x)
 if SKIP - {"filters", "exactness", "nprobe"}:
@@ -257,12 +259,18 @@ if args.profile:
              (64, 1000, False, None), (256, 1000, False, None), (64, 1000, False, "3:4"),
              (64, 1000, False, "per-query"))
     if args.profile_case:
-        wanted = set(args.profile_case.split(";"))
-        cases = [c for c in cases if (c[3] == "per-query" and c[3] in wanted) or
-                 (not c[3] and f"{c[0]},{c[1]}{'' if c[2] else ',ivf'}" in wanted)]
-        if not cases:
-            raise SystemExit(f"--profile-case {args.profile_case}: no unfiltered profile case "
-                             "(B,K or B,K,ivf) nor per-query")
+        def parse_case(spec):
+            parts = spec.split(",") if spec != "per-query" else ["64", "1000", "ivf", "per-query"]
+            try:
+                B, k = int(parts[0]), int(parts[1])
+            except (ValueError, IndexError):
+                raise SystemExit(f"--profile-case {spec!r}: expected B,K[,ivf][,FILTER]")
+            ivf = len(parts) > 2 and parts[2] == "ivf"
+            rest = parts[3 if ivf else 2:]
+            if len(rest) > 1:
+                raise SystemExit(f"--profile-case {spec!r}: a filter may not contain commas")
+            return (B, k, not ivf, rest[0] if rest else None)
+        cases = [parse_case(c.strip()) for c in args.profile_case.split(";") if c.strip()]
     for B, k, exact, f in cases:
         fs = per_query_exprs(B) if f == "per-query" else [f] * B if f else None
         s = Search(make_queries(B, 5), k, exact, filters=fs)
@@ -273,6 +281,8 @@ if args.profile:
         s()
         torch.cuda.synchronize()
         os.environ["ARGENT_GPU_PROFILE"] = "0"
+        print(f"B {B} k {k} exact {exact} filter {f}: search ms {bench(s, warm=1)} (median of {args.reps})",
+              flush=True)
     raise SystemExit(0)
 
 SCAN_BYTES = ROWS * D + ROWS * 4  # codes + scales: what an exact scan must read

@@ -250,6 +250,8 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
 
   // Few distinct filters: each row's Bloom plans once, before the scans (cuda::launch_block_plans).
   // More, in IVF: each (query, list) pair's plan once per row of the list, when the words fit.
+  // Either way the rows the sample pass reads get exact bits.
+  const SamplePlan plan = plan_sample(index, o, n, nprobe);
   const uint32_t* block_plans = nullptr;
   const unsigned long long* plan_rows = nullptr;
   const uint32_t* pair_rows = nullptr;
@@ -260,8 +262,8 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     uint32_t* out = b.block_plans.reserve_as<uint32_t>(
         size_t(queries.n_plans) * size_t(index.scan.n_rows / kBlockRows));
     auto* counts = b.plan_rows.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1);
-    cuda::launch_block_plans(index, queries, inv.tasks, inv.n_tasks, queries.n_plans, out, counts,
-                             stream);
+    cuda::launch_block_plans(index, queries, inv.tasks, inv.n_tasks, queries.n_plans,
+                             int(plan.stride), out, counts, stream);
     block_plans = out;
     plan_rows = counts;
     timer.mark("plans");
@@ -270,14 +272,14 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     pair_stride = list_blocks;
     uint32_t* out = b.block_plans.reserve_as<uint32_t>(size_t(n_pairs * list_blocks));
     uint32_t* counts = b.pair_rows.reserve_as<uint32_t>(size_t(std::max<int64_t>(1, n_pairs)));
-    cuda::launch_pair_plans(index, queries, lists, n_pairs, pair_stride, out, counts, stream);
+    cuda::launch_pair_plans(index, queries, lists, n_pairs, pair_stride, int(plan.stride), out,
+                            counts, stream);
     block_plans = out;
     pair_rows = counts;
     timer.mark("pair plans");
   }
 
   // Sample -> thresholds.
-  const SamplePlan plan = plan_sample(index, o, n, nprobe);
   float* thresholds = b.thresholds.reserve_as<float>(n);
   {
     cuda::ScanPass pass;
@@ -289,6 +291,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     pass.plan_rows = plan_rows;
     pass.pair_stride = pair_stride;
     pass.pair_rows = pair_rows;
+    pass.exact_words = block_plans != nullptr;
     ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_count, 0, sizeof(uint32_t) * n, stream));
     // The list-major scan reads only the sampled blocks, each once for all of its list's
     // queries. (A pass of one warp per (query, list) pair, kept until 2026-12-04 for large IVF
@@ -305,12 +308,14 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   pass.thresholds = thresholds;
   pass.check_inline = plan.stride == 1;
   // H200, K = 1000: IVF B = 64 collect 0.70 -> 0.64 ms, exact B = 1 2.68 -> 2.61; exact B = 256
-  // 9.5 -> 10.5 (docs/benchmarks.md).
-  pass.defer_hits = !o.exact || n <= 8;  // unfiltered batches only (launch_scan)
+  // 9.5 -> 10.5; IVF B = 64 under per-query filters 1.04 -> 0.72; exact B = 1 under a 10 %
+  // filter 2.16 -> 2.38 (docs/benchmarks.md).
+  pass.defer_hits = !o.exact || (n <= 8 && !queries.plan_of_query);
   pass.block_plans = block_plans;
   pass.plan_rows = plan_rows;
   pass.pair_stride = pair_stride;
   pass.pair_rows = pair_rows;
+  pass.exact_words = block_plans != nullptr && plan.stride == 1;  // every block was sampled
   cuda::Candidates cand;
   cand.n = n;
   const size_t sort_items = size_t(plan.flat ? plan.flat_slots : n * plan.cap);

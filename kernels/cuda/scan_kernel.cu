@@ -138,22 +138,26 @@ static_assert(kMetaSlotBytes<true> >= int(sizeof(StageMeta)) && kMetaSlotBytes<t
                   kMetaSlotBytes<true> * kStages % 16 == 0,
               "meta slots: 4-byte aligned, and whole 16-byte words per warp");
 
-// The deferred kernel's hits (kDefer: unfiltered flat collects, and per-query ones asked for
-// by ScanPass::defer_hits), per warp, in shared memory:
-// the tiles' hits that passed the integer bound wait here, as (row, dot, staged query), until
-// a whole warp's worth can take the exact path one per lane (drain_pending). At K = 100,000
+// The deferred kernel's hits (kDefer: flat collects, and per-query ones asked for by
+// ScanPass::defer_hits), per warp, in shared memory: the tiles' hits that passed the integer
+// bound (and, filtered, the block's plan bits) wait here, as (row, dot, staged query), until a
+// whole warp's worth can take the exact path one per lane (drain_pending). At K = 100,000
 // about a quarter of the tiles have a hit, and the exact path run in place, one element at a
 // time behind a branch for each, cost as much as the scan itself. Room for the most a tile
 // can add (128) and then some; a full queue is drained before a tile's hits go in.
+// `code` is the staged query in its low 12 bits (query_cap < 4096) and, above them, the row's
+// (possible, definite) plan bits plus one, or 0 where the scan did not evaluate the plan.
 constexpr int kPendingCap = 160;
 struct Pending {
   int32_t row[kPendingCap];
   int32_t dot[kPendingCap];
-  int16_t query[kPendingCap];
+  uint16_t code[kPendingCap];
   int32_t count;
   int32_t unused[3];
 };
 static_assert(sizeof(Pending) % 16 == 0, "Pending: whole 16-byte words");
+constexpr int kPendingQueryBits = 12;
+constexpr int kMaxQueryCap = 1 << kPendingQueryBits;
 
 struct Staged {
   int8_t* ring;   // [kWarps][kStages] blocks of 16 * d_pad bytes (d_pad <= 128)
@@ -314,6 +318,8 @@ __device__ int accept(const ScanParams& p, const Staged& s, int qi, int64_t row,
   if (row >= list_end || s.query[qi] < 0) return 0;
   *score = score_of(dot, s.scale[qi], item_scale);
   if (!(*score >= s.threshold[qi])) return 0;
+  // The pre-pass already checked liveness and features.
+  if (known_plan >= 0 && p.pass.exact_words) return known_plan & 1;
   const bool sample = p.pass.out_rows == nullptr;
   if ((sample || p.pass.check_inline) && p.index.scan.ids[row] == kEmptyId) return 0;
   const int n_ops = s.plan_len[qi];
@@ -531,30 +537,40 @@ __device__ __forceinline__ void append_per_query(const ScanParams& p, bool hit, 
   p.pass.out_rows[slot] = row;  // a deferring pass is a collect
 }
 
-// The deferred hits through the exact path, one per lane, then the append (flat or per
-// query); the buffer is left empty. Out of line: it runs once per ~32 hits.
+// The deferred hits through the exact path, one per lane, then the append (flat or per query);
+// the buffer is left empty. Out of line: it runs once per ~32 hits. Unfiltered, the exact path
+// is short and written out here: through accept() the unfiltered kernels spilled more.
+template <bool kFiltered>
 __device__ __noinline__ void drain_pending(const ScanParams& p, const Staged s) {
   const int lane = threadIdx.x & 31;
   Pending& q = s.pending[threadIdx.x >> 5];
   const int count = q.count;
-  const bool check_live = p.pass.check_inline;
   for (int base = 0; base < count; base += 32) {
     const int i = base + lane;
     int hit[1] = {0};
     float score[1] = {0.f};
     int32_t row[1] = {0}, query[1] = {0};
     if (i < count) {
-      const int qi = q.query[i];
+      const int qi = q.code[i] & (kMaxQueryCap - 1);
       row[0] = q.row[i];
-      score[0] = score_of(q.dot[i], s.scale[qi], __ldg(p.index.scan.scales + row[0]));
-      hit[0] = s.query[qi] >= 0 && score[0] >= s.threshold[qi] &&
-               !(check_live && p.index.scan.ids[row[0]] == kEmptyId);
+      const float item_scale = __ldg(p.index.scan.scales + row[0]);
+      if constexpr (kFiltered) {
+        // Rows past their list's end were never queued (defer_hits).
+        hit[0] = accept(p, s, qi, row[0], INT64_MAX, q.dot[i], item_scale,
+                        int(q.code[i] >> kPendingQueryBits) - 1, &score[0]);
+      } else {
+        score[0] = score_of(q.dot[i], s.scale[qi], item_scale);
+        hit[0] = s.query[qi] >= 0 && score[0] >= s.threshold[qi] &&
+                 !(p.pass.check_inline && p.index.scan.ids[row[0]] == kEmptyId);
+      }
       query[0] = s.query[qi];
     }
-    if (p.pass.out_keys)
+    if (p.pass.out_keys) {
       append_flat<1>(p, s, hit, score, row, query);
-    else
-      append_per_query(p, hit[0] != 0, score[0], row[0], query[0]);
+    } else {
+      append_per_query(p, hit[0] != 0, score[0], row[0] | (hit[0] == 2 ? kNeedsCheck : 0),
+                       query[0]);
+    }
   }
   __syncwarp();
   if (lane == 0) q.count = 0;
@@ -562,21 +578,26 @@ __device__ __noinline__ void drain_pending(const ScanParams& p, const Staged s) 
 }
 
 // The deferred kernel's slow part: the tile's hits (rows of the list only) appended to the
-// warp's Pending, drained first when they would not fit.
+// warp's Pending, drained first when they would not fit. kCompact: `block` is the warp's
+// compacted stage, whose CompactMeta lists the rows (padding never has a hit).
+template <bool kFiltered, bool kCompact>
 __device__ __forceinline__ void defer_hits(const ScanParams& p, const Staged& s, int tile,
                                            int64_t block, int64_t list_end,
-                                           const int32_t (&acc)[4], uint32_t hits) {
-  const int lane = threadIdx.x & 31;
-  const int64_t r0 = block * kBlockRows + 2 * (lane >> 2);
-  if (r0 >= list_end) hits &= ~0x3u;
-  if (r0 + 1 >= list_end) hits &= ~0xCu;
+                                           const int32_t (&acc)[4], uint32_t hits,
+                                           const RowSigs& rs) {
+  const int lane = threadIdx.x & 31, g = lane >> 2;
+  const int64_t r0 = block * kBlockRows + 2 * g;
+  if constexpr (!kCompact) {
+    if (r0 >= list_end) hits &= ~0x3u;
+    if (r0 + 1 >= list_end) hits &= ~0xCu;
+  }
   const uint32_t hit[4] = {hits & 1u, hits & 2u, hits & 4u, hits & 8u};
   int offset[4];
   const int total = warp_slots<4>(hit, offset);
   Pending& q = s.pending[threadIdx.x >> 5];
   int count = q.count;
   if (count + total > kPendingCap) {
-    drain_pending(p, s);
+    drain_pending<kFiltered>(p, s);
     count = 0;
   }
   const int qa = tile * 8 + 2 * (lane & 3);
@@ -584,9 +605,14 @@ __device__ __forceinline__ void defer_hits(const ScanParams& p, const Staged& s,
   for (int e = 0; e < 4; ++e) {
     if (!hit[e]) continue;
     const int i = count + offset[e];
-    q.row[i] = int32_t(r0 + (e >> 1));
+    const int qi = qa + (e & 1);
+    const int known_plan = kFiltered ? known_plan_bits(s, rs, qi, e >> 1) : -1;
+    if constexpr (kCompact)
+      q.row[i] = s.compact_meta(threadIdx.x >> 5, int(block))->rows[2 * g + (e >> 1)];
+    else
+      q.row[i] = int32_t(r0 + (e >> 1));
     q.dot[i] = acc[e];
-    q.query[i] = int16_t(qa + (e & 1));
+    q.code[i] = uint16_t(qi | (known_plan + 1) << kPendingQueryBits);
   }
   __syncwarp();
   if (lane == 0) q.count = count + total;
@@ -603,8 +629,7 @@ __device__ __forceinline__ void append_if_hits(const ScanParams& p, const Staged
                                                const RowSigs& rs) {
   if (!__any_sync(0xFFFFFFFFu, hits != 0)) return;
   if constexpr (kDefer) {
-    static_assert(!kFiltered && !kCompact, "deferred hits: unfiltered kernels only");
-    defer_hits(p, s, tile, block, list_end, acc, hits);
+    defer_hits<kFiltered, kCompact>(p, s, tile, block, list_end, acc, hits, rs);
   } else if constexpr (kFiltered) {
     append_hits<kCompact>(p, s, tile, block, list_end, acc[0], acc[1], acc[2], acc[3], hits, rs);
   } else {
@@ -1051,7 +1076,7 @@ __device__ __forceinline__ void check_slots_exactly(const ScanParams& p, const S
 // A warp's share of a uniform run (CompactSource) through its ring: each stage gets the 16
 // rows of a group, gathered word by word into the blocked layout (cp.async of 4 bytes: a row's
 // words are 64 bytes apart), so the multiplication and epilogue are those of a whole block.
-template <int KC>
+template <int KC, bool kDefer>
 __device__ void scan_run_compact(const ScanParams& p, const Staged& s, const LocalPlans& local,
                                  int m_pad, const TaskBatch& tb, int t_begin, int t_end) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -1088,8 +1113,8 @@ __device__ void scan_run_compact(const ScanParams& p, const Staged& s, const Loc
   run_ring<KC>(p, ring, block_bytes, issue_next, [&](int stage, const uint32_t(&a)[KC][4]) {
     CompactMeta* m = s.compact_meta(warp, stage);
     if (check_now) check_slots_exactly(p, s, local, m);
-    score_block<KC, true, kGroupTiles, true>(p, s, local, tiles, stage, INT_MAX, 0.f, a, nullptr,
-                                             m);
+    score_block<KC, true, kGroupTiles, true, kDefer>(p, s, local, tiles, stage, INT_MAX, 0.f, a,
+                                                     nullptr, m);
   });
 }
 
@@ -1285,9 +1310,10 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS)
         if constexpr (KC > 0) {
           // A uniform run under a selective plan scans only the rows it can pass. Filtered runs
           // of one tile take the ring, not the register prefetch: the filtered kernel then
-          // spills more, and the per-query IVF collect measured 1.05 against 0.99 ms (H200).
+          // spills more (H200, per-query IVF collect: 1.05 against 0.99 ms; deferred, 0.78
+          // against 0.72).
           if (kFiltered && local.compact)
-            scan_run_compact<KC>(p, s, local, m_pad, tb, t, t_end);
+            scan_run_compact<KC, kDefer>(p, s, local, m_pad, tb, t, t_end);
           else if (!kFiltered && m_pad <= 8 * kPrefetchMaxTiles)
             scan_run_prefetch<KC, kFiltered, kDefer>(p, s, local, m_pad, tb, t, t_end);
           else
@@ -1295,7 +1321,7 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS)
         } else
           scan_run_wide<kFiltered, kDefer>(p, s, local, m_pad, tb, t, t_end);
         // The deferred hits refer to the staged queries: through before they change.
-        if constexpr (kDefer) drain_pending(p, s);
+        if constexpr (kDefer) drain_pending<kFiltered>(p, s);
       }
       t = t_end;
     }
@@ -1354,26 +1380,28 @@ void launch_for_chunks(const ScanParams& p, size_t smem, cudaStream_t stream) {
 // The most queries a CTA can stage with `fixed` bytes of other dynamic shared memory (alignment
 // padding included) while
 // ARGENT_SCAN_MIN_BLOCKS CTAs still fit on an SM (worked out once per device); 0 if none.
-int resident_query_cap(size_t fixed, size_t per_query) {
+int resident_query_cap(const void* kernel, size_t fixed, size_t per_query) {
   static std::mutex mu;
-  static std::map<int, size_t> budgets;  // dynamic shared memory per CTA, per device
+  // Dynamic shared memory per CTA, per device and kernel (their static shared memory differs).
+  static std::map<std::pair<int, const void*>, size_t> budgets;
   int device = 0;
   ARGENT_CUDA_CHECK(cudaGetDevice(&device));
   size_t budget = 0;
   {
     std::lock_guard<std::mutex> lock(mu);
-    auto it = budgets.find(device);
+    auto it = budgets.find({device, kernel});
     if (it == budgets.end()) {
       int per_sm = 0, reserved = 0;
       ARGENT_CUDA_CHECK(cudaDeviceGetAttribute(
           &per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
       ARGENT_CUDA_CHECK(cudaDeviceGetAttribute(
           &reserved, cudaDevAttrReservedSharedMemoryPerBlock, device));
-      cudaFuncAttributes attr;  // the static shared memory, the same in every instantiation
-      ARGENT_CUDA_CHECK(cudaFuncGetAttributes(&attr, scan_kernel<4, false, true>));
+      cudaFuncAttributes attr;
+      ARGENT_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
       const size_t per_cta = size_t(per_sm) / ARGENT_SCAN_MIN_BLOCKS;
       const size_t taken = size_t(reserved) + attr.sharedSizeBytes;
-      it = budgets.emplace(device, per_cta > taken ? per_cta - taken : 0).first;
+      it = budgets.emplace(std::make_pair(device, kernel), per_cta > taken ? per_cta - taken : 0)
+               .first;
     }
     budget = it->second;
   }
@@ -1399,25 +1427,26 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
   const size_t stage_bytes = size_t(kBlockRows) * d_pad +
                              (queries.plan_of_query ? kMetaSlotBytes<true> : kMetaSlotBytes<false>);
   p.ring_bytes = d_pad <= 128 ? int(kWarps * kStages * stage_bytes) : 0;
-  // Unfiltered collects may defer their hits (Pending; flat ones always): the filtered kernel's
-  // slow path is already out of line.
-  const bool defer = queries.plan_of_query == nullptr && pass.out_rows != nullptr &&
-                     (pass.out_keys != nullptr || pass.defer_hits);
+  // Collects may defer their hits (Pending; flat ones always).
+  const bool filtered = queries.plan_of_query != nullptr;
+  const bool defer = pass.out_rows != nullptr && (pass.out_keys != nullptr || pass.defer_hits);
   const size_t pending_bytes = defer ? kWarps * sizeof(Pending) + 16 : 0;
   const int fit = int((kMaxSharedBytes - p.ring_bytes - kMaxStagedOps * sizeof(FilterOp) -
                        pending_bytes) /
                       per_query) / 8 * 8;
   ARGENT_ASSERT(fit >= 8, "dimension ", d_pad, " leaves no room for 8 staged queries");
   const int wanted = (std::max(1, max_queries_per_list) + 7) / 8 * 8;
-  p.query_cap = std::min(fit, wanted);
+  p.query_cap = std::min({fit, wanted, kMaxQueryCap - 8});
   if (defer) {
     // The queue must not cost a resident CTA: the deferring kernel stages fewer queries at a
     // time (the kernel splits a list's queries into even passes) where all of them would leave
     // one CTA per SM (H200, B = 256: exact K = 100,000 25.0 -> 20.6 ms; IVF K = 1000 collect
     // 2.72 -> 1.82 ms).
     const int ops = queries.n_plan_ops <= kMaxStagedOps ? queries.n_plan_ops : 0;
-    const int cap = resident_query_cap(p.ring_bytes + pending_bytes + sizeof(FilterOp) * ops,
-                                       per_query);
+    const void* kernel = filtered ? reinterpret_cast<const void*>(scan_kernel<4, true, true>)
+                                  : reinterpret_cast<const void*>(scan_kernel<4, false, true>);
+    const int cap = resident_query_cap(
+        kernel, p.ring_bytes + pending_bytes + sizeof(FilterOp) * ops, per_query);
     if (cap >= 8) p.query_cap = std::min(p.query_cap, cap);
   }
 
@@ -1431,7 +1460,9 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
     p.pending_offset = int(smem);
     smem += kWarps * sizeof(Pending);
   }
-  if (queries.plan_of_query)
+  if (filtered && defer)
+    launch_for_chunks<true, true>(p, smem, stream);
+  else if (filtered)
     launch_for_chunks<true, false>(p, smem, stream);
   else if (defer)
     launch_for_chunks<false, true>(p, smem, stream);
