@@ -7,6 +7,8 @@
 // than every plan over every probed list, and a run of one query then knows its rows as a
 // uniform run does.
 #include <algorithm>
+#include <map>
+#include <mutex>
 
 #include "common/cuda_check.h"
 #include "kernels/cuda/device_utils.cuh"
@@ -221,10 +223,11 @@ __global__ void __launch_bounds__(kThreads, ARGENT_PAIR_PLANS_MIN_BLOCKS) pair_p
 // The rows of blocks the sample pass reads (index a multiple of sample_stride) get exact bits:
 // possible and definite iff the row is live and passes the feature check, so that the sample
 // pass makes neither check. Here the checks' dependent loads run all at once, a half-warp per
-// (block, plan or pair); in the sample pass they sat in each warp's chain of a few blocks per
-// list (H200, IVF B = 64 under a 10 % filter: sample 0.146 -> 0.113 ms). A pass of its own:
-// inlined into the pre-passes, the checks cost their loops registers (the per-pair pass spilled
-// 136 bytes at its 40 registers) and the pre-passes slowed by more than the sample gained.
+// (sampled block, plan or pair); in the sample pass they sat in each warp's chain of a few
+// blocks per list (H200, IVF B = 64 under a 10 % filter: sample 0.146 -> 0.105 ms, per-query
+// filters 0.217 -> 0.115). A pass of its own: inlined into the pre-passes, the checks cost
+// their loops registers (the per-pair pass spilled 136 bytes at its 40 registers) and the
+// pre-passes slowed by more than the sample gained.
 constexpr int kExactThreads = 128;
 
 // Rewrites the word at `word` (one half-warp, lane r = row r of `block`; every lane of the
@@ -241,11 +244,14 @@ __device__ __forceinline__ void make_word_exact(const GpuIndexView& index, const
   if (valid && r == 0) *word = bits | bits << 16;
 }
 
-// Per plan (launch_block_plans): a half-warp per (task, sampled block of its chunk), all plans.
-__global__ void __launch_bounds__(kExactThreads) exact_sampled_plan_words_kernel(
+// A half-warp per (task, sampled block of its chunk): the words of every plan
+// (pair_stride == 0, launch_block_plans) or of every pair of the chunk's list.
+__global__ void __launch_bounds__(kExactThreads) exact_sampled_words_kernel(
     const __grid_constant__ GpuIndexView index, const __grid_constant__ GpuQueriesView queries,
-    const int32_t* tasks, const int32_t* n_tasks, int n_plans, int sample_stride, uint32_t* out) {
-  const int64_t per_chunk = (kChunkBlocks + sample_stride - 1) / sample_stride + 1;
+    const __grid_constant__ ListQueries lists, const int32_t* tasks, const int32_t* n_tasks,
+    int n_plans, int64_t pair_stride, int sample_stride, uint32_t* out) {
+  // A chunk of kChunkBlocks blocks holds at most this many multiples of the stride.
+  const int64_t per_chunk = (kChunkBlocks + sample_stride - 1) / sample_stride;
   const int64_t items = int64_t(*n_tasks) * per_chunk;
   const int64_t n_blocks = index.scan.n_rows / kBlockRows;
   const int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
@@ -254,52 +260,82 @@ __global__ void __launch_bounds__(kExactThreads) exact_sampled_plan_words_kernel
     const int64_t item = base + ((threadIdx.x >> 4) & 1);
     bool valid = item < items;
     int64_t block = 0;
+    int32_t chunk = 0;
     if (valid) {
-      const int32_t chunk = tasks[item / per_chunk];
+      chunk = tasks[item / per_chunk];
       const int64_t first = index.chunk_first_block[chunk];
-      const int64_t end = first + index.chunk_blocks[chunk];
       block = (first + sample_stride - 1) / sample_stride * sample_stride +
               item % per_chunk * sample_stride;
-      valid = block < end;
+      valid = block < first + index.chunk_blocks[chunk];
     }
-    for (int plan = 0; plan < n_plans; ++plan)
-      make_word_exact(index, queries.plan_ops + queries.plan_begin[plan], queries.plan_len[plan],
-                      block, valid, out + plan * n_blocks + block);
+    if (pair_stride == 0) {
+      for (int plan = 0; plan < n_plans; ++plan)
+        make_word_exact(index, queries.plan_ops + queries.plan_begin[plan],
+                        queries.plan_len[plan], block, valid, out + plan * n_blocks + block);
+      continue;
+    }
+    int32_t start = 0, count = 0;
+    int64_t first = 0;
+    if (valid) {
+      const int32_t list = index.chunk_list[chunk];
+      start = lists.start[list];
+      count = lists.count[list];
+      first = index.scan.list_offsets[list] / kBlockRows;
+    }
+    const int most = __reduce_max_sync(0xFFFFFFFFu, count);  // the two half-warps' lists
+    for (int i = 0; i < most; ++i) {
+      const int64_t pair = start + i;
+      const int32_t plan = i < count ? queries.plan_of_query[lists.queries[pair]] : -1;
+      const bool has_words = plan >= 0;  // unfiltered pairs have none
+      make_word_exact(index, queries.plan_ops + (has_words ? queries.plan_begin[plan] : 0),
+                      has_words ? queries.plan_len[plan] : 0, block, has_words,
+                      out + pair * pair_stride + block - first);
+    }
   }
 }
 
-// Per pair (launch_pair_plans): a CTA per list, a half-warp per (pair, sampled block).
-__global__ void __launch_bounds__(kExactThreads) exact_sampled_pair_words_kernel(
-    const __grid_constant__ GpuIndexView index, const __grid_constant__ GpuQueriesView queries,
-    const __grid_constant__ ListQueries lists, int64_t stride, int sample_stride, uint32_t* out) {
-  const int64_t list = blockIdx.x;
-  const int32_t count = lists.count[list];
-  if (count == 0) return;
-  const int32_t pair0 = lists.start[list];
-  const int64_t first = index.scan.list_offsets[list] / kBlockRows;
-  const int64_t end = first + (index.scan.list_sizes[list] + kBlockRows - 1) / kBlockRows;
-  const int64_t first_sampled = (first + sample_stride - 1) / sample_stride * sample_stride;
-  if (first_sampled >= end) return;
-  const int64_t sampled = (end - 1 - first_sampled) / sample_stride + 1;
-  const int64_t items = count * sampled;
-  for (int64_t base = 2 * (threadIdx.x / 32); base < items; base += 2 * (blockDim.x / 32)) {
-    const int64_t item = base + ((threadIdx.x >> 4) & 1);
-    const int64_t pair = pair0 + item / sampled;
-    const int64_t block = first_sampled + item % sampled * sample_stride;
-    const int32_t plan = item < items ? queries.plan_of_query[lists.queries[pair]] : -1;
-    const bool valid = plan >= 0;  // unfiltered pairs have no words
-    make_word_exact(index, queries.plan_ops + (valid ? queries.plan_begin[plan] : 0),
-                    valid ? queries.plan_len[plan] : 0, block, valid,
-                    out + pair * stride + block - first);
+// The resident grid of exact_sampled_words_kernel (worked out once per device), at most one
+// half-warp per item.
+unsigned exact_words_grid(int64_t max_items) {
+  static std::mutex mu;
+  static std::map<int, int64_t> grids;
+  int device = 0;
+  ARGENT_CUDA_CHECK(cudaGetDevice(&device));
+  int64_t grid = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = grids.find(device);
+    if (it == grids.end()) {
+      int per_sm = 0, sms = 0;
+      ARGENT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+          &per_sm, exact_sampled_words_kernel, kExactThreads, 0));
+      ARGENT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+      it = grids.emplace(device, int64_t(std::max(1, per_sm)) * sms).first;
+    }
+    grid = it->second;
   }
+  const int64_t items_per_cta = kExactThreads / kBlockRows;
+  return unsigned(std::max<int64_t>(1, std::min(grid, (max_items + items_per_cta - 1) / items_per_cta)));
+}
+
+void launch_exact_sampled_words(const GpuIndexView& index, const GpuQueriesView& queries,
+                                const ListQueries& lists, const int32_t* tasks,
+                                const int32_t* n_tasks, int n_plans, int64_t pair_stride,
+                                int sample_stride, uint32_t* out, cudaStream_t stream) {
+  if (sample_stride <= 0) return;
+  const int64_t per_chunk = (kChunkBlocks + sample_stride - 1) / sample_stride;
+  exact_sampled_words_kernel<<<exact_words_grid(index.n_chunks * per_chunk), kExactThreads, 0,
+                               stream>>>(index, queries, lists, tasks, n_tasks, n_plans,
+                                         pair_stride, sample_stride, out);
+  ARGENT_CUDA_CHECK_LAUNCH("exact_sampled_words_kernel");
 }
 
 }  // namespace
 
 void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries,
-                        const int32_t* tasks, const int32_t* n_tasks, int n_plans,
-                        int sample_stride, uint32_t* out, unsigned long long* row_counts,
-                        cudaStream_t stream) {
+                        const ListQueries& lists, const int32_t* tasks, const int32_t* n_tasks,
+                        int n_plans, int sample_stride, uint32_t* out,
+                        unsigned long long* row_counts, cudaStream_t stream) {
   ARGENT_CUDA_CHECK(
       cudaMemsetAsync(row_counts, 0, sizeof(unsigned long long) * (n_plans + 1), stream));
   if (index.n_chunks == 0 || n_plans == 0) return;
@@ -307,29 +343,27 @@ void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries
   block_plans_kernel<<<pre_pass_grid(rounds), kThreads, 0, stream>>>(index, queries, tasks, n_tasks,
                                                                     n_plans, out, row_counts);
   ARGENT_CUDA_CHECK_LAUNCH("block_plans_kernel");
-  if (sample_stride <= 0) return;
-  exact_sampled_plan_words_kernel<<<pre_pass_grid(rounds), kExactThreads, 0, stream>>>(
-      index, queries, tasks, n_tasks, n_plans, sample_stride, out);
-  ARGENT_CUDA_CHECK_LAUNCH("exact_sampled_plan_words_kernel");
+  launch_exact_sampled_words(index, queries, lists, tasks, n_tasks, n_plans, 0, sample_stride, out,
+                             stream);
 }
 
 void launch_pair_plans(const GpuIndexView& index, const GpuQueriesView& queries,
-                       const ListQueries& lists, int64_t n_pairs, int64_t stride,
-                       int sample_stride, uint32_t* out, uint32_t* pair_rows,
-                       cudaStream_t stream) {
+                       const ListQueries& lists, const int32_t* tasks, const int32_t* n_tasks,
+                       int64_t n_pairs, int64_t stride, int sample_stride, uint32_t* out,
+                       uint32_t* pair_rows, cudaStream_t stream) {
   // No memset of pair_rows: the kernel writes every pair's count (0 for an unfiltered query),
   // and the scan reads only pairs of ListQueries.
   if (index.scan.n_lists == 0 || n_pairs == 0) return;
   // A CTA per list: the block scheduler then balances lists of very different sizes. A grid
   // that strode over the lists left the SMs idle 45 % of the time waiting on the CTAs that drew
-  // the longest lists (ncu, H200, IVF B = 64).
+  // the longest lists (ncu, H200, IVF B = 64). A grid over the tasks (chunks of 512 rows, each
+  // evaluated under its list's pairs, plans compiled once per batch) measured slower still:
+  // 0.31 against 0.24 ms at B = 64, 0.93 against 0.73 at B = 256.
   pair_plans_kernel<<<unsigned(index.scan.n_lists), kThreads, 0, stream>>>(index, queries, lists,
                                                                            stride, out, pair_rows);
   ARGENT_CUDA_CHECK_LAUNCH("pair_plans_kernel");
-  if (sample_stride <= 0) return;
-  exact_sampled_pair_words_kernel<<<unsigned(index.scan.n_lists), kExactThreads, 0, stream>>>(
-      index, queries, lists, stride, sample_stride, out);
-  ARGENT_CUDA_CHECK_LAUNCH("exact_sampled_pair_words_kernel");
+  launch_exact_sampled_words(index, queries, lists, tasks, n_tasks, queries.n_plans, stride,
+                             sample_stride, out, stream);
 }
 
 }  // namespace cuda

@@ -262,7 +262,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     uint32_t* out = b.block_plans.reserve_as<uint32_t>(
         size_t(queries.n_plans) * size_t(index.scan.n_rows / kBlockRows));
     auto* counts = b.plan_rows.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1);
-    cuda::launch_block_plans(index, queries, inv.tasks, inv.n_tasks, queries.n_plans,
+    cuda::launch_block_plans(index, queries, lists, inv.tasks, inv.n_tasks, queries.n_plans,
                              int(plan.stride), out, counts, stream);
     block_plans = out;
     plan_rows = counts;
@@ -272,8 +272,8 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     pair_stride = list_blocks;
     uint32_t* out = b.block_plans.reserve_as<uint32_t>(size_t(n_pairs * list_blocks));
     uint32_t* counts = b.pair_rows.reserve_as<uint32_t>(size_t(std::max<int64_t>(1, n_pairs)));
-    cuda::launch_pair_plans(index, queries, lists, n_pairs, pair_stride, int(plan.stride), out,
-                            counts, stream);
+    cuda::launch_pair_plans(index, queries, lists, inv.tasks, inv.n_tasks, n_pairs, pair_stride,
+                            int(plan.stride), out, counts, stream);
     block_plans = out;
     pair_rows = counts;
     timer.mark("pair plans");

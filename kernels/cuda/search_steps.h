@@ -79,9 +79,9 @@ struct ScanPass {
 // definite iff the row is live and passes the exact feature check (ScanPass::exact_words).
 constexpr int kMaxBlockPlans = 4;
 void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries,
-                        const int32_t* tasks, const int32_t* n_tasks, int n_plans,
-                        int sample_stride, uint32_t* out, unsigned long long* row_counts,
-                        cudaStream_t stream);
+                        const ListQueries& lists, const int32_t* tasks, const int32_t* n_tasks,
+                        int n_plans, int sample_stride, uint32_t* out,
+                        unsigned long long* row_counts, cudaStream_t stream);
 
 // IVF batches with more distinct plans than that: each (query, probed list) pair's plan once
 // per row of its list, into out[pair * stride + block - the list's first block] (the same words
@@ -90,9 +90,9 @@ void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries
 // local plans, and a run of one query under a selective filter gathers only the rows it can
 // pass, as a uniform run does. Sampled blocks get exact bits, as in launch_block_plans.
 void launch_pair_plans(const GpuIndexView& index, const GpuQueriesView& queries,
-                       const ListQueries& lists, int64_t n_pairs, int64_t stride,
-                       int sample_stride, uint32_t* out, uint32_t* pair_rows,
-                       cudaStream_t stream);
+                       const ListQueries& lists, const int32_t* tasks, const int32_t* n_tasks,
+                       int64_t n_pairs, int64_t stride, int sample_stride, uint32_t* out,
+                       uint32_t* pair_rows, cudaStream_t stream);
 
 void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
                  const ListQueries& lists, const int32_t* tasks, const int32_t* n_tasks,
