@@ -223,7 +223,7 @@ __global__ void __launch_bounds__(kThreads, ARGENT_PAIR_PLANS_MIN_BLOCKS) pair_p
 // The rows of blocks the sample pass reads (index a multiple of sample_stride) get exact bits:
 // possible and definite iff the row is live and passes the feature check, so that the sample
 // pass makes neither check. Here the checks' dependent loads run all at once, a half-warp per
-// (sampled block, plan or pair); in the sample pass they sat in each warp's chain of a few
+// sampled block (its plans or pairs in turn); in the sample pass they sat in each warp's chain of a few
 // blocks per list (H200, IVF B = 64 under a 10 % filter: sample 0.146 -> 0.105 ms, per-query
 // filters 0.217 -> 0.115). A pass of its own: inlined into the pre-passes, the checks cost
 // their loops registers (the per-pair pass spilled 136 bytes at its 40 registers) and the
@@ -251,7 +251,7 @@ __global__ void __launch_bounds__(kExactThreads) exact_sampled_words_kernel(
     const __grid_constant__ ListQueries lists, const int32_t* tasks, const int32_t* n_tasks,
     int n_plans, int64_t pair_stride, int sample_stride, uint32_t* out) {
   // A chunk of kChunkBlocks blocks holds at most this many multiples of the stride.
-  const int64_t per_chunk = (kChunkBlocks + sample_stride - 1) / sample_stride;
+  const int64_t per_chunk = (int64_t(kChunkBlocks) + sample_stride - 1) / sample_stride;
   const int64_t items = int64_t(*n_tasks) * per_chunk;
   const int64_t n_blocks = index.scan.n_rows / kBlockRows;
   const int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
@@ -323,7 +323,7 @@ void launch_exact_sampled_words(const GpuIndexView& index, const GpuQueriesView&
                                 const int32_t* n_tasks, int n_plans, int64_t pair_stride,
                                 int sample_stride, uint32_t* out, cudaStream_t stream) {
   if (sample_stride <= 0) return;
-  const int64_t per_chunk = (kChunkBlocks + sample_stride - 1) / sample_stride;
+  const int64_t per_chunk = (int64_t(kChunkBlocks) + sample_stride - 1) / sample_stride;
   exact_sampled_words_kernel<<<exact_words_grid(index.n_chunks * per_chunk), kExactThreads, 0,
                                stream>>>(index, queries, lists, tasks, n_tasks, n_plans,
                                          pair_stride, sample_stride, out);

@@ -308,8 +308,8 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   pass.thresholds = thresholds;
   pass.check_inline = plan.stride == 1;
   // H200, K = 1000: IVF B = 64 collect 0.70 -> 0.64 ms, exact B = 1 2.68 -> 2.61; exact B = 256
-  // 9.5 -> 10.5; IVF B = 64 under per-query filters 1.04 -> 0.72; exact B = 1 under a 10 %
-  // filter 2.16 -> 2.38 (docs/benchmarks.md).
+  // 9.5 -> 10.5; IVF B = 64 under per-query filters 1.04 -> 0.72. Filtered exact batches do not
+  // defer: B = 1 under a 10 % filter measured 2.16 -> 2.38 (docs/benchmarks.md).
   pass.defer_hits = !o.exact || (n <= 8 && !queries.plan_of_query);
   pass.block_plans = block_plans;
   pass.plan_rows = plan_rows;

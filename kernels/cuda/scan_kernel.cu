@@ -140,7 +140,7 @@ static_assert(kMetaSlotBytes<true> >= int(sizeof(StageMeta)) && kMetaSlotBytes<t
 
 // The deferred kernel's hits (kDefer: flat collects, and per-query ones asked for by
 // ScanPass::defer_hits), per warp, in shared memory: the tiles' hits that passed the integer
-// bound (and, filtered, the block's plan bits) wait here, as (row, dot, staged query), until a
+// bound (and, filtered, the block's plan bits) wait here, as (row, dot, code), until a
 // whole warp's worth can take the exact path one per lane (drain_pending). At K = 100,000
 // about a quarter of the tiles have a hit, and the exact path run in place, one element at a
 // time behind a branch for each, cost as much as the scan itself. Room for the most a tile
@@ -311,8 +311,10 @@ __device__ void stage_queries(const ScanParams& p, const int32_t* list_queries, 
 
 // The exact path for one (row, query) pair that passed the integer bound: the float score and
 // the Bloom plan (from registers when the words were loaded). Returns 0 (reject), 1 (accept) or
-// 2 (accept; the exact feature check is due: Bloom said possible, not definite). Liveness and
-// the exact check are left to the emit step, which runs them only near the top of each list.
+// 2 (accept; the exact feature check is due: Bloom said possible, not definite). In a collect,
+// liveness and the exact check are left to the emit step, which runs them only near the top of
+// each list, unless check_inline asks for them here; exact pre-pass words (ScanPass::
+// exact_words) already include both.
 __device__ int accept(const ScanParams& p, const Staged& s, int qi, int64_t row, int64_t list_end,
                       int32_t dot, float item_scale, int known_plan, float* score) {
   if (row >= list_end || s.query[qi] < 0) return 0;
@@ -419,8 +421,9 @@ __device__ __forceinline__ void append_flat(const ScanParams& p, const Staged& s
 // and per-row atomics on a query's counter serialize. For filtered
 // batches it is called, not inlined: the sixteen epilogues of a 4-tile group would otherwise
 // each carry a copy of the filter evaluation, and the scan then stalls on instruction fetch.
-// kCompact: block is the warp's compacted stage, whose CompactMeta lists the rows.
-template <bool kCompact, bool kMayFlat>
+// kCompact: block is the warp's compacted stage, whose CompactMeta lists the rows. Never a flat
+// collect: those always defer their hits.
+template <bool kCompact>
 __device__ __forceinline__ void append_hits_body(const ScanParams& p, const Staged s, int tile,
                                          int64_t block, int64_t list_end, int32_t a0, int32_t a1,
                                          int32_t a2, int32_t a3, uint32_t hits, const RowSigs rs) {
@@ -441,14 +444,6 @@ __device__ __forceinline__ void append_hits_body(const ScanParams& p, const Stag
       const int qi = (e & 1) ? qb : qa;
       hit[e] = accept(p, s, qi, e < 2 ? r0 : r1, list_end, acc[e], rs.scale[e >> 1],
                       known_plan_bits(s, rs, qi, e >> 1), &score[e]);
-    }
-  }
-  if constexpr (kMayFlat) {  // the filtered kernel's flat collect
-    if (p.pass.out_keys) {
-      const int32_t row[4] = {int32_t(r0), int32_t(r0), int32_t(r1), int32_t(r1)};
-      const int32_t query[4] = {s.query[qa], s.query[qb], s.query[qa], s.query[qb]};
-      append_flat<4>(p, s, hit, score, row, query);
-      return;
     }
   }
   // Elements e and e + 2 (rows 2g and 2g + 1) share a query: the 8 lanes of group t take one
@@ -491,7 +486,7 @@ template <bool kCompact>
 __device__ __noinline__ void append_hits(const ScanParams& p, const Staged s, int tile,
                                          int64_t block, int64_t list_end, int32_t a0, int32_t a1,
                                          int32_t a2, int32_t a3, uint32_t hits, const RowSigs rs) {
-  append_hits_body<kCompact, true>(p, s, tile, block, list_end, a0, a1, a2, a3, hits, rs);
+  append_hits_body<kCompact>(p, s, tile, block, list_end, a0, a1, a2, a3, hits, rs);
 }
 
 // The fast part of the epilogue: which of the lane's 4 elements of a tile passed their bound
@@ -619,9 +614,9 @@ __device__ __forceinline__ void defer_hits(const ScanParams& p, const Staged& s,
   __syncwarp();
 }
 
-// The slow part, for a tile where some lane has hits. Unfiltered batches keep it inline (it is
-// short without a filter, and a call would cost the hot loop registers); filtered batches call
-// it (see append_hits_body).
+// The slow part, for a tile where some lane has hits: queued (kDefer), or taken in place,
+// inline for unfiltered batches (it is short without a filter, and a call would cost the hot
+// loop registers) and called for filtered ones (see append_hits_body).
 template <bool kFiltered, bool kCompact = false, bool kDefer = false>
 __device__ __forceinline__ void append_if_hits(const ScanParams& p, const Staged& s, int tile,
                                                int64_t block, int64_t list_end,
@@ -633,7 +628,7 @@ __device__ __forceinline__ void append_if_hits(const ScanParams& p, const Staged
   } else if constexpr (kFiltered) {
     append_hits<kCompact>(p, s, tile, block, list_end, acc[0], acc[1], acc[2], acc[3], hits, rs);
   } else {
-    append_hits_body<false, false>(p, s, tile, block, list_end, acc[0], acc[1], acc[2], acc[3],
+    append_hits_body<false>(p, s, tile, block, list_end, acc[0], acc[1], acc[2], acc[3],
                                    hits, rs);
   }
 }
@@ -1436,7 +1431,9 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
                       per_query) / 8 * 8;
   ARGENT_ASSERT(fit >= 8, "dimension ", d_pad, " leaves no room for 8 staged queries");
   const int wanted = (std::max(1, max_queries_per_list) + 7) / 8 * 8;
-  p.query_cap = std::min({fit, wanted, kMaxQueryCap - 8});
+  p.query_cap = std::min(fit, wanted);
+  ARGENT_ASSERT(p.query_cap < kMaxQueryCap, "staged queries ", p.query_cap,
+                " overflow the deferred hits' query field");
   if (defer) {
     // The queue must not cost a resident CTA: the deferring kernel stages fewer queries at a
     // time (the kernel splits a list's queries into even passes) where all of them would leave
