@@ -7,11 +7,10 @@
 // than every plan over every probed list, and a run of one query then knows its rows as a
 // uniform run does.
 #include <algorithm>
-#include <map>
-#include <mutex>
 
 #include "common/cuda_check.h"
 #include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/resident_grid.h"
 #include "kernels/cuda/search_steps.h"
 
 namespace argent {
@@ -294,26 +293,10 @@ __global__ void __launch_bounds__(kExactThreads) exact_sampled_words_kernel(
   }
 }
 
-// The resident grid of exact_sampled_words_kernel (worked out once per device), at most one
-// half-warp per item.
+// The resident grid of exact_sampled_words_kernel, at most one half-warp per item.
 unsigned exact_words_grid(int64_t max_items) {
-  static std::mutex mu;
-  static std::map<int, int64_t> grids;
-  int device = 0;
-  ARGENT_CUDA_CHECK(cudaGetDevice(&device));
-  int64_t grid = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = grids.find(device);
-    if (it == grids.end()) {
-      int per_sm = 0, sms = 0;
-      ARGENT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-          &per_sm, exact_sampled_words_kernel, kExactThreads, 0));
-      ARGENT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-      it = grids.emplace(device, int64_t(std::max(1, per_sm)) * sms).first;
-    }
-    grid = it->second;
-  }
+  const int64_t grid =
+      resident_ctas(reinterpret_cast<const void*>(exact_sampled_words_kernel), kExactThreads, 0);
   const int64_t items_per_cta = kExactThreads / kBlockRows;
   return unsigned(std::max<int64_t>(1, std::min(grid, (max_items + items_per_cta - 1) / items_per_cta)));
 }

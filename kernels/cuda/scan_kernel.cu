@@ -16,6 +16,7 @@
 
 #include "common/cuda_check.h"
 #include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/resident_grid.h"
 #include "kernels/cuda/search_steps.h"
 
 namespace argent {
@@ -1330,26 +1331,9 @@ void launch_kernel(const ScanParams& p, size_t smem, cudaStream_t stream) {
   // CTAs than fit at once balance uneven chunks. The sample pass reads a few blocks of each
   // CTA's chunks, so one wave pays a CTA's fixed costs (staging, its task batch) once per SM
   // slot; measured alone it made no difference (H200, exact B = 64: 0.25 against 0.24 ms).
-  static std::mutex mu;
-  static std::map<std::pair<int, size_t>, int> grids;
-  int device = 0;
-  ARGENT_CUDA_CHECK(cudaGetDevice(&device));
-  int grid = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = grids.find({device, smem});
-    if (it == grids.end()) {
-      ARGENT_CUDA_CHECK(cudaFuncSetAttribute(scan_kernel<KC, kFiltered, kDefer>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             int(kMaxSharedBytes)));
-      int per_sm = 0, sms = 0;
-      ARGENT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-          &per_sm, scan_kernel<KC, kFiltered, kDefer>, kThreads, smem));
-      ARGENT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-      it = grids.emplace(std::make_pair(device, smem), std::max(1, per_sm) * sms).first;
-    }
-    grid = it->second * (p.pass.out_rows ? ARGENT_SCAN_WAVES : 1);
-  }
+  const int grid = resident_ctas(reinterpret_cast<const void*>(scan_kernel<KC, kFiltered, kDefer>),
+                                 kThreads, smem, int(kMaxSharedBytes)) *
+                   (p.pass.out_rows ? ARGENT_SCAN_WAVES : 1);
   ScanParams q = p;
   // Reservations small enough that the warps' unfinished ones stay within flat_slack, and at
   // most 128 slots (one atomic per 128 candidates is already rare).
