@@ -47,21 +47,23 @@ YAML
 echo "== building $n x $dim synthetic items"
 "$argent" build-index --out "$work/index" --synthetic "$n" --dim "$dim" --seed 7 --partitions 64
 
-job=
+# Sets the globals job (mpirun's pid) and recovery_s (seconds until the gateway answers). Call it
+# plainly, not in $(...): a subshell's job never reaches the traps and stop_cluster below.
+job= recovery_s=
 start_cluster() {
   mpirun --oversubscribe --bind-to none -np 3 "$argent" serve --config "$work/serve.yaml" \
     >> "$work/serve.log" 2>&1 &
   job=$!
   local t0=$(date +%s.%N)
   "$argent" admin stats --endpoint "$endpoint" --timeout-ms 120000 > /dev/null
-  echo "$(echo "$(date +%s.%N) - $t0" | bc)"
+  recovery_s=$(echo "$(date +%s.%N) - $t0" | bc)
 }
-stop_cluster() { kill -TERM "$job" 2>/dev/null || true; wait "$job" 2>/dev/null || true; }
+stop_cluster() { kill -TERM "$job" 2>/dev/null || true; wait "$job" 2>/dev/null || true; job=; }
 trap 'kill -KILL $(pgrep -P "$job" 2>/dev/null) "$job" 2>/dev/null || true' EXIT
 stats() { "$argent" admin stats --endpoint "$endpoint"; }
 field() { $py -c "import json,sys; print(json.load(open('$1'))['$2'])"; }
 
-start_cluster > /dev/null
+start_cluster
 query() {  # $1: summary file
   "$argent" query --endpoint "$endpoint" --random "$queries" --concurrency "$readers" --k 100 \
     --quiet --seed 3 --summary-json "$1"
@@ -99,7 +101,7 @@ echo "== D: snapshot, then crash (SIGKILL) and recovery"
   --id-base 3000000000 --summary-json "$work/d.json"
 kill -KILL $(pgrep -P "$job") "$job" 2>/dev/null || true
 wait "$job" 2>/dev/null || true
-recovery_s=$(start_cluster)
+start_cluster  # sets recovery_s
 stats > "$work/d1.json"
 stop_cluster
 

@@ -157,9 +157,10 @@ void NcclCommunicator::broadcast_host(void* data, size_t bytes, int root) {
     ARGENT_NCCL_CHECK(ncclBroadcast(staged, staged, bytes, ncclUint8, root, comm_, stream_),
                       "broadcast");
   });
-  if (rank_ != root)
-    ARGENT_CUDA_CHECK(cudaMemcpyAsync(data, staged, bytes, cudaMemcpyDeviceToHost, stream_));
+  // The copy back waits for the collective first: a copy into pageable memory returns only when
+  // done, so queued behind the broadcast it would block past wait()'s timeout and error checks.
   wait("broadcast", timeout_);
+  if (rank_ != root) copy_to_host(data, staged, bytes);
 }
 
 void NcclCommunicator::all_gather_host(const void* send, void* recv, size_t bytes) {
@@ -170,9 +171,13 @@ void NcclCommunicator::all_gather_host(const void* send, void* recv, size_t byte
   enqueue("all_gather", [&] {
     ARGENT_NCCL_CHECK(ncclAllGather(mine, staged, bytes, ncclUint8, comm_, stream_), "all_gather");
   });
-  ARGENT_CUDA_CHECK(
-      cudaMemcpyAsync(recv, staged, bytes * size_t(size_), cudaMemcpyDeviceToHost, stream_));
-  wait("all_gather", timeout_);
+  wait("all_gather", timeout_);  // before the copy back, as in broadcast_host
+  copy_to_host(recv, staged, bytes * size_t(size_));
+}
+
+void NcclCommunicator::copy_to_host(void* dst, const void* src, size_t bytes) {
+  ARGENT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+  ARGENT_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
 void NcclCommunicator::send(const void* data, size_t bytes, int peer) {

@@ -61,6 +61,8 @@ class NcclCommunicator final : public Communicator {
   void* barrier_word_ = nullptr;  // one float on the device, all-reduced by barrier()
   // Device staging buffer of the host-buffer collectives; grows to the largest call.
   uint8_t* scratch(size_t bytes);
+  // Device -> host once the stream's collective has finished (checked by wait()).
+  void copy_to_host(void* dst, const void* src, size_t bytes);
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
 };

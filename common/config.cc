@@ -23,6 +23,14 @@ std::string where_of(const std::string& origin, const YAML::Node& node) {
   return origin + ":" + std::to_string(node.Mark().line + 1);
 }
 
+// Where a cross-key check points: the line of `section.name` when the file sets it, else the file.
+std::string where_of_key(const std::string& origin, const YAML::Node& root, const char* section,
+                         const char* name) {
+  const YAML::Node s = root[section];
+  if (s && s.IsMap() && s[name]) return where_of(origin, s[name]);
+  return origin;
+}
+
 template <typename T>
 T scalar_as(const YAML::Node& node, const std::string& key, const std::string& where,
             const char* type) {
@@ -400,11 +408,13 @@ Config parse_config(const std::string& yaml_text, const std::string& origin) {
   Config c;
   if (root.IsNull()) return c;
   apply(c, root, "", origin, by_path);
-  ARGENT_CHECK(c.index.bloom_bits % 64 == 0, origin, ": index.bloom_bits = ", c.index.bloom_bits,
-               " must be a multiple of 64");
+  const YAML::Node& top = root;
+  ARGENT_CHECK(c.index.bloom_bits % 64 == 0, where_of_key(origin, top, "index", "bloom_bits"),
+               ": index.bloom_bits = ", c.index.bloom_bits, " must be a multiple of 64");
   check_rerank(c.rerank, origin);
   ARGENT_CHECK(!c.gateway.auth || (!c.gateway.server_key.empty() && !c.gateway.allow_list.empty()),
-               origin, ": gateway.auth is true but gateway.server_key or gateway.allow_list names "
+               where_of_key(origin, top, "gateway", "auth"),
+               ": gateway.auth is true but gateway.server_key or gateway.allow_list names "
                "no file");
   return c;
 }

@@ -4,7 +4,9 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -57,9 +59,15 @@ CurveKeyPair generate_curve_key_pair() {
 
 void write_curve_key_files(const std::string& prefix, const CurveKeyPair& pair) {
   const std::string key_path = prefix + ".key", pub_path = prefix + ".pub";
+  // "keygen --out keys/server" on a fresh checkout: the folder is made, not a reason to fail.
+  const std::filesystem::path folder = std::filesystem::path(key_path).parent_path();
+  std::error_code made;
+  if (!folder.empty()) std::filesystem::create_directories(folder, made);
+  ARGENT_CHECK(!made, "cannot create the folder ", folder.string(), ": ", made.message());
   const int fd = ::open(key_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  ARGENT_SYSCALL_CHECK(fd >= 0, "cannot create ", key_path, " (an existing key is never "
-                       "overwritten)");
+  ARGENT_CHECK(fd >= 0 || errno != EEXIST, key_path,
+               " already exists (an existing key is never overwritten)");
+  ARGENT_SYSCALL_CHECK(fd >= 0, "cannot create ", key_path);
   const std::string text = "# Argent CURVE key pair: keep secret\npublic-key = " +
                            pair.public_key + "\nsecret-key = " + pair.secret_key + "\n";
   const bool written = ::write(fd, text.data(), text.size()) == ssize_t(text.size());

@@ -330,8 +330,8 @@ void Gateway::handle(IncomingMessage& message) {
       stats_.record_invalid();
       reply(envelope,
                     error_response(v1::INVALID_ARGUMENT,
-                                   "empty Request: set one of search, upsert, delete, stats, "
-                                   "health"));
+                                   "empty Request: set one of search, upsert, delete, admin, "
+                                   "stats, health"));
       return;
   }
 }

@@ -50,9 +50,9 @@ bool receive_bounded(zmq::socket_t& router, const Config& config, IncomingMessag
   const char* user_id = zmq_msg_gets(kept.back().handle(), "User-Id");
   if (user_id != nullptr) out->user_id = user_id;
   if (out->frames > max_frames) {
-    out->refusal = "request of " + std::to_string(out->frames - 1) +
-                   " frames; at most gateway.max_frames = " + std::to_string(max_frames) +
-                   " counting the routing frame";
+    out->refusal = "request of " + std::to_string(out->frames) +
+                   " frames, the routing frame included; gateway.max_frames = " +
+                   std::to_string(max_frames);
   } else if (out->bytes > max_bytes) {
     out->refusal = "request of " + std::to_string(out->bytes) +
                    " bytes exceeds serve.max_message_bytes = " + std::to_string(max_bytes);

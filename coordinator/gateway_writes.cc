@@ -36,6 +36,14 @@ void Gateway::handle_write(const v1::Request& request, std::vector<std::string> 
   PendingMutation pending;
   pending.request_id = request_id;
   if (admin) {
+    // REBALANCE went its own way above: anything else but SNAPSHOT is a client error, never a
+    // snapshot (an unknown action number used to truncate the log as one).
+    const std::string problem = validate_snapshot(request.admin());
+    if (!problem.empty()) {
+      stats_.record_invalid();
+      reply(v1::INVALID_ARGUMENT, problem);
+      return;
+    }
     pending.type = PendingMutation::Type::kSnapshot;
   } else {
     const std::string problem =

@@ -36,10 +36,11 @@ v1::Response status_reply(const ReplyTarget& t, v1::StatusCode code, const std::
 
 void InFlightBoard::answer(const ReplyTarget& t, const std::string& message, Replier& replier) {
   // A write's fate is unknown here: it may be in the log, and then recovery applies it.
-  const std::string text =
-      t.kind == ReplyTarget::Kind::kSearch
-          ? message
-          : message + "; not acknowledged (if it reached the write-ahead log, recovery applies it)";
+  std::string text = message;
+  if (t.kind == ReplyTarget::Kind::kMutation)
+    text += "; not acknowledged (if it reached the write-ahead log, recovery applies it)";
+  else if (t.kind == ReplyTarget::Kind::kAdmin)
+    text += "; the admin action is not confirmed (check argent admin status once the cluster is back)";
   replier.send(t.envelope, status_reply(t, v1::UNAVAILABLE, text));
 }
 

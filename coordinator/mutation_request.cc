@@ -98,6 +98,19 @@ std::string validate_delete(const v1::DeleteRequest& request, const Config& conf
   return "";
 }
 
+std::string validate_snapshot(const v1::AdminRequest& request) {
+  std::ostringstream why;
+  if (request.action() != v1::AdminRequest::SNAPSHOT) {
+    why << "admin: unknown action " << int(request.action()) << " (SNAPSHOT = "
+        << int(v1::AdminRequest::SNAPSHOT) << ", REBALANCE = " << int(v1::AdminRequest::REBALANCE)
+        << ")";
+    return why.str();
+  }
+  if (!request.plan().empty() || request.rank() != 0 || request.moves_size() != 0)
+    return "admin: SNAPSHOT takes no plan, rank or moves (those are REBALANCE's)";
+  return "";
+}
+
 std::vector<uint8_t> encode_mutation(const MutationBatch& b) {
   ByteWriter w;
   w.put<uint8_t>(uint8_t(b.kind));

@@ -31,6 +31,9 @@ std::string validate_upsert(const v1::UpsertRequest& request, const IndexMeta& m
                             const Config& config, MutationBatch* out);
 std::string validate_delete(const v1::DeleteRequest& request, const Config& config,
                             MutationBatch* out);
+// An admin request that is not a REBALANCE must be a SNAPSHOT with no rebalance fields: an
+// unknown action number (proto3 keeps it) or a stray plan, rank or move is refused by name.
+std::string validate_snapshot(const v1::AdminRequest& request);
 
 // The write-ahead log payload of one request (docs/formats.md, "Write-ahead log"):
 //   u8 kind | u8[3] 0 | u32 dim | i64 n, then n times

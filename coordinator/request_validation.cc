@@ -94,7 +94,7 @@ std::string validate_search(const v1::SearchRequest& request, const IndexMeta& m
   try {
     compile_filter(request.filter(), meta.bloom);
   } catch (const Error& e) {
-    return std::string("filter: ") + e.what();
+    return e.what();  // already "filter: ..."
   }
   out->request_id = request.request_id();
   out->embedding.assign(request.embedding().begin(), request.embedding().end());

@@ -67,8 +67,8 @@ void agree_on_map(const Config& config, MpiCommunicator& control, RankState& s) 
   }
   control.broadcast(&ok, sizeof ok, 0);
   if (failure) std::rethrow_exception(failure);
-  ARGENT_CHECK(ok, "rank ", control.rank(),
-               ": rank 0 could not recover the partition map (see its log)");
+  // The rank is prefixed where the error is printed ("rank 2: rank 0 could not ...").
+  ARGENT_CHECK(ok, "rank 0 could not recover the partition map (see its log)");
   control.broadcast(bytes.data(), bytes.size(), 0);  // the size is fixed by the partition count
   s.map = PartitionMap::decode(bytes.data(), bytes.size(), control.size(), s.meta.partitions,
                                "start-up partition map");

@@ -139,7 +139,16 @@ PartitionMap recover_partition_map(const Config& config, const IndexMeta& meta, 
                                    const SnapshotPointer& snapshot, const WalRecovery& recovery) {
   std::optional<PartitionMap> map;
   std::string source = "serve.standby_ranks and round-robin";
-  if (!snapshot.map_owners.empty()) {
+  // Only the map in force is checked against the job's ranks: after "drain 3" and a restart with
+  // three ranks, earlier records that still place partitions on rank 3 are history.
+  const WalRecord* last_logged = nullptr;
+  for (const WalRecord& r : recovery.records)
+    if (r.sequence > snapshot.sequence && is_map_record(r)) last_logged = &r;
+  if (last_logged != nullptr) {
+    source = "write-ahead log record " + std::to_string(last_logged->sequence);
+    map = PartitionMap::decode(last_logged->payload.data() + 4, last_logged->payload.size() - 4,
+                               ranks, meta.partitions, source);
+  } else if (!snapshot.map_owners.empty()) {
     ARGENT_CHECK_DATA(int64_t(snapshot.map_owners.size()) == meta.partitions, "snapshot ",
                       snapshot.dir, ": partition map of ", snapshot.map_owners.size(),
                       " partitions, the index has ", meta.partitions);
@@ -150,13 +159,6 @@ PartitionMap recover_partition_map(const Config& config, const IndexMeta& meta, 
                    " ranks; start it with at least ", snapshot.map_owners[p] + 1, " ranks");
     map = PartitionMap::from_owners(snapshot.map_owners, ranks, snapshot.map_epoch);
     source = "the snapshot";
-  }
-  for (const WalRecord& r : recovery.records) {
-    if (r.sequence <= snapshot.sequence || !is_map_record(r)) continue;
-    map = PartitionMap::decode(r.payload.data() + 4, r.payload.size() - 4, ranks,
-                               meta.partitions,
-                               "write-ahead log record " + std::to_string(r.sequence));
-    source = "write-ahead log record " + std::to_string(r.sequence);
   }
   if (!map)
     map = PartitionMap::round_robin(meta.partitions, ranks, config.serve.coordinator_serves,

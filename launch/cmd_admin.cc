@@ -11,7 +11,9 @@ namespace argent {
 
 void AdminOptions::add_to(CLI::App* app) {
   app->add_option("--endpoint", endpoint, "Gateway endpoint")->capture_default_str();
-  app->add_option("--timeout-ms", timeout_ms, "Give up after this long")->capture_default_str();
+  app->add_option("--timeout-ms", timeout_ms, "Give up after this long")
+      ->capture_default_str()
+      ->check(at_least(1));
   add_json_flag(app, &json);
   keys.add_to(app);
 }

@@ -3,6 +3,7 @@
 // reports it. A table for people, --json for scripts; exits 1 when the server does not answer.
 #include <cstdio>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "common/error.h"
@@ -22,7 +23,9 @@ int run_status(const AdminOptions& o, double wait_s) {
   v1::Response health, stats;
   if (wait_s > 0 && !client.wait_until_healthy(std::chrono::milliseconds(int64_t(wait_s * 1000)))) {
     report.field("health", "unreachable");
-    report.field("error", "no healthy reply within --wait-s " + std::to_string(wait_s) + " s");
+    std::ostringstream why;
+    why << "no healthy reply within --wait-s " << wait_s << " s";
+    report.field("error", why.str());
     report.print(o.json);
     return 1;
   }

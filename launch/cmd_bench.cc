@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <unordered_set>
@@ -60,7 +61,8 @@ std::vector<int64_t> ground_truth_ids(const BenchArgs& a, const LocalEngine& eng
   if (!a.ground_truth.empty() && filter.empty()) {
     const NpyArray arr = read_array(a.ground_truth);
     ARGENT_CHECK(arr.shape.size() == 2 && arr.shape[0] >= n, a.ground_truth,
-                 ": expected int64 [queries, k] ground truth");
+                 ": expected int64 or int32 ground truth ids [queries, k] with at least ", n,
+                 " rows");
     *gt_k = arr.shape[1];
     std::vector<int64_t> all = npy_to_int64_values(arr, a.ground_truth);
     all.resize(size_t(n * *gt_k));
@@ -115,7 +117,22 @@ void write_plots(const std::string& csv, const std::string& latency_csv) {
                  script.c_str());
 }
 
+// Checks, before the sweep starts, what would otherwise fail only after it: the ground truth's
+// inputs and the output files' folders.
+void check_bench_args(const BenchArgs& a) {
+  ARGENT_CHECK(!a.embeddings.empty() || (!a.ground_truth.empty() && a.filter.empty()),
+               "bench: --embeddings is needed to compute ground truth",
+               a.ground_truth.empty() ? " (or give --ground-truth)" : " under --filter");
+  for (const std::string& out : {a.csv, a.json}) {
+    if (out.empty()) continue;
+    const std::filesystem::path folder = std::filesystem::path(out).parent_path();
+    ARGENT_CHECK(folder.empty() || std::filesystem::is_directory(folder), "bench: cannot write ",
+                 out, ": folder ", folder.string(), " does not exist");
+  }
+}
+
 int run_bench(const BenchArgs& a) {
+  check_bench_args(a);
   Config cfg = a.config.load();
   if (!a.device.empty()) cfg.search.device = a.device;
   const LocalEngine engine = LocalEngine::open(a.index, cfg);
@@ -229,8 +246,13 @@ CommandFn add_bench_command(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   CLI::App* c = app.add_subcommand("bench", "Measure QPS and recall against exact float search");
   c->add_option("--index", a->index, "Index directory")->required()->check(CLI::ExistingDirectory);
-  c->add_option("--queries", a->queries, "Queries .npy [n, d]")->required()->check(CLI::ExistingFile);
-  c->add_option("--ground-truth", a->ground_truth, "Exact top-k item ids .npy int64 [n, k]")
+  c->add_option("--queries", a->queries,
+                "Queries [n, d]: .npy float32/float16, .fvecs, .bvecs or .ivecs")
+      ->required()
+      ->check(CLI::ExistingFile);
+  c->add_option("--ground-truth", a->ground_truth,
+                "Exact top-k item ids .npy int64/int32 [n, k], for the unfiltered runs (filtered "
+                "ones compute theirs from --embeddings)")
       ->check(CLI::ExistingFile);
   c->add_option("--embeddings", a->embeddings, "Item embeddings .npy, to compute ground truth")
       ->check(CLI::ExistingFile);

@@ -101,6 +101,9 @@ int run_query(const QueryArgs& a) {
   const int64_t total = n * a.repeat;
   std::vector<Outcome> outcomes(static_cast<size_t>(total));
   std::atomic<int64_t> next{0};
+  // A request with a deadline is answered by then (DEADLINE_EXCEEDED at worst): wait that long
+  // and a margin for the network, not the ten minutes a deadline-free request may search.
+  const std::chrono::milliseconds reply_wait(a.timeout_ms > 0 ? a.timeout_ms + 5000 : 600000);
   auto worker = [&] {
     Client client(a.endpoint, security);
     for (;;) {
@@ -117,7 +120,7 @@ int run_query(const QueryArgs& a) {
       r.mutable_task_weights()->Add(a.task_weights.begin(), a.task_weights.end());
       r.set_rerank_depth(a.rerank_depth);
       const auto start = std::chrono::steady_clock::now();
-      outcomes[size_t(i)].response = client.search(r, std::chrono::milliseconds(600000));
+      outcomes[size_t(i)].response = client.search(r, reply_wait);
       outcomes[size_t(i)].latency_ms = std::chrono::duration<double, std::milli>(
                                            std::chrono::steady_clock::now() - start)
                                            .count();
@@ -177,11 +180,13 @@ CommandFn add_query_command(CLI::App& app) {
       "query", "Query a running server through its gateway; prints the same JSON lines as search");
   c->add_option("--endpoint", a->endpoint, "Gateway endpoint")->capture_default_str();
   a->keys.add_to(c);
-  c->add_option("--queries", a->queries, "Queries [n, d]: .npy float32/float16, .fvecs or .bvecs")
+  c->add_option("--queries", a->queries,
+                "Queries [n, d]: .npy float32/float16, .fvecs, .bvecs or .ivecs")
       ->check(CLI::ExistingFile);
   c->add_option("--random", a->random, "Send this many random queries instead of --queries");
   c->add_option("--seed", a->seed, "Seed of --random queries")->capture_default_str();
-  c->add_option("--k", a->k, "Results per query (default: the server's search.k)");
+  c->add_option("--k", a->k, "Results per query (default: the server's search.k)")
+      ->check(at_least(0));
   auto* nprobe = c->add_option("--nprobe", a->nprobe, "IVF lists per query (default: server's)");
   c->add_flag("--exact", a->exact, "Probe every list (exact int8 search)")->excludes(nprobe);
   c->add_option("--filter", a->filter, "Eligibility filter, e.g. \"1:10 AND NOT 2:20\"");
@@ -191,7 +196,8 @@ CommandFn add_query_command(CLI::App& app) {
       ->delimiter(',');
   c->add_option("--rerank-depth", a->rerank_depth,
                 "Candidates the server reranks (default: its rerank.depth)");
-  c->add_option("--timeout-ms", a->timeout_ms, "Deadline of each request (0: server default)");
+  c->add_option("--timeout-ms", a->timeout_ms, "Deadline of each request (0: server default)")
+      ->check(at_least(0));
   c->add_option("--concurrency", a->concurrency, "Requests in flight (one client thread each)")
       ->capture_default_str();
   c->add_option("--repeat", a->repeat, "Send the query set this many times (load tests)")

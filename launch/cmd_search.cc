@@ -61,15 +61,19 @@ CommandFn add_search_command(CLI::App& app) {
   auto a = std::make_shared<SearchArgs>();
   CLI::App* c = app.add_subcommand("search", "Search a local index; prints JSON lines");
   c->add_option("--index", a->index, "Index directory")->required()->check(CLI::ExistingDirectory);
-  c->add_option("--queries", a->queries, "Queries [n, d]: .npy float32/float16, .fvecs or .bvecs")
+  c->add_option("--queries", a->queries,
+                "Queries [n, d]: .npy float32/float16, .fvecs, .bvecs or .ivecs")
       ->required()
       ->check(CLI::ExistingFile);
-  c->add_option("--k", a->k, "Results per query (default search.k)");
+  c->add_option("--k", a->k, "Results per query (default search.k)")
+      ->check(at_least(0));
   auto* nprobe = c->add_option("--nprobe", a->nprobe, "IVF lists per query (default search.nprobe)");
-  c->add_flag("--exact", a->exact, "Exact int8 search (every list that can hold a top-k item)")
-      ->excludes(nprobe);
+  auto* exact =
+      c->add_flag("--exact", a->exact, "Exact int8 search (every list that can hold a top-k item)")
+          ->excludes(nprobe);
   c->add_flag("--scan-all", a->scan_all,
-              "With --exact: scan every list instead of skipping those the bounds rule out");
+              "With --exact: scan every list instead of skipping those the bounds rule out")
+      ->needs(exact);
   c->add_option("--filter", a->filter, "Eligibility filter, e.g. \"1:10 AND NOT 2:20\"");
   c->add_option("--batch", a->batch, "Queries searched together (default search.batch)");
   c->add_option("--threads", a->threads, "Threads (default search.threads; 0 = all cores)");

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -124,6 +125,16 @@ int64_t items_of(const v1::Request& r) {
 }
 
 std::vector<int64_t> parse_ids(std::string text, const std::string& where) {
+  // Commas separate ids: two with nothing but space between them (or one at either end) is a
+  // mistake such as "7,,9", not an id to skip.
+  bool after_comma = true;  // the start counts as one: ",7" has an empty first id
+  for (const char c : text) {
+    if (c == ',') ARGENT_CHECK(!after_comma, where, ": an empty id between commas in '", text, "'");
+    if (c == ',') after_comma = true;
+    else if (!std::isspace(static_cast<unsigned char>(c))) after_comma = false;
+  }
+  ARGENT_CHECK(!after_comma || text.find(',') == std::string::npos, where,
+               ": a comma with no id after it in '", text, "'");
   std::replace(text.begin(), text.end(), ',', ' ');
   std::vector<int64_t> ids;
   std::stringstream words(text);
@@ -263,7 +274,8 @@ void add_common(CLI::App* c, WriteArgs& a) {
                 "Requests in flight (one client thread each); 1 keeps file order")
       ->capture_default_str();
   c->add_option("--timeout-ms", a.timeout_ms, "Give up on a request's ack after this long")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(at_least(1));
   c->add_option("--summary-json", a.summary_json, "Write items/s and ack latencies as JSON");
   c->add_option("--rate", a.rate, "Pace requests to this many items/s in all (0: no pacing)")
       ->capture_default_str();

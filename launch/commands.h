@@ -25,6 +25,21 @@ struct ConfigOption {
   }
 };
 
+// An option check: an integer of at least `min`. (CLI11's NonNegativeNumber/PositiveNumber name
+// the range as 0 to 1.8e308 written out in full.)
+inline CLI::Validator at_least(long long min) {
+  return CLI::Validator(
+      [min](std::string& text) {
+        size_t used = 0;
+        try {
+          if (std::stoll(text, &used) >= min && used == text.size()) return std::string();
+        } catch (const std::exception&) {
+        }
+        return "'" + text + "' is not an integer >= " + std::to_string(min);
+      },
+      "INT>=" + std::to_string(min));
+}
+
 CommandFn add_build_index_command(CLI::App& app);
 CommandFn add_search_command(CLI::App& app);
 CommandFn add_bench_command(CLI::App& app);

@@ -4,7 +4,8 @@
 # through the ZeroMQ gateway (C++ and Python clients), with and without filters, checks them
 # against a single-process search, runs a short load test, upserts and deletes a few items while
 # serving, and shuts the cluster down.
-# Environment: ARGENT_SKIP_DEPS=1 skips apt-get; DEMO_ITEMS / DEMO_DIM / DEMO_RANKS size it.
+# Environment: ARGENT_SKIP_DEPS=1 skips apt-get; DEMO_ITEMS (200000) / DEMO_DIM (128) /
+# DEMO_RANKS (3) size it; DEMO_DIR (build/demo) holds its data, index and logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

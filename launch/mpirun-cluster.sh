@@ -6,6 +6,10 @@
 #
 #   launch/mpirun-cluster.sh --hostfile FILE --index DIR [--ranks N] [--config FILE]
 #                            [--endpoint tcp://0.0.0.0:5555] [--backend cpu|cuda] [--iface IFACE]
+#                            [--device cpu|cuda] [--metrics-endpoint HOST:PORT] [--log-level LEVEL]
+#
+# --index, --endpoint, --backend, --device, --metrics-endpoint and --log-level go to `argent serve`
+# (they override the config; `argent serve --help`).
 #
 # Hostfile (launch/hostfile.example): one node a line, `slots=N` = ranks on that node, one per
 # GPU with --backend cuda. Each rank uses the GPU of its node-local rank (local rank r -> GPU r

@@ -11,7 +11,7 @@ A gateway with gateway.auth on (configs/deploy.yaml) takes only CURVE clients wh
 in its allow-list: pass this client's key pair file and the server's public key file, both
 written by `argent admin keygen` (docs/reliability.md, "Authentication"):
 
-    Client("tcp://host:5555", key_file="keys/feed.key", server_key_file="keys/server.pub")
+    Client("tcp://host:5555", client_keys="keys/feed.key", server_key="keys/server.pub")
 """
 
 import argent

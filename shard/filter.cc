@@ -10,6 +10,24 @@
 namespace argent {
 namespace {
 
+// The text as an error message may quote it: control and non-ASCII bytes become \xNN, so a NUL
+// or an escape sequence in a client's filter cannot cut or garble the message (or a log line).
+std::string printable(const std::string& text) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (const char c : text) {
+    const auto b = static_cast<unsigned char>(c);
+    if (b >= 0x20 && b < 0x7f && b != '\\') {
+      out += c;
+    } else {
+      out += "\\x";
+      out += kHex[b >> 4];
+      out += kHex[b & 15];
+    }
+  }
+  return out;
+}
+
 class Parser {
  public:
   explicit Parser(const std::string& text) : s_(text) {}
@@ -30,7 +48,7 @@ class Parser {
 
  private:
   [[noreturn]] void fail(const std::string& what, size_t at) const {
-    ARGENT_CHECK(false, "filter: ", what, " at position ", at + 1, ": \"", s_, "\"");
+    ARGENT_CHECK(false, "filter: ", what, " at position ", at + 1, ": \"", printable(s_), "\"");
     std::abort();
   }
   [[noreturn]] void fail(const std::string& what) const { fail(what, pos_); }
@@ -108,7 +126,7 @@ class Parser {
       FilterExpr e = parse_or();
       skip_space();
       if (pos_ >= s_.size() || s_[pos_] != ')')
-        fail("expected ')' to close '(' at position " + std::to_string(open + 1));
+        fail("expected ')' (to close the '(' at position " + std::to_string(open + 1) + ")");
       ++pos_;
       return e;
     }
@@ -152,7 +170,7 @@ class Parser {
       pos_ = size_t(end - s_.c_str());
     }
     if (pos_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == ':'))
-      fail("unexpected character '" + std::string(1, s_[pos_]) + "' after a term");
+      fail("unexpected character '" + printable(s_.substr(pos_, 1)) + "' after a term");
     return e;
   }
 
@@ -164,8 +182,8 @@ class Parser {
 // Emits postfix ops; returns the operand-stack depth the subtree needs.
 int emit(const FilterExpr& e, const BloomParams& bloom, std::vector<FilterOp>& ops) {
   auto push = [&](FilterOp op) {
-    ARGENT_CHECK(ops.size() < size_t(kMaxFilterOps), "filter: more than ", kMaxFilterOps,
-                 " operations");
+    ARGENT_CHECK(ops.size() < size_t(kMaxFilterOps), "filter: compiles to more than ",
+                 kMaxFilterOps, " operations (terms, NOT, AND, OR); simplify it");
     ops.push_back(op);
   };
   switch (e.kind) {

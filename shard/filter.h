@@ -36,7 +36,7 @@ struct FilterExpr {
 
 // Parses `text`. Returns false for an empty expression. Throws Error(kInvalidArgument) with the
 // 1-based character position of the problem, e.g.
-//   filter: expected ')' at position 14 to close '(' at position 1: "(1:10 AND 2:20"
+//   filter: expected ')' (to close the '(' at position 1) at position 15: "(1:10 AND 2:20"
 bool parse_filter(const std::string& text, FilterExpr* out);
 
 // The expression back in canonical text (fully parenthesized); parse_filter(to_string(e)) == e.

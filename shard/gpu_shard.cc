@@ -11,27 +11,30 @@
 namespace argent {
 namespace {
 
+// Every host-to-device copy goes on the search stream, in order before the kernels that read it.
+// A plain cudaMemcpy would run on the legacy default stream, which the non-blocking search stream
+// does not wait for, and from pageable memory it may return before its DMA has landed.
 template <typename T>
-const T* upload(DeviceArray& dst, const void* src, size_t count) {
-  T* p = dst.reserve_as<T>(std::max<size_t>(1, count));
-  if (count > 0) ARGENT_CUDA_CHECK(cudaMemcpy(p, src, count * sizeof(T), cudaMemcpyHostToDevice));
-  return p;
+const T* upload(DeviceArray& dst, const void* src, size_t count, cudaStream_t stream) {
+  return upload_async<T>(dst, static_cast<const T*>(src), count, stream);
 }
 
 template <typename T>
-const T* upload_tensor(DeviceArray& dst, const at::Tensor& t) {
-  const at::Tensor c = t.contiguous();
-  return upload<T>(dst, c.data_ptr(), size_t(c.numel()));
+const T* upload_tensor(DeviceArray& dst, const at::Tensor& t, cudaStream_t stream) {
+  const at::Tensor c = t.contiguous();  // pageable: staged before the copy call returns
+  return upload<T>(dst, c.data_ptr(), size_t(c.numel()), stream);
 }
 
 // The feature pool grows at its end between reallocations: its device copy gets room for a
 // quarter more entries, so a stream of upserts re-copies the shard only once per ~25 % growth.
 template <typename T>
-const T* upload_pool(DeviceArray& dst, const at::Tensor& t, int64_t used, int64_t* capacity) {
+const T* upload_pool(DeviceArray& dst, const at::Tensor& t, int64_t used, int64_t* capacity,
+                     cudaStream_t stream) {
   *capacity = used + used / 4 + 1024;
   T* p = dst.reserve_as<T>(size_t(*capacity));
   if (used > 0)
-    ARGENT_CUDA_CHECK(cudaMemcpy(p, t.data_ptr(), size_t(used) * sizeof(T), cudaMemcpyHostToDevice));
+    ARGENT_CUDA_CHECK(cudaMemcpyAsync(p, t.data_ptr(), size_t(used) * sizeof(T),
+                                      cudaMemcpyHostToDevice, stream));
   return p;
 }
 
@@ -76,10 +79,12 @@ struct GpuShard::State {
   }
 
   GpuQueriesView upload_queries(const QueryBatch& q) {
+    // The plan arrays below are pageable temporaries: each async copy stages them before
+    // returning, so they may go out of scope at once.
     GpuQueriesView v;
     v.n = q.n;
-    v.codes = upload<int8_t>(q_codes, q.codes.data(), q.codes.size());
-    v.scales = upload<float>(q_scales, q.scales.data(), q.scales.size());
+    v.codes = upload<int8_t>(q_codes, q.codes.data(), q.codes.size(), stream);
+    v.scales = upload<float>(q_scales, q.scales.data(), q.scales.size(), stream);
     if (!q.plans.empty()) {
       std::vector<FilterOp> ops;
       std::vector<int32_t> begin, len;
@@ -88,10 +93,11 @@ struct GpuShard::State {
         len.push_back(int32_t(p.ops.size()));
         ops.insert(ops.end(), p.ops.begin(), p.ops.end());
       }
-      v.plan_ops = upload<FilterOp>(q_ops, ops.data(), ops.size());
-      v.plan_begin = upload<int32_t>(q_begin, begin.data(), begin.size());
-      v.plan_len = upload<int32_t>(q_len, len.data(), len.size());
-      v.plan_of_query = upload<int32_t>(q_plan, q.plan_of_query.data(), q.plan_of_query.size());
+      v.plan_ops = upload<FilterOp>(q_ops, ops.data(), ops.size(), stream);
+      v.plan_begin = upload<int32_t>(q_begin, begin.data(), begin.size(), stream);
+      v.plan_len = upload<int32_t>(q_len, len.data(), len.size(), stream);
+      v.plan_of_query =
+          upload<int32_t>(q_plan, q.plan_of_query.data(), q.plan_of_query.size(), stream);
       v.n_plan_ops = int32_t(ops.size());
       v.n_plans = int32_t(q.plans.size());
     }
@@ -108,25 +114,25 @@ GpuShard::GpuShard(const ShardIndex& shard, const QuantizedCentroids& centroids,
   const ShardTensors& t = shard.tensors();
   const ScanIndexView host = shard.view();
   ScanIndexView d = host;
-  d.codes = upload_tensor<int8_t>(s_->codes, t.codes);
-  d.scales = upload_tensor<float>(s_->scales, t.scales);
-  d.ids = upload_tensor<int64_t>(s_->ids, t.ids);
-  d.signatures = upload_tensor<uint64_t>(s_->signatures, t.signatures);
-  d.list_offsets = upload_tensor<int64_t>(s_->list_offsets, t.list_offsets);
-  d.list_sizes = upload_tensor<int64_t>(s_->list_sizes, t.list_sizes);
-  d.list_summaries = upload_tensor<uint64_t>(s_->list_summaries, t.list_summaries);
-  d.features.offset = upload_tensor<int64_t>(s_->f_offset, t.feature_offset);
-  d.features.count = upload_tensor<int32_t>(s_->f_count, t.feature_count);
+  d.codes = upload_tensor<int8_t>(s_->codes, t.codes, s_->stream);
+  d.scales = upload_tensor<float>(s_->scales, t.scales, s_->stream);
+  d.ids = upload_tensor<int64_t>(s_->ids, t.ids, s_->stream);
+  d.signatures = upload_tensor<uint64_t>(s_->signatures, t.signatures, s_->stream);
+  d.list_offsets = upload_tensor<int64_t>(s_->list_offsets, t.list_offsets, s_->stream);
+  d.list_sizes = upload_tensor<int64_t>(s_->list_sizes, t.list_sizes, s_->stream);
+  d.list_summaries = upload_tensor<uint64_t>(s_->list_summaries, t.list_summaries, s_->stream);
+  d.features.offset = upload_tensor<int64_t>(s_->f_offset, t.feature_offset, s_->stream);
+  d.features.count = upload_tensor<int32_t>(s_->f_count, t.feature_count, s_->stream);
   s_->version = shard.version();
   s_->pool_used = shard.pool_used();
   d.features.feature_ids = upload_pool<int32_t>(s_->f_ids, t.feature_ids, s_->pool_used,
-                                                &s_->pool_capacity);
+                                                &s_->pool_capacity, s_->stream);
   d.features.values = upload_pool<int64_t>(s_->f_values, t.feature_values, s_->pool_used,
-                                           &s_->pool_capacity);
+                                           &s_->pool_capacity, s_->stream);
   const int8_t* cc = upload<int8_t>(s_->centroid_codes, centroids.blocked.data(),
-                                    centroids.blocked.size());
+                                    centroids.blocked.size(), s_->stream);
   const float* cs = upload<float>(s_->centroid_scales, centroids.scales.data(),
-                                  centroids.scales.size());
+                                  centroids.scales.size(), s_->stream);
   s_->tables = std::make_unique<GpuIndexTables>(d, host.list_offsets, host.list_sizes, cc, cs,
                                                 s_->stream);
   s_->view = d;
@@ -189,7 +195,8 @@ void GpuShard::search(const QueryBatch& q, bool exact, const int32_t* lists, int
   o.nprobe = nprobe;
   o.sample_stride = tuning.sample_stride;
   o.candidate_cap = tuning.candidate_cap;
-  if (!exact && lists) o.probes = upload<int32_t>(s_->lists, lists, size_t(q.n) * nprobe);
+  if (!exact && lists)
+    o.probes = upload<int32_t>(s_->lists, lists, size_t(q.n) * nprobe, s_->stream);
   const size_t out = size_t(q.n) * size_t(k);
   float* d_scores = s_->out_scores.reserve_as<float>(out);
   int64_t* d_ids = s_->out_ids.reserve_as<int64_t>(out);

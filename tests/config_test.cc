@@ -187,7 +187,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"index:\n  seed: -1\n", {"index.seed = -1 is out of range"}},
         BadConfig{"search: 5\n", {"search must be a mapping"}},
         BadConfig{"search:\n  k: [1, 2]\n", {"search.k must be a"}},
-        BadConfig{"index:\n  bloom_bits: 100\n", {"index.bloom_bits = 100", "multiple of 64"}},
+        BadConfig{"index:\n  bloom_bits: 100\n", {"test.yaml:2", "index.bloom_bits = 100", "multiple of 64"}},
         BadConfig{"index:\n  normalize: maybe\n", {"index.normalize", "not a valid boolean"}},
         BadConfig{"index:\n  list_slack: .nan\n", {"index.list_slack", "out of range"}},
         BadConfig{"index:\n  list_slack: -0.5\n", {"index.list_slack = -0.5 is out of range"}},

@@ -204,6 +204,22 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{std::string(kMaxFilterLength + 1, ' ') + "1:1", {"exceeds the limit"}}),
     [](const auto& info) { return "case" + std::to_string(info.index); });
 
+// A client's NUL or escape byte is quoted as \xNN: it can neither cut the message short nor
+// reach a terminal or log raw.
+TEST(FilterParser, ControlBytesAreEscapedInMessages) {
+  const std::string text("1:2\0\x1b[2J", 8);
+  FilterExpr e;
+  try {
+    parse_filter(text, &e);
+    FAIL() << "accepted a filter with a NUL byte";
+  } catch (const Error& err) {
+    const std::string msg = err.what();
+    EXPECT_EQ(msg.find('\0'), std::string::npos) << "raw NUL in the message";
+    EXPECT_EQ(msg.find('\x1b'), std::string::npos) << "raw escape in the message";
+    EXPECT_NE(msg.find("\"1:2\\x00\\x1b[2J\""), std::string::npos) << msg;
+  }
+}
+
 TEST(FilterCompiler, RejectsPlansBeyondTheKernelLimits) {
   // More than kMaxFilterOps operations.
   std::string wide = "1:0";

@@ -362,6 +362,52 @@ TEST_P(QuantizeTest, MatchesFloat64Formula) {
   EXPECT_LE(halfway, kMaxHalfwayCodes) << "too many codes off by one from the float64 reference";
 }
 
+// Subnormal rows (an upsert of [1e-40] * d once got scale inf, which no rank could apply and
+// which the write-ahead log replayed on every restart) quantize like the same row scaled up by a
+// power of two: identical codes, and a finite scale smaller by exactly that power where float can
+// hold it.
+TEST_P(QuantizeTest, SubnormalRowsQuantizeLikeScaledRows) {
+  const auto [dim, normalize] = GetParam();
+  const uint64_t seed = test::test_seed(83 + uint64_t(dim));
+  SCOPED_TRACE(test::seed_note(seed));
+  Rng rng(seed);
+  const int d_pad = padded_dim(dim);
+  const int64_t n = 40;
+  // Integers below 2^13 times 2^-140 are exact subnormals; times 2^-10 exact normal floats.
+  std::uniform_int_distribution<int> integer(-8191, 8191);
+  std::vector<float> tiny(static_cast<size_t>(n * dim)), plain(tiny.size());
+  for (size_t i = 0; i < tiny.size(); ++i) {
+    const int m = integer(rng);
+    tiny[i] = std::ldexp(float(m), -140);
+    plain[i] = std::ldexp(float(m), -10);
+  }
+  tiny[0] = std::numeric_limits<float>::denorm_min();  // a row whose only non-zero is 2^-149
+  plain[0] = std::ldexp(1.0f, -19);
+  for (int j = 1; j < dim; ++j) tiny[size_t(j)] = plain[size_t(j)] = 0.0f;
+
+  std::vector<int8_t> tiny_codes(static_cast<size_t>(n * d_pad)), plain_codes(tiny_codes.size());
+  std::vector<float> tiny_scales(static_cast<size_t>(n)), plain_scales(static_cast<size_t>(n));
+  std::vector<int32_t> tiny_bias(static_cast<size_t>(n)), plain_bias(static_cast<size_t>(n));
+  quantize_rows(tiny.data(), n, dim, d_pad, normalize, tiny_codes.data(), tiny_scales.data(),
+                tiny_bias.data());
+  quantize_rows(plain.data(), n, dim, d_pad, normalize, plain_codes.data(), plain_scales.data(),
+                plain_bias.data());
+  EXPECT_EQ(tiny_codes, plain_codes);
+  EXPECT_EQ(tiny_bias, plain_bias);
+  for (int64_t i = 0; i < n; ++i) {
+    SCOPED_TRACE(::testing::Message() << "row " << i);
+    ASSERT_TRUE(std::isfinite(tiny_scales[size_t(i)]));
+    if (normalize) {
+      EXPECT_EQ(tiny_scales[size_t(i)], plain_scales[size_t(i)]);
+    } else {
+      // The scale is 2^-130 times the plain one, rounded once to a (possibly subnormal) float.
+      const double want = std::ldexp(double(plain_scales[size_t(i)]), -130);
+      EXPECT_LE(std::fabs(double(tiny_scales[size_t(i)]) - want),
+                double(std::numeric_limits<float>::denorm_min()));
+    }
+  }
+}
+
 // Round trip: every dequantized value is within half a quantization step of the (normalized)
 // input, and the largest-magnitude element is represented as +-127 exactly.
 TEST_P(QuantizeTest, RoundTripErrorIsHalfAStep) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <filesystem>
 #include <fstream>
@@ -140,6 +141,26 @@ TEST_F(UpdateShardTest, UpsertIsFoundWithItsFilterFeatures) {
   const SearchResults a = engine_->search(item.embedding.data(), 1, dim_, {"7:123456 AND 8:1"}, approx);
   EXPECT_EQ(a.ids[0], id);
   EXPECT_EQ(engine_->shard().n_items(), 2001);
+}
+
+// A subnormal embedding once quantized to scale inf: the owning rank refused the logged upsert and
+// so did every restart's replay. It is stored like any item now, and searchable.
+TEST_F(UpdateShardTest, SubnormalEmbeddingIsStoredAndFound) {
+  const uint64_t seed = test::test_seed(11);
+  SCOPED_TRACE(test::seed_note(seed));
+  build(2000, 24, 0.1, seed);
+  ModelItem item = random_model_item(rng_, dim_);
+  item.features = {{7, 123456}};
+  for (float& v : item.embedding) v = std::ldexp(std::nearbyint(v * 1000.0f), -140);
+  const int64_t id = 777000111;
+  engine_->upsert(one_item(dim_, id, item));
+  EXPECT_EQ(engine_->shard().n_items(), 2001);
+  const SearchResults r = engine_->search(item.embedding.data(), 1, dim_, {"7:123456"}, exact_options(2));
+  EXPECT_EQ(r.ids[0], id);
+  EXPECT_TRUE(std::isfinite(r.scores[0])) << r.scores[0];
+  EXPECT_EQ(r.ids[1], -1);
+  model_[id] = item;
+  expect_equals_fresh_build(4);
 }
 
 TEST_F(UpdateShardTest, DeletedItemIsNeverReturned) {

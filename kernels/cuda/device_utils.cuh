@@ -82,9 +82,10 @@ __device__ __forceinline__ float score_of(int32_t dot, float query_scale, float 
 }
 
 // Scores as uint32 keys whose ascending order is descending score (and -inf last but one;
-// 0xFFFFFFFF, a NaN's key, marks an empty slot).
+// 0xFFFFFFFF, a NaN's key, marks an empty slot). -0 (a negative product that underflows, with
+// tiny scales) gets +0's key: the CPU compares them equal and orders the tie by id.
 __device__ __forceinline__ uint32_t descending_key(float score) {
-  const uint32_t bits = __float_as_uint(score);
+  const uint32_t bits = __float_as_uint(__fadd_rn(score, 0.0f));
   const uint32_t ascending = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
   return ~ascending;
 }

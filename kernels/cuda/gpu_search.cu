@@ -173,7 +173,10 @@ SamplePlan plan_sample(const GpuIndexView& index, const GpuSearchOptions& o, int
   p.cap = std::min<int64_t>((p.cap + 31) / 32 * 32, std::max<int64_t>(32, space_blocks * kBlockRows));
   p.cap = std::max<int64_t>(p.cap, std::min<int64_t>(o.k, space_blocks * kBlockRows));
   if (o.candidate_cap > 0) p.cap = std::max(o.candidate_cap, o.k);
-  p.sample_cap = std::min(space_blocks, space_blocks / p.stride + lists) * kBlockRows;
+  // The sampled blocks are the multiples of the stride, and a query reads a block at most once.
+  p.sample_cap = std::min({space_blocks, space_blocks / p.stride + lists,
+                           (n_blocks + p.stride - 1) / p.stride}) *
+                 kBlockRows;
   p.flat = cuda::flat_candidates(p.cap);
   p.flat_slots = n * p.cap;
   p.flat_slack = 0;
@@ -235,6 +238,9 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
 
   // Invert to list-major work.
   const int64_t width = o.exact ? n_lists : nprobe;
+  // The inversion's offsets are int32: n * width (query, list) pairs must fit.
+  ARGENT_CHECK(n * width + n < (int64_t(1) << 31), "GPU search: ", n, " queries x ", width,
+               " lists are too many (query, list) pairs for one batch; send smaller batches");
   cuda::InvertBuffers inv;
   inv.list_count = b.list_count.reserve_as<int32_t>(n_lists);
   inv.list_fill = b.list_fill.reserve_as<int32_t>(n_lists);

@@ -2,7 +2,8 @@
 // same results: ids, scores and order), plus the IVF probe on the GPU.
 //
 // A batch runs as a fixed sequence of kernels on one stream with no host synchronisation between
-// the probe and the final top-K (it can be captured in a CUDA graph):
+// the probe and the final top-K (it can be captured in a CUDA graph once the workspace has grown
+// to the batch's shape: a growing buffer is a cudaFree/cudaMalloc, which synchronises):
 //
 //   probe        queries x centroids with int8 mma, best nprobe usable lists per query
 //   invert       (query, list) pairs -> for each list, the queries that scan it ("list-major")

@@ -108,6 +108,9 @@ TEST(CurveKeys, FilesRoundTripAndBadFilesAreNamed) {
   EXPECT_EQ(back.secret_key, pair.secret_key);
   EXPECT_EQ(read_curve_public_key(dir + "/client.pub"), pair.public_key);
   EXPECT_EQ(read_curve_public_key(dir + "/client.key"), pair.public_key);
+  // Missing folders are made.
+  write_curve_key_files(dir + "/keys/site", generate_curve_key_pair());
+  EXPECT_TRUE(std::filesystem::exists(dir + "/keys/site.pub"));
   // Never overwritten.
   EXPECT_NE(error_of([&] { write_curve_key_files(dir + "/client", generate_curve_key_pair()); })
                 .find("never overwritten"),

@@ -269,6 +269,24 @@ TEST_F(UpdateCluster, BadWritesAreRejectedWholeAndServingContinues) {
   v1::Request empty;
   empty.mutable_upsert();
   expect_invalid(empty, "no items");
+  // Admin requests: an unknown action is refused, never run as a snapshot; so are stray fields.
+  auto expect_invalid_admin = [&](const v1::Request& r, const std::string& needle) {
+    const v1::Response reply = client.call(r);
+    ASSERT_TRUE(reply.has_admin()) << reply.DebugString();
+    EXPECT_EQ(reply.admin().status().code(), v1::INVALID_ARGUMENT) << needle;
+    EXPECT_NE(reply.admin().status().message().find(needle), std::string::npos)
+        << reply.admin().status().message();
+  };
+  v1::Request unknown;
+  unknown.mutable_admin()->set_action(static_cast<v1::AdminRequest::Action>(77));
+  expect_invalid_admin(unknown, "unknown action 77");
+  v1::Request stray;
+  stray.mutable_admin()->set_action(v1::AdminRequest::SNAPSHOT);
+  stray.mutable_admin()->set_plan("even");
+  expect_invalid_admin(stray, "SNAPSHOT takes no plan");
+  v1::Request stats;
+  stats.mutable_stats();
+  EXPECT_EQ(client.call(stats).stats().snapshot_sequence(), 0u) << "a refused admin request snapshotted";
   // Nothing of a rejected request was applied; the good item of the NaN batch is absent.
   const v1::SearchResponse r =
       client.search(search_request(two.at(good_id).embedding, 3, term(kIdFeature, good_id), true));
