@@ -211,6 +211,14 @@ const std::vector<Entry>& schema() {
                 "Dynamic batching: longest a request waits for others to fill its batch."),
         int_key("serve.max_queue", &C::serve, &ServeConfig::max_queue, 1, 1 << 24,
                 "Requests queued at most; beyond it requests get OVERLOADED at once."),
+        int_key("serve.max_queue_bytes", &C::serve, &ServeConfig::max_queue_bytes,
+                int64_t(1) << 20, int64_t(1) << 40,
+                "Bytes of decoded requests held at most by the search queue, and as much again "
+                "by the write queue, from admission until each request is answered (queued, "
+                "searched, merged, logged); a search also counts the candidates its step "
+                "gathers from every rank. A request that does not fit gets OVERLOADED at once "
+                "(one is always admitted when none is held). Bounds the memory of requests "
+                "that are each within the per-request caps but large."),
         int_key("serve.max_message_bytes", &C::serve, &ServeConfig::max_message_bytes, 1024,
                 int64_t(1) << 30, "Largest request message; larger ones get INVALID_ARGUMENT."),
         int_key("serve.default_timeout_ms", &C::serve, &ServeConfig::default_timeout_ms, 0,

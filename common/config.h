@@ -51,6 +51,9 @@ struct ServeConfig {
   int32_t max_batch = 64;
   int64_t max_wait_us = 2000;
   int64_t max_queue = 4096;
+  // Bytes of decoded requests the search queue, and separately the write queue, hold at most,
+  // from admission until answered (coordinator/queue_budget.h); docs/reliability.md.
+  int64_t max_queue_bytes = int64_t(32) << 20;
   int64_t max_message_bytes = 1 << 22;
   int64_t default_timeout_ms = 10000;
   int64_t collective_timeout_ms = 60000;

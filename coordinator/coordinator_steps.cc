@@ -50,9 +50,9 @@ void run_search_step(const SearchStepContext& ctx, std::vector<PendingSearch> ba
       const PendingSearch& r = live[size_t(q)];
       std::copy(r.embedding.begin(), r.embedding.end(), x.begin() + q * meta.dim);
       filters.push_back(r.filter);
-      // With the reranker, a query needs its top max(k, depth) candidates after exclusions.
-      const int64_t wanted = ctx.rerank ? std::max(r.k, r.rerank_depth) : r.k;
-      step.k = std::max<int64_t>(step.k, wanted + int64_t(r.exclude_ids.size()));
+      // With the reranker, a query needs its top max(k, depth) candidates after exclusions
+      // (validate_search counts them).
+      step.k = std::max<int64_t>(step.k, r.candidates);
     }
     step.queries = prepare_queries(x.data(), n, meta.dim, meta, filters);
     step.nprobe = live.front().exact ? 0 : live.front().nprobe;

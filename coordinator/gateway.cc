@@ -47,6 +47,16 @@ uint64_t request_id_of(const v1::Request& r) {
 
 }  // namespace
 
+std::string Gateway::overload_message(const std::string& queue, PushResult why, int64_t bytes,
+                                      int64_t held) const {
+  if (why == PushResult::kOverBytes)
+    return queue + " queue holds " + std::to_string(held) + " bytes of requests and this one " +
+           std::to_string(bytes) + " more (serve.max_queue_bytes = " +
+           std::to_string(config_.serve.max_queue_bytes) + "); retry later";
+  return queue + " queue is full (serve.max_queue = " + std::to_string(config_.serve.max_queue) +
+         "); retry later";
+}
+
 Gateway::Gateway(zmq::context_t& context, const Config& config, const IndexMeta& meta,
                  RequestQueue& queue, ServerStats& stats, GatewayInfo info)
     : context_(context),
@@ -238,17 +248,17 @@ void Gateway::handle(IncomingMessage& message) {
         return;
       }
       pending.envelope = std::move(envelope);
-      if (!queue_.push(pending)) {
-        const std::string closed = queue_.closed_reason();
-        if (!closed.empty()) {  // a failed or stopping cluster: not a retry-later overload
-          reply(pending.envelope, search_error(pending.request_id, v1::UNAVAILABLE, closed));
-          return;
-        }
+      const int64_t bytes =
+          search_bytes(pending, info_.ranks, config_.rerank.enabled ? meta_.d_pad : 0);
+      const PushResult pushed = queue_.push(pending, bytes);
+      if (pushed == PushResult::kClosed) {  // a failed or stopping cluster: not an overload
+        reply(pending.envelope,
+              search_error(pending.request_id, v1::UNAVAILABLE, queue_.closed_reason()));
+      } else if (pushed != PushResult::kQueued) {
         stats_.record_overloaded();
         reply(pending.envelope,
               search_error(pending.request_id, v1::OVERLOADED,
-                           "request queue is full (serve.max_queue = " +
-                               std::to_string(config_.serve.max_queue) + "); retry later"));
+                           overload_message("request", pushed, bytes, queue_.held_bytes())));
       }
       return;
     }

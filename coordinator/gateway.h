@@ -60,6 +60,10 @@ class Gateway {
   void reply(const std::vector<std::string>& envelope, const v1::Response& response);
   // Whether the connection's role allows `request`; answers PERMISSION_DENIED when not.
   bool authorized(const v1::Request& request, const IncomingMessage& message);
+  // The OVERLOADED message of a `queue` ("request", "write") that refused a request of `bytes`
+  // (kFull or kOverBytes) while holding `held` bytes; it names the limit that refused it.
+  std::string overload_message(const std::string& queue, PushResult why, int64_t bytes,
+                               int64_t held) const;
   // Admin REBALANCE: parsed here, planned and run by the step loop (coordinator/rebalancer.h).
   void handle_rebalance(const v1::AdminRequest& request, std::vector<std::string> envelope);
 

@@ -57,15 +57,14 @@ void Gateway::handle_write(const v1::Request& request, std::vector<std::string> 
   }
   pending.arrival = SteadyClock::now();
   pending.envelope = envelope;
-  if (!info_.mutations->push(pending)) {
-    const std::string closed = info_.mutations->closed_reason();
-    if (!closed.empty()) {  // a failed or stopping cluster: not a retry-later overload
-      reply(v1::UNAVAILABLE, closed + "; not logged, not applied");
-      return;
-    }
+  const int64_t bytes = request_bytes(pending);
+  const PushResult pushed = info_.mutations->push(pending, bytes);
+  if (pushed == PushResult::kClosed) {  // a failed or stopping cluster: not an overload
+    reply(v1::UNAVAILABLE, info_.mutations->closed_reason() + "; not logged, not applied");
+  } else if (pushed != PushResult::kQueued) {
     stats_.record_overloaded();
-    reply(v1::OVERLOADED, "write queue is full (serve.max_queue = " +
-                              std::to_string(config_.serve.max_queue) + "); retry later");
+    reply(v1::OVERLOADED,
+          overload_message("write", pushed, bytes, info_.mutations->held_bytes()));
   }
 }
 

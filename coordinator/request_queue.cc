@@ -1,22 +1,53 @@
 #include "coordinator/request_queue.h"
 
+#include <algorithm>
+
+#include "coordinator/step_protocol.h"
+
 namespace argent {
 namespace {
 
+// A step fetches the batch's largest candidate count for every query in it, so a request with
+// 100,000 exclude_ids would make each small request batched with it cost 1.2 MB per rank (and
+// its step's time): requests share a step only when their candidate counts are within a factor
+// of 2, give or take kCandidateSlack, which keeps ordinary mixes of k together.
+constexpr int64_t kCandidateSlack = 1024;
+
 bool same_step(const PendingSearch& a, const PendingSearch& b) {
-  return a.exact == b.exact && (a.exact || a.nprobe == b.nprobe);
+  const int64_t lo = std::min(a.candidates, b.candidates);
+  const int64_t hi = std::max(a.candidates, b.candidates);
+  return a.exact == b.exact && (a.exact || a.nprobe == b.nprobe) &&
+         hi <= 2 * lo + kCandidateSlack;
 }
 
 }  // namespace
 
-bool RequestQueue::push(PendingSearch& r) {
+// Capacities, not sizes: what the allocator holds. A short string's capacity (15) lives inside
+// the object and is counted twice; that slack is a few bytes a request.
+int64_t request_bytes(const PendingSearch& r) {
+  int64_t bytes = int64_t(sizeof(PendingSearch) + r.filter.capacity());
+  for (const std::string& frame : r.envelope) bytes += int64_t(sizeof frame + frame.capacity());
+  bytes += int64_t(r.embedding.capacity() * sizeof(float));
+  bytes += int64_t(r.exclude_ids.capacity() * sizeof(int64_t));
+  bytes += int64_t(r.task_weights.capacity() * sizeof(float));
+  return bytes;
+}
+
+int64_t search_bytes(const PendingSearch& r, int ranks, int32_t code_dims) {
+  return request_bytes(r) + int64_t(ranks) * int64_t(shard_block_bytes(1, r.candidates, code_dims));
+}
+
+PushResult RequestQueue::push(PendingSearch& r, int64_t bytes) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (closed_ || int64_t(queue_.size()) >= capacity_) return false;
+    if (closed_) return PushResult::kClosed;
+    if (int64_t(queue_.size()) >= capacity_) return PushResult::kFull;
+    if (!budget_->try_take(bytes)) return PushResult::kOverBytes;
+    r.charge = QueueCharge(budget_, bytes);
     queue_.push_back(std::move(r));
   }
   cv_.notify_one();
-  return true;
+  return PushResult::kQueued;
 }
 
 std::vector<PendingSearch> RequestQueue::pop_batch(int max_batch,

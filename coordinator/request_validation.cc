@@ -1,5 +1,6 @@
 #include "coordinator/request_validation.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -106,6 +107,8 @@ std::string validate_search(const v1::SearchRequest& request, const IndexMeta& m
   out->exclude_ids.assign(request.exclude_ids().begin(), request.exclude_ids().end());
   out->task_weights.assign(request.task_weights().begin(), request.task_weights().end());
   out->rerank_depth = request.rerank_depth() == 0 ? config.rerank.depth : request.rerank_depth();
+  out->candidates = (config.rerank.enabled ? std::max(k, out->rerank_depth) : k) +
+                    int64_t(out->exclude_ids.size());
   out->arrival = SteadyClock::now();
   const int64_t timeout_ms =
       request.timeout_ms() > 0 ? request.timeout_ms() : config.serve.default_timeout_ms;

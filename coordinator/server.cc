@@ -222,11 +222,12 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
   rebalance_status.set_items(load.per_partition);
 
   zmq::context_t context(1);
-  RequestQueue queue(config.serve.max_queue);
+  RequestQueue queue(config.serve.max_queue, config.serve.max_queue_bytes);
   const Prober prober(s.meta);
   uint64_t step_id = 0, batch_id = 0;
   // Writes: recovered from the log before the gateway opens, then served between searches.
-  MutationQueue mutations(config.serve.max_queue, [&queue] { queue.wake(); });
+  MutationQueue mutations(config.serve.max_queue, config.serve.max_queue_bytes,
+                          [&queue] { queue.wake(); });
   InFlightBoard board;
   Watchdog watchdog(data, 0, config.serve, [] { return g_shutdown.load(); },
                     FailureReplies{config, context, board, queue, mutations, rebalances, liveness},

@@ -6,15 +6,37 @@
 #include "coordinator/metrics.h"
 
 namespace argent {
+namespace {
 
-bool MutationQueue::push(PendingMutation& m) {
+template <typename T>
+int64_t vector_bytes(const std::vector<T>& v) {
+  return int64_t(v.capacity() * sizeof(T));
+}
+
+}  // namespace
+
+int64_t request_bytes(const PendingMutation& m) {
+  int64_t bytes = int64_t(sizeof(PendingMutation));
+  for (const std::string& frame : m.envelope) bytes += int64_t(sizeof frame + frame.capacity());
+  const ItemSet& items = m.batch.items;
+  bytes += vector_bytes(items.ids) + vector_bytes(items.embeddings) +
+           vector_bytes(items.feature_offsets) + vector_bytes(items.feature_ids) +
+           vector_bytes(items.feature_values) + vector_bytes(items.codes) +
+           vector_bytes(items.scales) + vector_bytes(m.batch.ids);
+  return bytes;
+}
+
+PushResult MutationQueue::push(PendingMutation& m, int64_t bytes) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (closed_ || int64_t(queue_.size()) >= capacity_) return false;
+    if (closed_) return PushResult::kClosed;
+    if (int64_t(queue_.size()) >= capacity_) return PushResult::kFull;
+    if (!budget_->try_take(bytes)) return PushResult::kOverBytes;
+    m.charge = QueueCharge(budget_, bytes);
     queue_.push_back(std::move(m));
   }
   if (wake_) wake_();
-  return true;
+  return PushResult::kQueued;
 }
 
 std::vector<PendingMutation> MutationQueue::pop(int64_t max_items) {

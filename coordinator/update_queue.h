@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -22,21 +23,34 @@ struct PendingMutation {
   uint64_t request_id = 0;
   MutationBatch batch;  // kMutation
   SteadyClock::time_point arrival;
+  // Set by MutationQueue::push: this request's bytes in serve.max_queue_bytes until destroyed
+  // (after it is logged, applied and acknowledged).
+  QueueCharge charge;
 };
+
+// What `m` holds in memory once decoded (an upsert's features are 12 bytes a pair here, 2 to 4
+// on the wire); what serve.max_queue_bytes counts for a write.
+int64_t request_bytes(const PendingMutation& m);
 
 class MutationQueue {
  public:
+  // At most `capacity` requests queued and `max_bytes` of requests held (queue_budget.h).
   // `wake` is called after each push (the step loop's search queue wait ends early on it).
-  MutationQueue(int64_t capacity, std::function<void()> wake)
-      : capacity_(capacity), wake_(std::move(wake)) {}
+  MutationQueue(int64_t capacity, int64_t max_bytes, std::function<void()> wake)
+      : capacity_(capacity),
+        budget_(std::make_shared<QueueBudget>(max_bytes)),
+        wake_(std::move(wake)) {}
 
-  // False when full or closed.
-  bool push(PendingMutation& m);
+  // kQueued takes `m` and charges `bytes` (request_bytes()) to it; otherwise `m` is untouched.
+  PushResult push(PendingMutation& m, int64_t bytes);
   // The oldest requests, in arrival order, up to `max_items` items in all (the first one is
   // taken whatever its size) and stopping before a snapshot; a snapshot comes out alone.
   std::vector<PendingMutation> pop(int64_t max_items);
   bool empty() const;
   int64_t depth() const;
+  // Bytes charged by requests pushed and not yet destroyed, and their limit.
+  int64_t held_bytes() const { return budget_->held(); }
+  int64_t max_bytes() const { return budget_->limit(); }
   std::vector<PendingMutation> close(const std::string& reason = "server is shutting down");
   // "" while open; after close() its reason.
   std::string closed_reason() const;
@@ -45,6 +59,7 @@ class MutationQueue {
   mutable std::mutex mu_;
   std::deque<PendingMutation> queue_;  // GUARDED_BY(mu_)
   int64_t capacity_;
+  std::shared_ptr<QueueBudget> budget_;
   bool closed_ = false;  // GUARDED_BY(mu_)
   std::string closed_reason_;  // GUARDED_BY(mu_)
   std::function<void()> wake_;

@@ -41,7 +41,7 @@ void Updater::answer_snapshot(const PendingMutation& req, Replier& replier) {
   SnapshotPointer done;
   double seconds = 0;
   const uint64_t token =
-      ctx_.board ? ctx_.board->track_all(std::vector<PendingMutation>{req}, replier) : 0;
+      ctx_.board ? ctx_.board->track({reply_target(req)}, replier) : 0;
   const std::string problem = snapshot(&done, &seconds);
   if (ctx_.board && !ctx_.board->release(token)) return;  // answered by a failure
   v1::Response r;

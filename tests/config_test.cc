@@ -56,6 +56,7 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.serve.max_batch, b.serve.max_batch);
   EXPECT_EQ(a.serve.max_wait_us, b.serve.max_wait_us);
   EXPECT_EQ(a.serve.max_queue, b.serve.max_queue);
+  EXPECT_EQ(a.serve.max_queue_bytes, b.serve.max_queue_bytes);
   EXPECT_EQ(a.serve.max_message_bytes, b.serve.max_message_bytes);
   EXPECT_EQ(a.serve.default_timeout_ms, b.serve.default_timeout_ms);
   EXPECT_EQ(a.serve.collective_timeout_ms, b.serve.collective_timeout_ms);

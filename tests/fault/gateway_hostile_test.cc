@@ -1,6 +1,7 @@
 // The gateway under hostile clients (docs/reliability.md, "Gateway"), on a 3-rank CPU cluster
 // over TCP: a client that never reads its replies, one that leaves with replies in flight,
-// oversize frames, frame floods, and random bytes at the gateway port. In every case the
+// searches that are large once decoded, oversize frames, frame floods, and random bytes at the
+// gateway port. In every case the
 // well-behaved clients running beside them get answers equal to a single-process search of the
 // same index, the gateway process's resident memory stays within kRssGrowthBound of its level
 // before the attack, and the refusals are counted in Stats.
@@ -26,8 +27,10 @@ constexpr int64_t kMaxMessageBytes = 65536;
 // Growth of the gateway's resident memory allowed during an attack. What the caps allow: per
 // connection at most gateway.receive_hwm (64) messages of at most 2 * max_message_bytes (128 KiB)
 // queued inside ZeroMQ before the gateway drains them, plus gateway.send_hwm (16) replies; the
-// attacks below keep at most 8 connections open at once (8 * 64 * 128 KiB = 64 MiB) and the
-// rest is allocator slack. Measured growth is printed and recorded in docs/reliability.md.
+// attacks below keep at most 8 connections open at once (8 * 64 * 128 KiB = 64 MiB); searches
+// held from admission to answer (queued, searched, merged) are within serve.max_queue_bytes
+// (32 MiB, one attack at a time), and the rest is allocator slack. Measured growth is printed and
+// recorded in docs/reliability.md.
 constexpr int64_t kRssGrowthBound = int64_t(96) << 20;
 
 class GatewayHostile : public ::testing::Test {
@@ -168,6 +171,73 @@ TEST_F(GatewayHostile, ClientThatNeverReadsIsCutOffAndCounted) {
   std::printf("well-behaved answers %lld, wrong %lld; gateway RSS growth %.1f MiB\n",
               static_cast<long long>(good.first), static_cast<long long>(good.second),
               double(growth) / (1 << 20));
+  EXPECT_GE(good.first, 64);
+  EXPECT_EQ(good.second, 0);
+  EXPECT_LE(growth, kRssGrowthBound);
+}
+
+// A client pipelines 1,000 searches that are each within the caps but large once served: 60,000
+// exclude_ids of one byte each on the wire (a 60 KB message) are 480 KB decoded, and each rank
+// returns 60,010 candidates (720 KB) for the merge. Before serve.max_queue_bytes, the queue took
+// them all and the gateway's RSS grew by 1.4 GiB (3,000 of them) while a well-behaved client's
+// searches took 13 s.
+TEST_F(GatewayHostile, LargeSearchesAreRefusedPastTheByteBudget) {
+  const int64_t overloaded_before = stats().rejected_overloaded();
+  RssWatch rss(gateway_pid_);
+  std::atomic<bool> stop{false};
+  std::pair<int64_t, int64_t> good;
+  std::thread good_thread([&] { good = good_clients(2, stop, 64); });
+  constexpr int kLarge = 1000;
+  int64_t answered = 0, overloaded = 0;
+  std::string overload_message;
+  {
+    zmq::context_t context(1);
+    zmq::socket_t large(context, zmq::socket_type::dealer);
+    large.set(zmq::sockopt::linger, 0);
+    large.connect(cluster_->endpoint);
+    const std::vector<float> x = gateway_queries(1, 11);
+    v1::Request r;
+    *r.mutable_search() = gateway_search(x.data(), 10, "");
+    for (int i = 0; i < 60000; ++i) r.mutable_search()->add_exclude_ids(i % 128);
+    const std::string bytes = r.SerializeAsString();
+    ASSERT_LT(int64_t(bytes.size()), kMaxMessageBytes);
+    auto read_replies = [&](milliseconds wait) {
+      std::vector<zmq::pollitem_t> items = {{large.handle(), 0, ZMQ_POLLIN, 0}};
+      while (zmq::poll(items, wait) > 0) {
+        zmq::message_t m;
+        if (!large.recv(m, zmq::recv_flags::dontwait)) break;
+        v1::Response reply;
+        ASSERT_TRUE(reply.ParseFromArray(m.data(), int(m.size())));
+        ++answered;
+        if (reply.search().status().code() == v1::OVERLOADED) {
+          ++overloaded;
+          overload_message = reply.search().status().message();
+        }
+      }
+    };
+    for (int i = 0; i < kLarge; ++i) {
+      large.send(zmq::buffer(bytes), zmq::send_flags::none);
+      read_replies(milliseconds(0));
+    }
+    // Until every search is answered or 3 s pass without a reply: OVERLOADED answers come
+    // faster than this client reads, and those beyond gateway.send_hwm (16) are dropped.
+    for (int quiet = 0; answered < kLarge && quiet < 30; ++quiet) {
+      const int64_t before = answered;
+      read_replies(milliseconds(100));
+      if (answered > before) quiet = 0;
+    }
+  }
+  stop = true;
+  good_thread.join();
+  const int64_t growth = rss.finish();
+  std::printf("large searches: %lld of %d answered, %lld OVERLOADED; well-behaved answers %lld, "
+              "wrong %lld; gateway RSS growth %.1f MiB\n",
+              static_cast<long long>(answered), kLarge, static_cast<long long>(overloaded),
+              static_cast<long long>(good.first), static_cast<long long>(good.second),
+              double(growth) / (1 << 20));
+  EXPECT_GT(overloaded, 0) << "every large search was queued: nothing bounds their bytes";
+  EXPECT_NE(overload_message.find("serve.max_queue_bytes"), std::string::npos) << overload_message;
+  EXPECT_GE(stats().rejected_overloaded() - overloaded_before, overloaded);
   EXPECT_GE(good.first, 64);
   EXPECT_EQ(good.second, 0);
   EXPECT_LE(growth, kRssGrowthBound);
