@@ -7,8 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -16,19 +18,23 @@
 namespace argent {
 namespace {
 
-constexpr size_t kMaxRequestBytes = 8192;
-constexpr int kClientTimeoutS = 2;  // a scraper that stalls cannot hold the endpoint longer
+using Clock = std::chrono::steady_clock;
 
-void write_all(int fd, const std::string& s) {
-  size_t done = 0;
-  while (done < s.size()) {
-    const ssize_t n = ::send(fd, s.data() + done, s.size() - done, MSG_NOSIGNAL);
-    if (n <= 0) return;
-    done += size_t(n);
-  }
-}
+constexpr size_t kMaxRequestBytes = 8192;  // a longer request is answered from its first line
+constexpr std::chrono::milliseconds kStopCheck{200};  // the loop wakes this often for stop_
+
+bool would_block(int error) { return error == EAGAIN || error == EWOULDBLOCK; }
 
 }  // namespace
+
+struct MetricsHttpServer::Connection {
+  int fd = -1;
+  std::string request;   // received so far
+  std::string response;  // set once the request is complete
+  size_t sent = 0;
+  Clock::time_point deadline;  // of its phase: receiving the request, then sending the answer
+  bool done = false;           // to be closed
+};
 
 MetricsHttpServer::MetricsHttpServer(const std::string& host, const std::string& port,
                                      std::shared_ptr<prometheus::Registry> registry)
@@ -44,7 +50,9 @@ MetricsHttpServer::MetricsHttpServer(const std::string& host, const std::string&
                  ::gai_strerror(rc));
   std::string problem = "no address";
   for (addrinfo* a = found; a != nullptr && listen_fd_ < 0; a = a->ai_next) {
-    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    // Non-blocking: the loop accepts until EAGAIN and never waits inside accept().
+    const int fd =
+        ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
     if (fd < 0) continue;
     const int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -75,31 +83,87 @@ MetricsHttpServer::~MetricsHttpServer() {
 }
 
 void MetricsHttpServer::run() {
+  std::vector<Connection> open;
+  std::vector<pollfd> fds;
   while (!stop_) {
-    pollfd p{listen_fd_, POLLIN, 0};
-    if (::poll(&p, 1, 200) <= 0) continue;  // wakes to check stop_
-    const int client = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (client < 0) continue;
-    try {
-      answer(client);
-    } catch (const std::exception& e) {
-      ARGENT_LOG(kWarn, "metrics endpoint: ", e.what());
+    // At capacity the listening socket is left out: new clients wait in the backlog until an
+    // open connection ends, which its deadline bounds.
+    fds.assign(1, pollfd{listen_fd_, short(open.size() < kMaxMetricsConnections ? POLLIN : 0), 0});
+    Clock::time_point wake = Clock::now() + kStopCheck;
+    for (const Connection& c : open) {
+      fds.push_back(pollfd{c.fd, short(c.response.empty() ? POLLIN : POLLOUT), 0});
+      wake = std::min(wake, c.deadline);
     }
-    ::close(client);
+    const auto wait = std::chrono::ceil<std::chrono::milliseconds>(wake - Clock::now());
+    if (::poll(fds.data(), fds.size(), int(std::max<int64_t>(0, wait.count()))) < 0) continue;
+    for (size_t i = 0; i < open.size(); ++i) {
+      Connection& c = open[i];
+      const short events = fds[i + 1].revents;
+      try {
+        if (events & (POLLERR | POLLNVAL)) {
+          c.done = true;
+        } else if (c.response.empty() && (events & (POLLIN | POLLHUP))) {
+          read_request(c);
+        } else if (!c.response.empty() && (events & (POLLOUT | POLLHUP))) {
+          send_response(c);
+        }
+      } catch (const std::exception& e) {
+        ARGENT_LOG(kWarn, "metrics endpoint: ", e.what());
+        c.done = true;
+      }
+    }
+    if (fds[0].revents & POLLIN) accept_clients(open);
+    const Clock::time_point now = Clock::now();
+    for (Connection& c : open)
+      if (c.done || now >= c.deadline) ::close(c.fd);
+    open.erase(std::remove_if(open.begin(), open.end(),
+                              [&](const Connection& c) { return c.done || now >= c.deadline; }),
+               open.end());
+  }
+  for (const Connection& c : open) ::close(c.fd);
+}
+
+void MetricsHttpServer::accept_clients(std::vector<Connection>& open) {
+  while (open.size() < kMaxMetricsConnections) {
+    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) return;  // EAGAIN: none left; anything else: the client is gone already
+    Connection c;
+    c.fd = fd;
+    c.deadline = Clock::now() + kMetricsRequestDeadline;
+    open.push_back(std::move(c));
   }
 }
 
-void MetricsHttpServer::answer(int client) {
-  timeval timeout{kClientTimeoutS, 0};
-  ::setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  ::setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-  std::string request;
+void MetricsHttpServer::read_request(Connection& c) {
   char buf[1024];
-  while (request.find("\r\n\r\n") == std::string::npos && request.size() < kMaxRequestBytes) {
-    const ssize_t n = ::recv(client, buf, sizeof buf, 0);
-    if (n <= 0) return;
-    request.append(buf, size_t(n));
+  while (c.request.find("\r\n\r\n") == std::string::npos && c.request.size() < kMaxRequestBytes) {
+    const ssize_t n = ::recv(c.fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && would_block(errno)) return;  // the rest later, within the deadline
+    if (n <= 0) {
+      c.done = true;  // closed, or failed, before its request was complete: nothing to answer
+      return;
+    }
+    c.request.append(buf, size_t(n));
   }
+  c.response = respond(c.request);
+  c.deadline = Clock::now() + kMetricsResponseDeadline;
+  send_response(c);
+}
+
+void MetricsHttpServer::send_response(Connection& c) {
+  while (c.sent < c.response.size()) {
+    const ssize_t n = ::send(c.fd, c.response.data() + c.sent, c.response.size() - c.sent,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && would_block(errno)) return;  // the rest when the client reads
+    if (n <= 0) break;                        // the client is gone
+    c.sent += size_t(n);
+  }
+  c.done = true;  // all sent (Connection: close), or the client is gone
+}
+
+std::string MetricsHttpServer::respond(const std::string& request) const {
   const std::string line = request.substr(0, request.find("\r\n"));
   std::string status = "200 OK", body;
   if (line.rfind("GET /metrics ", 0) == 0 || line.rfind("GET /metrics?", 0) == 0 ||
@@ -109,10 +173,10 @@ void MetricsHttpServer::answer(int client) {
     status = "404 Not Found";
     body = "argent: the metrics are at /metrics\n";
   }
-  write_all(client, "HTTP/1.1 " + status +
-                        "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-                        "Content-Length: " + std::to_string(body.size()) +
-                        "\r\nConnection: close\r\n\r\n" + body);
+  return "HTTP/1.1 " + status +
+         "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+         "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
+         body;
 }
 
 }  // namespace argent

@@ -1,17 +1,27 @@
 // The HTTP side of the metrics endpoint: GET /metrics answers the registry in Prometheus' text
-// format. A small server of its own (one thread, one connection at a time, which is how
-// Prometheus scrapes) rather than prometheus-cpp's civetweb Exposer: civetweb fails to start
-// inside a process that links LibTorch ("null context when constructing CivetServer").
+// format. A small server of its own rather than prometheus-cpp's civetweb Exposer: civetweb
+// fails to start inside a process that links LibTorch ("null context when constructing
+// CivetServer"). One thread polls every open connection (at most kMaxMetricsConnections), so an
+// idle or slow client never makes a scrape wait behind it: each connection has
+// kMetricsRequestDeadline from its accept to send its whole request and
+// kMetricsResponseDeadline to take the answer, and is closed when either passes.
 #pragma once
 
 #include <prometheus/registry.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace argent {
+
+constexpr size_t kMaxMetricsConnections = 64;  // more wait in the listen backlog
+constexpr std::chrono::milliseconds kMetricsRequestDeadline{1000};
+constexpr std::chrono::milliseconds kMetricsResponseDeadline{5000};
 
 class MetricsHttpServer {
  public:
@@ -26,8 +36,16 @@ class MetricsHttpServer {
   int port() const { return port_; }  // the port bound
 
  private:
+  struct Connection;
   void run();
-  void answer(int client);
+  // Takes every waiting client, up to kMaxMetricsConnections open.
+  void accept_clients(std::vector<Connection>& open);
+  // Reads what `c` has sent without blocking; once its request is complete, answers it.
+  void read_request(Connection& c);
+  // Sends what `c` is still owed without blocking; marks it done once all is sent.
+  void send_response(Connection& c);
+  // The HTTP response to `request` (its request line decides: /metrics or 404).
+  std::string respond(const std::string& request) const;
 
   std::shared_ptr<prometheus::Registry> registry_;
   int listen_fd_ = -1;
