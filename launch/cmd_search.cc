@@ -46,9 +46,11 @@ int run_search(const SearchArgs& a) {
   if (a.stats) {
     const ScanStats& s = r.stats;
     std::fprintf(stderr,
-                 "stats: rows scanned %lld, lists scanned %lld, lists skipped by Bloom summary "
-                 "%lld, exact checks %lld, Bloom false positives %lld (%.3f%% of checks)\n",
-                 (long long)s.rows_scanned, (long long)s.lists_scanned, (long long)s.lists_skipped,
+                 "stats: rows scanned %lld (rows packed for selective filters %lld), lists "
+                 "scanned %lld, lists skipped by Bloom summary %lld, exact checks %lld, Bloom "
+                 "false positives %lld (%.3f%% of checks)\n",
+                 (long long)s.rows_scanned, (long long)s.rows_packed, (long long)s.lists_scanned,
+                 (long long)s.lists_skipped,
                  (long long)s.exact_checks, (long long)s.bloom_false_positives,
                  s.exact_checks ? 100.0 * double(s.bloom_false_positives) / double(s.exact_checks) : 0.0);
   }

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <vector>
@@ -27,9 +28,35 @@ struct WorkItem {
   int32_t n_queries;
 };
 
+// Rows of a selective plan are packed into whole blocks when the queries that share the plan
+// save more block scores than the packing costs: one score of a (query, block) and one gathered
+// row (d_pad / 4 four-byte copies) cost about the same, so the packing pays when
+// queries * (blocks - packed blocks) > rows * kPackCostPerRow.
+constexpr int64_t kPackCostPerRow = 1;
+
 struct ThreadState {
   std::vector<TopKReservoir> reservoirs;  // one per query
   ScanStats stats;
+  // A sub-chunk's eligible rows of one plan, packed into whole blocks (scan_packed).
+  std::vector<int8_t> packed_codes;
+  std::vector<float> packed_scales;
+  std::vector<int32_t> packed_rows;
+  std::vector<uint16_t> packed_definite;
+  // scan_work_item's per-item lists, kept to reuse their memory.
+  std::vector<int32_t> plan_ids;
+  std::vector<std::vector<int32_t>> plan_queries;
+  std::vector<BlockEligibility> elig;
+  std::vector<int32_t> dense_queries, dense_slot;
+};
+
+// Per-call scratch of score_tile, sized for kMaxTileQueries x kMaxSubBlocks.
+struct TileScratch {
+  float scores[kMaxTileQueries * kMaxSubBlocks * kBlockRows];
+  uint16_t eligible[kMaxTileQueries * kMaxSubBlocks];
+  uint16_t hits[kMaxTileQueries * kMaxSubBlocks];
+  const int8_t* qcodes[kMaxTileQueries];
+  int32_t qbias[kMaxTileQueries];
+  float qscale[kMaxTileQueries], thresholds[kMaxTileQueries];
 };
 
 // Buckets queries by list: bucket l holds the queries that scan list l.
@@ -80,6 +107,93 @@ void bucket_queries(const ScanIndexView& index, const ScanQueriesView& queries,
   });
 }
 
+// One score_tile call: queries[0, nt) against n_blocks blocks at `blocks` (the index's or a
+// packed copy), whose row r of block b is index row row_of(b, r); hits go to the reservoirs,
+// through the exact check when the row is not `definite` for the query's plan.
+template <typename RowOf, typename DefiniteOf>
+void score_and_collect(const ScanIndexView& index, const ScanQueriesView& queries,
+                       const int32_t* tile_queries, int nt, const int8_t* blocks,
+                       const float* item_scales, int64_t n_blocks, const RowOf& row_of,
+                       const DefiniteOf& definite_of, TileScratch& x, ThreadState& ts) {
+  const int d_pad = index.d_pad;
+  for (int t = 0; t < nt; ++t) {
+    const int64_t q = tile_queries[t];
+    x.qcodes[t] = queries.codes + q * d_pad;
+    x.qbias[t] = queries.bias[q];
+    x.qscale[t] = queries.scales[q];
+    x.thresholds[t] = ts.reservoirs[size_t(q)].threshold();
+  }
+  ScoreTileArgs args;
+  args.query_codes = x.qcodes;
+  args.query_bias = x.qbias;
+  args.query_scales = x.qscale;
+  args.thresholds = x.thresholds;
+  args.n_queries = nt;
+  args.blocks = blocks;
+  args.item_scales = item_scales;
+  args.n_blocks = n_blocks;
+  args.d_pad = d_pad;
+  args.eligible = x.eligible;
+  args.scores = x.scores;
+  args.score_stride = n_blocks * kBlockRows;
+  args.hits = x.hits;
+  score_tile(args);
+
+  for (int t = 0; t < nt; ++t) {
+    const int64_t q = tile_queries[t];
+    TopKReservoir& res = ts.reservoirs[size_t(q)];
+    const int32_t p = queries.plan_of_query ? queries.plan_of_query[q] : -1;
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      uint32_t h = x.hits[t * n_blocks + b];
+      while (h != 0) {
+        const int r = __builtin_ctz(h);
+        h &= h - 1;
+        const int64_t row = row_of(b, r);
+        const float s = x.scores[t * n_blocks * kBlockRows + b * kBlockRows + r];
+        if (!res.accepts(s, index.ids[row])) continue;
+        if (p >= 0 && !definite_of(t, b, r)) {
+          ++ts.stats.exact_checks;
+          if (!eval_plan_exact(queries.plans[p], index.features, row)) {
+            ++ts.stats.bloom_false_positives;
+            continue;
+          }
+        }
+        res.push(s, int32_t(row), index.ids);
+      }
+    }
+  }
+}
+
+// Gathers the rows set in elig[0, nb).possible of the sub-chunk at row0 into whole blocks of
+// ts.packed_*; returns the packed row count. Rows past it in the last block are zero-scale pads.
+int64_t pack_rows(const ScanIndexView& index, int64_t row0, const BlockEligibility* elig,
+                  int64_t nb, ThreadState& ts) {
+  const int d_pad = index.d_pad;
+  const size_t bb = block_bytes(d_pad);
+  const int groups = d_pad / kGroupDims;
+  int64_t c = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const int8_t* src = index.codes + size_t((row0 + b * kBlockRows) / kBlockRows) * bb;
+    for (uint32_t m = elig[b].possible; m != 0; m &= m - 1, ++c) {
+      const int r = __builtin_ctz(m);
+      const int64_t pb = c / kBlockRows, pr = c % kBlockRows;
+      int8_t* dst = ts.packed_codes.data() + size_t(pb) * bb + size_t(pr) * kGroupDims;
+      for (int g = 0; g < groups; ++g)
+        std::memcpy(dst + g * kGroupBytes, src + g * kGroupBytes + r * kGroupDims, kGroupDims);
+      const int64_t row = row0 + b * kBlockRows + r;
+      ts.packed_scales[size_t(c)] = index.scales[row];
+      ts.packed_rows[size_t(c)] = int32_t(row);
+      if (pr == 0) ts.packed_definite[size_t(pb)] = 0;
+      ts.packed_definite[size_t(pb)] |= uint16_t(((elig[b].definite >> r) & 1u) << pr);
+    }
+  }
+  for (int64_t pad = c; pad % kBlockRows != 0; ++pad) {
+    ts.packed_scales[size_t(pad)] = 0.0f;
+    ts.packed_rows[size_t(pad)] = -1;
+  }
+  return c;
+}
+
 void scan_work_item(const ScanIndexView& index, const ScanQueriesView& queries,
                     const WorkItem& w, ThreadState& ts) {
   const int d_pad = index.d_pad;
@@ -87,27 +201,35 @@ void scan_work_item(const ScanIndexView& index, const ScanQueriesView& queries,
       std::clamp<int64_t>(kTileBytes / int64_t(block_bytes(d_pad)), 1, kMaxSubBlocks);
   const int64_t list_end = index.list_offsets[w.list] + index.list_sizes[w.list];
 
-  // Distinct filter plans among this item's queries (index -1 = no filter).
-  std::vector<int32_t> plan_ids;
+  // Distinct filter plans among this item's queries (index -1 = no filter), and each plan's
+  // queries.
+  std::vector<int32_t>& plan_ids = ts.plan_ids;
+  std::vector<std::vector<int32_t>>& plan_queries = ts.plan_queries;
+  plan_ids.clear();
   for (int32_t i = 0; i < w.n_queries; ++i) {
-    const int32_t p = queries.plan_of_query ? queries.plan_of_query[w.queries[i]] : -1;
-    if (std::find(plan_ids.begin(), plan_ids.end(), p) == plan_ids.end()) plan_ids.push_back(p);
+    const int32_t q = w.queries[i];
+    const int32_t p = queries.plan_of_query ? queries.plan_of_query[q] : -1;
+    const size_t slot = size_t(std::find(plan_ids.begin(), plan_ids.end(), p) - plan_ids.begin());
+    if (slot == plan_ids.size()) {
+      plan_ids.push_back(p);
+      if (plan_queries.size() < plan_ids.size()) plan_queries.emplace_back();
+      plan_queries[slot].clear();
+    }
+    plan_queries[slot].push_back(q);
   }
-  std::vector<BlockEligibility> elig(plan_ids.size() * size_t(sub_blocks));
-  std::vector<int32_t> plan_slot(size_t(w.n_queries));
-  for (int32_t i = 0; i < w.n_queries; ++i) {
-    const int32_t p = queries.plan_of_query ? queries.plan_of_query[w.queries[i]] : -1;
-    plan_slot[size_t(i)] =
-        int32_t(std::find(plan_ids.begin(), plan_ids.end(), p) - plan_ids.begin());
+  std::vector<BlockEligibility>& elig = ts.elig;
+  elig.resize(plan_ids.size() * size_t(sub_blocks));
+  const size_t packed_rows = size_t(sub_blocks * kBlockRows);
+  if (ts.packed_rows.size() < packed_rows) {
+    ts.packed_codes.assign(size_t(sub_blocks) * block_bytes(d_pad), 0);
+    ts.packed_scales.assign(packed_rows, 0.0f);
+    ts.packed_rows.assign(packed_rows, -1);
+    ts.packed_definite.assign(size_t(sub_blocks), 0);
   }
 
-  float scores[kMaxTileQueries * kMaxSubBlocks * kBlockRows];
-  uint16_t eligible[kMaxTileQueries * kMaxSubBlocks];
-  uint16_t hits[kMaxTileQueries * kMaxSubBlocks];
-  const int8_t* qcodes[kMaxTileQueries];
-  int32_t qbias[kMaxTileQueries];
-  float qscale[kMaxTileQueries], thresholds[kMaxTileQueries];
-
+  TileScratch x;
+  std::vector<int32_t>& dense_queries = ts.dense_queries;  // scan the blocks in place
+  std::vector<int32_t>& dense_slot = ts.dense_slot;        // their plan slots
   for (int64_t row0 = w.begin; row0 < w.end; row0 += sub_blocks * kBlockRows) {
     const int64_t nb = std::min<int64_t>(sub_blocks, (w.end - row0 + kBlockRows - 1) / kBlockRows);
     // Eligibility of each block for each plan: live rows, then the Bloom plan.
@@ -126,57 +248,59 @@ void scan_work_item(const ScanIndexView& index, const ScanQueriesView& queries,
     }
     ts.stats.rows_scanned += int64_t(w.n_queries) * nb * kBlockRows;
 
-    for (int32_t t0 = 0; t0 < w.n_queries; t0 += kMaxTileQueries) {
-      const int nt = int(std::min<int32_t>(kMaxTileQueries, w.n_queries - t0));
-      for (int t = 0; t < nt; ++t) {
-        const int64_t q = w.queries[t0 + t];
-        qcodes[t] = queries.codes + q * d_pad;
-        qbias[t] = queries.bias[q];
-        qscale[t] = queries.scales[q];
-        thresholds[t] = ts.reservoirs[size_t(q)].threshold();
-        const size_t slot = size_t(plan_slot[size_t(t0 + t)]) * size_t(sub_blocks);
-        for (int64_t b = 0; b < nb; ++b) eligible[t * nb + b] = elig[slot + size_t(b)].possible;
-      }
-      ScoreTileArgs args;
-      args.query_codes = qcodes;
-      args.query_bias = qbias;
-      args.query_scales = qscale;
-      args.thresholds = thresholds;
-      args.n_queries = nt;
-      args.blocks = index.codes + size_t(row0 / kBlockRows) * block_bytes(d_pad);
-      args.item_scales = index.scales + row0;
-      args.n_blocks = nb;
-      args.d_pad = d_pad;
-      args.eligible = eligible;
-      args.scores = scores;
-      args.score_stride = nb * kBlockRows;
-      args.hits = hits;
-      score_tile(args);
-
-      for (int t = 0; t < nt; ++t) {
-        const int64_t q = w.queries[t0 + t];
-        TopKReservoir& res = ts.reservoirs[size_t(q)];
-        const int32_t p = queries.plan_of_query ? queries.plan_of_query[q] : -1;
-        const size_t slot = size_t(plan_slot[size_t(t0 + t)]) * size_t(sub_blocks);
-        for (int64_t b = 0; b < nb; ++b) {
-          uint32_t h = hits[t * nb + b];
-          while (h != 0) {
-            const int r = __builtin_ctz(h);
-            h &= h - 1;
-            const int64_t row = row0 + b * kBlockRows + r;
-            const float s = scores[t * nb * kBlockRows + b * kBlockRows + r];
-            if (!res.accepts(s, index.ids[row])) continue;
-            if (p >= 0 && !((elig[slot + size_t(b)].definite >> r) & 1u)) {
-              ++ts.stats.exact_checks;
-              if (!eval_plan_exact(queries.plans[p], index.features, row)) {
-                ++ts.stats.bloom_false_positives;
-                continue;
-              }
-            }
-            res.push(s, int32_t(row), index.ids);
+    // A filtered plan's queries skip the sub-chunk when no row may match, and score its rows
+    // packed when that saves work; the others score the blocks in place.
+    dense_queries.clear();
+    dense_slot.clear();
+    for (size_t pi = 0; pi < plan_ids.size(); ++pi) {
+      const BlockEligibility* e = elig.data() + pi * size_t(sub_blocks);
+      const std::vector<int32_t>& members = plan_queries[pi];
+      if (plan_ids[pi] >= 0) {
+        int64_t rows = 0;
+        for (int64_t b = 0; b < nb; ++b) rows += __builtin_popcount(e[b].possible);
+        if (rows == 0) continue;
+        const int64_t packed_blocks = (rows + kBlockRows - 1) / kBlockRows;
+        if (int64_t(members.size()) * (nb - packed_blocks) > rows * kPackCostPerRow) {
+          pack_rows(index, row0, e, nb, ts);
+          ts.stats.rows_packed += rows;
+          const uint16_t last_mask =
+              rows % kBlockRows ? uint16_t((1u << (rows % kBlockRows)) - 1) : uint16_t(0xFFFF);
+          for (size_t t0 = 0; t0 < members.size(); t0 += kMaxTileQueries) {
+            const int nt = int(std::min<size_t>(kMaxTileQueries, members.size() - t0));
+            for (int t = 0; t < nt; ++t)
+              for (int64_t b = 0; b < packed_blocks; ++b)
+                x.eligible[t * packed_blocks + b] = b + 1 < packed_blocks ? uint16_t(0xFFFF) : last_mask;
+            score_and_collect(
+                index, queries, members.data() + t0, nt, ts.packed_codes.data(),
+                ts.packed_scales.data(), packed_blocks,
+                [&](int64_t b, int r) { return int64_t(ts.packed_rows[size_t(b * kBlockRows + r)]); },
+                [&](int, int64_t b, int r) { return (ts.packed_definite[size_t(b)] >> r) & 1u; }, x,
+                ts);
           }
+          continue;
         }
       }
+      for (int32_t q : members) {
+        dense_queries.push_back(q);
+        dense_slot.push_back(int32_t(pi));
+      }
+    }
+
+    for (size_t t0 = 0; t0 < dense_queries.size(); t0 += kMaxTileQueries) {
+      const int nt = int(std::min<size_t>(kMaxTileQueries, dense_queries.size() - t0));
+      for (int t = 0; t < nt; ++t) {
+        const size_t slot = size_t(dense_slot[t0 + size_t(t)]) * size_t(sub_blocks);
+        for (int64_t b = 0; b < nb; ++b) x.eligible[t * nb + b] = elig[slot + size_t(b)].possible;
+      }
+      score_and_collect(
+          index, queries, dense_queries.data() + t0, nt,
+          index.codes + size_t(row0 / kBlockRows) * block_bytes(d_pad), index.scales + row0, nb,
+          [&](int64_t b, int r) { return row0 + b * kBlockRows + r; },
+          [&](int t, int64_t b, int r) {
+            const size_t slot = size_t(dense_slot[t0 + size_t(t)]) * size_t(sub_blocks);
+            return (elig[slot + size_t(b)].definite >> r) & 1u;
+          },
+          x, ts);
     }
   }
 }
@@ -185,6 +309,7 @@ void scan_work_item(const ScanIndexView& index, const ScanQueriesView& queries,
 
 void ScanStats::add(const ScanStats& o) {
   rows_scanned += o.rows_scanned;
+  rows_packed += o.rows_packed;
   lists_scanned += o.lists_scanned;
   lists_skipped += o.lists_skipped;
   exact_checks += o.exact_checks;

@@ -45,7 +45,8 @@ struct ScanProbesView {
 };
 
 struct ScanStats {
-  int64_t rows_scanned = 0;      // (query, row) pairs scored
+  int64_t rows_scanned = 0;      // (query, row) pairs in the lists scanned
+  int64_t rows_packed = 0;       // eligible rows gathered into blocks for a selective plan
   int64_t lists_scanned = 0;     // (query, list) pairs scanned
   int64_t lists_skipped = 0;     // (query, list) pairs skipped by the list's Bloom summary
   int64_t exact_checks = 0;      // candidates verified against the exact feature store
