@@ -37,7 +37,7 @@ constexpr int64_t kPackCostPerRow = 1;
 struct ThreadState {
   std::vector<TopKReservoir> reservoirs;  // one per query
   ScanStats stats;
-  // A sub-chunk's eligible rows of one plan, packed into whole blocks (scan_packed).
+  // A sub-chunk's eligible rows of one plan, packed into whole blocks (pack_rows).
   std::vector<int8_t> packed_codes;
   std::vector<float> packed_scales;
   std::vector<int32_t> packed_rows;

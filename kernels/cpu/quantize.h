@@ -10,6 +10,9 @@ namespace argent {
 // correction the unsigned-by-signed VNNI dot product needs). With `normalize`, each row is first
 // divided by its L2 norm (zero rows stay zero). code = clamp(lrint(x * (127 / max|x|)), -127, 127),
 // scale = max|x| / 127; an all-zero row gets scale 0. Inputs must be finite (checked by callers).
+// Rows below 2^-60 are quantized as the same row scaled up by a power of two (same codes); without
+// `normalize`, one below about 2^-133 then gets scale 0 (its scores are 0, as float would round
+// them), since its max|x| / 127 is below the smallest float.
 // Multi-threaded over rows; all outputs are caller-owned.
 void quantize_rows(const float* x, int64_t n, int dim, int d_pad, bool normalize, int8_t* codes,
                    float* scales, int32_t* bias);
