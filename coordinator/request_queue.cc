@@ -9,15 +9,16 @@ namespace {
 
 // A step fetches the batch's largest candidate count for every query in it, so a request with
 // 100,000 exclude_ids would make each small request batched with it cost 1.2 MB per rank (and
-// its step's time): requests share a step only when their candidate counts are within a factor
-// of 2, give or take kCandidateSlack, which keeps ordinary mixes of k together.
+// its step's time): requests share a step only when all their candidate counts are within a
+// factor of 2, give or take kCandidateSlack, which keeps ordinary mixes of k together. (Checked
+// against the whole batch's range, not its first request: each request's budget charge counts
+// its own candidates, which must stay within ~2x of what the step gathers for it.)
 constexpr int64_t kCandidateSlack = 1024;
 
-bool same_step(const PendingSearch& a, const PendingSearch& b) {
-  const int64_t lo = std::min(a.candidates, b.candidates);
-  const int64_t hi = std::max(a.candidates, b.candidates);
-  return a.exact == b.exact && (a.exact || a.nprobe == b.nprobe) &&
-         hi <= 2 * lo + kCandidateSlack;
+// Whether `r` may join a batch opened by `first` whose candidate counts span [lo, hi].
+bool joins(const PendingSearch& r, const PendingSearch& first, int64_t lo, int64_t hi) {
+  return r.exact == first.exact && (r.exact || r.nprobe == first.nprobe) &&
+         std::max(hi, r.candidates) <= 2 * std::min(lo, r.candidates) + kCandidateSlack;
 }
 
 }  // namespace
@@ -62,9 +63,12 @@ std::vector<PendingSearch> RequestQueue::pop_batch(int max_batch,
   batch.push_back(std::move(queue_.front()));
   queue_.pop_front();
   // Takes every queued request that can join, oldest first; others keep their place.
+  int64_t lo = batch.front().candidates, hi = lo;
   auto take_matching = [&] {
     for (auto it = queue_.begin(); it != queue_.end() && int(batch.size()) < max_batch;) {
-      if (same_step(*it, batch.front())) {
+      if (joins(*it, batch.front(), lo, hi)) {
+        lo = std::min(lo, it->candidates);
+        hi = std::max(hi, it->candidates);
         batch.push_back(std::move(*it));
         it = queue_.erase(it);
       } else {

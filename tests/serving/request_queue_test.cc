@@ -180,5 +180,21 @@ TEST(QueueBytes, SearchesWithManyExcludedIdsDoNotShareSmallOnesSteps) {
   EXPECT_EQ(second[1].candidates, 120010);
 }
 
+// Each joiner is checked against the batch's whole range of candidate counts, not only its first
+// request: 400 is within ~2x of 1000 but not of 2900, which the step would gather for it.
+TEST(QueueBytes, AStepsCandidateCountsStayWithinItsRange) {
+  RequestQueue queue(100, int64_t(1) << 30);
+  for (const int64_t k : {int64_t(1000), int64_t(2900), int64_t(400)}) {
+    PendingSearch r = search_with(k, 0);
+    ASSERT_EQ(queue.push(r, 1000), PushResult::kQueued);
+  }
+  const std::vector<PendingSearch> first = queue.pop_batch(64, microseconds(0), milliseconds(10));
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[1].candidates, 2900);
+  const std::vector<PendingSearch> second = queue.pop_batch(64, microseconds(0), milliseconds(10));
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].candidates, 400);
+}
+
 }  // namespace
 }  // namespace argent
