@@ -10,7 +10,9 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <utility>
+#include <vector>
 
 namespace argent {
 
@@ -80,5 +82,24 @@ class QueueCharge {
   std::shared_ptr<QueueBudget> budget_;
   int64_t bytes_ = 0;
 };
+
+// The admission both queues apply under their lock: closed first, then the count, then the
+// bytes. On kQueued, `charge` holds `bytes` of `budget` until the request is destroyed.
+inline PushResult admit(bool closed, int64_t depth, int64_t capacity,
+                        const std::shared_ptr<QueueBudget>& budget, int64_t bytes,
+                        QueueCharge* charge) {
+  if (closed) return PushResult::kClosed;
+  if (depth >= capacity) return PushResult::kFull;
+  if (!budget->try_take(bytes)) return PushResult::kOverBytes;
+  *charge = QueueCharge(budget, bytes);
+  return PushResult::kQueued;
+}
+
+// What a request's routing envelope holds (capacities: what the allocator holds).
+inline int64_t envelope_bytes(const std::vector<std::string>& envelope) {
+  int64_t bytes = 0;
+  for (const std::string& frame : envelope) bytes += int64_t(sizeof frame + frame.capacity());
+  return bytes;
+}
 
 }  // namespace argent

@@ -26,25 +26,28 @@ bool joins(const PendingSearch& r, const PendingSearch& first, int64_t lo, int64
 // Capacities, not sizes: what the allocator holds. A short string's capacity (15) lives inside
 // the object and is counted twice; that slack is a few bytes a request.
 int64_t request_bytes(const PendingSearch& r) {
-  int64_t bytes = int64_t(sizeof(PendingSearch) + r.filter.capacity());
-  for (const std::string& frame : r.envelope) bytes += int64_t(sizeof frame + frame.capacity());
+  int64_t bytes =
+      int64_t(sizeof(PendingSearch) + r.filter.capacity()) + envelope_bytes(r.envelope);
   bytes += int64_t(r.embedding.capacity() * sizeof(float));
   bytes += int64_t(r.exclude_ids.capacity() * sizeof(int64_t));
   bytes += int64_t(r.task_weights.capacity() * sizeof(float));
   return bytes;
 }
 
+int64_t candidate_bytes(int64_t candidates, int ranks, int32_t code_dims) {
+  return int64_t(ranks) * int64_t(shard_block_bytes(1, candidates, code_dims));
+}
+
 int64_t search_bytes(const PendingSearch& r, int ranks, int32_t code_dims) {
-  return request_bytes(r) + int64_t(ranks) * int64_t(shard_block_bytes(1, r.candidates, code_dims));
+  return request_bytes(r) + candidate_bytes(r.candidates, ranks, code_dims);
 }
 
 PushResult RequestQueue::push(PendingSearch& r, int64_t bytes) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (closed_) return PushResult::kClosed;
-    if (int64_t(queue_.size()) >= capacity_) return PushResult::kFull;
-    if (!budget_->try_take(bytes)) return PushResult::kOverBytes;
-    r.charge = QueueCharge(budget_, bytes);
+    const PushResult admitted =
+        admit(closed_, int64_t(queue_.size()), capacity_, budget_, bytes, &r.charge);
+    if (admitted != PushResult::kQueued) return admitted;
     queue_.push_back(std::move(r));
   }
   cv_.notify_one();

@@ -40,8 +40,10 @@ struct PendingSearch {
 // What `r` holds in memory: the decoded request, not its wire size (exclude_ids are 8 bytes
 // each here whatever their varint length).
 int64_t request_bytes(const PendingSearch& r);
-// What serve.max_queue_bytes counts for `r`: request_bytes(r) and the candidate lists its step
-// gathers on rank 0 from `ranks` ranks (shard_block_bytes, `code_dims` with a reranker). The
+// The candidate lists a step gathers on rank 0 for one query of `candidates` from `ranks` ranks
+// (shard_block_bytes, `code_dims` with a reranker).
+int64_t candidate_bytes(int64_t candidates, int ranks, int32_t code_dims);
+// What serve.max_queue_bytes counts for `r`: request_bytes(r) and its candidate_bytes. The
 // lists dominate for a search with many exclude_ids: 100,000 of them are 800 KB in the request
 // and 1.2 MB of candidates from each rank.
 int64_t search_bytes(const PendingSearch& r, int ranks, int32_t code_dims);
@@ -57,8 +59,9 @@ class RequestQueue {
   PushResult push(PendingSearch& r, int64_t bytes);
 
   // Dynamic batching: waits up to `idle_wait` for a first request, then collects requests that
-  // can share its step (same nprobe / exact, and candidates within a factor of about 2 of the
-  // first's: see same_step) until `max_batch` or until `max_wait` after the first one arrived.
+  // can share its step (same nprobe / exact, and candidates within a factor of about 2 of every
+  // other member's: see joins()) until `max_batch` or until `max_wait` after the first one
+  // arrived.
   // Returns an empty batch on timeout or once closed and drained.
   std::vector<PendingSearch> pop_batch(int max_batch, std::chrono::microseconds max_wait,
                                        std::chrono::milliseconds idle_wait);

@@ -226,9 +226,8 @@ int run_coordinator(const Config& config, MpiCommunicator& control, Communicator
   // A search is charged the candidate lists it gathers from every rank: with a large
   // search.max_k over many ranks, a budget that holds only a few such searches turns large-k
   // traffic away (OVERLOADED) long before serve.max_queue. Say so at start, with the numbers.
-  const int64_t max_k_search = int64_t(control.size()) *
-                               int64_t(shard_block_bytes(1, config.search.max_k,
-                                                         config.rerank.enabled ? s.meta.d_pad : 0));
+  const int64_t max_k_search = candidate_bytes(config.search.max_k, control.size(),
+                                               config.rerank.enabled ? s.meta.d_pad : 0);
   if (max_k_search * 8 > config.serve.max_queue_bytes)
     ARGENT_LOG(kWarn, "serve.max_queue_bytes = ", config.serve.max_queue_bytes, " holds only ",
                config.serve.max_queue_bytes / max_k_search, " searches at search.max_k = ",

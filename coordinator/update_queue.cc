@@ -16,8 +16,7 @@ int64_t vector_bytes(const std::vector<T>& v) {
 }  // namespace
 
 int64_t request_bytes(const PendingMutation& m) {
-  int64_t bytes = int64_t(sizeof(PendingMutation));
-  for (const std::string& frame : m.envelope) bytes += int64_t(sizeof frame + frame.capacity());
+  int64_t bytes = int64_t(sizeof(PendingMutation)) + envelope_bytes(m.envelope);
   const ItemSet& items = m.batch.items;
   bytes += vector_bytes(items.ids) + vector_bytes(items.embeddings) +
            vector_bytes(items.feature_offsets) + vector_bytes(items.feature_ids) +
@@ -29,10 +28,9 @@ int64_t request_bytes(const PendingMutation& m) {
 PushResult MutationQueue::push(PendingMutation& m, int64_t bytes) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (closed_) return PushResult::kClosed;
-    if (int64_t(queue_.size()) >= capacity_) return PushResult::kFull;
-    if (!budget_->try_take(bytes)) return PushResult::kOverBytes;
-    m.charge = QueueCharge(budget_, bytes);
+    const PushResult admitted =
+        admit(closed_, int64_t(queue_.size()), capacity_, budget_, bytes, &m.charge);
+    if (admitted != PushResult::kQueued) return admitted;
     queue_.push_back(std::move(m));
   }
   if (wake_) wake_();

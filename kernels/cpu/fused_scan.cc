@@ -165,12 +165,19 @@ void score_and_collect(const ScanIndexView& index, const ScanQueriesView& querie
 }
 
 // Gathers the rows set in elig[0, nb).possible of the sub-chunk at row0 into whole blocks of
-// ts.packed_*; returns the packed row count. Rows past it in the last block are zero-scale pads.
-int64_t pack_rows(const ScanIndexView& index, int64_t row0, const BlockEligibility* elig,
-                  int64_t nb, ThreadState& ts) {
+// ts.packed_*. Rows past them in the last block are zero-scale pads.
+void pack_rows(const ScanIndexView& index, int64_t row0, const BlockEligibility* elig,
+               int64_t nb, ThreadState& ts) {
   const int d_pad = index.d_pad;
   const size_t bb = block_bytes(d_pad);
   const int groups = d_pad / kGroupDims;
+  const size_t rows = size_t(nb * kBlockRows);
+  if (ts.packed_rows.size() < rows) {  // sized on a thread's first pack, not for every scan
+    ts.packed_codes.resize(size_t(nb) * bb);
+    ts.packed_scales.resize(rows);
+    ts.packed_rows.resize(rows);
+    ts.packed_definite.resize(size_t(nb));
+  }
   int64_t c = 0;
   for (int64_t b = 0; b < nb; ++b) {
     const int8_t* src = index.codes + size_t((row0 + b * kBlockRows) / kBlockRows) * bb;
@@ -191,7 +198,6 @@ int64_t pack_rows(const ScanIndexView& index, int64_t row0, const BlockEligibili
     ts.packed_scales[size_t(pad)] = 0.0f;
     ts.packed_rows[size_t(pad)] = -1;
   }
-  return c;
 }
 
 void scan_work_item(const ScanIndexView& index, const ScanQueriesView& queries,
@@ -219,13 +225,6 @@ void scan_work_item(const ScanIndexView& index, const ScanQueriesView& queries,
   }
   std::vector<BlockEligibility>& elig = ts.elig;
   elig.resize(plan_ids.size() * size_t(sub_blocks));
-  const size_t packed_rows = size_t(sub_blocks * kBlockRows);
-  if (ts.packed_rows.size() < packed_rows) {
-    ts.packed_codes.assign(size_t(sub_blocks) * block_bytes(d_pad), 0);
-    ts.packed_scales.assign(packed_rows, 0.0f);
-    ts.packed_rows.assign(packed_rows, -1);
-    ts.packed_definite.assign(size_t(sub_blocks), 0);
-  }
 
   TileScratch x;
   std::vector<int32_t>& dense_queries = ts.dense_queries;  // scan the blocks in place
@@ -269,13 +268,16 @@ void scan_work_item(const ScanIndexView& index, const ScanQueriesView& queries,
             const int nt = int(std::min<size_t>(kMaxTileQueries, members.size() - t0));
             for (int t = 0; t < nt; ++t)
               for (int64_t b = 0; b < packed_blocks; ++b)
-                x.eligible[t * packed_blocks + b] = b + 1 < packed_blocks ? uint16_t(0xFFFF) : last_mask;
+                x.eligible[t * packed_blocks + b] =
+                    b + 1 < packed_blocks ? uint16_t(0xFFFF) : last_mask;
             score_and_collect(
                 index, queries, members.data() + t0, nt, ts.packed_codes.data(),
                 ts.packed_scales.data(), packed_blocks,
-                [&](int64_t b, int r) { return int64_t(ts.packed_rows[size_t(b * kBlockRows + r)]); },
-                [&](int, int64_t b, int r) { return (ts.packed_definite[size_t(b)] >> r) & 1u; }, x,
-                ts);
+                [&](int64_t b, int r) {
+                  return int64_t(ts.packed_rows[size_t(b * kBlockRows + r)]);
+                },
+                [&](int, int64_t b, int r) { return (ts.packed_definite[size_t(b)] >> r) & 1u; },
+                x, ts);
           }
           continue;
         }
