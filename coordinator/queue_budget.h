@@ -27,22 +27,31 @@ enum class PushResult {
 // Bytes held by admitted requests against a limit. Thread-safe: charges are taken on the
 // gateway thread and given back on whichever thread destroys the request. Header-only, like
 // PendingSearch, which the fuzzers and validation tests use without the coordinator library.
+//
+// The last eighth of the budget is kept for small requests (at most 1/1024 of it, 32 KiB of the
+// default 32 MiB): a client that fills the budget with large requests would otherwise turn away
+// every other client's ordinary searches until its own were answered.
 class QueueBudget {
  public:
   explicit QueueBudget(int64_t limit) : limit_(limit) {}
 
-  // Takes `bytes` when they fit under the limit, or when nothing is held at all: a request
-  // larger than the whole budget is then served alone instead of being refused forever.
+  // Takes `bytes` when they fit under the limit (under large_limit() for a large request), or
+  // when nothing is held at all: a request larger than the whole budget is then served alone
+  // instead of being refused forever.
   bool try_take(int64_t bytes) {
+    const int64_t ceiling = bytes <= small_request() ? limit_ : large_limit();
     int64_t held = held_.load();
     for (;;) {
-      if (held != 0 && held + bytes > limit_) return false;
+      if (held != 0 && held + bytes > ceiling) return false;
       if (held_.compare_exchange_weak(held, held + bytes)) return true;
     }
   }
   void give_back(int64_t bytes) { held_.fetch_sub(bytes); }
   int64_t held() const { return held_.load(); }
   int64_t limit() const { return limit_; }
+  // Requests of at most this many bytes may use the whole limit; larger ones large_limit().
+  int64_t small_request() const { return limit_ / 1024; }
+  int64_t large_limit() const { return limit_ - limit_ / 8; }
 
  private:
   const int64_t limit_;

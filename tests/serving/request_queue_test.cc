@@ -72,7 +72,7 @@ TEST(QueueBytes, DecodedSizeCountsExcludedIdsAndTheirCandidates) {
 TEST(QueueBytes, SearchesPastTheBudgetAreRefusedAndTheBytesComeBackWhenAnswered) {
   RequestQueue queue(/*capacity=*/100000, kBudget);
   const int64_t each = search_bytes(search_with(10, 20000), kRanks, 0);
-  const int64_t fits = kBudget / each;
+  const int64_t fits = QueueBudget(kBudget).large_limit() / each;  // large: short of the reserve
   ASSERT_GE(fits, 2) << "the budget must hold a few requests for this test to mean anything";
   for (int64_t i = 0; i < fits; ++i) {
     PendingSearch r = search_with(10, 20000);
@@ -90,6 +90,7 @@ TEST(QueueBytes, SearchesPastTheBudgetAreRefusedAndTheBytesComeBackWhenAnswered)
   // everyone.
   PendingSearch small = search_with(10, 0);
   const int64_t small_bytes = search_bytes(small, kRanks, 0);
+  ASSERT_LE(small_bytes, QueueBudget(kBudget).small_request());
   ASSERT_LE(fits * each + small_bytes, kBudget);
   EXPECT_EQ(queue.push(small, small_bytes), PushResult::kQueued);
 
@@ -106,6 +107,23 @@ TEST(QueueBytes, SearchesPastTheBudgetAreRefusedAndTheBytesComeBackWhenAnswered)
   popped.clear();
   EXPECT_EQ(queue.held_bytes(), 0);
   EXPECT_EQ(queue.push(still_refused, each), PushResult::kQueued);
+}
+
+// A client that keeps the budget full of large requests cannot refuse everyone else: the last
+// eighth is for small ones (the gateway's hostile-client tests flaked on exactly this, answering
+// well-behaved searches OVERLOADED).
+TEST(QueueBytes, SmallRequestsKeepTheirReserveBesideLargeOnes) {
+  QueueBudget budget(kBudget);
+  const int64_t large = budget.small_request() + 1, small = budget.small_request();
+  int64_t taken = 0;
+  while (budget.try_take(large)) taken += large;
+  EXPECT_LE(taken, budget.large_limit());
+  EXPECT_GT(taken + large, budget.large_limit());
+  int64_t small_taken = 0;
+  while (budget.try_take(small)) small_taken += small;
+  EXPECT_GE(small_taken, kBudget / 8 - large) << "the small requests' reserve was not there";
+  EXPECT_LE(budget.held(), kBudget);
+  EXPECT_FALSE(budget.try_take(large));
 }
 
 TEST(QueueBytes, CountLimitAndCloseStillApply) {
@@ -140,7 +158,7 @@ TEST(QueueBytes, WritesPastTheBudgetAreRefusedAndTheBytesComeBackWhenAcknowledge
   MutationQueue queue(/*capacity=*/100000, kBudget, nullptr);
   const int64_t each = request_bytes(upsert_of(1000, 128));
   EXPECT_GE(each, 1000 * 128 * 4);  // the embeddings, decoded
-  const int64_t fits = kBudget / each;
+  const int64_t fits = QueueBudget(kBudget).large_limit() / each;
   ASSERT_GE(fits, 2);
   for (int64_t i = 0; i < fits; ++i) {
     PendingMutation m = upsert_of(1000, 128);
