@@ -22,6 +22,9 @@ using Clock = std::chrono::steady_clock;
 
 constexpr size_t kMaxRequestBytes = 8192;  // a longer request is answered from its first line
 constexpr std::chrono::milliseconds kStopCheck{200};  // the loop wakes this often for stop_
+// Out of descriptors (EMFILE/ENFILE) the pending client stays in the backlog and the listening
+// socket stays readable: polling it again at once would spin a core until a descriptor frees.
+constexpr std::chrono::milliseconds kAcceptBackoff{100};
 
 bool would_block(int error) { return error == EAGAIN || error == EWOULDBLOCK; }
 
@@ -85,11 +88,15 @@ MetricsHttpServer::~MetricsHttpServer() {
 void MetricsHttpServer::run() {
   std::vector<Connection> open;
   std::vector<pollfd> fds;
+  Clock::time_point accept_after = Clock::now();
   while (!stop_) {
-    // At capacity the listening socket is left out: new clients wait in the backlog until an
-    // open connection ends, which its deadline bounds.
-    fds.assign(1, pollfd{listen_fd_, short(open.size() < kMaxMetricsConnections ? POLLIN : 0), 0});
+    // At capacity, or backing off after running out of descriptors, the listening socket is left
+    // out: new clients wait in the backlog until an open connection ends (its deadline bounds
+    // that) or the back-off ends.
+    const bool accepting = open.size() < kMaxMetricsConnections && Clock::now() >= accept_after;
+    fds.assign(1, pollfd{listen_fd_, short(accepting ? POLLIN : 0), 0});
     Clock::time_point wake = Clock::now() + kStopCheck;
+    if (!accepting) wake = std::min(wake, std::max(accept_after, Clock::now()));
     for (const Connection& c : open) {
       fds.push_back(pollfd{c.fd, short(c.response.empty() ? POLLIN : POLLOUT), 0});
       wake = std::min(wake, c.deadline);
@@ -112,7 +119,8 @@ void MetricsHttpServer::run() {
         c.done = true;
       }
     }
-    if (fds[0].revents & POLLIN) accept_clients(open);
+    if ((fds[0].revents & POLLIN) && !accept_clients(open))
+      accept_after = Clock::now() + kAcceptBackoff;
     const Clock::time_point now = Clock::now();
     for (Connection& c : open)
       if (c.done || now >= c.deadline) ::close(c.fd);
@@ -123,15 +131,24 @@ void MetricsHttpServer::run() {
   for (const Connection& c : open) ::close(c.fd);
 }
 
-void MetricsHttpServer::accept_clients(std::vector<Connection>& open) {
+bool MetricsHttpServer::accept_clients(std::vector<Connection>& open) {
   while (open.size() < kMaxMetricsConnections) {
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd < 0) return;  // EAGAIN: none left; anything else: the client is gone already
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+      if (!out_of_descriptors_logged_)
+        ARGENT_LOG(kWarn, "metrics endpoint: cannot accept a scrape: ", std::strerror(errno),
+                   "; retrying every ", kAcceptBackoff.count(), " ms");
+      out_of_descriptors_logged_ = true;
+      return false;
+    }
+    if (fd < 0) return true;  // EAGAIN: none left; anything else: that client is gone already
+    out_of_descriptors_logged_ = false;
     Connection c;
     c.fd = fd;
     c.deadline = Clock::now() + kMetricsRequestDeadline;
     open.push_back(std::move(c));
   }
+  return true;
 }
 
 void MetricsHttpServer::read_request(Connection& c) {

@@ -38,8 +38,9 @@ class MetricsHttpServer {
  private:
   struct Connection;
   void run();
-  // Takes every waiting client, up to kMaxMetricsConnections open.
-  void accept_clients(std::vector<Connection>& open);
+  // Takes every waiting client, up to kMaxMetricsConnections open; false when the process is
+  // out of descriptors (the caller backs off instead of polling the listening socket again).
+  bool accept_clients(std::vector<Connection>& open);
   // Reads what `c` has sent without blocking; once its request is complete, answers it.
   void read_request(Connection& c);
   // Sends what `c` is still owed without blocking; marks it done once all is sent.
@@ -51,6 +52,7 @@ class MetricsHttpServer {
   int listen_fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};
+  bool out_of_descriptors_logged_ = false;  // the serving thread's only
   std::thread thread_;
 };
 

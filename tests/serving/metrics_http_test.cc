@@ -7,8 +7,12 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <prometheus/counter.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
 
 #include <atomic>
 #include <chrono>
@@ -151,6 +155,50 @@ TEST_F(MetricsHttp, ManyScrapesAtOnceAreAllAnswered) {
   const std::string response = client.read_all();
   EXPECT_EQ(response.rfind("HTTP/1.1 404 Not Found\r\n", 0), 0u) << response;
   EXPECT_NE(response.find("/metrics"), std::string::npos);
+}
+
+// CPU seconds this process has used (every thread).
+double process_cpu_seconds() {
+  timespec t{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+// Out of file descriptors, accept() fails with EMFILE and leaves the client in the backlog, so
+// the listening socket stays readable. The server used to poll it again at once: one core spun
+// at 100 % until a descriptor was freed. Now it backs off, and serves the client once it can.
+TEST_F(MetricsHttp, OutOfDescriptorsTheServerWaitsInsteadOfSpinningAndServesLater) {
+  // Lower the limit to just above what is open, take every descriptor left but one, and
+  // connect with that one: the server cannot accept (connect() itself needs no accept()).
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  int highest = ::dup(0);
+  ASSERT_GE(highest, 0);
+  ::close(highest);
+  rlimit low = old;
+  low.rlim_cur = rlim_t(highest + 8);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> fillers;
+  for (int fd; (fd = ::dup(0)) >= 0;) fillers.push_back(fd);
+  const int exhausted = errno;
+  ASSERT_FALSE(fillers.empty());
+  ::close(fillers.back());
+  fillers.pop_back();
+  RawClient pending(server_->port());
+  ASSERT_TRUE(pending.connected());
+  ASSERT_TRUE(pending.send("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+
+  const double cpu_before = process_cpu_seconds();
+  std::this_thread::sleep_for(milliseconds(600));
+  const double cpu_used = process_cpu_seconds() - cpu_before;
+
+  for (int fd : fillers) ::close(fd);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
+  EXPECT_EQ(exhausted, EMFILE);
+  std::printf("CPU used in 0.6 s without descriptors: %.3f s\n", cpu_used);
+  EXPECT_LT(cpu_used, 0.2);  // spinning took ~0.6 s of one core
+  const std::string response = pending.read_all();
+  EXPECT_NE(response.find("argent_test_scrapes_total 7"), std::string::npos) << response;
 }
 
 }  // namespace
