@@ -410,6 +410,43 @@ TEST_P(QuantizeTest, SubnormalRowsQuantizeLikeScaledRows) {
 
 // Round trip: every dequantized value is within half a quantization step of the (normalized)
 // input, and the largest-magnitude element is represented as +-127 exactly.
+// Rows near float's top (norm above 2^126, so 1 / ||x|| is subnormal) quantize like the same row
+// scaled down by a power of two: identical codes, and a scale larger by exactly that power.
+// Before, their normalized values were computed through a subnormal 1 / ||x|| and lost bits.
+TEST_P(QuantizeTest, HugeRowsQuantizeLikeScaledRows) {
+  const auto [dim, normalize] = GetParam();
+  const uint64_t seed = test::test_seed(89 + uint64_t(dim));
+  SCOPED_TRACE(test::seed_note(seed));
+  Rng rng(seed);
+  const int d_pad = padded_dim(dim);
+  const int64_t n = 40;
+  // Integers below 2^13 times 2^114 are exact floats up to 2^127; times 2^-10 exact normal ones.
+  std::uniform_int_distribution<int> integer(-8191, 8191);
+  std::vector<float> huge(static_cast<size_t>(n * dim)), plain(huge.size());
+  for (size_t i = 0; i < huge.size(); ++i) {
+    const int m = integer(rng);
+    huge[i] = std::ldexp(float(m), 114);
+    plain[i] = std::ldexp(float(m), -10);
+  }
+  huge[0] = std::numeric_limits<float>::max();  // a row whose only non-zero is float's largest
+  plain[0] = std::ldexp(std::numeric_limits<float>::max(), -124);
+  for (int j = 1; j < dim; ++j) huge[size_t(j)] = plain[size_t(j)] = 0.0f;
+
+  std::vector<int8_t> huge_codes(static_cast<size_t>(n * d_pad)), plain_codes(huge_codes.size());
+  std::vector<float> huge_scales(static_cast<size_t>(n)), plain_scales(static_cast<size_t>(n));
+  quantize_rows(huge.data(), n, dim, d_pad, normalize, huge_codes.data(), huge_scales.data(),
+                nullptr);
+  quantize_rows(plain.data(), n, dim, d_pad, normalize, plain_codes.data(), plain_scales.data(),
+                nullptr);
+  EXPECT_EQ(huge_codes, plain_codes);
+  for (int64_t i = 0; i < n; ++i) {
+    SCOPED_TRACE(::testing::Message() << "row " << i);
+    const float want = normalize ? plain_scales[size_t(i)]
+                                 : std::ldexp(plain_scales[size_t(i)], 124);
+    EXPECT_EQ(huge_scales[size_t(i)], want);
+  }
+}
+
 TEST_P(QuantizeTest, RoundTripErrorIsHalfAStep) {
   const auto [dim, normalize] = GetParam();
   const uint64_t seed = test::test_seed(57 + uint64_t(dim));

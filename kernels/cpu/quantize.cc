@@ -7,17 +7,21 @@
 namespace argent {
 namespace {
 
-// A row whose largest magnitude is below 2^kTinyRowExponent is first scaled up by a power of two,
-// exactly: for smaller rows, 1 / ||x|| and 127 / max|x| overflow float (a subnormal row used to
-// get scale inf, which no rank can apply). Rows in the normal range keep the plain arithmetic, so
-// their codes and scales do not depend on this.
-constexpr int kTinyRowExponent = -60;
+// A row whose largest magnitude is outside [2^-kRowExponentBound, 2^kRowExponentBound) is first
+// scaled by an exact power of two into it. For smaller rows 1 / ||x|| and 127 / max|x| overflow
+// float (a subnormal row used to get scale inf, which no rank can apply); for larger ones
+// 1 / ||x|| is subnormal (norm > 2^126) and the normalized values lose their precision. Rows in
+// the range keep the plain arithmetic, so their codes and scales do not depend on this.
+constexpr int kRowExponentBound = 60;
 
-// The exact power-of-two factor that lifts a row with largest magnitude `amax` to at least
-// 2^kTinyRowExponent; 1 for rows already there (and for zero rows). At most 2^89, a float.
-float tiny_row_factor(float amax) {
-  if (!(amax > 0) || std::ilogb(amax) >= kTinyRowExponent) return 1.0f;
-  return std::ldexp(1.0f, kTinyRowExponent - std::ilogb(amax));
+// The exact power-of-two factor that brings a row with largest magnitude `amax` into the range:
+// at most 2^89 up, 2^-67 down, both floats; 1 for rows already there (and for zero rows).
+float row_range_factor(float amax) {
+  if (!(amax > 0) || !std::isfinite(amax)) return 1.0f;
+  const int exponent = std::ilogb(amax);
+  if (exponent < -kRowExponentBound) return std::ldexp(1.0f, -kRowExponentBound - exponent);
+  if (exponent >= kRowExponentBound) return std::ldexp(1.0f, kRowExponentBound - 1 - exponent);
+  return 1.0f;
 }
 
 }  // namespace
@@ -30,7 +34,7 @@ void quantize_rows(const float* x, int64_t n, int dim, int d_pad, bool normalize
     int8_t* out = codes + i * d_pad;
     float raw_max = 0;
     for (int j = 0; j < dim; ++j) raw_max = std::max(raw_max, std::fabs(row[j]));
-    const float lift = tiny_row_factor(raw_max);
+    const float lift = row_range_factor(raw_max);
     float norm_inv = 1.0f;
     if (normalize) {
       double sq = 0;
@@ -49,7 +53,7 @@ void quantize_rows(const float* x, int64_t n, int dim, int d_pad, bool normalize
         sum += out[j];
       }
     }
-    // Normalized rows do not depend on the lift; raw rows take it back out of the scale.
+    // Normalized rows do not depend on the factor; raw rows take it back out of the scale.
     scales[i] = normalize ? amax / 127.0f : amax / 127.0f / lift;
     if (bias) bias[i] = 128 * sum;
   }
