@@ -27,12 +27,19 @@ double bound_margin(double query_norm, double centroid_norm, double radius) {
 ListBounds::ListBounds(const ShardIndex& shard, const QuantizedCentroids& centroids)
     : centroids_(centroids) {
   const IndexMeta& meta = shard.meta();
+  ARGENT_ASSERT(centroids.n_clusters == meta.nlist && centroids.d_pad == meta.d_pad,
+                "centroids of ", centroids.n_clusters, " lists for an index of ", meta.nlist);
+  compute_all(shard);
+}
+
+void ListBounds::compute_all(const ShardIndex& shard) {
+  const QuantizedCentroids& centroids = centroids_;
+  const IndexMeta& meta = shard.meta();
   const int64_t nlist = meta.nlist;
   const int d_pad = meta.d_pad;
-  ARGENT_ASSERT(centroids.n_clusters == nlist && centroids.d_pad == d_pad, "centroids of ",
-                centroids.n_clusters, " lists for an index of ", nlist);
   radius_.assign(size_t(nlist), -1.0);
   centroid_norm_.assign(size_t(nlist), 0.0);
+  version_ = shard.version();
   const ShardTensors& t = shard.tensors();
   const int64_t* offsets = t.list_offsets.data_ptr<int64_t>();
   const int64_t* sizes = t.list_sizes.data_ptr<int64_t>();
@@ -68,6 +75,36 @@ ListBounds::ListBounds(const ShardIndex& shard, const QuantizedCentroids& centro
   }
 }
 
+void ListBounds::sync(const ShardIndex& shard) {
+  if (shard.version() == version_) return;
+  std::vector<int64_t> rows;
+  if (!shard.rows_written_since(version_, &rows)) {
+    compute_all(shard);
+    return;
+  }
+  // A written row's list is the one whose row range holds it: the lists sorted by first row.
+  const ShardTensors& t = shard.tensors();
+  const int64_t nlist = shard.meta().nlist;
+  const int64_t* offsets = t.list_offsets.data_ptr<int64_t>();
+  const int64_t* sizes = t.list_sizes.data_ptr<int64_t>();
+  const int64_t* ids = t.ids.data_ptr<int64_t>();
+  std::vector<int64_t> by_start(static_cast<size_t>(nlist));
+  std::iota(by_start.begin(), by_start.end(), int64_t(0));
+  std::sort(by_start.begin(), by_start.end(),
+            [&](int64_t a, int64_t b) { return offsets[a] < offsets[b]; });
+  for (const int64_t row : rows) {
+    if (ids[row] == kEmptyId) continue;  // a delete, or a row written and deleted since
+    const auto after = std::upper_bound(by_start.begin(), by_start.end(), row,
+                                        [&](int64_t r, int64_t l) { return r < offsets[l]; });
+    ARGENT_ASSERT(after != by_start.begin(), "live row ", row, " lies before every list");
+    const int64_t list = *(after - 1);
+    ARGENT_ASSERT(row < offsets[list] + sizes[list], "live row ", row, " is past list ", list,
+                  "'s rows");
+    include(shard, row, list);
+  }
+  version_ = shard.version();
+}
+
 void ListBounds::include(const ShardIndex& shard, int64_t row, int64_t list) {
   const int d_pad = shard.meta().d_pad;
   std::vector<int8_t> c(static_cast<size_t>(d_pad)), x(static_cast<size_t>(d_pad));
@@ -85,7 +122,10 @@ void ListBounds::include(const ShardIndex& shard, int64_t row, int64_t list) {
 }
 
 void ListBounds::search(const ShardIndex& shard, const QueryBatch& q, int64_t k, int first_pass,
-                        int threads, float* scores, int64_t* ids, ScanStats* stats) const {
+                        int threads, float* scores, int64_t* ids, int64_t* rows,
+                        ScanStats* stats) const {
+  ARGENT_ASSERT(shard.version() == version_, "list bounds of shard version ", version_,
+                " used on version ", shard.version(), ": sync() after writes");
   const int64_t nlist = centroids_.n_clusters, stride = centroids_.n_rows, n = q.n;
   const int d_pad = q.d_pad;
   std::vector<float> centroid_scores(size_t(n * stride));
@@ -131,7 +171,7 @@ void ListBounds::search(const ShardIndex& shard, const QueryBatch& q, int64_t k,
 
   // Pass 1: the `first_pass` most promising lists of every query.
   ScanProbesView probes1{lists1.data(), width1};
-  fused_scan(shard.view(), qv, probes1, k, scores, ids, nullptr, stats, threads);
+  fused_scan(shard.view(), qv, probes1, k, scores, ids, rows, stats, threads);
   if (k == 0) return;
 
   // Pass 2: every further list whose bound reaches the k-th score found so far.
@@ -150,34 +190,41 @@ void ListBounds::search(const ShardIndex& shard, const QueryBatch& q, int64_t k,
   for (int64_t i = 0; i < n; ++i)
     std::copy(more[size_t(i)].begin(), more[size_t(i)].end(), lists2.begin() + i * width2);
   std::vector<float> scores2(size_t(n * k));
-  std::vector<int64_t> ids2(size_t(n * k));
+  std::vector<int64_t> ids2(size_t(n * k)), rows2(rows ? size_t(n * k) : 0);
   ScanProbesView probes2{lists2.data(), width2};
-  fused_scan(shard.view(), qv, probes2, k, scores2.data(), ids2.data(), nullptr, stats, threads);
+  fused_scan(shard.view(), qv, probes2, k, scores2.data(), ids2.data(),
+             rows ? rows2.data() : nullptr, stats, threads);
 
   // Merge the two passes (disjoint lists) in the scan's total order.
   std::vector<float> s(static_cast<size_t>(k));
-  std::vector<int64_t> d(static_cast<size_t>(k));
+  std::vector<int64_t> d(static_cast<size_t>(k)), w(static_cast<size_t>(k));
   for (int64_t i = 0; i < n; ++i) {
     float* s1 = scores + i * k;
     int64_t* d1 = ids + i * k;
+    int64_t* w1 = rows ? rows + i * k : nullptr;
     const float* s2 = scores2.data() + i * k;
     const int64_t* d2 = ids2.data() + i * k;
+    const int64_t* w2 = rows ? rows2.data() + i * k : nullptr;
     int64_t a = 0, b = 0;
     for (int64_t o = 0; o < k; ++o) {
       const bool has_a = a < k && d1[a] != kEmptyId, has_b = b < k && d2[b] != kEmptyId;
       if (has_a && (!has_b || s1[a] > s2[b] || (s1[a] == s2[b] && d1[a] < d2[b]))) {
         s[size_t(o)] = s1[a];
+        w[size_t(o)] = w1 ? w1[a] : -1;
         d[size_t(o)] = d1[a++];
       } else if (has_b) {
         s[size_t(o)] = s2[b];
+        w[size_t(o)] = w2 ? w2[b] : -1;
         d[size_t(o)] = d2[b++];
       } else {
         s[size_t(o)] = -INFINITY;
+        w[size_t(o)] = -1;
         d[size_t(o)] = kEmptyId;
       }
     }
     std::copy(s.begin(), s.end(), s1);
     std::copy(d.begin(), d.end(), d1);
+    if (w1) std::copy(w.begin(), w.end(), w1);
   }
 }
 

@@ -22,24 +22,33 @@ namespace argent {
 
 class ListBounds {
  public:
-  // Radii of every list of `shard` around the quantized centroids.
+  // Radii of every list of `shard` around the quantized centroids, as of shard.version().
   ListBounds(const ShardIndex& shard, const QuantizedCentroids& centroids);
 
-  // scores/ids [q.n, k] as fused_scan writes them. `threads` as for fused_scan.
+  // Brings the radii up to date with every write to `shard` since the last sync (or the
+  // construction), so that each covers its list's live items again: the rows the shard's change
+  // journal names are included one by one; after a reallocation (a list grew, compaction, a
+  // partition added whole) or a journal overflow every radius is computed again, one pass over
+  // the shard's codes. Deletes shrink no radius (a bound may over-estimate; it only has to hold
+  // for every live item). Call it after writes and before the next search; not thread-safe.
+  void sync(const ShardIndex& shard);
+
+  // scores/ids/rows [q.n, k] as fused_scan writes them (rows may be null). `threads` as for
+  // fused_scan. `shard` must be the one synced last, unchanged since (asserted by version).
   void search(const ShardIndex& shard, const QueryBatch& q, int64_t k, int first_pass,
-              int threads, float* scores, int64_t* ids, ScanStats* stats) const;
+              int threads, float* scores, int64_t* ids, int64_t* rows, ScanStats* stats) const;
 
   const std::vector<double>& radius() const { return radius_; }
 
-  // Keeps the bound valid after `row` of `shard` was written into `list` by an upsert: the
-  // list's radius grows to cover it. Deletes and compaction need nothing (a radius may
-  // over-estimate; the bound only has to hold for every live item).
+ private:
+  void compute_all(const ShardIndex& shard);
+  // Grows list `list`'s radius to cover `row` of `shard`.
   void include(const ShardIndex& shard, int64_t row, int64_t list);
 
- private:
   QuantizedCentroids centroids_;     // a copy: the engine that owns this object may move
   std::vector<double> radius_;         // [nlist]; -1 for a list with no live item
   std::vector<double> centroid_norm_;  // [nlist] ‖ĉ_l‖
+  uint64_t version_ = 0;               // the shard's version() the radii cover
 };
 
 }  // namespace argent

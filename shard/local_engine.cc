@@ -32,18 +32,28 @@ LocalEngine LocalEngine::open(const std::string& dir, const Config& config) {
 
 void LocalEngine::upsert(const ItemSet& items) {
   const std::vector<PreparedItem> prepared = prepare_upserts(items, meta(), prober_.centroids());
-  for (const PreparedItem& item : prepared) {
-    const int64_t row = shard_.upsert(item);
-    bounds_.include(shard_, row, item.list);
-  }
   scanner_.invalidate();
+  try {
+    for (const PreparedItem& item : prepared) shard_.upsert(item);
+  } catch (...) {
+    bounds_.sync(shard_);  // the items written before the failure
+    throw;
+  }
+  bounds_.sync(shard_);
 }
 
 int64_t LocalEngine::remove(const std::vector<int64_t>& ids) {
   int64_t removed = 0;
   for (int64_t id : ids) removed += shard_.remove(id) ? 1 : 0;
+  bounds_.sync(shard_);
   scanner_.invalidate();
   return removed;
+}
+
+void LocalEngine::compact() {
+  shard_.compact();
+  bounds_.sync(shard_);
+  scanner_.invalidate();
 }
 
 SearchResults LocalEngine::search(const float* queries, int64_t n, int dim,
@@ -86,7 +96,8 @@ SearchResults LocalEngine::search(const float* queries, int64_t n, int dim,
       // A first pass as wide as the default probe finds most queries' top k; the bounds then
       // name the few other lists that could still hold a better (or tying) item.
       bounds_.search(shard_, q, opts.k, std::max(1, config_.search.nprobe), opts.threads,
-                     out.scores.data() + q0 * opts.k, out.ids.data() + q0 * opts.k, &stats);
+                     out.scores.data() + q0 * opts.k, out.ids.data() + q0 * opts.k, nullptr,
+                     &stats);
     } else {
       search_shard(shard_, q, exact ? nullptr : lists.data(), nprobe, opts.k, opts.threads,
                    out.scores.data() + q0 * opts.k, out.ids.data() + q0 * opts.k, nullptr, &stats);

@@ -54,7 +54,7 @@ class LocalEngine {
   // nothing. remove returns how many of `ids` were present.
   void upsert(const ItemSet& items);
   int64_t remove(const std::vector<int64_t>& ids);
-  void compact() { shard_.compact(); }
+  void compact();
 
   const IndexMeta& meta() const { return shard_.meta(); }
   const ShardIndex& shard() const { return shard_; }
