@@ -362,91 +362,79 @@ TEST_P(QuantizeTest, MatchesFloat64Formula) {
   EXPECT_LE(halfway, kMaxHalfwayCodes) << "too many codes off by one from the float64 reference";
 }
 
+// Rows of exact floats m * 2^exponent (|m| < 2^13, first row a lone `first`) and the same rows
+// at m * 2^-10 (first row first * 2^(-10 - exponent)), each exactly representable.
+struct ScaledRows {
+  std::vector<float> scaled, plain;
+};
+ScaledRows scaled_rows(Rng& rng, int64_t n, int dim, int exponent, float first) {
+  std::uniform_int_distribution<int> integer(-8191, 8191);
+  ScaledRows r;
+  r.scaled.resize(static_cast<size_t>(n * dim));
+  r.plain.resize(r.scaled.size());
+  for (size_t i = 0; i < r.scaled.size(); ++i) {
+    const int m = integer(rng);
+    r.scaled[i] = std::ldexp(float(m), exponent);
+    r.plain[i] = std::ldexp(float(m), -10);
+  }
+  for (int j = 0; j < dim; ++j) r.scaled[size_t(j)] = r.plain[size_t(j)] = 0.0f;
+  r.scaled[0] = first;
+  r.plain[0] = float(std::ldexp(double(first), -10 - exponent));
+  return r;
+}
+
+// Rows scaled by 2^(exponent + 10) against float's range quantize like the plain ones: identical
+// codes and biases, and a finite scale, equal when normalized, else 2^(exponent + 10) times the
+// plain one rounded once to a (possibly subnormal) float.
+void expect_quantized_like_plain(int dim, bool normalize, const ScaledRows& rows, int exponent) {
+  const int d_pad = padded_dim(dim);
+  const int64_t n = int64_t(rows.plain.size()) / dim;
+  std::vector<int8_t> codes(static_cast<size_t>(n * d_pad)), plain_codes(codes.size());
+  std::vector<float> scales(static_cast<size_t>(n)), plain_scales(static_cast<size_t>(n));
+  std::vector<int32_t> bias(static_cast<size_t>(n)), plain_bias(static_cast<size_t>(n));
+  quantize_rows(rows.scaled.data(), n, dim, d_pad, normalize, codes.data(), scales.data(),
+                bias.data());
+  quantize_rows(rows.plain.data(), n, dim, d_pad, normalize, plain_codes.data(),
+                plain_scales.data(), plain_bias.data());
+  EXPECT_EQ(codes, plain_codes);
+  EXPECT_EQ(bias, plain_bias);
+  for (int64_t i = 0; i < n; ++i) {
+    SCOPED_TRACE(::testing::Message() << "row " << i);
+    ASSERT_TRUE(std::isfinite(scales[size_t(i)]));
+    const double want =
+        normalize ? plain_scales[size_t(i)] : std::ldexp(double(plain_scales[size_t(i)]), exponent + 10);
+    EXPECT_LE(std::fabs(double(scales[size_t(i)]) - want),
+              double(std::numeric_limits<float>::denorm_min()));
+  }
+}
+
 // Subnormal rows (an upsert of [1e-40] * d once got scale inf, which no rank could apply and
-// which the write-ahead log replayed on every restart) quantize like the same row scaled up by a
-// power of two: identical codes, and a finite scale smaller by exactly that power where float can
-// hold it.
+// which the write-ahead log replayed on every restart) quantize like the same rows scaled up.
 TEST_P(QuantizeTest, SubnormalRowsQuantizeLikeScaledRows) {
   const auto [dim, normalize] = GetParam();
   const uint64_t seed = test::test_seed(83 + uint64_t(dim));
   SCOPED_TRACE(test::seed_note(seed));
   Rng rng(seed);
-  const int d_pad = padded_dim(dim);
-  const int64_t n = 40;
-  // Integers below 2^13 times 2^-140 are exact subnormals; times 2^-10 exact normal floats.
-  std::uniform_int_distribution<int> integer(-8191, 8191);
-  std::vector<float> tiny(static_cast<size_t>(n * dim)), plain(tiny.size());
-  for (size_t i = 0; i < tiny.size(); ++i) {
-    const int m = integer(rng);
-    tiny[i] = std::ldexp(float(m), -140);
-    plain[i] = std::ldexp(float(m), -10);
-  }
-  tiny[0] = std::numeric_limits<float>::denorm_min();  // a row whose only non-zero is 2^-149
-  plain[0] = std::ldexp(1.0f, -19);
-  for (int j = 1; j < dim; ++j) tiny[size_t(j)] = plain[size_t(j)] = 0.0f;
-
-  std::vector<int8_t> tiny_codes(static_cast<size_t>(n * d_pad)), plain_codes(tiny_codes.size());
-  std::vector<float> tiny_scales(static_cast<size_t>(n)), plain_scales(static_cast<size_t>(n));
-  std::vector<int32_t> tiny_bias(static_cast<size_t>(n)), plain_bias(static_cast<size_t>(n));
-  quantize_rows(tiny.data(), n, dim, d_pad, normalize, tiny_codes.data(), tiny_scales.data(),
-                tiny_bias.data());
-  quantize_rows(plain.data(), n, dim, d_pad, normalize, plain_codes.data(), plain_scales.data(),
-                plain_bias.data());
-  EXPECT_EQ(tiny_codes, plain_codes);
-  EXPECT_EQ(tiny_bias, plain_bias);
-  for (int64_t i = 0; i < n; ++i) {
-    SCOPED_TRACE(::testing::Message() << "row " << i);
-    ASSERT_TRUE(std::isfinite(tiny_scales[size_t(i)]));
-    if (normalize) {
-      EXPECT_EQ(tiny_scales[size_t(i)], plain_scales[size_t(i)]);
-    } else {
-      // The scale is 2^-130 times the plain one, rounded once to a (possibly subnormal) float.
-      const double want = std::ldexp(double(plain_scales[size_t(i)]), -130);
-      EXPECT_LE(std::fabs(double(tiny_scales[size_t(i)]) - want),
-                double(std::numeric_limits<float>::denorm_min()));
-    }
-  }
+  // 2^-140 times integers below 2^13: exact subnormals; the first row's lone 2^-149 the least.
+  expect_quantized_like_plain(
+      dim, normalize, scaled_rows(rng, 40, dim, -140, std::numeric_limits<float>::denorm_min()),
+      -140);
 }
 
-// Round trip: every dequantized value is within half a quantization step of the (normalized)
-// input, and the largest-magnitude element is represented as +-127 exactly.
-// Rows near float's top (norm above 2^126, so 1 / ||x|| is subnormal) quantize like the same row
-// scaled down by a power of two: identical codes, and a scale larger by exactly that power.
-// Before, their normalized values were computed through a subnormal 1 / ||x|| and lost bits.
+// Rows near float's top (norm above 2^126, so 1 / ||x|| is subnormal) quantize like the same rows
+// scaled down. Before, their normalized values went through that subnormal and lost bits.
 TEST_P(QuantizeTest, HugeRowsQuantizeLikeScaledRows) {
   const auto [dim, normalize] = GetParam();
   const uint64_t seed = test::test_seed(89 + uint64_t(dim));
   SCOPED_TRACE(test::seed_note(seed));
   Rng rng(seed);
-  const int d_pad = padded_dim(dim);
-  const int64_t n = 40;
-  // Integers below 2^13 times 2^114 are exact floats up to 2^127; times 2^-10 exact normal ones.
-  std::uniform_int_distribution<int> integer(-8191, 8191);
-  std::vector<float> huge(static_cast<size_t>(n * dim)), plain(huge.size());
-  for (size_t i = 0; i < huge.size(); ++i) {
-    const int m = integer(rng);
-    huge[i] = std::ldexp(float(m), 114);
-    plain[i] = std::ldexp(float(m), -10);
-  }
-  huge[0] = std::numeric_limits<float>::max();  // a row whose only non-zero is float's largest
-  plain[0] = std::ldexp(std::numeric_limits<float>::max(), -124);
-  for (int j = 1; j < dim; ++j) huge[size_t(j)] = plain[size_t(j)] = 0.0f;
-
-  std::vector<int8_t> huge_codes(static_cast<size_t>(n * d_pad)), plain_codes(huge_codes.size());
-  std::vector<float> huge_scales(static_cast<size_t>(n)), plain_scales(static_cast<size_t>(n));
-  quantize_rows(huge.data(), n, dim, d_pad, normalize, huge_codes.data(), huge_scales.data(),
-                nullptr);
-  quantize_rows(plain.data(), n, dim, d_pad, normalize, plain_codes.data(), plain_scales.data(),
-                nullptr);
-  EXPECT_EQ(huge_codes, plain_codes);
-  for (int64_t i = 0; i < n; ++i) {
-    SCOPED_TRACE(::testing::Message() << "row " << i);
-    const float want = normalize ? plain_scales[size_t(i)]
-                                 : std::ldexp(plain_scales[size_t(i)], 124);
-    EXPECT_EQ(huge_scales[size_t(i)], want);
-  }
+  // 2^114 times integers below 2^13: exact floats up to 2^127; the first row float's largest.
+  expect_quantized_like_plain(
+      dim, normalize, scaled_rows(rng, 40, dim, 114, std::numeric_limits<float>::max()), 114);
 }
 
+// Round trip: every dequantized value is within half a quantization step of the (normalized)
+// input, and the largest-magnitude element is represented as +-127 exactly.
 TEST_P(QuantizeTest, RoundTripErrorIsHalfAStep) {
   const auto [dim, normalize] = GetParam();
   const uint64_t seed = test::test_seed(57 + uint64_t(dim));
