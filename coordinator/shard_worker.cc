@@ -9,20 +9,12 @@
 #include "common/error.h"
 #include "kernels/layout.h"
 #include "shard/local_engine.h"
-#include "shard/prober.h"
 
 namespace argent {
 
-ShardWorker::ShardWorker(ShardIndex shard, int rank, const SearchConfig& search, int gpu)
-    : shard_(std::move(shard)),
-      rank_(rank),
-      threads_(search.threads),
-      exact_first_pass_(std::max(1, search.nprobe)),
-      scanner_(search.device, gpu, search.module) {
-  // The GPU scans every list of an exact step at memory speed, and a module runs its own scan.
-  if (!scanner_.on_gpu() && search.module.empty())
-    bounds_ = std::make_unique<ListBounds>(shard_, Prober(shard_.meta()).centroids());
-}
+ShardWorker::ShardWorker(ShardIndex shard, int rank, int threads, const std::string& device,
+                         int gpu, const std::string& module)
+    : shard_(std::move(shard)), rank_(rank), threads_(threads), scanner_(device, gpu, module) {}
 
 std::vector<uint8_t> ShardWorker::search(const SearchStep& step) const {
   const int64_t n = step.queries.n, k = step.k;
@@ -38,15 +30,8 @@ std::vector<uint8_t> ShardWorker::search(const SearchStep& step) const {
   const auto start = std::chrono::steady_clock::now();
   std::vector<int64_t> rows;
   if (step.with_codes) rows.resize(static_cast<size_t>(n * k));
-  int64_t* rows_out = step.with_codes ? rows.data() : nullptr;
-  if (step.nprobe == 0 && bounds_) {
-    bounds_->sync(shard_);  // the update path wrote between steps, on this thread
-    bounds_->search(shard_, step.queries, k, exact_first_pass_, threads_, scores, ids, rows_out,
-                    nullptr);
-  } else {
-    scanner_.scan(shard_, step.queries, step.nprobe > 0 ? step.lists.data() : nullptr,
-                  step.nprobe, k, threads_, scores, ids, rows_out, nullptr);
-  }
+  scanner_.scan(shard_, step.queries, step.nprobe > 0 ? step.lists.data() : nullptr, step.nprobe,
+                k, threads_, scores, ids, step.with_codes ? rows.data() : nullptr, nullptr);
   if (step.with_codes) {
     // Rows leave the blocked layout as plain [d_pad] code vectors; the coordinator dequantizes
     // them (codes * scale) exactly as the index scored them.

@@ -3,12 +3,9 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <vector>
 
-#include "common/config.h"
 #include "coordinator/step_protocol.h"
-#include "shard/exact_search.h"
 #include "shard/shard_index.h"
 #include "shard/shard_scanner.h"
 
@@ -16,11 +13,10 @@ namespace argent {
 
 class ShardWorker {
  public:
-  // search.device (cpu or cuda; with cuda the shard is scanned on GPU `gpu`), search.module
-  // ("" for the built-in scan; shard/module_scanner.h) and search.threads say how it scans.
-  // Exact steps on the built-in CPU scan skip the lists whose bound rules them out
-  // (shard/exact_search.h), with a first pass of search.nprobe lists.
-  ShardWorker(ShardIndex shard, int rank, const SearchConfig& search, int gpu = 0);
+  // `device`: search.device (cpu or cuda); with cuda the shard is scanned on GPU `gpu`.
+  // `module`: search.module ("" for the built-in scan; shard/module_scanner.h).
+  ShardWorker(ShardIndex shard, int rank, int threads, const std::string& device = "cpu",
+              int gpu = 0, const std::string& module = "");
 
   // Runs `step` and returns this rank's block (shard_block_bytes(n, k)).
   std::vector<uint8_t> search(const SearchStep& step) const;
@@ -37,11 +33,7 @@ class ShardWorker {
   ShardIndex shard_;
   int rank_;
   int threads_;
-  int exact_first_pass_;
   mutable ShardScanner scanner_;  // search() is logically const; the GPU copy is a cache
-  // The CPU scan's list bounds (null on the GPU or a module), a cache of shard_ synced by
-  // search() before each exact step.
-  mutable std::unique_ptr<ListBounds> bounds_;
 };
 
 // The index-wide list sizes and Bloom summaries the prober needs: sums and ORs over every rank's
