@@ -176,7 +176,10 @@ size_t shard_block_bytes(int64_t n, int64_t k, int32_t code_dims) {
   const size_t rows = size_t(n * k);
   size_t bytes = sizeof(ShardBlockHeader) + rows * (sizeof(float) + sizeof(int64_t));
   if (code_dims > 0) bytes += rows * (sizeof(float) + size_t(code_dims));
-  return bytes;
+  // The ranks' blocks lie end to end in the gathered buffer: rounded up to the header's
+  // alignment, rank r's header and ids stay 8-byte aligned (with n * k odd they did not).
+  constexpr size_t kAlign = alignof(ShardBlockHeader);
+  return (bytes + kAlign - 1) / kAlign * kAlign;
 }
 
 void shard_block_pointers(uint8_t* block, int64_t n, int64_t k, ShardBlockHeader** header,

@@ -93,9 +93,14 @@ void ShardIndex::append_features(int64_t row,
     // Amortized doubling: the pool is append-only between compactions.
     const int64_t cap = std::max<int64_t>(need, 2 * t_.feature_ids.size(0) + 64);
     at::Tensor ids = at::empty({cap}, at::kInt), values = at::empty({cap}, at::kLong);
-    std::memcpy(ids.data_ptr(), t_.feature_ids.data_ptr(), size_t(pool_used_) * sizeof(int32_t));
-    std::memcpy(values.data_ptr(), t_.feature_values.data_ptr(),
-                size_t(pool_used_) * sizeof(int64_t));
+    // An empty pool (a shard that held no partition) has null data pointers, and memcpy from
+    // null is undefined even for 0 bytes.
+    if (pool_used_ > 0) {
+      std::memcpy(ids.data_ptr(), t_.feature_ids.data_ptr(),
+                  size_t(pool_used_) * sizeof(int32_t));
+      std::memcpy(values.data_ptr(), t_.feature_values.data_ptr(),
+                  size_t(pool_used_) * sizeof(int64_t));
+    }
     t_.feature_ids = ids;
     t_.feature_values = values;
   }

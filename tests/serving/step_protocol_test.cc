@@ -149,6 +149,25 @@ TEST(StepChecks, BlocksMustEchoTheirStep) {
             "rank 2 answered step 18 (batch 9) with batch = 8, expected batch = 9");
 }
 
+// The merger reads rank r's block in place at r * shard_block_bytes of the gathered buffer: with
+// n * k odd an unpadded plain block (48 + 12 n k bytes) put rank 1's header and ids 4 bytes off
+// their alignment (UBSan: misaligned ShardBlockHeader in Merger::answer).
+TEST(StepChecks, GatheredBlocksStayAligned) {
+  for (const int32_t code_dims : {0, 32})
+    for (int64_t n = 1; n <= 3; ++n)
+      for (int64_t k = 1; k <= 7; ++k) {
+        const size_t bytes = shard_block_bytes(n, k, code_dims);
+        ASSERT_EQ(bytes % alignof(ShardBlockHeader), 0u) << "n " << n << " k " << k;
+        std::vector<uint8_t> gathered(3 * bytes);
+        for (size_t r = 0; r < 3; ++r) {
+          const ShardBlockView v = shard_block(gathered.data() + r * bytes, n, k, code_dims);
+          EXPECT_EQ(reinterpret_cast<uintptr_t>(v.header) % alignof(ShardBlockHeader), 0u);
+          EXPECT_EQ(reinterpret_cast<uintptr_t>(v.ids) % alignof(int64_t), 0u);
+          EXPECT_EQ(reinterpret_cast<uintptr_t>(v.scores) % alignof(float), 0u);
+        }
+      }
+}
+
 TEST(Merge, EqualsSortOfTheUnion) {
   std::mt19937_64 rng(3);
   for (int trial = 0; trial < 50; ++trial) {
