@@ -164,7 +164,7 @@ TEST_F(GatewayAuth, UnknownKeyAndNullClientAreRefusedAndLogged) {
   // late, into the next second: a NULL client retries, each time in a fresh second, until its
   // refusal is logged (it is refused every time; only the log line is rate-limited).
   bool logged = false;
-  for (int attempt = 0; attempt < 5 && !logged; ++attempt) {
+  for (int attempt = 0; attempt < 10 && !logged; ++attempt) {
     std::this_thread::sleep_for(milliseconds(1100));
     {
       Client plain(cluster_->endpoint);  // NULL security
