@@ -2,6 +2,7 @@
 // AVX-512 VNNI) must give bit-identical scores to a plain nested loop; quantization must follow
 // its documented formula; the blocked layout must match kernels/layout.h's drawing.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -12,6 +13,7 @@
 
 #include "common/error.h"
 #include "kernels/cpu/dense_scores.h"
+#include "kernels/cpu/kmeans.h"
 #include "kernels/cpu/layout_pack.h"
 #include "kernels/cpu/quantize.h"
 #include "kernels/cpu/score_tile.h"
@@ -518,6 +520,36 @@ TEST(Layout, PackUnpackClearFollowTheDrawing) {
         }
       }
   }
+}
+
+// ---- k-means ----------------------------------------------------------------------------------
+
+// num_threads is a request, and the runtime may form a smaller team than omp_get_max_threads()
+// (OMP_THREAD_LIMIT, OMP_DYNAMIC, nested regions). With max-active-levels 0 every region runs on
+// one thread while omp_get_max_threads() still says 4: k-means must reduce over the thread that
+// ran, not read the accumulators of three that never did. One thread either way is the same
+// computation, so the centroids must be bit-identical to a run with one thread asked for.
+TEST(KMeans, ATeamSmallerThanAskedForGivesTheOneThreadCentroids) {
+  const uint64_t seed = test::test_seed(13);
+  SCOPED_TRACE(test::seed_note(seed));
+  Rng rng(seed);
+  constexpr int64_t kN = 2000;
+  constexpr int kDim = 24;
+  const std::vector<float> x = test::random_normal(rng, size_t(kN * kDim));
+  KMeansParams p;
+  p.n_clusters = 16;
+  p.seed = seed;
+  const int saved_threads = omp_get_max_threads();
+  const int saved_levels = omp_get_max_active_levels();
+  omp_set_num_threads(1);
+  const std::vector<float> asked_one = spherical_kmeans(x.data(), kN, kDim, p);
+  omp_set_num_threads(4);
+  omp_set_max_active_levels(0);
+  const std::vector<float> given_one = spherical_kmeans(x.data(), kN, kDim, p);
+  omp_set_max_active_levels(saved_levels);
+  omp_set_num_threads(saved_threads);
+  ASSERT_EQ(given_one.size(), asked_one.size());
+  EXPECT_EQ(std::memcmp(given_one.data(), asked_one.data(), asked_one.size() * sizeof(float)), 0);
 }
 
 }  // namespace

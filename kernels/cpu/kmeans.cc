@@ -106,9 +106,15 @@ std::vector<float> spherical_kmeans(const float* x, int64_t n, int dim, const KM
     // Update: per-thread sums, then reduce, then normalize.
     std::vector<std::vector<double>> sums(static_cast<size_t>(n_threads));
     std::vector<std::vector<int64_t>> counts(static_cast<size_t>(n_threads));
+    // num_threads is a request: under OMP_THREAD_LIMIT or OMP_DYNAMIC the team can be smaller
+    // than omp_get_max_threads(), and the accumulators of threads that never ran stay empty.
+    // The reduction below covers the team that ran (read after the region's closing barrier).
+    int team = 1;
 #pragma omp parallel num_threads(n_threads)
     {
       const int t = omp_get_thread_num();
+#pragma omp master
+      team = omp_get_num_threads();
       sums[size_t(t)].assign(size_t(k * dim), 0.0);
       counts[size_t(t)].assign(size_t(k), 0);
 #pragma omp for schedule(static)
@@ -120,9 +126,9 @@ std::vector<float> spherical_kmeans(const float* x, int64_t n, int dim, const KM
       }
     }
     std::vector<int64_t> count(static_cast<size_t>(k), 0);
-    for (int t = 1; t < n_threads; ++t)
+    for (int t = 1; t < team; ++t)
       for (int64_t i = 0; i < k * dim; ++i) sums[0][size_t(i)] += sums[size_t(t)][size_t(i)];
-    for (int t = 0; t < n_threads; ++t)
+    for (int t = 0; t < team; ++t)
       for (int64_t c = 0; c < k; ++c) count[size_t(c)] += counts[size_t(t)][size_t(c)];
     // Empty clusters take the sample points worst served by their centroids.
     std::vector<int64_t> worst;
