@@ -87,7 +87,8 @@ RankState load_rank(const Config& config, MpiCommunicator& control) {
              " items (partition map epoch ", s.map.epoch(), ")");
   s.worker = std::make_unique<ShardWorker>(std::move(shard), control.rank(), config.search.threads,
                                            config.search.device, control.local_rank(),
-                                           config.search.module);
+                                           config.search.module,
+                                           config.search.gpu_filter_cache_mb);
   return s;
 }
 

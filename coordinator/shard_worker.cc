@@ -13,8 +13,11 @@
 namespace argent {
 
 ShardWorker::ShardWorker(ShardIndex shard, int rank, int threads, const std::string& device,
-                         int gpu, const std::string& module)
-    : shard_(std::move(shard)), rank_(rank), threads_(threads), scanner_(device, gpu, module) {}
+                         int gpu, const std::string& module, int64_t gpu_filter_cache_mb)
+    : shard_(std::move(shard)),
+      rank_(rank),
+      threads_(threads),
+      scanner_(device, gpu, module, gpu_filter_cache_mb) {}
 
 std::vector<uint8_t> ShardWorker::search(const SearchStep& step) const {
   const int64_t n = step.queries.n, k = step.k;

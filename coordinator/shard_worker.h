@@ -15,8 +15,10 @@ class ShardWorker {
  public:
   // `device`: search.device (cpu or cuda); with cuda the shard is scanned on GPU `gpu`.
   // `module`: search.module ("" for the built-in scan; shard/module_scanner.h).
+  // gpu_filter_cache_mb: search.gpu_filter_cache_mb (shard/shard_scanner.h).
   ShardWorker(ShardIndex shard, int rank, int threads, const std::string& device = "cpu",
-              int gpu = 0, const std::string& module = "");
+              int gpu = 0, const std::string& module = "",
+              int64_t gpu_filter_cache_mb = SearchConfig{}.gpu_filter_cache_mb);
 
   // Runs `step` and returns this rank's block (shard_block_bytes(n, k)).
   std::vector<uint8_t> search(const SearchStep& step) const;

@@ -4,8 +4,10 @@
 #include <cstring>
 #include <vector>
 
+#include "common/config.h"
 #include "common/cuda_check.h"
 #include "kernels/cuda/device_array.h"
+#include "kernels/cuda/filter_cache.h"
 #include "kernels/layout.h"
 
 namespace argent {
@@ -70,24 +72,30 @@ struct GpuShard::State {
   const float* device_centroid_scales = nullptr;
   uint64_t version = 0;
   int64_t pool_used = 0, pool_capacity = 0;
-  // Per batch.
+  // Exact words of recurring filters over this copy's rows; sync() refreshes the written blocks.
+  GpuFilterCache filter_cache{size_t(SearchConfig{}.gpu_filter_cache_mb) << 20};
+  DeviceArray written_blocks;
+  // Per batch; the plans also on the host, for the filter cache's keys.
   DeviceArray q_codes, q_scales, q_ops, q_begin, q_len, q_plan, lists, out_scores, out_ids,
       out_rows;
+  std::vector<FilterOp> ops;
+  std::vector<int32_t> begin, len;
 
   ~State() {
     if (stream) cudaStreamDestroy(stream);
   }
 
   GpuQueriesView upload_queries(const QueryBatch& q) {
-    // The plan arrays below are pageable temporaries: each async copy stages them before
-    // returning, so they may go out of scope at once.
+    // The plan arrays are pageable: each async copy stages them before returning, so they may
+    // change at once.
     GpuQueriesView v;
     v.n = q.n;
     v.codes = upload<int8_t>(q_codes, q.codes.data(), q.codes.size(), stream);
     v.scales = upload<float>(q_scales, q.scales.data(), q.scales.size(), stream);
+    ops.clear();
+    begin.clear();
+    len.clear();
     if (!q.plans.empty()) {
-      std::vector<FilterOp> ops;
-      std::vector<int32_t> begin, len;
       for (const FilterPlan& p : q.plans) {
         begin.push_back(int32_t(ops.size()));
         len.push_back(int32_t(p.ops.size()));
@@ -152,6 +160,9 @@ bool GpuShard::sync(const ShardIndex& shard) {
   const int64_t words = d.bloom_words;
   cudaStream_t stream = s_->stream;
   // Whole 16-row blocks (a block's codes interleave its rows), a run of adjacent blocks per copy.
+  std::vector<int64_t> blocks;  // written, each once (rows come in ascending order)
+  for (int64_t r : rows)
+    if (blocks.empty() || blocks.back() != r / kBlockRows) blocks.push_back(r / kBlockRows);
   for (size_t i = 0; i < rows.size();) {
     const int64_t first = rows[i] / kBlockRows;
     int64_t last = first;
@@ -179,6 +190,9 @@ bool GpuShard::sync(const ShardIndex& shard) {
                                                 s_->device_centroid_scales, stream);
   s_->version = shard.version();
   s_->pool_used = pool_used;
+  // The written rows' eligibility may have changed: their blocks' filter words are recomputed.
+  const int64_t* d_blocks = upload<int64_t>(s_->written_blocks, blocks.data(), blocks.size(), stream);
+  s_->filter_cache.refresh_blocks(d, d_blocks, int64_t(blocks.size()), stream);
   return true;
 }
 
@@ -197,6 +211,12 @@ void GpuShard::search(const QueryBatch& q, bool exact, const int32_t* lists, int
   o.candidate_cap = tuning.candidate_cap;
   if (!exact && lists)
     o.probes = upload<int32_t>(s_->lists, lists, size_t(q.n) * nprobe, s_->stream);
+  if (!s_->begin.empty()) {
+    o.filter_cache = &s_->filter_cache;
+    o.host_plan_ops = s_->ops.data();
+    o.host_plan_begin = s_->begin.data();
+    o.host_plan_len = s_->len.data();
+  }
   const size_t out = size_t(q.n) * size_t(k);
   float* d_scores = s_->out_scores.reserve_as<float>(out);
   int64_t* d_ids = s_->out_ids.reserve_as<int64_t>(out);
@@ -219,8 +239,12 @@ void GpuShard::probe(const QueryBatch& q, int nprobe, int32_t* lists) {
                                cudaMemcpyDeviceToHost));
 }
 
+void GpuShard::set_filter_cache_bytes(size_t max_bytes) {
+  s_->filter_cache.set_capacity(max_bytes);
+}
+
 size_t GpuShard::device_bytes() const {
-  size_t b = s_->tables->device_bytes();
+  size_t b = s_->tables->device_bytes() + s_->filter_cache.device_bytes();
   for (const DeviceArray* a :
        {&s_->codes, &s_->scales, &s_->ids, &s_->signatures, &s_->list_offsets, &s_->list_sizes,
         &s_->list_summaries, &s_->f_offset, &s_->f_count, &s_->f_ids, &s_->f_values,

@@ -15,8 +15,9 @@ namespace argent {
 class GpuShard {};
 #endif
 
-ShardScanner::ShardScanner(const std::string& device, int gpu, const std::string& module)
-    : gpu_(gpu) {
+ShardScanner::ShardScanner(const std::string& device, int gpu, const std::string& module,
+                           int64_t gpu_filter_cache_mb)
+    : gpu_(gpu), gpu_filter_cache_bytes_(size_t(gpu_filter_cache_mb) << 20) {
   ARGENT_CHECK(device == "cpu" || device == "cuda", "search.device '", device,
                "' is not cpu or cuda");
   cuda_ = device == "cuda";
@@ -65,6 +66,7 @@ void ShardScanner::scan(const ShardIndex& shard, const QueryBatch& q, const int3
     const IndexMeta& m = shard.meta();
     const QuantizedCentroids c = quantize_centroids(m.centroids.data(), m.nlist, m.dim);
     gpu_shard_ = std::make_unique<GpuShard>(shard, c, gpu_);
+    gpu_shard_->set_filter_cache_bytes(gpu_filter_cache_bytes_);
   }
   stale_ = false;
   gpu_shard_->search(q, lists == nullptr, lists, nprobe, k, scores, ids, rows, nullptr,

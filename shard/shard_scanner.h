@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "common/config.h"
 #include "shard/query_batch.h"
 #include "shard/shard_index.h"
 
@@ -20,7 +21,9 @@ class ShardScanner {
   // without the CUDA backend or on a machine without a GPU.
   // `module`: search.module, a saved ArgentRetrieval whose scan runs instead of the built-in one
   // over this shard's tensors (shard/module_scanner.h); "" for none. It needs device "cpu".
-  ShardScanner(const std::string& device, int gpu, const std::string& module = "");
+  // gpu_filter_cache_mb: search.gpu_filter_cache_mb, the GPU copy's filter cache.
+  ShardScanner(const std::string& device, int gpu, const std::string& module = "",
+               int64_t gpu_filter_cache_mb = SearchConfig{}.gpu_filter_cache_mb);
   ~ShardScanner();
   ShardScanner(ShardScanner&&) noexcept;
   ShardScanner& operator=(ShardScanner&&) noexcept;
@@ -41,6 +44,7 @@ class ShardScanner {
  private:
   bool cuda_ = false;
   int gpu_ = 0;
+  size_t gpu_filter_cache_bytes_ = 0;
   bool stale_ = true;
   std::unique_ptr<GpuShard> gpu_shard_;
   std::unique_ptr<ModuleScanner> module_;

@@ -41,6 +41,7 @@ class DeviceArray {
     return static_cast<T*>(reserve(count * sizeof(T) + 16));
   }
   size_t bytes() const { return bytes_; }
+  void* data() const { return ptr_; }
 
  private:
   void release() {

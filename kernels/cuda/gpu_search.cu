@@ -13,6 +13,7 @@
 
 #include "common/cuda_check.h"
 #include "kernels/cuda/device_array.h"
+#include "kernels/cuda/filter_cache.h"
 #include "kernels/cuda/search_steps.h"
 #include "kernels/layout.h"
 
@@ -264,7 +265,16 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   int64_t pair_stride = 0;
   const int64_t list_blocks = longest_list_blocks(index);
   const int64_t n_pairs = n * nprobe;
-  if (queries.plan_of_query && queries.n_plans >= 1 && queries.n_plans <= cuda::kMaxBlockPlans) {
+  // Words from the filter cache are exact for every row, so the collect needs no checks either.
+  bool exact_words_everywhere = false;
+  const bool few_plans = queries.plan_of_query && queries.n_plans >= 1 &&
+                         queries.n_plans <= cuda::kMaxBlockPlans;
+  if (few_plans && o.filter_cache && o.host_plan_ops &&
+      o.filter_cache->lookup(index, o.host_plan_ops, o.host_plan_begin, o.host_plan_len,
+                             queries.n_plans, stream, &block_plans, &plan_rows)) {
+    exact_words_everywhere = true;
+    timer.mark("cached plans");
+  } else if (few_plans) {
     uint32_t* out = b.block_plans.reserve_as<uint32_t>(
         size_t(queries.n_plans) * size_t(index.scan.n_rows / kBlockRows));
     auto* counts = b.plan_rows.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1);
@@ -321,7 +331,8 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   pass.plan_rows = plan_rows;
   pass.pair_stride = pair_stride;
   pass.pair_rows = pair_rows;
-  pass.exact_words = block_plans != nullptr && plan.stride == 1;  // every block was sampled
+  // Every block was sampled, or the words came from the filter cache.
+  pass.exact_words = block_plans != nullptr && (plan.stride == 1 || exact_words_everywhere);
   cuda::Candidates cand;
   cand.n = n;
   const size_t sort_items = size_t(plan.flat ? plan.flat_slots : n * plan.cap);
@@ -410,6 +421,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     stats->resorted_queries = 0;
     stats->sample_stride = int(plan.stride);
     stats->flat_candidates = plan.flat;
+    stats->cached_filters = exact_words_everywhere;
     stats->workspace_bytes = b.bytes();
   }
   if (host_rescue == 0) return;

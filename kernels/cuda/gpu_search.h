@@ -34,6 +34,8 @@
 
 namespace argent {
 
+class GpuFilterCache;  // kernels/cuda/filter_cache.h
+
 // A shard's tensors in device memory (the layout of ScanIndexView, kernels/cpu/fused_scan.h),
 // plus tables derived by GpuIndexTables. Non-owning; every pointer is a device pointer.
 struct GpuIndexView {
@@ -98,6 +100,13 @@ struct GpuSearchOptions {
   // Order equal scores by id with a second, stable sort (any run length) instead of in place
   // (short runs only); the rescue of a query whose results meet a long run of ties sets it.
   bool stable_ties = false;
+  // Recurring filters (kernels/cuda/filter_cache.h): with a cache and the host copy of the
+  // batch's plans, a batch of at most 4 distinct filters takes their exact words over the whole
+  // index from the cache instead of evaluating them in a pre-pass.
+  GpuFilterCache* filter_cache = nullptr;
+  const FilterOp* host_plan_ops = nullptr;   // queries.plan_ops, on the host
+  const int32_t* host_plan_begin = nullptr;  // [queries.n_plans]
+  const int32_t* host_plan_len = nullptr;    // [queries.n_plans]
 };
 
 struct GpuSearchStats {
@@ -107,6 +116,7 @@ struct GpuSearchStats {
   size_t workspace_bytes = 0;  // device memory the batch used beyond index and outputs
   int sample_stride = 0;
   bool flat_candidates = false;  // one pool for the batch (large k), not a buffer per query
+  bool cached_filters = false;   // the filters' words came from the GpuFilterCache
 };
 
 // Owns the per-batch device buffers (grown on demand, reused across batches). Not thread-safe:

@@ -13,6 +13,7 @@
 
 #include "common/cuda_check.h"
 #include "kernels/cuda/device_array.h"
+#include "kernels/cuda/filter_cache.h"
 #include "kernels/cuda/gpu_build.h"
 #include "kernels/cuda/gpu_search.h"
 #include "shard/filter.h"
@@ -25,6 +26,7 @@ struct Handle {
   std::unique_ptr<GpuIndexTables> tables;
   GpuSearchWorkspace workspace;
   DeviceArray plan_ops, plan_begin, plan_len, plan_of_query;
+  GpuFilterCache filter_cache{0};  // off until argent_gpu_index_set_filter_cache
 };
 
 int fail(char* err, int err_len, const std::exception& e) {
@@ -126,11 +128,12 @@ int argent_gpu_search(void* handle, const int8_t* d_q_codes, const float* d_q_sc
     q.codes = d_q_codes;
     q.scales = d_q_scales;
     q.n = n;
+    std::vector<argent::FilterOp> ops;  // the batch's plans, on the host
+    std::vector<int32_t> begin, len;
     if (h_filters) {
       // Identical expressions compile once and share a plan, as on the CPU path.
       std::map<std::string, int32_t> plan_of_text;
-      std::vector<argent::FilterOp> ops;
-      std::vector<int32_t> begin, len, plan_of_query(static_cast<size_t>(n), -1);
+      std::vector<int32_t> plan_of_query(static_cast<size_t>(n), -1);
       for (int64_t i = 0; i < n; ++i) {
         const std::string text = h_filters[i] ? h_filters[i] : "";
         if (text.empty()) continue;
@@ -159,6 +162,12 @@ int argent_gpu_search(void* handle, const int8_t* d_q_codes, const float* d_q_sc
     o.k = k;
     o.exact = exact != 0;
     o.nprobe = nprobe;
+    if (q.n_plans > 0) {
+      o.filter_cache = &h->filter_cache;
+      o.host_plan_ops = ops.data();
+      o.host_plan_begin = begin.data();
+      o.host_plan_len = len.data();
+    }
     argent::GpuSearchStats st;
     argent::run_gpu_search(h->tables->view(), q, o, d_scores, d_ids, nullptr, h->workspace,
                            stats_out ? &st : nullptr, s);
@@ -173,6 +182,30 @@ int argent_gpu_search(void* handle, const int8_t* d_q_codes, const float* d_q_sc
   } catch (const std::exception& e) {
     return argent::fail(err, err_len, e);
   }
+}
+
+// The filter cache of recurring filters (kernels/cuda/filter_cache.h): up to max_bytes of exact
+// eligibility words on the GPU (a filter takes n_rows / 4 bytes); 0 turns it off (the default).
+// The index's tensors must not change while it is on (or call this again with 0 to forget).
+int argent_gpu_index_set_filter_cache(void* handle, int64_t max_bytes, char* err, int err_len) {
+  try {
+    ARGENT_CHECK(max_bytes >= 0, "filter cache size ", max_bytes, " is negative");
+    auto* h = static_cast<Handle*>(handle);
+    h->filter_cache.clear();
+    h->filter_cache.set_capacity(size_t(max_bytes));
+    return 0;
+  } catch (const std::exception& e) {
+    return argent::fail(err, err_len, e);
+  }
+}
+
+// out (host) receives {batches served from the cache, filters computed, evictions, device bytes}.
+void argent_gpu_filter_cache_stats(void* handle, int64_t* out) {
+  const auto& c = static_cast<Handle*>(handle)->filter_cache;
+  out[0] = c.stats().hits;
+  out[1] = c.stats().builds;
+  out[2] = c.stats().evictions;
+  out[3] = int64_t(c.device_bytes());
 }
 
 }  // extern "C"

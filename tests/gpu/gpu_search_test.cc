@@ -97,6 +97,8 @@ TEST_F(GpuSearchTest, ExactAndIvfEqualCpuForManyShapes) {
   Rng rng(seed);
   for (const int dim : {7, 64, 128, 200}) {
     auto f = make_fixture(seed + dim, 6000, dim, 24);
+    // The per-batch pre-passes, for every call (the filter cache has a test of its own).
+    f->gpu->set_filter_cache_bytes(0);
     const int64_t nq = 37;
     std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * dim));
     // Filter modes: 0 none; 1 a random expression for most queries (more distinct plans than
@@ -155,6 +157,71 @@ TEST_F(GpuSearchTest, ExactAndIvfEqualCpuForManyShapes) {
       }
     }
   }
+}
+
+TEST_F(GpuSearchTest, RecurringFiltersFromTheCacheEqualCpu) {
+  // A filter met in a second batch is evaluated exactly over every row once (GpuFilterCache)
+  // and later batches read its words instead of a pre-pass: the CPU's results, exact and IVF,
+  // one plan or several (with unfiltered queries), dense, selective and with NOT. A cache too
+  // small for a batch's plans leaves that batch to the pre-pass; filters that take turns in a
+  // cache of one evict each other.
+  const uint64_t seed = test::test_seed(907);
+  Rng rng(seed);
+  const int dim = 64;
+  auto f = make_fixture(seed, 6000, dim, 24);
+  const int64_t nq = 29;
+  std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * dim));
+  std::vector<std::vector<std::string>> filter_sets(4);
+  std::vector<std::string> shared;
+  for (int j = 0; j < 3; ++j) {
+    Rng style(seed + 100 + j);
+    shared.push_back(test::render_expr(test::random_expr(rng, 3, kFeatures, kValues), style));
+  }
+  for (int64_t i = 0; i < nq; ++i) {
+    filter_sets[0].push_back(shared[0]);
+    filter_sets[1].push_back(i % 4 == 0 ? "" : shared[size_t(i % 3)]);
+    filter_sets[2].push_back("1:2 AND NOT 2:3");  // about 12 % of the rows: gathered rows
+    filter_sets[3].push_back("NOT 1:1");
+  }
+  Prober prober(f->engine->meta());
+  const ScanIndexView v = f->engine->shard().view();
+  auto check_set = [&](const std::vector<std::string>& filters, const char* what,
+                       int64_t* cached_calls) {
+    const QueryBatch q = prepare_queries(x.data(), nq, dim, f->engine->meta(), filters);
+    const int nprobe = 5;
+    const std::vector<int32_t> lists = prober.probe(q, nprobe, v.list_sizes, v.list_summaries);
+    for (const int64_t k : {int64_t(10), int64_t(300)}) {
+      for (const int stride : {0, 1, 16}) {
+        GpuSearchStats stats;
+        EXPECT_TRUE(same(cpu_search(*f, q, nullptr, 0, k),
+                         gpu_search(*f, q, true, nullptr, 0, k, stride, &stats), k))
+            << what << " exact k " << k << " stride " << stride << " seed " << seed;
+        *cached_calls += stats.cached_filters;
+        EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), nprobe, k),
+                         gpu_search(*f, q, false, nullptr, nprobe, k, stride, &stats), k))
+            << what << " IVF k " << k << " stride " << stride << " seed " << seed;
+        *cached_calls += stats.cached_filters;
+      }
+    }
+  };
+  // 12 calls per set: the first meets its filters, the second computes their words, every
+  // later call reads them.
+  for (size_t s = 0; s < filter_sets.size(); ++s) {
+    int64_t cached = 0;
+    check_set(filter_sets[s], ("set " + std::to_string(s)).c_str(), &cached);
+    EXPECT_EQ(cached, 11) << "set " << s << ": every call after the first from the cache";
+  }
+  // Room for one filter's words: the three-plan set never fits (the pre-pass serves it), and
+  // two single filters taking turns evict each other.
+  f->gpu->set_filter_cache_bytes(size_t(v.n_rows / 16) * sizeof(uint32_t));
+  int64_t cached = 0;
+  check_set(filter_sets[1], "set 1, small cache", &cached);
+  EXPECT_EQ(cached, 0) << "three plans in a cache of one";
+  for (int turn = 0; turn < 3; ++turn) {
+    check_set(filter_sets[2], "set 2, taking turns", &cached);
+    check_set(filter_sets[3], "set 3, taking turns", &cached);
+  }
+  EXPECT_GT(cached, 0);
 }
 
 TEST_F(GpuSearchTest, CoarseSamplesAreRescuedExactly) {
@@ -393,10 +460,15 @@ TEST_F(GpuSearchTest, WritesSyncInPlaceAndSearchAsTheCpuDoes) {
       Outputs cpu{std::vector<float>(size_t(nq * k)), std::vector<int64_t>(size_t(nq * k))};
       search_shard(engine.shard(), q, nullptr, 0, k, 0, cpu.scores.data(), cpu.ids.data(),
                    nullptr, nullptr);
-      Outputs got{std::vector<float>(size_t(nq * k)), std::vector<int64_t>(size_t(nq * k))};
-      g.search(q, true, nullptr, 0, k, got.scores.data(), got.ids.data(), nullptr, nullptr,
-               GpuShard::Tuning{});
-      EXPECT_TRUE(same(cpu, got, k)) << when << " filter '" << filter << "' seed " << seed;
+      // Twice: a recurring filter's second batch is served from the filter cache, whose words
+      // must follow the writes (sync drops them).
+      for (int call = 0; call < 2; ++call) {
+        Outputs got{std::vector<float>(size_t(nq * k)), std::vector<int64_t>(size_t(nq * k))};
+        g.search(q, true, nullptr, 0, k, got.scores.data(), got.ids.data(), nullptr, nullptr,
+                 GpuShard::Tuning{});
+        EXPECT_TRUE(same(cpu, got, k))
+            << when << " filter '" << filter << "' call " << call << " seed " << seed;
+      }
     }
   };
 

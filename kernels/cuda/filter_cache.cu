@@ -1,0 +1,246 @@
+// GpuFilterCache (kernels/cuda/filter_cache.h): exact eligibility words of recurring filters.
+#include "kernels/cuda/filter_cache.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/cuda_check.h"
+#include "kernels/cuda/device_array.h"
+#include "kernels/cuda/device_utils.cuh"
+#include "kernels/layout.h"
+
+namespace argent {
+namespace {
+
+// Filters remembered as seen once, waiting for a second batch to be admitted.
+constexpr size_t kMaxSeen = 4096;
+constexpr int kWordsThreads = 256;  // 16 blocks of 16 rows per CTA, one thread per row
+
+// Whether `row` is live and passes the plan exactly: the Bloom plan (its truth table when it
+// compiled) first, the feature check only for the rows Bloom leaves uncertain. Rows outside
+// every list (spare rows, padding) are empty and never eligible.
+__device__ __forceinline__ bool row_eligible(const ScanIndexView& index,
+                                             const cuda::CompiledPlan& compiled,
+                                             const FilterOp* ops, int n_ops, int64_t row) {
+  if (index.ids[row] == kEmptyId) return false;
+  const int words = index.bloom_words;
+  const uint64_t* sig = index.signatures + row * words;
+  const cuda::PlanResult b = compiled.n_terms >= 0 && words <= 2
+                                 ? compiled.eval(sig[0], words == 2 ? sig[1] : 0)
+                                 : cuda::eval_plan_bloom(ops, n_ops, sig);
+  return b.possible && (b.definite || cuda::row_passes_exactly(index.features, ops, n_ops, row));
+}
+
+// The words of blocks[0 .. n_blocks) (every block when blocks is null), one thread per row and
+// a half-warp's ballot per block word; *eligible moves by the change in eligible rows (the old
+// words are read first: on a refresh they hold the rows before the write).
+__global__ void __launch_bounds__(kWordsThreads) exact_filter_words_kernel(
+    const __grid_constant__ ScanIndexView index, const FilterOp* ops, int n_ops,
+    const int64_t* blocks, int64_t n_blocks, uint32_t* out, unsigned long long* eligible) {
+  __shared__ cuda::CompiledPlan compiled;
+  __shared__ long long cta_change;
+  if (threadIdx.x == 0) {
+    compiled.compile(ops, n_ops);
+    cta_change = 0;
+  }
+  __syncthreads();
+  long long change = 0;
+  // The loop bound is the CTA's first row, so whole warps iterate together (the ballot).
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+       i - threadIdx.x < n_blocks * kBlockRows; i += int64_t(gridDim.x) * blockDim.x) {
+    const bool valid = i < n_blocks * kBlockRows;
+    const int64_t block = !valid ? 0 : blocks ? blocks[i / kBlockRows] : i / kBlockRows;
+    const bool ok = valid && row_eligible(index, compiled, ops, n_ops,
+                                          block * kBlockRows + i % kBlockRows);
+    const uint32_t bits = (__ballot_sync(0xFFFFFFFFu, ok) >> (threadIdx.x & 16)) & 0xFFFFu;
+    if (valid && (threadIdx.x & 15) == 0) {
+      const uint32_t old = blocks ? out[block] & 0xFFFFu : 0u;
+      out[block] = bits | bits << 16;
+      change += __popc(bits) - __popc(old);
+    }
+  }
+  if (change) atomicAdd(reinterpret_cast<unsigned long long*>(&cta_change),
+                        static_cast<unsigned long long>(change));
+  __syncthreads();
+  // Two's complement: adding a negative change as unsigned subtracts it.
+  if (threadIdx.x == 0 && cta_change)
+    atomicAdd(eligible, static_cast<unsigned long long>(cta_change));
+}
+
+void launch_words(const ScanIndexView& index, const FilterOp* ops, int n_ops,
+                  const int64_t* blocks, int64_t n_blocks, uint32_t* out,
+                  unsigned long long* eligible, cudaStream_t stream) {
+  if (n_blocks <= 0) return;
+  const int64_t ctas = std::min<int64_t>(
+      (n_blocks * kBlockRows + kWordsThreads - 1) / kWordsThreads, int64_t(1) << 20);
+  exact_filter_words_kernel<<<unsigned(ctas), kWordsThreads, 0, stream>>>(
+      index, ops, n_ops, blocks, n_blocks, out, eligible);
+  ARGENT_CUDA_CHECK_LAUNCH("exact_filter_words_kernel");
+}
+
+std::string key_of(const FilterOp* ops, int n_ops) {
+  return std::string(reinterpret_cast<const char*>(ops), size_t(n_ops) * sizeof(FilterOp));
+}
+
+}  // namespace
+
+struct GpuFilterCache::Entry {
+  std::string key;
+  DeviceArray ops, words, counts;  // counts: {eligible rows, rows}
+  size_t bytes = 0;                // of words
+};
+
+struct GpuFilterCache::Scratch {
+  DeviceArray words, counts;
+};
+
+GpuFilterCache::GpuFilterCache(size_t max_bytes)
+    : max_bytes_(max_bytes), scratch_(std::make_unique<Scratch>()) {}
+GpuFilterCache::~GpuFilterCache() = default;
+
+void GpuFilterCache::clear() {
+  // The filters stay known as recurring: each is computed again, from the new rows, on its next
+  // batch.
+  for (const auto& e : lru_)
+    if (std::find(seen_.begin(), seen_.end(), e->key) == seen_.end()) seen_.push_back(e->key);
+  while (seen_.size() > kMaxSeen) seen_.pop_front();
+  by_key_.clear();
+  lru_.clear();
+  bytes_ = 0;
+}
+
+void GpuFilterCache::refresh_blocks(const ScanIndexView& index, const int64_t* blocks,
+                                    int64_t n_blocks, cudaStream_t stream) {
+  if (index.codes != codes_ || index.n_rows != n_rows_) {
+    clear();
+    return;
+  }
+  for (const auto& e : lru_)
+    launch_words(index, static_cast<const FilterOp*>(e->ops.data()),
+                 int(e->key.size() / sizeof(FilterOp)), blocks, n_blocks,
+                 static_cast<uint32_t*>(e->words.data()),
+                 static_cast<unsigned long long*>(e->counts.data()), stream);
+}
+
+void GpuFilterCache::set_capacity(size_t max_bytes) {
+  max_bytes_ = max_bytes;
+  evict_until(0, {});
+}
+
+size_t GpuFilterCache::device_bytes() const {
+  size_t b = scratch_->words.bytes() + scratch_->counts.bytes();
+  for (const auto& e : lru_) b += e->ops.bytes() + e->words.bytes() + e->counts.bytes();
+  return b;
+}
+
+void GpuFilterCache::evict_until(size_t bytes_needed, const std::vector<const Entry*>& keep) {
+  // Oldest first; a filter of the current batch is never the one to go.
+  for (auto it = lru_.end(); bytes_ + bytes_needed > max_bytes_ && it != lru_.begin();) {
+    --it;
+    if (std::find(keep.begin(), keep.end(), it->get()) != keep.end()) continue;
+    bytes_ -= (*it)->bytes;
+    by_key_.erase((*it)->key);
+    it = lru_.erase(it);
+    ++stats_.evictions;
+  }
+}
+
+bool GpuFilterCache::lookup(const GpuIndexView& index, const FilterOp* ops, const int32_t* begin,
+                            const int32_t* len, int n_plans, cudaStream_t stream,
+                            const uint32_t** words, const unsigned long long** counts) {
+  if (max_bytes_ == 0 || n_plans < 1) return false;
+  if (index.scan.codes != codes_ || index.scan.n_rows != n_rows_) {
+    clear();
+    codes_ = index.scan.codes;
+    n_rows_ = index.scan.n_rows;
+  }
+  const int64_t n_blocks = index.scan.n_rows / kBlockRows;
+  const size_t plan_bytes = size_t(n_blocks) * sizeof(uint32_t);
+  if (plan_bytes * size_t(n_plans) > max_bytes_) return false;
+
+  // Which plans are here, which are admitted now (seen before), which are new.
+  std::vector<const Entry*> present;
+  std::vector<std::string> missing;
+  bool all_admitted = true;
+  for (int p = 0; p < n_plans; ++p) {
+    std::string key = key_of(ops + begin[p], len[p]);
+    // Two plans of a batch may compile to the same ops (texts that differ in spacing).
+    bool repeat = false;
+    for (int e = 0; e < p && !repeat; ++e) repeat = key == key_of(ops + begin[e], len[e]);
+    if (repeat) continue;
+    auto it = by_key_.find(key);
+    if (it != by_key_.end()) {
+      present.push_back(it->second->get());
+      continue;
+    }
+    auto seen = std::find(seen_.begin(), seen_.end(), key);
+    if (seen == seen_.end()) {
+      all_admitted = false;
+      seen_.push_back(key);
+      if (seen_.size() > kMaxSeen) seen_.pop_front();
+    } else {
+      seen_.erase(seen);
+    }
+    missing.push_back(std::move(key));
+  }
+  if (!all_admitted) {
+    // Remember the others as seen again too, so the batch's filters are admitted together.
+    for (const std::string& key : missing)
+      if (std::find(seen_.begin(), seen_.end(), key) == seen_.end()) seen_.push_back(key);
+    return false;
+  }
+
+  evict_until(plan_bytes * missing.size(), present);
+  if (bytes_ + plan_bytes * missing.size() > max_bytes_) return false;
+  for (std::string& key : missing) {
+    auto e = std::make_unique<Entry>();
+    const int n_ops = int(key.size() / sizeof(FilterOp));
+    const FilterOp* d_ops = upload_async(
+        e->ops, reinterpret_cast<const FilterOp*>(key.data()), size_t(n_ops), stream);
+    auto* w = e->words.reserve_as<uint32_t>(size_t(n_blocks));
+    auto* c = e->counts.reserve_as<unsigned long long>(2);
+    const unsigned long long init[2] = {0, static_cast<unsigned long long>(index.scan.n_rows)};
+    // Staged before the call returns (pageable source), so `init` may go out of scope.
+    ARGENT_CUDA_CHECK(cudaMemcpyAsync(c, init, sizeof(init), cudaMemcpyHostToDevice, stream));
+    launch_words(index.scan, d_ops, n_ops, nullptr, n_blocks, w, c, stream);
+    e->key = std::move(key);
+    e->bytes = plan_bytes;
+    bytes_ += plan_bytes;
+    lru_.push_front(std::move(e));
+    by_key_[lru_.front()->key] = lru_.begin();
+    ++stats_.builds;
+  }
+
+  // Most recent first, then hand out the words: a single plan's in place, several copied one
+  // after another (launch_block_plans' layout).
+  std::vector<const Entry*> batch;
+  for (int p = 0; p < n_plans; ++p) {
+    auto it = by_key_.at(key_of(ops + begin[p], len[p]));
+    lru_.splice(lru_.begin(), lru_, it);
+    batch.push_back(it->get());
+  }
+  ++stats_.hits;
+  if (n_plans == 1) {
+    *words = static_cast<const uint32_t*>(batch[0]->words.data());
+    *counts = static_cast<const unsigned long long*>(batch[0]->counts.data());
+    return true;
+  }
+  auto* w = scratch_->words.reserve_as<uint32_t>(size_t(n_plans) * size_t(n_blocks));
+  auto* c = scratch_->counts.reserve_as<unsigned long long>(size_t(n_plans) + 1);
+  for (int p = 0; p < n_plans; ++p) {
+    const Entry& e = *batch[size_t(p)];
+    ARGENT_CUDA_CHECK(cudaMemcpyAsync(w + size_t(p) * size_t(n_blocks), e.words.data(),
+                                      plan_bytes, cudaMemcpyDeviceToDevice, stream));
+    ARGENT_CUDA_CHECK(cudaMemcpyAsync(c + p, e.counts.data(), sizeof(unsigned long long),
+                                      cudaMemcpyDeviceToDevice, stream));
+  }
+  // The rows evaluated: every row of the index, the second count of any entry.
+  ARGENT_CUDA_CHECK(cudaMemcpyAsync(
+      c + n_plans, static_cast<const unsigned long long*>(batch[0]->counts.data()) + 1,
+      sizeof(unsigned long long), cudaMemcpyDeviceToDevice, stream));
+  *words = w;
+  *counts = c;
+  return true;
+}
+
+}  // namespace argent
