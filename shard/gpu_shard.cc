@@ -192,7 +192,7 @@ bool GpuShard::sync(const ShardIndex& shard) {
   s_->pool_used = pool_used;
   // The written rows' eligibility may have changed: their blocks' filter words are recomputed.
   const int64_t* d_blocks = upload<int64_t>(s_->written_blocks, blocks.data(), blocks.size(), stream);
-  s_->filter_cache.refresh_blocks(d, d_blocks, int64_t(blocks.size()), stream);
+  s_->filter_cache.refresh_blocks(d, d_blocks, int64_t(blocks.size()), shard.n_items(), stream);
   return true;
 }
 

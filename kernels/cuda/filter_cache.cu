@@ -31,27 +31,32 @@ __device__ __forceinline__ bool row_eligible(const ScanIndexView& index,
   return b.possible && (b.definite || cuda::row_passes_exactly(index.features, ops, n_ops, row));
 }
 
-// The words of blocks[0 .. n_blocks) (every block when blocks is null), one thread per row and
-// a half-warp's ballot per block word; *eligible moves by the change in eligible rows (the old
-// words are read first: on a refresh they hold the rows before the write).
+// The words of blocks[0 .. n_blocks) (every block when blocks is null; listed blocks must be
+// distinct), one thread per row and a half-warp's ballot per block word. counts[0], the
+// eligible rows, moves by the change (on a refresh the old word is read first); a build (blocks
+// null) also counts the live rows into counts[1], which a refresh leaves to its caller.
 __global__ void __launch_bounds__(kWordsThreads) exact_filter_words_kernel(
     const __grid_constant__ ScanIndexView index, const FilterOp* ops, int n_ops,
-    const int64_t* blocks, int64_t n_blocks, uint32_t* out, unsigned long long* eligible) {
+    const int64_t* blocks, int64_t n_blocks, uint32_t* out, unsigned long long* counts) {
   __shared__ cuda::CompiledPlan compiled;
   __shared__ long long cta_change;
+  __shared__ unsigned long long cta_live;
   if (threadIdx.x == 0) {
     compiled.compile(ops, n_ops);
     cta_change = 0;
+    cta_live = 0;
   }
   __syncthreads();
   long long change = 0;
+  unsigned long long live = 0;
   // The loop bound is the CTA's first row, so whole warps iterate together (the ballot).
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
        i - threadIdx.x < n_blocks * kBlockRows; i += int64_t(gridDim.x) * blockDim.x) {
     const bool valid = i < n_blocks * kBlockRows;
     const int64_t block = !valid ? 0 : blocks ? blocks[i / kBlockRows] : i / kBlockRows;
-    const bool ok = valid && row_eligible(index, compiled, ops, n_ops,
-                                          block * kBlockRows + i % kBlockRows);
+    const int64_t row = block * kBlockRows + i % kBlockRows;
+    const bool ok = valid && row_eligible(index, compiled, ops, n_ops, row);
+    if (!blocks && valid && index.ids[row] != kEmptyId) ++live;
     const uint32_t bits = (__ballot_sync(0xFFFFFFFFu, ok) >> (threadIdx.x & 16)) & 0xFFFFu;
     if (valid && (threadIdx.x & 15) == 0) {
       const uint32_t old = blocks ? out[block] & 0xFFFFu : 0u;
@@ -61,20 +66,22 @@ __global__ void __launch_bounds__(kWordsThreads) exact_filter_words_kernel(
   }
   if (change) atomicAdd(reinterpret_cast<unsigned long long*>(&cta_change),
                         static_cast<unsigned long long>(change));
+  if (live) atomicAdd(&cta_live, live);
   __syncthreads();
   // Two's complement: adding a negative change as unsigned subtracts it.
   if (threadIdx.x == 0 && cta_change)
-    atomicAdd(eligible, static_cast<unsigned long long>(cta_change));
+    atomicAdd(counts, static_cast<unsigned long long>(cta_change));
+  if (threadIdx.x == 0 && cta_live) atomicAdd(counts + 1, cta_live);
 }
 
 void launch_words(const ScanIndexView& index, const FilterOp* ops, int n_ops,
                   const int64_t* blocks, int64_t n_blocks, uint32_t* out,
-                  unsigned long long* eligible, cudaStream_t stream) {
+                  unsigned long long* counts, cudaStream_t stream) {
   if (n_blocks <= 0) return;
   const int64_t ctas = std::min<int64_t>(
       (n_blocks * kBlockRows + kWordsThreads - 1) / kWordsThreads, int64_t(1) << 20);
   exact_filter_words_kernel<<<unsigned(ctas), kWordsThreads, 0, stream>>>(
-      index, ops, n_ops, blocks, n_blocks, out, eligible);
+      index, ops, n_ops, blocks, n_blocks, out, counts);
   ARGENT_CUDA_CHECK_LAUNCH("exact_filter_words_kernel");
 }
 
@@ -86,7 +93,7 @@ std::string key_of(const FilterOp* ops, int n_ops) {
 
 struct GpuFilterCache::Entry {
   std::string key;
-  DeviceArray ops, words, counts;  // counts: {eligible rows, rows}
+  DeviceArray ops, words, counts;  // counts: {eligible rows, live rows}
   size_t bytes = 0;                // of words
 };
 
@@ -110,16 +117,21 @@ void GpuFilterCache::clear() {
 }
 
 void GpuFilterCache::refresh_blocks(const ScanIndexView& index, const int64_t* blocks,
-                                    int64_t n_blocks, cudaStream_t stream) {
+                                    int64_t n_blocks, int64_t live_rows, cudaStream_t stream) {
   if (index.codes != codes_ || index.n_rows != n_rows_) {
     clear();
     return;
   }
-  for (const auto& e : lru_)
+  const unsigned long long live = static_cast<unsigned long long>(live_rows);
+  for (const auto& e : lru_) {
+    auto* counts = static_cast<unsigned long long*>(e->counts.data());
     launch_words(index, static_cast<const FilterOp*>(e->ops.data()),
                  int(e->key.size() / sizeof(FilterOp)), blocks, n_blocks,
-                 static_cast<uint32_t*>(e->words.data()),
-                 static_cast<unsigned long long*>(e->counts.data()), stream);
+                 static_cast<uint32_t*>(e->words.data()), counts, stream);
+    // Staged before the call returns (pageable source).
+    ARGENT_CUDA_CHECK(
+        cudaMemcpyAsync(counts + 1, &live, sizeof(live), cudaMemcpyHostToDevice, stream));
+  }
 }
 
 void GpuFilterCache::set_capacity(size_t max_bytes) {
@@ -199,9 +211,7 @@ bool GpuFilterCache::lookup(const GpuIndexView& index, const FilterOp* ops, cons
         e->ops, reinterpret_cast<const FilterOp*>(key.data()), size_t(n_ops), stream);
     auto* w = e->words.reserve_as<uint32_t>(size_t(n_blocks));
     auto* c = e->counts.reserve_as<unsigned long long>(2);
-    const unsigned long long init[2] = {0, static_cast<unsigned long long>(index.scan.n_rows)};
-    // Staged before the call returns (pageable source), so `init` may go out of scope.
-    ARGENT_CUDA_CHECK(cudaMemcpyAsync(c, init, sizeof(init), cudaMemcpyHostToDevice, stream));
+    ARGENT_CUDA_CHECK(cudaMemsetAsync(c, 0, 2 * sizeof(unsigned long long), stream));
     launch_words(index.scan, d_ops, n_ops, nullptr, n_blocks, w, c, stream);
     e->key = std::move(key);
     e->bytes = plan_bytes;
@@ -234,7 +244,7 @@ bool GpuFilterCache::lookup(const GpuIndexView& index, const FilterOp* ops, cons
     ARGENT_CUDA_CHECK(cudaMemcpyAsync(c + p, e.counts.data(), sizeof(unsigned long long),
                                       cudaMemcpyDeviceToDevice, stream));
   }
-  // The rows evaluated: every row of the index, the second count of any entry.
+  // The rows the plans' shares are of: the index's live rows, the second count of any entry.
   ARGENT_CUDA_CHECK(cudaMemcpyAsync(
       c + n_plans, static_cast<const unsigned long long*>(batch[0]->counts.data()) + 1,
       sizeof(unsigned long long), cudaMemcpyDeviceToDevice, stream));

@@ -11,7 +11,11 @@
 // whose word says eligible is eligible, so no candidate needs a check after the sort.
 //
 // A filter is admitted on its second batch (a one-off filter would pay a pass over the whole
-// index for nothing) and evicted least recently used first. Words are valid for the rows they
+// index for nothing) and evicted least recently used first; an evicted filter must be seen
+// twice again. Filters that take turns in a cache too small for them rebuild their words on
+// every other batch: size the cache for the recurring filters (search.gpu_filter_cache_mb). A
+// batch of several cached filters also copies their words into one scratch area ([n_plans]
+// [n_rows / 16], outside max_bytes, counted in device_bytes()). Words are valid for the rows they
 // were computed from: the owner calls refresh_blocks() with the blocks of the rows it wrote.
 //
 // Host-only header: compiles with g++ alone. Not thread-safe: one cache per index and stream.
@@ -43,7 +47,8 @@ class GpuFilterCache {
   // each [n_rows / 16] words with bit r and bit 16 + r both set iff row r of the block is live
   // and passes the filter exactly, laid out one plan after another in `words`
   // ([n_plans][n_rows / 16], launch_block_plans' layout), and their counts in `counts`
-  // ([n_plans + 1]: each plan's eligible rows, then the index's rows). Filters met for the
+  // ([n_plans + 1]: each plan's eligible rows, then the index's live rows: the scan takes a
+  // plan's selectivity from them). Filters met for the
   // first time here are computed over the whole index on `stream`. Returns false, enqueuing
   // nothing, when the cache is off, a plan is new (admitted on its next batch), or the
   // batch's plans do not fit in max_bytes together. The pointers stay valid until the next call.
@@ -51,11 +56,12 @@ class GpuFilterCache {
               const int32_t* len, int n_plans, cudaStream_t stream, const uint32_t** words,
               const unsigned long long** counts);
 
-  // Recomputes every filter's words of the 16-row blocks blocks[0 .. n_blocks) (device memory),
-  // whose rows were written (in place: the index's tensors are the same), on `stream` after
-  // the writes' copies. An index that is not the one the words describe clears the cache.
+  // Recomputes every filter's words of the 16-row blocks blocks[0 .. n_blocks) (device memory,
+  // distinct), whose rows were written (in place: the index's tensors are the same), on
+  // `stream` after the writes' copies; live_rows: the index's live rows after the writes. An
+  // index that is not the one the words describe clears the cache.
   void refresh_blocks(const ScanIndexView& index, const int64_t* blocks, int64_t n_blocks,
-                      cudaStream_t stream);
+                      int64_t live_rows, cudaStream_t stream);
   // Drops every filter's words (the index was replaced or rebuilt); each is computed again on
   // its next batch.
   void clear();

@@ -480,6 +480,9 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     o1.stable_ties = true;
     o1.sample_stride = int(std::max<int64_t>(1, plan.stride / 16));
     o1.candidate_cap = plan.stride == 1 ? std::max(found_q, o.k) : 0;
+    // A re-run is part of this batch, not another use of its filters: it may read the cache's
+    // words but must not count towards admitting a filter (which costs a pass over every row).
+    if (!exact_words_everywhere) o1.filter_cache = nullptr;
     if (!o.exact) o1.probes = probes + q * nprobe, o1.nprobe = nprobe;
     run_gpu_search(index, one, o1, scores + q * o.k, ids + q * o.k, rows ? rows + q * o.k : nullptr,
                    *b.rescue_workspace, nullptr, stream);

@@ -48,6 +48,9 @@ std::unique_ptr<Fixture> make_fixture(uint64_t seed, int64_t n, int dim, int64_t
   f->engine = std::make_unique<LocalEngine>(LocalEngine::open(f->dir.path(), Config{}));
   Prober prober(f->engine->meta());
   f->gpu = std::make_unique<GpuShard>(f->engine->shard(), prober.centroids(), 0);
+  // Every batch takes the per-batch pre-passes and exact checks; the filter cache, which would
+  // serve repeated filters, has tests of its own.
+  f->gpu->set_filter_cache_bytes(0);
   return f;
 }
 
@@ -97,8 +100,6 @@ TEST_F(GpuSearchTest, ExactAndIvfEqualCpuForManyShapes) {
   Rng rng(seed);
   for (const int dim : {7, 64, 128, 200}) {
     auto f = make_fixture(seed + dim, 6000, dim, 24);
-    // The per-batch pre-passes, for every call (the filter cache has a test of its own).
-    f->gpu->set_filter_cache_bytes(0);
     const int64_t nq = 37;
     std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * dim));
     // Filter modes: 0 none; 1 a random expression for most queries (more distinct plans than
@@ -169,6 +170,7 @@ TEST_F(GpuSearchTest, RecurringFiltersFromTheCacheEqualCpu) {
   Rng rng(seed);
   const int dim = 64;
   auto f = make_fixture(seed, 6000, dim, 24);
+  f->gpu->set_filter_cache_bytes(size_t(256) << 20);
   const int64_t nq = 29;
   std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * dim));
   std::vector<std::vector<std::string>> filter_sets(4);
@@ -451,6 +453,7 @@ TEST_F(GpuSearchTest, WritesSyncInPlaceAndSearchAsTheCpuDoes) {
   Prober prober(engine.meta());
   GpuShard gpu(engine.shard(), prober.centroids(), 0);
 
+  int cached_rounds = 0;  // rounds whose filtered batches the cache served
   auto expect_same = [&](GpuShard& g, const char* when) {
     const int64_t nq = 12, k = 40;
     std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * dim));
@@ -460,14 +463,20 @@ TEST_F(GpuSearchTest, WritesSyncInPlaceAndSearchAsTheCpuDoes) {
       Outputs cpu{std::vector<float>(size_t(nq * k)), std::vector<int64_t>(size_t(nq * k))};
       search_shard(engine.shard(), q, nullptr, 0, k, 0, cpu.scores.data(), cpu.ids.data(),
                    nullptr, nullptr);
-      // Twice: a recurring filter's second batch is served from the filter cache, whose words
-      // must follow the writes (sync drops them).
+      // Twice: the filter recurs, so from the first round's second call on it is served from
+      // the filter cache (on by default in GpuShard), whose words sync() refreshes for the
+      // blocks it writes.
       for (int call = 0; call < 2; ++call) {
         Outputs got{std::vector<float>(size_t(nq * k)), std::vector<int64_t>(size_t(nq * k))};
-        g.search(q, true, nullptr, 0, k, got.scores.data(), got.ids.data(), nullptr, nullptr,
+        GpuSearchStats stats;
+        g.search(q, true, nullptr, 0, k, got.scores.data(), got.ids.data(), nullptr, &stats,
                  GpuShard::Tuning{});
         EXPECT_TRUE(same(cpu, got, k))
             << when << " filter '" << filter << "' call " << call << " seed " << seed;
+        if (!filter.empty() && (call == 1 || cached_rounds > 0)) {
+          EXPECT_TRUE(stats.cached_filters) << when << " call " << call;
+          cached_rounds += call;
+        }
       }
     }
   };
@@ -488,7 +497,9 @@ TEST_F(GpuSearchTest, WritesSyncInPlaceAndSearchAsTheCpuDoes) {
   engine.compact();
   EXPECT_FALSE(gpu.sync(engine.shard())) << "a reallocated shard must be copied whole";
   GpuShard again(engine.shard(), prober.centroids(), 0);
+  cached_rounds = 0;  // a new copy starts with an empty cache
   expect_same(again, "after compaction");
+  EXPECT_GT(cached_rounds, 0);
 }
 
 }  // namespace
