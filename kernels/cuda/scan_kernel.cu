@@ -259,7 +259,7 @@ __device__ void assign_plan_slots(const ScanParams& p, const Staged& s, int m, i
   local->all_filtered = all_filtered;
   // The share of rows the one plan leaves possible: over the batch's rows, or over the list.
   local->compact = false;
-  if (count == 1 && all_filtered && p.pass.block_plans && p.pass.gather_eligible) {
+  if (count == 1 && all_filtered && p.pass.block_plans) {
     if (per_pair) {
       local->compact = int64_t(p.pass.pair_rows[pair0]) * kSparseRatio <= list_rows;
     } else {

@@ -68,9 +68,6 @@ struct ScanPass {
   // them all): a row whose word says possible is live and passes the feature check, so neither
   // is checked again.
   bool exact_words = false;
-  // A uniform run under a selective plan gathers its eligible rows (scan_run_compact) instead
-  // of multiplying whole blocks.
-  bool gather_eligible = true;
 };
 
 // Batches with at most kMaxBlockPlans distinct plans: every plan evaluated once per row of the
