@@ -183,7 +183,8 @@ const std::vector<Entry>& schema() {
                 "filters: a filter met in a second batch is evaluated exactly over every row once "
                 "(n_rows / 4 bytes: 20 MiB at 80M rows) and its words serve later batches "
                 "instead of a per-batch Bloom pass and exact checks; least recently used out "
-                "first, dropped when rows change. 0 turns it off."),
+                "first, the written blocks' words recomputed after in-place writes. 0 turns it "
+                "off."),
         string_key("search.module", &C::search, &SearchConfig::module,
                    "A saved TorchScript retrieval module (python/argent/torch.py, "
                    "ArgentRetrieval): each shard runs the module's scan method over its own "

@@ -85,10 +85,8 @@ RankState load_rank(const Config& config, MpiCommunicator& control) {
                                       mine, config.index.list_slack);
   ARGENT_LOG(kInfo, "rank ", control.rank(), ": ", mine.size(), " partitions, ", shard.n_items(),
              " items (partition map epoch ", s.map.epoch(), ")");
-  s.worker = std::make_unique<ShardWorker>(std::move(shard), control.rank(), config.search.threads,
-                                           config.search.device, control.local_rank(),
-                                           config.search.module,
-                                           config.search.gpu_filter_cache_mb);
+  s.worker = std::make_unique<ShardWorker>(std::move(shard), control.rank(), config.search,
+                                           control.local_rank());
   return s;
 }
 

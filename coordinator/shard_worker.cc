@@ -12,12 +12,8 @@
 
 namespace argent {
 
-ShardWorker::ShardWorker(ShardIndex shard, int rank, int threads, const std::string& device,
-                         int gpu, const std::string& module, int64_t gpu_filter_cache_mb)
-    : shard_(std::move(shard)),
-      rank_(rank),
-      threads_(threads),
-      scanner_(device, gpu, module, gpu_filter_cache_mb) {}
+ShardWorker::ShardWorker(ShardIndex shard, int rank, const SearchConfig& search, int gpu)
+    : shard_(std::move(shard)), rank_(rank), threads_(search.threads), scanner_(search, gpu) {}
 
 std::vector<uint8_t> ShardWorker::search(const SearchStep& step) const {
   const int64_t n = step.queries.n, k = step.k;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/config.h"
 #include "coordinator/step_protocol.h"
 #include "shard/shard_index.h"
 #include "shard/shard_scanner.h"
@@ -13,12 +14,9 @@ namespace argent {
 
 class ShardWorker {
  public:
-  // `device`: search.device (cpu or cuda); with cuda the shard is scanned on GPU `gpu`.
-  // `module`: search.module ("" for the built-in scan; shard/module_scanner.h).
-  // gpu_filter_cache_mb: search.gpu_filter_cache_mb (shard/shard_scanner.h).
-  ShardWorker(ShardIndex shard, int rank, int threads, const std::string& device = "cpu",
-              int gpu = 0, const std::string& module = "",
-              int64_t gpu_filter_cache_mb = SearchConfig{}.gpu_filter_cache_mb);
+  // search.threads, search.device (with cuda the shard is scanned on GPU `gpu`), search.module
+  // and search.gpu_filter_cache_mb say how it scans (shard/shard_scanner.h).
+  ShardWorker(ShardIndex shard, int rank, const SearchConfig& search, int gpu = 0);
 
   // Runs `step` and returns this rank's block (shard_block_bytes(n, k)).
   std::vector<uint8_t> search(const SearchStep& step) const;

@@ -21,8 +21,7 @@ LocalEngine::LocalEngine(Config config, ShardIndex shard)
       shard_(std::move(shard)),
       prober_(shard_.meta()),
       bounds_(shard_, prober_.centroids()),
-      scanner_(config_.search.device, 0, config_.search.module,
-               config_.search.gpu_filter_cache_mb) {}
+      scanner_(config_.search, 0) {}
 
 LocalEngine LocalEngine::open(const std::string& dir, const Config& config) {
   const IndexMeta meta = read_manifest(dir);

@@ -15,9 +15,9 @@ namespace argent {
 class GpuShard {};
 #endif
 
-ShardScanner::ShardScanner(const std::string& device, int gpu, const std::string& module,
-                           int64_t gpu_filter_cache_mb)
-    : gpu_(gpu), gpu_filter_cache_bytes_(size_t(gpu_filter_cache_mb) << 20) {
+ShardScanner::ShardScanner(const SearchConfig& search, int gpu)
+    : gpu_(gpu), gpu_filter_cache_bytes_(size_t(search.gpu_filter_cache_mb) << 20) {
+  const std::string& device = search.device;
   ARGENT_CHECK(device == "cpu" || device == "cuda", "search.device '", device,
                "' is not cpu or cuda");
   cuda_ = device == "cuda";
@@ -31,10 +31,10 @@ ShardScanner::ShardScanner(const std::string& device, int gpu, const std::string
   ARGENT_CHECK(!cuda_, "search.device: cuda, but this build has no CUDA backend "
                        "(configure with -DARGENT_CUDA=ON where nvcc is installed)");
 #endif
-  if (!module.empty()) {
+  if (!search.module.empty()) {
     ARGENT_CHECK(!cuda_, "search.module runs the module over the shard's CPU tensors; it needs "
                          "search.device: cpu");
-    module_ = std::make_unique<ModuleScanner>(module);
+    module_ = std::make_unique<ModuleScanner>(search.module);
   }
 }
 

@@ -17,13 +17,12 @@ class ModuleScanner;
 
 class ShardScanner {
  public:
-  // device: "cpu" or "cuda" (GPU `gpu`). Throws Error(kInvalidArgument) for "cuda" in a build
-  // without the CUDA backend or on a machine without a GPU.
-  // `module`: search.module, a saved ArgentRetrieval whose scan runs instead of the built-in one
-  // over this shard's tensors (shard/module_scanner.h); "" for none. It needs device "cpu".
-  // gpu_filter_cache_mb: search.gpu_filter_cache_mb, the GPU copy's filter cache.
-  ShardScanner(const std::string& device, int gpu, const std::string& module = "",
-               int64_t gpu_filter_cache_mb = SearchConfig{}.gpu_filter_cache_mb);
+  // search.device: "cpu" or "cuda" (GPU `gpu`). Throws Error(kInvalidArgument) for "cuda" in a
+  // build without the CUDA backend or on a machine without a GPU.
+  // search.module: a saved ArgentRetrieval whose scan runs instead of the built-in one over
+  // this shard's tensors (shard/module_scanner.h); "" for none. It needs device "cpu".
+  // search.gpu_filter_cache_mb: the GPU copy's filter cache (kernels/cuda/filter_cache.h).
+  ShardScanner(const SearchConfig& search, int gpu);
   ~ShardScanner();
   ShardScanner(ShardScanner&&) noexcept;
   ShardScanner& operator=(ShardScanner&&) noexcept;
