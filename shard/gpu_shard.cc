@@ -163,10 +163,10 @@ bool GpuShard::sync(const ShardIndex& shard) {
   std::vector<int64_t> blocks;  // written, each once (rows come in ascending order)
   for (int64_t r : rows)
     if (blocks.empty() || blocks.back() != r / kBlockRows) blocks.push_back(r / kBlockRows);
-  for (size_t i = 0; i < rows.size();) {
-    const int64_t first = rows[i] / kBlockRows;
+  for (size_t i = 0; i < blocks.size();) {
+    const int64_t first = blocks[i];
     int64_t last = first;
-    while (i < rows.size() && rows[i] / kBlockRows <= last + 1) last = rows[i++] / kBlockRows;
+    while (i < blocks.size() && blocks[i] <= last + 1) last = blocks[i++];
     const int64_t r0 = first * kBlockRows, nr = (last - first + 1) * kBlockRows;
     copy_range(d.codes, t.codes, r0 * d.d_pad, nr * d.d_pad, stream);
     copy_range(d.scales, t.scales, r0, nr, stream);

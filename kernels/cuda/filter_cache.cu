@@ -171,15 +171,15 @@ bool GpuFilterCache::lookup(const GpuIndexView& index, const FilterOp* ops, cons
   if (plan_bytes * size_t(n_plans) > max_bytes_) return false;
 
   // Which plans are here, which are admitted now (seen before), which are new.
+  std::vector<std::string> keys;
+  for (int p = 0; p < n_plans; ++p) keys.push_back(key_of(ops + begin[p], len[p]));
   std::vector<const Entry*> present;
   std::vector<std::string> missing;
   bool all_admitted = true;
   for (int p = 0; p < n_plans; ++p) {
-    std::string key = key_of(ops + begin[p], len[p]);
+    const std::string& key = keys[size_t(p)];
     // Two plans of a batch may compile to the same ops (texts that differ in spacing).
-    bool repeat = false;
-    for (int e = 0; e < p && !repeat; ++e) repeat = key == key_of(ops + begin[e], len[e]);
-    if (repeat) continue;
+    if (std::find(keys.begin(), keys.begin() + p, key) != keys.begin() + p) continue;
     auto it = by_key_.find(key);
     if (it != by_key_.end()) {
       present.push_back(it->second->get());
@@ -193,7 +193,7 @@ bool GpuFilterCache::lookup(const GpuIndexView& index, const FilterOp* ops, cons
     } else {
       seen_.erase(seen);
     }
-    missing.push_back(std::move(key));
+    missing.push_back(key);
   }
   if (!all_admitted) {
     // Remember the others as seen again too, so the batch's filters are admitted together.
@@ -224,8 +224,8 @@ bool GpuFilterCache::lookup(const GpuIndexView& index, const FilterOp* ops, cons
   // Most recent first, then hand out the words: a single plan's in place, several copied one
   // after another (launch_block_plans' layout).
   std::vector<const Entry*> batch;
-  for (int p = 0; p < n_plans; ++p) {
-    auto it = by_key_.at(key_of(ops + begin[p], len[p]));
+  for (const std::string& key : keys) {
+    auto it = by_key_.at(key);
     lru_.splice(lru_.begin(), lru_, it);
     batch.push_back(it->get());
   }
