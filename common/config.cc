@@ -177,13 +177,13 @@ const std::vector<Entry>& schema() {
                    "Where each shard scans: cpu (SIMD kernels) or cuda (the CUDA search, on GPU "
                    "(node-local rank mod the node's GPUs), so several ranks may share a GPU; "
                    "same results). cuda needs a build with the CUDA backend and a GPU."),
-        int_key("search.gpu_filter_cache_mb", &C::search, &SearchConfig::gpu_filter_cache_mb, 0,
-                1 << 20,
-                "With search.device: cuda, the GPU memory (MiB) each shard keeps for recurring "
-                "filters: a filter met in a second batch is evaluated exactly over every row once "
-                "(n_rows / 4 bytes: 20 MiB at 80M rows) and its words serve later batches "
-                "instead of a per-batch Bloom pass and exact checks; least recently used out "
-                "first, the written blocks' words recomputed after in-place writes. 0 turns it "
+        int_key("search.filter_cache_mb", &C::search, &SearchConfig::filter_cache_mb, 0, 1 << 20,
+                "Memory (MiB) each shard keeps, on the device that scans, for recurring filters: "
+                "a filter met in a second batch is evaluated exactly over every row once (n_rows "
+                "/ 8 bytes on the CPU, n_rows / 4 on the GPU: 10 and 20 MiB at 80M rows) and "
+                "serves later batches without the per-batch Bloom pass and exact checks; when "
+                "full, the least recently used of the less often met filters go first. In-place "
+                "writes recompute the blocks they wrote. Same results either way; 0 turns it "
                 "off."),
         string_key("search.module", &C::search, &SearchConfig::module,
                    "A saved TorchScript retrieval module (python/argent/torch.py, "

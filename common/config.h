@@ -32,7 +32,7 @@ struct SearchConfig {
   int32_t threads = 0;
   std::string device = "cpu";  // cpu | cuda: where each shard scans (kernels/cpu or kernels/cuda)
   std::string module;  // a saved TorchScript ArgentRetrieval (python/argent/torch.py) that scans
-  int64_t gpu_filter_cache_mb = 256;  // exact words of recurring filters, per GPU shard copy
+  int64_t filter_cache_mb = 256;  // exact eligibility of recurring filters, per shard copy
 };
 
 struct SyntheticConfig {

@@ -15,7 +15,7 @@ namespace argent {
 class ShardWorker {
  public:
   // search.threads, search.device (with cuda the shard is scanned on GPU `gpu`), search.module
-  // and search.gpu_filter_cache_mb say how it scans (shard/shard_scanner.h).
+  // and search.filter_cache_mb say how it scans (shard/shard_scanner.h).
   ShardWorker(ShardIndex shard, int rank, const SearchConfig& search, int gpu = 0);
 
   // Runs `step` and returns this rank's block (shard_block_bytes(n, k)).

@@ -32,6 +32,7 @@ struct BenchArgs {
   double min_seconds = 1.0;
   int64_t max_queries = 1024;
   int threads = 0;
+  int64_t filter_cache_mb = -1;  // -1: search.filter_cache_mb
 };
 
 struct Row {
@@ -135,8 +136,10 @@ int run_bench(const BenchArgs& a) {
   check_bench_args(a);
   Config cfg = a.config.load();
   if (!a.device.empty()) cfg.search.device = a.device;
+  if (a.filter_cache_mb >= 0) cfg.search.filter_cache_mb = a.filter_cache_mb;
   const LocalEngine engine = LocalEngine::open(a.index, cfg);
-  std::printf("device: %s\n", cfg.search.device.c_str());
+  std::printf("device: %s, filter cache: %lld MiB\n", cfg.search.device.c_str(),
+              (long long)cfg.search.filter_cache_mb);
   int64_t n = 0, dim = 0;
   std::vector<float> q = npy_to_float_matrix(read_array(a.queries), a.queries, &n, &dim);
   n = std::min(n, a.max_queries);
@@ -270,6 +273,10 @@ CommandFn add_bench_command(CLI::App& app) {
                 "Where to scan: cpu or cuda (overrides search.device). The 80M synthetic sweep "
                 "with the PyTorch and SilverTorch baselines is bench/gpu_bench.py")
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  c->add_option("--filter-cache-mb", a->filter_cache_mb,
+                "Overrides search.filter_cache_mb: 0 measures --filter evaluated in every batch; "
+                "otherwise it is cached from its second batch on")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   c->add_option("--csv", a->csv,
                 "Write results as CSV, per-batch latencies as CSV-latency.csv, and the plots "
                 "CSV-recall-qps.png and CSV-latency-cdf.png next to it");

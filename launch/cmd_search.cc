@@ -48,11 +48,12 @@ int run_search(const SearchArgs& a) {
     std::fprintf(stderr,
                  "stats: rows scanned %lld (rows packed for selective filters %lld), lists "
                  "scanned %lld, lists skipped by Bloom summary %lld, exact checks %lld, Bloom "
-                 "false positives %lld (%.3f%% of checks)\n",
+                 "false positives %lld (%.3f%% of checks), filters from the cache %lld\n",
                  (long long)s.rows_scanned, (long long)s.rows_packed, (long long)s.lists_scanned,
                  (long long)s.lists_skipped,
                  (long long)s.exact_checks, (long long)s.bloom_false_positives,
-                 s.exact_checks ? 100.0 * double(s.bloom_false_positives) / double(s.exact_checks) : 0.0);
+                 s.exact_checks ? 100.0 * double(s.bloom_false_positives) / double(s.exact_checks) : 0.0,
+                 (long long)s.filters_cached);
   }
   return 0;
 }

@@ -123,7 +123,7 @@ void ListBounds::include(const ShardIndex& shard, int64_t row, int64_t list) {
 
 void ListBounds::search(const ShardIndex& shard, const QueryBatch& q, int64_t k, int first_pass,
                         int threads, float* scores, int64_t* ids, int64_t* rows,
-                        ScanStats* stats) const {
+                        ScanStats* stats, const uint16_t* const* plan_masks) const {
   ARGENT_ASSERT(shard.version() == version_, "list bounds of shard version ", version_,
                 " used on version ", shard.version(), ": sync() after writes");
   const int64_t nlist = centroids_.n_clusters, stride = centroids_.n_rows, n = q.n;
@@ -135,7 +135,8 @@ void ListBounds::search(const ShardIndex& shard, const QueryBatch& q, int64_t k,
   // Per query: the bound of every list that can hold an eligible item; the `first_pass` highest
   // go first (partial selection, not a full sort: the rest is only filtered against the k-th
   // score later).
-  const ScanQueriesView qv = q.view();
+  ScanQueriesView qv = q.view();
+  qv.plan_masks = plan_masks;
   const ShardTensors& t = shard.tensors();
   const uint64_t* summaries = static_cast<const uint64_t*>(t.list_summaries.data_ptr());
   const int words = shard.meta().bloom.words;

@@ -33,10 +33,12 @@ class ListBounds {
   // for every live item). Call it after writes and before the next search; not thread-safe.
   void sync(const ShardIndex& shard);
 
-  // scores/ids/rows [q.n, k] as fused_scan writes them (rows may be null). `threads` as for
-  // fused_scan. `shard` must be the one synced last, unchanged since (asserted by version).
+  // scores/ids/rows [q.n, k] as fused_scan writes them (rows may be null). `threads` and
+  // `plan_masks` (the filter cache's, or null) as for fused_scan. `shard` must be the one synced
+  // last, unchanged since (asserted by version).
   void search(const ShardIndex& shard, const QueryBatch& q, int64_t k, int first_pass,
-              int threads, float* scores, int64_t* ids, int64_t* rows, ScanStats* stats) const;
+              int threads, float* scores, int64_t* ids, int64_t* rows, ScanStats* stats,
+              const uint16_t* const* plan_masks = nullptr) const;
 
   const std::vector<double>& radius() const { return radius_; }
 

@@ -73,7 +73,7 @@ struct GpuShard::State {
   uint64_t version = 0;
   int64_t pool_used = 0, pool_capacity = 0;
   // Exact words of recurring filters over this copy's rows; sync() refreshes the written blocks.
-  GpuFilterCache filter_cache{size_t(SearchConfig{}.gpu_filter_cache_mb) << 20};
+  GpuFilterCache filter_cache{size_t(SearchConfig{}.filter_cache_mb) << 20};
   DeviceArray written_blocks;
   // Per batch; the plans also on the host, for the filter cache's keys.
   DeviceArray q_codes, q_scales, q_ops, q_begin, q_len, q_plan, lists, out_scores, out_ids,

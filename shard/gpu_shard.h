@@ -48,7 +48,7 @@ class GpuShard {
   void probe(const QueryBatch& q, int nprobe, int32_t* lists);
 
   // The filter cache of recurring filters (kernels/cuda/filter_cache.h): at most max_bytes of
-  // exact eligibility words (search.gpu_filter_cache_mb's default until set), 0 to turn it off.
+  // exact eligibility words (search.filter_cache_mb's default until set), 0 to turn it off.
   // sync() recomputes its words of the blocks it wrote.
   void set_filter_cache_bytes(size_t max_bytes);
 

@@ -9,11 +9,13 @@ namespace argent {
 
 void search_shard(const ShardIndex& shard, const QueryBatch& q, const int32_t* lists, int nprobe,
                   int64_t k, int threads, float* scores, int64_t* ids, int64_t* rows,
-                  ScanStats* stats) {
+                  ScanStats* stats, const uint16_t* const* plan_masks) {
   ScanProbesView probes;
   probes.lists = lists;
   probes.nprobe = lists ? nprobe : 0;
-  fused_scan(shard.view(), q.view(), probes, k, scores, ids, rows, stats, threads);
+  ScanQueriesView qv = q.view();
+  qv.plan_masks = plan_masks;
+  fused_scan(shard.view(), qv, probes, k, scores, ids, rows, stats, threads);
 }
 
 LocalEngine::LocalEngine(Config config, ShardIndex shard)
@@ -21,7 +23,9 @@ LocalEngine::LocalEngine(Config config, ShardIndex shard)
       shard_(std::move(shard)),
       prober_(shard_.meta()),
       bounds_(shard_, prober_.centroids()),
-      scanner_(config_.search, 0) {}
+      scanner_(config_.search, 0),
+      filter_cache_(std::make_unique<ShardFilterCache>(size_t(config_.search.filter_cache_mb)
+                                                        << 20)) {}
 
 LocalEngine LocalEngine::open(const std::string& dir, const Config& config) {
   const IndexMeta meta = read_manifest(dir);
@@ -95,12 +99,17 @@ SearchResults LocalEngine::search(const float* queries, int64_t n, int dim,
     } else if (exact && !opts.exhaustive) {
       // A first pass as wide as the default probe finds most queries' top k; the bounds then
       // name the few other lists that could still hold a better (or tying) item.
+      const ShardFilterCache::Masks masks = filter_cache_->lookup(shard_, q, opts.threads);
       bounds_.search(shard_, q, opts.k, std::max(1, config_.search.nprobe), opts.threads,
                      out.scores.data() + q0 * opts.k, out.ids.data() + q0 * opts.k, nullptr,
-                     &stats);
+                     &stats, masks.plan_masks());
+      stats.filters_cached += masks.served();
     } else {
+      const ShardFilterCache::Masks masks = filter_cache_->lookup(shard_, q, opts.threads);
       search_shard(shard_, q, exact ? nullptr : lists.data(), nprobe, opts.k, opts.threads,
-                   out.scores.data() + q0 * opts.k, out.ids.data() + q0 * opts.k, nullptr, &stats);
+                   out.scores.data() + q0 * opts.k, out.ids.data() + q0 * opts.k, nullptr, &stats,
+                   masks.plan_masks());
+      stats.filters_cached += masks.served();
     }
     out.stats.add(stats);
   }

@@ -9,6 +9,7 @@
 
 #include "common/config.h"
 #include "shard/exact_search.h"
+#include "shard/filter_cache.h"
 #include "shard/prober.h"
 #include "shard/shard_index.h"
 #include "shard/shard_scanner.h"
@@ -34,10 +35,11 @@ struct SearchResults {
 };
 
 // Searches one shard for a prepared batch: the fused scan over `lists` [q.n, nprobe] (null: all
-// lists). Writes scores/ids/rows [q.n, k] (rows may be null).
+// lists). Writes scores/ids/rows [q.n, k] (rows may be null). plan_masks: the plans' exact
+// masks from the shard's filter cache (ShardFilterCache::Masks::plan_masks), or null.
 void search_shard(const ShardIndex& shard, const QueryBatch& q, const int32_t* lists, int nprobe,
                   int64_t k, int threads, float* scores, int64_t* ids, int64_t* rows,
-                  ScanStats* stats);
+                  ScanStats* stats, const uint16_t* const* plan_masks = nullptr);
 
 class LocalEngine {
  public:
@@ -67,6 +69,8 @@ class LocalEngine {
   Prober prober_;
   ListBounds bounds_;
   mutable ShardScanner scanner_;  // search.device; the GPU copy is a cache of shard_
+  // The CPU scans' recurring filters (search.filter_cache_mb); the GPU copy keeps its own.
+  std::unique_ptr<ShardFilterCache> filter_cache_;
 };
 
 }  // namespace argent

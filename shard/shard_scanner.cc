@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "shard/local_engine.h"
+#include "shard/filter_cache.h"
 #include "shard/module_scanner.h"
 #if defined(ARGENT_WITH_CUDA)
 #include "kernels/cpu/kmeans.h"
@@ -16,7 +17,7 @@ class GpuShard {};
 #endif
 
 ShardScanner::ShardScanner(const SearchConfig& search, int gpu)
-    : gpu_(gpu), gpu_filter_cache_bytes_(size_t(search.gpu_filter_cache_mb) << 20) {
+    : gpu_(gpu), filter_cache_bytes_(size_t(search.filter_cache_mb) << 20) {
   const std::string& device = search.device;
   ARGENT_CHECK(device == "cpu" || device == "cuda", "search.device '", device,
                "' is not cpu or cuda");
@@ -36,6 +37,7 @@ ShardScanner::ShardScanner(const SearchConfig& search, int gpu)
                          "search.device: cpu");
     module_ = std::make_unique<ModuleScanner>(search.module);
   }
+  if (!cuda_) filter_cache_ = std::make_unique<ShardFilterCache>(filter_cache_bytes_);
 }
 
 ShardScanner::~ShardScanner() = default;
@@ -53,7 +55,10 @@ void ShardScanner::scan(const ShardIndex& shard, const QueryBatch& q, const int3
     return;
   }
   if (!cuda_) {
-    search_shard(shard, q, lists, nprobe, k, threads, scores, ids, rows, stats);
+    const ShardFilterCache::Masks masks = filter_cache_->lookup(shard, q, threads);
+    search_shard(shard, q, lists, nprobe, k, threads, scores, ids, rows, stats,
+                 masks.plan_masks());
+    if (stats) stats->filters_cached += masks.served();
     return;
   }
 #if defined(ARGENT_WITH_CUDA)
@@ -66,7 +71,7 @@ void ShardScanner::scan(const ShardIndex& shard, const QueryBatch& q, const int3
     const IndexMeta& m = shard.meta();
     const QuantizedCentroids c = quantize_centroids(m.centroids.data(), m.nlist, m.dim);
     gpu_shard_ = std::make_unique<GpuShard>(shard, c, gpu_);
-    gpu_shard_->set_filter_cache_bytes(gpu_filter_cache_bytes_);
+    gpu_shard_->set_filter_cache_bytes(filter_cache_bytes_);
   }
   stale_ = false;
   gpu_shard_->search(q, lists == nullptr, lists, nprobe, k, scores, ids, rows, nullptr,

@@ -14,6 +14,7 @@ namespace argent {
 
 class GpuShard;
 class ModuleScanner;
+class ShardFilterCache;
 
 class ShardScanner {
  public:
@@ -21,7 +22,8 @@ class ShardScanner {
   // build without the CUDA backend or on a machine without a GPU.
   // search.module: a saved ArgentRetrieval whose scan runs instead of the built-in one over
   // this shard's tensors (shard/module_scanner.h); "" for none. It needs device "cpu".
-  // search.gpu_filter_cache_mb: the GPU copy's filter cache (kernels/cuda/filter_cache.h).
+  // search.filter_cache_mb: the filter cache of the CPU scan (shard/filter_cache.h) or of the
+  // GPU copy (kernels/cuda/filter_cache.h).
   ShardScanner(const SearchConfig& search, int gpu);
   ~ShardScanner();
   ShardScanner(ShardScanner&&) noexcept;
@@ -43,8 +45,9 @@ class ShardScanner {
  private:
   bool cuda_ = false;
   int gpu_ = 0;
-  size_t gpu_filter_cache_bytes_ = 0;
+  size_t filter_cache_bytes_ = 0;
   bool stale_ = true;
+  std::unique_ptr<ShardFilterCache> filter_cache_;  // the CPU scan's
   std::unique_ptr<GpuShard> gpu_shard_;
   std::unique_ptr<ModuleScanner> module_;
 };

@@ -39,6 +39,9 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.search.batch, b.search.batch);
   EXPECT_EQ(a.search.max_k, b.search.max_k);
   EXPECT_EQ(a.search.threads, b.search.threads);
+  EXPECT_EQ(a.search.device, b.search.device);
+  EXPECT_EQ(a.search.module, b.search.module);
+  EXPECT_EQ(a.search.filter_cache_mb, b.search.filter_cache_mb);
   EXPECT_EQ(a.synthetic.clusters, b.synthetic.clusters);
   EXPECT_EQ(a.synthetic.cluster_spread, b.synthetic.cluster_spread);
   EXPECT_EQ(a.synthetic.feature_ids, b.synthetic.feature_ids);

@@ -45,8 +45,9 @@ struct ThreadState {
   // scan_work_item's per-item lists, kept to reuse their memory.
   std::vector<int32_t> plan_ids;
   std::vector<std::vector<int32_t>> plan_queries;
+  std::vector<uint16_t> live;
   std::vector<BlockEligibility> elig;
-  std::vector<int32_t> dense_queries, dense_slot;
+  std::vector<int32_t> in_place, dense_queries, dense_slot;
 };
 
 // Per-call scratch of score_tile, sized for kMaxTileQueries x kMaxSubBlocks.
@@ -203,9 +204,11 @@ void pack_rows(const ScanIndexView& index, int64_t row0, const BlockEligibility*
 void scan_work_item(const ScanIndexView& index, const ScanQueriesView& queries,
                     const WorkItem& w, ThreadState& ts) {
   const int d_pad = index.d_pad;
+  const size_t bb = block_bytes(d_pad);
   const int64_t sub_blocks =
-      std::clamp<int64_t>(kTileBytes / int64_t(block_bytes(d_pad)), 1, kMaxSubBlocks);
+      std::clamp<int64_t>(kTileBytes / int64_t(bb), 1, kMaxSubBlocks);
   const int64_t list_end = index.list_offsets[w.list] + index.list_sizes[w.list];
+  const int64_t n_blocks = (w.end - w.begin + kBlockRows - 1) / kBlockRows;
 
   // Distinct filter plans among this item's queries (index -1 = no filter), and each plan's
   // queries.
@@ -223,84 +226,127 @@ void scan_work_item(const ScanIndexView& index, const ScanQueriesView& queries,
     }
     plan_queries[slot].push_back(q);
   }
-  std::vector<BlockEligibility>& elig = ts.elig;
-  elig.resize(plan_ids.size() * size_t(sub_blocks));
+  auto masks_of = [&](int32_t p) {
+    return p >= 0 && queries.plan_masks ? queries.plan_masks[p] : nullptr;
+  };
 
-  TileScratch x;
-  std::vector<int32_t>& dense_queries = ts.dense_queries;  // scan the blocks in place
-  std::vector<int32_t>& dense_slot = ts.dense_slot;        // their plan slots
-  for (int64_t row0 = w.begin; row0 < w.end; row0 += sub_blocks * kBlockRows) {
-    const int64_t nb = std::min<int64_t>(sub_blocks, (w.end - row0 + kBlockRows - 1) / kBlockRows);
-    // Eligibility of each block for each plan: live rows, then the Bloom plan.
-    for (int64_t b = 0; b < nb; ++b) {
-      const int64_t first = row0 + b * kBlockRows;
-      uint16_t live = 0;
+  // Eligibility of every block of the item for each plan: a plan's exact masks when it has
+  // them (liveness included), else the live rows and the Bloom plan.
+  bool need_live = false;
+  for (int32_t p : plan_ids) need_live |= masks_of(p) == nullptr;
+  std::vector<uint16_t>& live = ts.live;
+  live.assign(size_t(n_blocks), 0);
+  if (need_live) {
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const int64_t first = w.begin + b * kBlockRows;
+      uint16_t m = 0;
       for (int r = 0; r < kBlockRows; ++r)
-        if (first + r < list_end && index.ids[first + r] != kEmptyId) live |= uint16_t(1u << r);
-      for (size_t pi = 0; pi < plan_ids.size(); ++pi) {
-        BlockEligibility e{0xFFFF, 0xFFFF};
-        if (plan_ids[pi] >= 0 && live != 0)
-          e = eval_plan_block(queries.plans[plan_ids[pi]],
-                              index.signatures + first * index.bloom_words, index.bloom_words);
-        elig[pi * size_t(sub_blocks) + size_t(b)] = {uint16_t(e.possible & live), e.definite};
+        if (first + r < list_end && index.ids[first + r] != kEmptyId) m |= uint16_t(1u << r);
+      live[size_t(b)] = m;
+    }
+  }
+  std::vector<BlockEligibility>& elig = ts.elig;
+  elig.resize(plan_ids.size() * size_t(n_blocks));
+  for (size_t pi = 0; pi < plan_ids.size(); ++pi) {
+    const int32_t p = plan_ids[pi];
+    BlockEligibility* e = elig.data() + pi * size_t(n_blocks);
+    const uint16_t* masks = masks_of(p);
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const int64_t first = w.begin + b * kBlockRows;
+      if (masks != nullptr) {
+        const uint16_t m = masks[first / kBlockRows];
+        e[b] = {m, m};
+      } else if (p < 0 || live[size_t(b)] == 0) {
+        e[b] = {live[size_t(b)], 0xFFFF};
+      } else {
+        const BlockEligibility be = eval_plan_block(
+            queries.plans[p], index.signatures + first * index.bloom_words, index.bloom_words);
+        e[b] = {uint16_t(be.possible & live[size_t(b)]), be.definite};
       }
     }
-    ts.stats.rows_scanned += int64_t(w.n_queries) * nb * kBlockRows;
+  }
+  ts.stats.rows_scanned += int64_t(w.n_queries) * n_blocks * kBlockRows;
 
-    // A filtered plan's queries skip the sub-chunk when no row may match, and score its rows
-    // packed when that saves work; the others score the blocks in place.
+  // A filtered plan's queries skip the item when no row may match, and score its rows packed
+  // when that saves work (packing over the whole item, so a selective plan's few rows fill
+  // whole blocks); the others score the blocks in place.
+  TileScratch x;
+  std::vector<int32_t>& in_place = ts.in_place;  // plan slots scanned in place
+  in_place.clear();
+  for (size_t pi = 0; pi < plan_ids.size(); ++pi) {
+    const BlockEligibility* e = elig.data() + pi * size_t(n_blocks);
+    const std::vector<int32_t>& members = plan_queries[pi];
+    if (plan_ids[pi] < 0) {
+      in_place.push_back(int32_t(pi));
+      continue;
+    }
+    int64_t rows = 0;
+    for (int64_t b = 0; b < n_blocks; ++b) rows += __builtin_popcount(e[b].possible);
+    if (rows == 0) continue;
+    const int64_t packed_blocks = (rows + kBlockRows - 1) / kBlockRows;
+    if (int64_t(members.size()) * (n_blocks - packed_blocks) <= rows * kPackCostPerRow) {
+      in_place.push_back(int32_t(pi));
+      continue;
+    }
+    pack_rows(index, w.begin, e, n_blocks, ts);
+    ts.stats.rows_packed += rows;
+    const uint16_t last_mask =
+        rows % kBlockRows ? uint16_t((1u << (rows % kBlockRows)) - 1) : uint16_t(0xFFFF);
+    for (int64_t pb0 = 0; pb0 < packed_blocks; pb0 += sub_blocks) {
+      const int64_t nb = std::min(sub_blocks, packed_blocks - pb0);
+      for (size_t t0 = 0; t0 < members.size(); t0 += kMaxTileQueries) {
+        const int nt = int(std::min<size_t>(kMaxTileQueries, members.size() - t0));
+        for (int t = 0; t < nt; ++t)
+          for (int64_t b = 0; b < nb; ++b)
+            x.eligible[t * nb + b] = pb0 + b + 1 < packed_blocks ? uint16_t(0xFFFF) : last_mask;
+        score_and_collect(
+            index, queries, members.data() + t0, nt, ts.packed_codes.data() + size_t(pb0) * bb,
+            ts.packed_scales.data() + pb0 * kBlockRows, nb,
+            [&](int64_t b, int r) {
+              return int64_t(ts.packed_rows[size_t((pb0 + b) * kBlockRows + r)]);
+            },
+            [&](int, int64_t b, int r) {
+              return (ts.packed_definite[size_t(pb0 + b)] >> r) & 1u;
+            },
+            x, ts);
+      }
+    }
+  }
+  if (in_place.empty()) return;
+
+  // In place, sub-chunk by sub-chunk, for the queries whose plan may match a row there.
+  std::vector<int32_t>& dense_queries = ts.dense_queries;
+  std::vector<int32_t>& dense_slot = ts.dense_slot;  // their plan slots
+  for (int64_t b0 = 0; b0 < n_blocks; b0 += sub_blocks) {
+    const int64_t nb = std::min(sub_blocks, n_blocks - b0);
     dense_queries.clear();
     dense_slot.clear();
-    for (size_t pi = 0; pi < plan_ids.size(); ++pi) {
-      const BlockEligibility* e = elig.data() + pi * size_t(sub_blocks);
-      const std::vector<int32_t>& members = plan_queries[pi];
-      if (plan_ids[pi] >= 0) {
-        int64_t rows = 0;
-        for (int64_t b = 0; b < nb; ++b) rows += __builtin_popcount(e[b].possible);
-        if (rows == 0) continue;
-        const int64_t packed_blocks = (rows + kBlockRows - 1) / kBlockRows;
-        if (int64_t(members.size()) * (nb - packed_blocks) > rows * kPackCostPerRow) {
-          pack_rows(index, row0, e, nb, ts);
-          ts.stats.rows_packed += rows;
-          const uint16_t last_mask =
-              rows % kBlockRows ? uint16_t((1u << (rows % kBlockRows)) - 1) : uint16_t(0xFFFF);
-          for (size_t t0 = 0; t0 < members.size(); t0 += kMaxTileQueries) {
-            const int nt = int(std::min<size_t>(kMaxTileQueries, members.size() - t0));
-            for (int t = 0; t < nt; ++t)
-              for (int64_t b = 0; b < packed_blocks; ++b)
-                x.eligible[t * packed_blocks + b] =
-                    b + 1 < packed_blocks ? uint16_t(0xFFFF) : last_mask;
-            score_and_collect(
-                index, queries, members.data() + t0, nt, ts.packed_codes.data(),
-                ts.packed_scales.data(), packed_blocks,
-                [&](int64_t b, int r) {
-                  return int64_t(ts.packed_rows[size_t(b * kBlockRows + r)]);
-                },
-                [&](int, int64_t b, int r) { return (ts.packed_definite[size_t(b)] >> r) & 1u; },
-                x, ts);
-          }
-          continue;
-        }
-      }
-      for (int32_t q : members) {
+    for (int32_t pi : in_place) {
+      const BlockEligibility* e = elig.data() + size_t(pi) * size_t(n_blocks) + b0;
+      uint16_t any = 0;
+      for (int64_t b = 0; b < nb; ++b) any |= e[b].possible;
+      if (any == 0) continue;
+      for (int32_t q : plan_queries[size_t(pi)]) {
         dense_queries.push_back(q);
-        dense_slot.push_back(int32_t(pi));
+        dense_slot.push_back(pi);
       }
     }
-
+    const int64_t row0 = w.begin + b0 * kBlockRows;
     for (size_t t0 = 0; t0 < dense_queries.size(); t0 += kMaxTileQueries) {
       const int nt = int(std::min<size_t>(kMaxTileQueries, dense_queries.size() - t0));
       for (int t = 0; t < nt; ++t) {
-        const size_t slot = size_t(dense_slot[t0 + size_t(t)]) * size_t(sub_blocks);
-        for (int64_t b = 0; b < nb; ++b) x.eligible[t * nb + b] = elig[slot + size_t(b)].possible;
+        const BlockEligibility* e =
+            elig.data() + size_t(dense_slot[t0 + size_t(t)]) * size_t(n_blocks) + b0;
+        for (int64_t b = 0; b < nb; ++b) x.eligible[t * nb + b] = e[b].possible;
       }
       score_and_collect(
           index, queries, dense_queries.data() + t0, nt,
-          index.codes + size_t(row0 / kBlockRows) * block_bytes(d_pad), index.scales + row0, nb,
+          index.codes + size_t(row0 / kBlockRows) * bb, index.scales + row0, nb,
           [&](int64_t b, int r) { return row0 + b * kBlockRows + r; },
           [&](int t, int64_t b, int r) {
-            const size_t slot = size_t(dense_slot[t0 + size_t(t)]) * size_t(sub_blocks);
-            return (elig[slot + size_t(b)].definite >> r) & 1u;
+            const BlockEligibility* e =
+                elig.data() + size_t(dense_slot[t0 + size_t(t)]) * size_t(n_blocks) + b0;
+            return (e[b].definite >> r) & 1u;
           },
           x, ts);
     }
@@ -316,6 +362,7 @@ void ScanStats::add(const ScanStats& o) {
   lists_skipped += o.lists_skipped;
   exact_checks += o.exact_checks;
   bloom_false_positives += o.bloom_false_positives;
+  filters_cached += o.filters_cached;
 }
 
 void fused_scan(const ScanIndexView& index, const ScanQueriesView& queries,

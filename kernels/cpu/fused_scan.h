@@ -35,6 +35,10 @@ struct ScanQueriesView {
   const FilterPlanView* plans = nullptr;  // [n_plans]
   int n_plans = 0;
   const int32_t* plan_of_query = nullptr;  // [n]: index into plans, or -1; null: no filters
+  // [n_plans] or null: per plan, null or its exact eligibility over the whole index, one mask
+  // per 16-row block (bit r: row r is live and passes the filter exactly; shard/filter_cache.h).
+  // A plan with masks skips the Bloom evaluation and the exact checks.
+  const uint16_t* const* plan_masks = nullptr;
 };
 
 // The lists each query scans: lists [n, nprobe], -1 for unused slots. lists == null scans every
@@ -51,6 +55,7 @@ struct ScanStats {
   int64_t lists_skipped = 0;     // (query, list) pairs skipped by the list's Bloom summary
   int64_t exact_checks = 0;      // candidates verified against the exact feature store
   int64_t bloom_false_positives = 0;  // of those, rejected: Bloom passed, the filter did not
+  int64_t filters_cached = 0;    // (batch, plan) pairs whose exact masks the filter cache gave
 
   void add(const ScanStats& o);
 };

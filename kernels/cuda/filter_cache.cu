@@ -12,8 +12,6 @@
 namespace argent {
 namespace {
 
-// Filters remembered as seen once, waiting for a second batch to be admitted.
-constexpr size_t kMaxSeen = 4096;
 constexpr int kWordsThreads = 256;  // 16 blocks of 16 rows per CTA, one thread per row
 
 // Whether `row` is live and passes the plan exactly: the Bloom plan (its truth table when it
@@ -91,10 +89,9 @@ std::string key_of(const FilterOp* ops, int n_ops) {
 
 }  // namespace
 
-struct GpuFilterCache::Entry {
-  std::string key;
+struct GpuFilterCache::Entry : CachedFilterSet::Entry {
   DeviceArray ops, words, counts;  // counts: {eligible rows, live rows}
-  size_t bytes = 0;                // of words
+  int n_ops = 0;
 };
 
 struct GpuFilterCache::Scratch {
@@ -102,19 +99,10 @@ struct GpuFilterCache::Scratch {
 };
 
 GpuFilterCache::GpuFilterCache(size_t max_bytes)
-    : max_bytes_(max_bytes), scratch_(std::make_unique<Scratch>()) {}
+    : set_(max_bytes), scratch_(std::make_unique<Scratch>()) {}
 GpuFilterCache::~GpuFilterCache() = default;
 
-void GpuFilterCache::clear() {
-  // The filters stay known as recurring: each is computed again, from the new rows, on its next
-  // batch.
-  for (const auto& e : lru_)
-    if (std::find(seen_.begin(), seen_.end(), e->key) == seen_.end()) seen_.push_back(e->key);
-  while (seen_.size() > kMaxSeen) seen_.pop_front();
-  by_key_.clear();
-  lru_.clear();
-  bytes_ = 0;
-}
+void GpuFilterCache::clear() { set_.clear(); }
 
 void GpuFilterCache::refresh_blocks(const ScanIndexView& index, const int64_t* blocks,
                                     int64_t n_blocks, int64_t live_rows, cudaStream_t stream) {
@@ -123,44 +111,32 @@ void GpuFilterCache::refresh_blocks(const ScanIndexView& index, const int64_t* b
     return;
   }
   const unsigned long long live = static_cast<unsigned long long>(live_rows);
-  for (const auto& e : lru_) {
-    auto* counts = static_cast<unsigned long long*>(e->counts.data());
-    launch_words(index, static_cast<const FilterOp*>(e->ops.data()),
-                 int(e->key.size() / sizeof(FilterOp)), blocks, n_blocks,
-                 static_cast<uint32_t*>(e->words.data()), counts, stream);
+  for (const auto& entry : set_.entries()) {
+    auto& e = static_cast<Entry&>(*entry);
+    auto* counts = static_cast<unsigned long long*>(e.counts.data());
+    launch_words(index, static_cast<const FilterOp*>(e.ops.data()), e.n_ops, blocks, n_blocks,
+                 static_cast<uint32_t*>(e.words.data()), counts, stream);
     // Staged before the call returns (pageable source).
     ARGENT_CUDA_CHECK(
         cudaMemcpyAsync(counts + 1, &live, sizeof(live), cudaMemcpyHostToDevice, stream));
   }
 }
 
-void GpuFilterCache::set_capacity(size_t max_bytes) {
-  max_bytes_ = max_bytes;
-  evict_until(0, {});
-}
+void GpuFilterCache::set_capacity(size_t max_bytes) { set_.set_capacity(max_bytes); }
 
 size_t GpuFilterCache::device_bytes() const {
   size_t b = scratch_->words.bytes() + scratch_->counts.bytes();
-  for (const auto& e : lru_) b += e->ops.bytes() + e->words.bytes() + e->counts.bytes();
-  return b;
-}
-
-void GpuFilterCache::evict_until(size_t bytes_needed, const std::vector<const Entry*>& keep) {
-  // Oldest first; a filter of the current batch is never the one to go.
-  for (auto it = lru_.end(); bytes_ + bytes_needed > max_bytes_ && it != lru_.begin();) {
-    --it;
-    if (std::find(keep.begin(), keep.end(), it->get()) != keep.end()) continue;
-    bytes_ -= (*it)->bytes;
-    by_key_.erase((*it)->key);
-    it = lru_.erase(it);
-    ++stats_.evictions;
+  for (const auto& entry : set_.entries()) {
+    const auto& e = static_cast<const Entry&>(*entry);
+    b += e.ops.bytes() + e.words.bytes() + e.counts.bytes();
   }
+  return b;
 }
 
 bool GpuFilterCache::lookup(const GpuIndexView& index, const FilterOp* ops, const int32_t* begin,
                             const int32_t* len, int n_plans, cudaStream_t stream,
                             const uint32_t** words, const unsigned long long** counts) {
-  if (max_bytes_ == 0 || n_plans < 1) return false;
+  if (set_.capacity() == 0 || n_plans < 1) return false;
   if (index.scan.codes != codes_ || index.scan.n_rows != n_rows_) {
     clear();
     codes_ = index.scan.codes;
@@ -168,85 +144,43 @@ bool GpuFilterCache::lookup(const GpuIndexView& index, const FilterOp* ops, cons
   }
   const int64_t n_blocks = index.scan.n_rows / kBlockRows;
   const size_t plan_bytes = size_t(n_blocks) * sizeof(uint32_t);
-  if (plan_bytes * size_t(n_plans) > max_bytes_) return false;
 
-  // Which plans are here, which are admitted now (seen before), which are new.
   std::vector<std::string> keys;
   for (int p = 0; p < n_plans; ++p) keys.push_back(key_of(ops + begin[p], len[p]));
-  std::vector<const Entry*> present;
-  std::vector<std::string> missing;
-  bool all_admitted = true;
-  for (int p = 0; p < n_plans; ++p) {
-    const std::string& key = keys[size_t(p)];
-    // Two plans of a batch may compile to the same ops (texts that differ in spacing).
-    if (std::find(keys.begin(), keys.begin() + p, key) != keys.begin() + p) continue;
-    auto it = by_key_.find(key);
-    if (it != by_key_.end()) {
-      present.push_back(it->second->get());
-      continue;
-    }
-    auto seen = std::find(seen_.begin(), seen_.end(), key);
-    if (seen == seen_.end()) {
-      all_admitted = false;
-      seen_.push_back(key);
-      if (seen_.size() > kMaxSeen) seen_.pop_front();
-    } else {
-      seen_.erase(seen);
-    }
-    missing.push_back(key);
-  }
-  if (!all_admitted) {
-    // Remember the others as seen again too, so the batch's filters are admitted together.
-    for (const std::string& key : missing)
-      if (std::find(seen_.begin(), seen_.end(), key) == seen_.end()) seen_.push_back(key);
-    return false;
-  }
-
-  evict_until(plan_bytes * missing.size(), present);
-  if (bytes_ + plan_bytes * missing.size() > max_bytes_) return false;
-  for (std::string& key : missing) {
-    auto e = std::make_unique<Entry>();
-    const int n_ops = int(key.size() / sizeof(FilterOp));
+  auto build = [&](const std::string& key) {
+    auto e = std::make_shared<Entry>();
+    e->n_ops = int(key.size() / sizeof(FilterOp));
     const FilterOp* d_ops = upload_async(
-        e->ops, reinterpret_cast<const FilterOp*>(key.data()), size_t(n_ops), stream);
+        e->ops, reinterpret_cast<const FilterOp*>(key.data()), size_t(e->n_ops), stream);
     auto* w = e->words.reserve_as<uint32_t>(size_t(n_blocks));
     auto* c = e->counts.reserve_as<unsigned long long>(2);
     ARGENT_CUDA_CHECK(cudaMemsetAsync(c, 0, 2 * sizeof(unsigned long long), stream));
-    launch_words(index.scan, d_ops, n_ops, nullptr, n_blocks, w, c, stream);
-    e->key = std::move(key);
-    e->bytes = plan_bytes;
-    bytes_ += plan_bytes;
-    lru_.push_front(std::move(e));
-    by_key_[lru_.front()->key] = lru_.begin();
-    ++stats_.builds;
-  }
+    launch_words(index.scan, d_ops, e->n_ops, nullptr, n_blocks, w, c, stream);
+    return e;
+  };
+  const std::vector<std::shared_ptr<CachedFilterSet::Entry>> batch =
+      set_.lookup(keys, plan_bytes, build);
+  if (batch.empty()) return false;
 
-  // Most recent first, then hand out the words: a single plan's in place, several copied one
-  // after another (launch_block_plans' layout).
-  std::vector<const Entry*> batch;
-  for (const std::string& key : keys) {
-    auto it = by_key_.at(key);
-    lru_.splice(lru_.begin(), lru_, it);
-    batch.push_back(it->get());
-  }
-  ++stats_.hits;
+  // A single plan's words in place; several copied one after another (launch_block_plans'
+  // layout).
+  auto entry = [&](int p) -> const Entry& { return static_cast<const Entry&>(*batch[size_t(p)]); };
   if (n_plans == 1) {
-    *words = static_cast<const uint32_t*>(batch[0]->words.data());
-    *counts = static_cast<const unsigned long long*>(batch[0]->counts.data());
+    *words = static_cast<const uint32_t*>(entry(0).words.data());
+    *counts = static_cast<const unsigned long long*>(entry(0).counts.data());
     return true;
   }
   auto* w = scratch_->words.reserve_as<uint32_t>(size_t(n_plans) * size_t(n_blocks));
   auto* c = scratch_->counts.reserve_as<unsigned long long>(size_t(n_plans) + 1);
   for (int p = 0; p < n_plans; ++p) {
-    const Entry& e = *batch[size_t(p)];
-    ARGENT_CUDA_CHECK(cudaMemcpyAsync(w + size_t(p) * size_t(n_blocks), e.words.data(),
+    ARGENT_CUDA_CHECK(cudaMemcpyAsync(w + size_t(p) * size_t(n_blocks), entry(p).words.data(),
                                       plan_bytes, cudaMemcpyDeviceToDevice, stream));
-    ARGENT_CUDA_CHECK(cudaMemcpyAsync(c + p, e.counts.data(), sizeof(unsigned long long),
+    ARGENT_CUDA_CHECK(cudaMemcpyAsync(c + p, entry(p).counts.data(), sizeof(unsigned long long),
                                       cudaMemcpyDeviceToDevice, stream));
   }
   // The rows the plans' shares are of: the index's live rows, the second count of any entry.
   ARGENT_CUDA_CHECK(cudaMemcpyAsync(
-      c + n_plans, static_cast<const unsigned long long*>(batch[0]->counts.data()) + 1,
+      c + n_plans, static_cast<const unsigned long long*>(entry(0).counts.data()) + 1,
       sizeof(unsigned long long), cudaMemcpyDeviceToDevice, stream));
   *words = w;
   *counts = c;

@@ -10,13 +10,13 @@
 // pre-pass, and its sample and collect passes read exact words (ScanPass::exact_words): a row
 // whose word says eligible is eligible, so no candidate needs a check after the sort.
 //
-// A filter is admitted on its second batch (a one-off filter would pay a pass over the whole
-// index for nothing) and evicted least recently used first; an evicted filter must be seen
-// twice again. Filters that take turns in a cache too small for them rebuild their words on
-// every other batch: size the cache for the recurring filters (search.gpu_filter_cache_mb). A
-// batch of several cached filters also copies their words into one scratch area ([n_plans]
-// [n_rows / 16], outside max_bytes, counted in device_bytes()). Words are valid for the rows they
-// were computed from: the owner calls refresh_blocks() with the blocks of the rows it wrote.
+// Which filters stay is kernels/cached_filter_set.h's policy: a filter enters on its second
+// batch (a one-off filter would pay a pass over the whole index for nothing); when the cache is
+// full the least recently used of the filters met less often than the newcomer go; a batch is
+// served only when all its filters fit together. A batch of several cached filters also copies
+// their words into one scratch area ([n_plans][n_rows / 16], outside max_bytes, counted in
+// device_bytes()). Words are valid for the rows they were computed from: the owner calls
+// refresh_blocks() with the blocks of the rows it wrote.
 //
 // Host-only header: compiles with g++ alone. Not thread-safe: one cache per index and stream.
 #pragma once
@@ -24,12 +24,9 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
-#include <list>
 #include <memory>
-#include <string>
-#include <unordered_map>
-#include <vector>
 
+#include "kernels/cached_filter_set.h"
 #include "kernels/cuda/gpu_search.h"
 
 namespace argent {
@@ -48,10 +45,10 @@ class GpuFilterCache {
   // and passes the filter exactly, laid out one plan after another in `words`
   // ([n_plans][n_rows / 16], launch_block_plans' layout), and their counts in `counts`
   // ([n_plans + 1]: each plan's eligible rows, then the index's live rows: the scan takes a
-  // plan's selectivity from them). Filters met for the
-  // first time here are computed over the whole index on `stream`. Returns false, enqueuing
-  // nothing, when the cache is off, a plan is new (admitted on its next batch), or the
-  // batch's plans do not fit in max_bytes together. The pointers stay valid until the next call.
+  // plan's selectivity from them). Filters that enter now are computed over the whole index on
+  // `stream`. Returns false, enqueuing nothing, when the batch is not served (the cache is off,
+  // a plan is new, or the plans do not fit together: CachedFilterSet::lookup). The pointers
+  // stay valid until the next call.
   bool lookup(const GpuIndexView& index, const FilterOp* ops, const int32_t* begin,
               const int32_t* len, int n_plans, cudaStream_t stream, const uint32_t** words,
               const unsigned long long** counts);
@@ -68,31 +65,19 @@ class GpuFilterCache {
   void set_capacity(size_t max_bytes);
 
   size_t device_bytes() const;
-  struct Stats {
-    int64_t hits = 0;    // batches served from the cache
-    int64_t builds = 0;  // filters computed over the whole index
-    int64_t evictions = 0;
-  };
-  const Stats& stats() const { return stats_; }
+  using Stats = CachedFilterSet::Stats;  // hits: batches served
+  const Stats& stats() const { return set_.stats(); }
 
  private:
   struct Entry;
-  using Lru = std::list<std::unique_ptr<Entry>>;  // most recently used first
-  void evict_until(size_t bytes_needed, const std::vector<const Entry*>& keep);
 
-  size_t max_bytes_;
-  size_t bytes_ = 0;
-  Lru lru_;
-  std::unordered_map<std::string, Lru::iterator> by_key_;
-  // Filters met once and not yet admitted, oldest first (bounded).
-  std::list<std::string> seen_;
+  CachedFilterSet set_;
   // The index the words describe; another one clears the cache.
   const int8_t* codes_ = nullptr;
   int64_t n_rows_ = 0;
   // A batch of several plans gets its words copied here, one plan after another.
   struct Scratch;
   std::unique_ptr<Scratch> scratch_;
-  Stats stats_;
 };
 
 }  // namespace argent
