@@ -180,7 +180,7 @@ const std::vector<Entry>& schema() {
         int_key("search.filter_cache_mb", &C::search, &SearchConfig::filter_cache_mb, 0, 1 << 20,
                 "Memory (MiB) each shard keeps, on the device that scans, for recurring filters: "
                 "a filter met in a second batch is evaluated exactly over every row once (n_rows "
-                "/ 8 bytes on the CPU, n_rows / 4 on the GPU: 10 and 20 MiB at 80M rows) and "
+                "/ 8 bytes on the CPU, n_rows / 4 on the GPU: 10 and 20 MB at 80M rows) and "
                 "serves later batches without the per-batch Bloom pass and exact checks; when "
                 "full, the least recently used of the less often met filters go first. In-place "
                 "writes recompute the blocks they wrote. Same results either way; 0 turns it "

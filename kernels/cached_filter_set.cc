@@ -17,71 +17,93 @@ uint32_t CachedFilterSet::uses(const std::string& key) const {
   return it == uses_.end() ? 0 : it->second;
 }
 
+bool CachedFilterSet::make_room(size_t bytes, uint32_t uses,
+                                const std::vector<const std::string*>& batch) {
+  std::vector<Lru::iterator> victims;
+  size_t freed = 0;
+  for (auto it = lru_.end(); bytes_ - freed + bytes > max_bytes_ && it != lru_.begin();) {
+    --it;
+    const bool own = std::any_of(batch.begin(), batch.end(),
+                                 [&](const std::string* key) { return *key == it->key; });
+    if (own || this->uses(it->key) >= uses) continue;
+    victims.push_back(it);
+    freed += it->bytes;
+  }
+  if (bytes_ - freed + bytes > max_bytes_) return false;
+  for (Lru::iterator it : victims) {
+    bytes_ -= it->bytes;
+    by_key_.erase(it->key);
+    lru_.erase(it);
+    ++stats_.evictions;
+  }
+  return true;
+}
+
+void CachedFilterSet::insert(const std::string& key, size_t bytes, const Build& build) {
+  std::shared_ptr<Entry> entry = build(key);
+  lru_.push_front(Slot{key, bytes, std::move(entry)});
+  by_key_[key] = lru_.begin();
+  bytes_ += bytes;
+  ++stats_.builds;
+}
+
 std::vector<std::shared_ptr<CachedFilterSet::Entry>> CachedFilterSet::lookup(
-    const std::vector<std::string>& keys, size_t entry_bytes, const Build& build) {
+    const std::vector<std::string>& keys, size_t entry_bytes, const Build& build, Serve serve) {
   if (max_bytes_ == 0 || keys.empty()) return {};
   std::vector<const std::string*> distinct;
   for (const std::string& key : keys)
     if (std::none_of(distinct.begin(), distinct.end(),
                      [&](const std::string* d) { return *d == key; }))
       distinct.push_back(&key);
+  auto cached = [&](const std::string& key) { return by_key_.count(key) != 0; };
 
-  // Count this batch's uses; note which filters are cached and whether every missing one
-  // recurs (met in an earlier batch too).
-  if (++batches_ % kAgingBatches == 0) age();
-  std::vector<const std::string*> missing;
-  bool all_recur = true;
-  uint32_t weakest = UINT32_MAX;  // the fewest uses among the missing filters
-  for (const std::string* key : distinct) {
-    const uint32_t n = ++uses_[*key];
-    if (by_key_.count(*key) != 0) continue;
-    all_recur = all_recur && n >= 2;
-    weakest = std::min(weakest, n);
-    missing.push_back(key);
-  }
-  if (uses_.size() > kMaxTracked) age();
-  if (entry_bytes * distinct.size() > max_bytes_ || !all_recur) return {};
-
-  if (!missing.empty()) {
-    // Room for the missing filters: the least recently used others go, but only those used
-    // less often than every newcomer. Either all the room is found or nothing is evicted.
-    const size_t needed = entry_bytes * missing.size();
-    auto in_batch = [&](const std::string& key) {
-      return std::any_of(distinct.begin(), distinct.end(),
-                         [&](const std::string* d) { return *d == key; });
-    };
-    std::vector<Lru::iterator> victims;
-    size_t freed = 0;
-    for (auto it = lru_.end(); bytes_ - freed + needed > max_bytes_ && it != lru_.begin();) {
-      --it;
-      if (in_batch(it->key) || uses(it->key) >= weakest) continue;
-      victims.push_back(it);
-      freed += it->bytes;
-    }
-    if (bytes_ - freed + needed > max_bytes_) return {};
-    for (Lru::iterator it : victims) {
-      bytes_ -= it->bytes;
-      by_key_.erase(it->key);
-      lru_.erase(it);
-      ++stats_.evictions;
-    }
-    for (const std::string* key : missing) {
-      std::shared_ptr<Entry> entry = build(*key);
-      lru_.push_front(Slot{*key, entry_bytes, std::move(entry)});
-      by_key_[*key] = lru_.begin();
-      bytes_ += entry_bytes;
-      ++stats_.builds;
+  if (serve == Serve::kPeek) {
+    if (!std::all_of(distinct.begin(), distinct.end(),
+                     [&](const std::string* key) { return cached(*key); }))
+      return {};
+  } else {
+    // Count this batch's uses, once per distinct filter, after any halving (so that every
+    // count compared below is of the same age).
+    if (++batches_ % kAgingBatches == 0 || uses_.size() + distinct.size() > kMaxTracked) age();
+    std::vector<uint32_t> n;
+    for (const std::string* key : distinct) n.push_back(++uses_[*key]);
+    if (serve == Serve::kAllOrNone) {
+      // Every missing filter must recur, and all must fit together.
+      std::vector<const std::string*> missing;
+      uint32_t weakest = UINT32_MAX;  // the fewest uses among the missing filters
+      for (size_t i = 0; i < distinct.size(); ++i) {
+        if (cached(*distinct[i])) continue;
+        if (n[i] < 2) return {};
+        weakest = std::min(weakest, n[i]);
+        missing.push_back(distinct[i]);
+      }
+      if (entry_bytes * distinct.size() > max_bytes_) return {};
+      if (!missing.empty() && !make_room(entry_bytes * missing.size(), weakest, distinct))
+        return {};
+      for (const std::string* key : missing) insert(*key, entry_bytes, build);
+    } else {
+      for (size_t i = 0; i < distinct.size(); ++i)
+        if (!cached(*distinct[i]) && n[i] >= 2 && entry_bytes <= max_bytes_ &&
+            make_room(entry_bytes, n[i], distinct))
+          insert(*distinct[i], entry_bytes, build);
     }
   }
 
   std::vector<std::shared_ptr<Entry>> out;
   out.reserve(keys.size());
+  bool any = false;
   for (const std::string& key : keys) {
-    const Lru::iterator it = by_key_.at(key);
-    lru_.splice(lru_.begin(), lru_, it);
-    out.push_back(it->entry);
+    auto it = by_key_.find(key);
+    if (it == by_key_.end()) {
+      out.push_back(nullptr);
+      continue;
+    }
+    if (serve != Serve::kPeek) lru_.splice(lru_.begin(), lru_, it->second);
+    out.push_back(it->second->entry);
+    any = true;
   }
-  ++stats_.hits;
+  if (!any) return {};
+  if (serve != Serve::kPeek) ++stats_.hits;
   return out;
 }
 

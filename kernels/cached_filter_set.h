@@ -11,8 +11,9 @@
 // stops recurring loses its claim to a place.
 //
 // Filters are keys: the bytes of their compiled plans (identical expressions share one). A batch
-// is served from the cache only when all its distinct filters are cached together; it never
-// evicts one of its own. Not thread-safe.
+// counts one use of each of its distinct filters and never evicts one of its own. The GPU serves
+// a batch from the cache only when all its filters are cached together (its scan takes one set
+// of words or none); the CPU serves each filter on its own. Not thread-safe.
 #pragma once
 
 #include <cstddef>
@@ -40,15 +41,23 @@ class CachedFilterSet {
   // max_bytes: all entries together; 0 turns the cache off (nothing is counted or kept).
   explicit CachedFilterSet(size_t max_bytes) : max_bytes_(max_bytes) {}
 
+  enum class Serve {
+    kAllOrNone,  // every filter of the batch, or none
+    kEach,       // each filter on its own
+    kPeek,       // all or none of what is cached now: no use counted, nothing built or evicted
+                 // (a query's re-run inside a batch already looked up)
+  };
   // One batch's filters (`keys`, one per plan, in plan order; repeats allowed), each entry
-  // taking `entry_bytes`. Returns each key's entry, in `keys` order, or an empty vector when the
-  // batch is not served: the cache is off, the filters do not fit together, a missing filter is
-  // met for the first time (its use is counted: it enters on its next batch), or a full cache
-  // holds no filter used less often than the newcomers. Missing filters that enter are built by
-  // `build` (after the evictions that make room, so their memory is free first). Every call
-  // counts one use of each distinct key. An exception from `build` leaves that filter out.
+  // taking `entry_bytes`. Returns an entry per key, in `keys` order (null for a key not served,
+  // kEach only), or an empty vector when nothing is served. A missing filter is served once it
+  // enters: met in an earlier batch too, fitting (with the batch's others under kAllOrNone), and
+  // with room, made if need be by evicting least recently used filters that are used less often
+  // than it; it is then built by `build`, after those evictions (so their memory is free
+  // first). An exception from `build` propagates: the evictions stay done, the filters built
+  // before it stay cached, that filter is not.
   std::vector<std::shared_ptr<Entry>> lookup(const std::vector<std::string>& keys,
-                                             size_t entry_bytes, const Build& build);
+                                             size_t entry_bytes, const Build& build,
+                                             Serve serve = Serve::kAllOrNone);
 
   // Drops every entry (their rows changed); use counts stay, so a recurring filter is built
   // again, from the new rows, on its next batch.
@@ -65,7 +74,7 @@ class CachedFilterSet {
   uint32_t uses(const std::string& key) const;
 
   struct Stats {
-    int64_t hits = 0;       // batches served
+    int64_t hits = 0;       // batches served (under kEach, in part or whole)
     int64_t builds = 0;     // filters computed over the whole shard
     int64_t evictions = 0;
   };
@@ -79,6 +88,10 @@ class CachedFilterSet {
   };
   using Lru = std::list<Slot>;  // most recently used first
   void age();
+  // Evicts, least recently used first, filters not in `batch` used fewer than `uses` times
+  // until `bytes` more fit; either all the room is found or nothing is evicted.
+  bool make_room(size_t bytes, uint32_t uses, const std::vector<const std::string*>& batch);
+  void insert(const std::string& key, size_t bytes, const Build& build);
 
   size_t max_bytes_;
   size_t bytes_ = 0;

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <string>
 
 #include "common/error.h"
@@ -79,21 +80,30 @@ ShardFilterCache::Masks ShardFilterCache::lookup(const ShardIndex& shard, const 
   follow_writes(shard, threads);
   const int64_t n_blocks = shard.n_rows() / kBlockRows;
   const size_t entry_bytes = size_t(n_blocks) * sizeof(uint16_t);
-  out.masks_.assign(q.plans.size(), nullptr);
+  // One lookup for the batch: each distinct filter counts one use, whatever number of plans
+  // (texts) compiled to it.
+  std::vector<size_t> plan_of_key;
+  std::vector<std::string> keys;
   for (size_t p = 0; p < q.plans.size(); ++p) {
-    const FilterPlan& plan = q.plans[p];
-    if (plan.empty()) continue;
-    auto build = [&](const std::string&) {
-      auto e = std::make_shared<PlanMasks>();
-      e->plan = plan;
-      e->masks.resize(size_t(n_blocks));
-      compute_masks(shard.view(), plan.view(), nullptr, n_blocks, e->masks.data(), threads);
-      return e;
-    };
-    const auto got = set_.lookup({key_of(plan)}, entry_bytes, build);
-    if (got.empty()) continue;
-    out.masks_[p] = static_cast<const PlanMasks&>(*got[0]).masks.data();
-    out.hold_.push_back(got[0]);
+    if (q.plans[p].empty()) continue;
+    plan_of_key.push_back(p);
+    keys.push_back(key_of(q.plans[p]));
+  }
+  auto build = [&](const std::string& key) {
+    const size_t i = size_t(std::find(keys.begin(), keys.end(), key) - keys.begin());
+    auto e = std::make_shared<PlanMasks>();
+    e->plan = q.plans[plan_of_key[i]];
+    e->masks.resize(size_t(n_blocks));
+    compute_masks(shard.view(), e->plan.view(), nullptr, n_blocks, e->masks.data(), threads);
+    return e;
+  };
+  const auto got = set_.lookup(keys, entry_bytes, build, CachedFilterSet::Serve::kEach);
+  if (got.empty()) return out;
+  out.masks_.assign(q.plans.size(), nullptr);
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!got[i]) continue;
+    out.masks_[plan_of_key[i]] = static_cast<const PlanMasks&>(*got[i]).masks.data();
+    out.hold_.push_back(got[i]);
     ++out.served_;
   }
   return out;

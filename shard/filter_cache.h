@@ -5,13 +5,14 @@
 //
 // One mask per 16-row block (bit r: row r is live and passes the filter exactly): n_rows / 8
 // bytes per filter, 125 KB per million rows. Which filters stay is kernels/cached_filter_set.h's
-// policy (enter on the second batch, least recently used out among the less used), per plan: a
-// batch's cached plans use their masks, the others the Bloom path. Before each lookup the masks
+// policy (enter on the second batch, least recently used out among the less used), serving
+// each filter on its own: a batch's cached plans use their masks, the others the Bloom path. Before each lookup the masks
 // follow the shard's writes: the 16-row blocks of the rows written in place since are computed
 // again (ShardIndex::rows_written_since); after a reallocation every filter is dropped and built
 // again on its next batch. Results are the same with or without the cache, bit for bit.
 //
-// Thread-safe (one lock); a lookup must not run concurrently with a write to the shard.
+// Thread-safe (one lock, held while a filter is built: concurrent searches wait for it); a
+// lookup must not run concurrently with a write to the shard.
 #pragma once
 
 #include <cstdint>

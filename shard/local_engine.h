@@ -61,6 +61,8 @@ class LocalEngine {
   const IndexMeta& meta() const { return shard_.meta(); }
   const ShardIndex& shard() const { return shard_; }
   const Config& config() const { return config_; }
+  // The CPU scans' filter cache (search.filter_cache_mb): hits, builds, evictions.
+  CachedFilterSet::Stats filter_cache_stats() const { return filter_cache_->stats(); }
 
  private:
   LocalEngine(Config config, ShardIndex shard);

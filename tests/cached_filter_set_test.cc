@@ -25,18 +25,32 @@ struct Words : CachedFilterSet::Entry {
 class Harness {
  public:
   explicit Harness(size_t max_bytes) : set(max_bytes) {}
-  // Whether the batch was served; checks each returned entry is its key's.
-  bool batch(const std::vector<std::string>& keys, size_t entry_bytes = 10) {
-    const auto got = set.lookup(keys, entry_bytes, [&](const std::string& key) {
-      ++builds[key];
-      return std::make_shared<Words>(key);
-    });
+  // Whether the batch was served (wholly, or under kEach in part); checks each returned entry
+  // is its key's.
+  bool batch(const std::vector<std::string>& keys, size_t entry_bytes = 10,
+             CachedFilterSet::Serve serve = CachedFilterSet::Serve::kAllOrNone) {
+    served.assign(keys.size(), false);
+    const auto got = set.lookup(
+        keys, entry_bytes,
+        [&](const std::string& key) {
+          ++builds[key];
+          return std::make_shared<Words>(key);
+        },
+        serve);
     if (got.empty()) return false;
     EXPECT_EQ(got.size(), keys.size());
-    for (size_t i = 0; i < got.size() && i < keys.size(); ++i)
+    for (size_t i = 0; i < got.size() && i < keys.size(); ++i) {
+      if (serve != CachedFilterSet::Serve::kEach) EXPECT_TRUE(got[i]);
+      if (!got[i]) continue;
       EXPECT_EQ(static_cast<const Words&>(*got[i]).key, keys[i]);
+      served[i] = true;
+    }
     return true;
   }
+  bool each(const std::vector<std::string>& keys) {
+    return batch(keys, 10, CachedFilterSet::Serve::kEach);
+  }
+  std::vector<bool> served;  // per key of the last batch
   CachedFilterSet set;
   std::map<std::string, int> builds;
 };
@@ -63,6 +77,39 @@ TEST(CachedFilterSet, ABatchIsServedOnlyWhenAllItsFiltersAre) {
   EXPECT_EQ(h.set.uses("a"), 3u);  // once per batch, not per plan
   EXPECT_TRUE(h.batch({"b"}));
   EXPECT_FALSE(h.batch({}));
+}
+
+TEST(CachedFilterSet, EachFilterIsServedOnItsOwnAndCountsOncePerBatch) {
+  Harness h(20);
+  EXPECT_FALSE(h.each({"a", "a", "b"}));  // two plans of one filter: one use, not built
+  EXPECT_EQ(h.set.uses("a"), 1u);
+  EXPECT_TRUE(h.each({"a", "c", "b"}));
+  EXPECT_EQ(h.served, (std::vector<bool>{true, false, true}));  // c is new
+  EXPECT_TRUE(h.each({"c", "a"}));  // c recurs, but a and b are of its batch or used more
+  EXPECT_EQ(h.served, (std::vector<bool>{false, true}));
+  EXPECT_EQ(h.set.stats().evictions, 0);
+  for (int i = 0; i < 3; ++i) h.each({"c"});  // c: 5 uses > b's 2: b (not in the batch) goes
+  EXPECT_EQ(h.served, (std::vector<bool>{true}));
+  EXPECT_EQ(h.set.stats().evictions, 1);
+  EXPECT_TRUE(h.each({"a", "c"}));
+  EXPECT_EQ(h.served, (std::vector<bool>{true, true}));
+}
+
+TEST(CachedFilterSet, APeekCountsNoUseAndBuildsNothing) {
+  Harness h(100);
+  auto peek = [&](const std::vector<std::string>& keys) {
+    return h.batch(keys, 10, CachedFilterSet::Serve::kPeek);
+  };
+  h.batch({"a"});
+  EXPECT_FALSE(peek({"a"}));
+  h.batch({"a"});  // built
+  EXPECT_EQ(h.set.uses("a"), 2u);
+  EXPECT_TRUE(peek({"a"}));
+  EXPECT_FALSE(peek({"a", "b"}));
+  EXPECT_EQ(h.set.uses("a"), 2u);
+  EXPECT_EQ(h.set.uses("b"), 0u);
+  EXPECT_EQ(h.set.stats().hits, 1);
+  EXPECT_EQ(h.builds["a"], 1);
 }
 
 TEST(CachedFilterSet, OffOrTooSmallServesNothing) {
@@ -161,7 +208,11 @@ TEST(CachedFilterSet, AFailedBuildLeavesTheFilterOut) {
 }
 
 // Random batches against a model of the policy.
-TEST(CachedFilterSet, RandomBatchesMatchAModel) {
+class CachedFilterSetModelTest : public ::testing::TestWithParam<CachedFilterSet::Serve> {};
+
+TEST_P(CachedFilterSetModelTest, RandomBatchesMatchAModel) {
+  const CachedFilterSet::Serve mode = GetParam();
+  const bool each = mode == CachedFilterSet::Serve::kEach;
   const uint64_t seed = test::test_seed(77);
   SCOPED_TRACE(test::seed_note(seed));
   test::Rng rng(seed);
@@ -180,45 +231,64 @@ TEST(CachedFilterSet, RandomBatchesMatchAModel) {
     if ((step + 1) % CachedFilterSet::kAgingBatches == 0)
       for (auto it = uses.begin(); it != uses.end();)
         it = (it->second /= 2) == 0 ? uses.erase(it) : std::next(it);
-    std::vector<std::string> missing;
-    bool recur = true;
-    uint32_t weakest = UINT32_MAX;
-    for (const auto& k : distinct) {
-      const uint32_t n = ++uses[k];
-      if (std::find(lru.begin(), lru.end(), k) != lru.end()) continue;
-      recur = recur && n >= 2;
-      weakest = std::min(weakest, n);
-      missing.push_back(k);
-    }
-    bool serve = recur && distinct.size() * entry <= capacity;
-    if (serve && !missing.empty()) {
+    std::vector<uint32_t> n;
+    for (const auto& k : distinct) n.push_back(++uses[k]);
+    auto cached = [&](const std::string& k) {
+      return std::find(lru.begin(), lru.end(), k) != lru.end();
+    };
+    // Evicts least recently used keys outside the batch with fewer than `need_uses` uses until
+    // `count` more entries fit; all or nothing.
+    auto make_room = [&](size_t count, uint32_t need_uses) {
       std::vector<std::string> victims;
       size_t bytes = lru.size() * entry;
-      for (auto it = lru.rbegin(); it != lru.rend() && bytes + missing.size() * entry > capacity;
-           ++it) {
+      for (auto it = lru.rbegin(); it != lru.rend() && bytes + count * entry > capacity; ++it) {
         if (std::find(distinct.begin(), distinct.end(), *it) != distinct.end()) continue;
-        if (uses[*it] >= weakest) continue;
+        if (uses[*it] >= need_uses) continue;
         victims.push_back(*it);
         bytes -= entry;
       }
-      serve = bytes + missing.size() * entry <= capacity;
-      if (serve) {
-        for (const auto& v : victims) lru.erase(std::find(lru.begin(), lru.end(), v));
-        for (const auto& m : missing) lru.insert(lru.begin(), m);
+      if (bytes + count * entry > capacity) return false;
+      for (const auto& v : victims) lru.erase(std::find(lru.begin(), lru.end(), v));
+      return true;
+    };
+    bool serve = false;
+    if (each) {
+      for (size_t i = 0; i < distinct.size(); ++i)
+        if (!cached(distinct[i]) && n[i] >= 2 && make_room(1, n[i]))
+          lru.insert(lru.begin(), distinct[i]);
+      for (const auto& k : distinct) serve = serve || cached(k);
+    } else {
+      std::vector<std::string> missing;
+      bool recur = true;
+      uint32_t weakest = UINT32_MAX;
+      for (size_t i = 0; i < distinct.size(); ++i) {
+        if (cached(distinct[i])) continue;
+        recur = recur && n[i] >= 2;
+        weakest = std::min(weakest, n[i]);
+        missing.push_back(distinct[i]);
       }
+      serve = recur && distinct.size() * entry <= capacity &&
+              (missing.empty() || make_room(missing.size(), weakest));
+      if (serve)
+        for (const auto& m : missing) lru.insert(lru.begin(), m);
     }
     if (serve)
-      for (const auto& k : keys) {
-        lru.erase(std::find(lru.begin(), lru.end(), k));
-        lru.insert(lru.begin(), k);
-      }
-    ASSERT_EQ(h.batch(keys), serve) << "step " << step;
+      for (const auto& k : keys)
+        if (cached(k)) {
+          lru.erase(std::find(lru.begin(), lru.end(), k));
+          lru.insert(lru.begin(), k);
+        }
+    ASSERT_EQ(h.batch(keys, entry, mode), serve) << "step " << step;
     ASSERT_EQ(h.set.size(), lru.size()) << "step " << step;
     for (const auto& k : distinct) ASSERT_EQ(h.set.uses(k), uses[k]) << "step " << step;
   }
   EXPECT_GT(h.set.stats().evictions, 0);
   EXPECT_GT(h.set.stats().hits, 100);
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, CachedFilterSetModelTest,
+                         ::testing::Values(CachedFilterSet::Serve::kAllOrNone,
+                                           CachedFilterSet::Serve::kEach));
 
 }  // namespace
 }  // namespace argent

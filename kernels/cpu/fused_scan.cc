@@ -33,11 +33,13 @@ struct WorkItem {
 // row (d_pad / 4 four-byte copies) cost about the same, so the packing pays when
 // queries * (blocks - packed blocks) > rows * kPackCostPerRow.
 constexpr int64_t kPackCostPerRow = 1;
+// The codes packed at once, per thread: a span of a work item's blocks (4,096 rows at d_pad 128).
+constexpr int64_t kPackSpanBytes = 512 * 1024;
 
 struct ThreadState {
   std::vector<TopKReservoir> reservoirs;  // one per query
   ScanStats stats;
-  // A sub-chunk's eligible rows of one plan, packed into whole blocks (pack_rows).
+  // A span's eligible rows of one plan, packed into whole blocks (pack_rows).
   std::vector<int8_t> packed_codes;
   std::vector<float> packed_scales;
   std::vector<int32_t> packed_rows;
@@ -47,7 +49,8 @@ struct ThreadState {
   std::vector<std::vector<int32_t>> plan_queries;
   std::vector<uint16_t> live;
   std::vector<BlockEligibility> elig;
-  std::vector<int32_t> in_place, dense_queries, dense_slot;
+  std::vector<uint8_t> in_place;
+  std::vector<int32_t> dense_queries, dense_slot;
 };
 
 // Per-call scratch of score_tile, sized for kMaxTileQueries x kMaxSubBlocks.
@@ -165,7 +168,7 @@ void score_and_collect(const ScanIndexView& index, const ScanQueriesView& querie
   }
 }
 
-// Gathers the rows set in elig[0, nb).possible of the sub-chunk at row0 into whole blocks of
+// Gathers the rows set in elig[0, nb).possible of the nb blocks at row0 into whole blocks of
 // ts.packed_*. Rows past them in the last block are zero-scale pads.
 void pack_rows(const ScanIndexView& index, int64_t row0, const BlockEligibility* elig,
                int64_t nb, ThreadState& ts) {
@@ -198,6 +201,34 @@ void pack_rows(const ScanIndexView& index, int64_t row0, const BlockEligibility*
   for (int64_t pad = c; pad % kBlockRows != 0; ++pad) {
     ts.packed_scales[size_t(pad)] = 0.0f;
     ts.packed_rows[size_t(pad)] = -1;
+  }
+}
+
+// Scores `members` against the `rows` rows pack_rows left in ts.packed_*, sub_blocks blocks
+// and kMaxTileQueries queries at a time.
+void score_packed(const ScanIndexView& index, const ScanQueriesView& queries,
+                  const std::vector<int32_t>& members, int64_t rows, int64_t sub_blocks,
+                  TileScratch& x, ThreadState& ts) {
+  const size_t bb = block_bytes(index.d_pad);
+  const int64_t packed_blocks = (rows + kBlockRows - 1) / kBlockRows;
+  const uint16_t last_mask =
+      rows % kBlockRows ? uint16_t((1u << (rows % kBlockRows)) - 1) : uint16_t(0xFFFF);
+  for (int64_t pb0 = 0; pb0 < packed_blocks; pb0 += sub_blocks) {
+    const int64_t nb = std::min(sub_blocks, packed_blocks - pb0);
+    for (size_t t0 = 0; t0 < members.size(); t0 += kMaxTileQueries) {
+      const int nt = int(std::min<size_t>(kMaxTileQueries, members.size() - t0));
+      for (int t = 0; t < nt; ++t)
+        for (int64_t b = 0; b < nb; ++b)
+          x.eligible[t * nb + b] = pb0 + b + 1 < packed_blocks ? uint16_t(0xFFFF) : last_mask;
+      score_and_collect(
+          index, queries, members.data() + t0, nt, ts.packed_codes.data() + size_t(pb0) * bb,
+          ts.packed_scales.data() + pb0 * kBlockRows, nb,
+          [&](int64_t b, int r) {
+            return int64_t(ts.packed_rows[size_t((pb0 + b) * kBlockRows + r)]);
+          },
+          [&](int, int64_t b, int r) { return (ts.packed_definite[size_t(pb0 + b)] >> r) & 1u; },
+          x, ts);
+    }
   }
 }
 
@@ -254,7 +285,12 @@ void scan_work_item(const ScanIndexView& index, const ScanQueriesView& queries,
     for (int64_t b = 0; b < n_blocks; ++b) {
       const int64_t first = w.begin + b * kBlockRows;
       if (masks != nullptr) {
-        const uint16_t m = masks[first / kBlockRows];
+        // Rows past the list's end are free (id -1, so the masks hold none); the test costs
+        // nothing and keeps that an assumption of the shard's, not of the scan's.
+        const uint16_t in_list = first + kBlockRows <= list_end
+                                     ? uint16_t(0xFFFF)
+                                     : uint16_t((1u << (list_end - first)) - 1);
+        const uint16_t m = masks[first / kBlockRows] & in_list;
         e[b] = {m, m};
       } else if (p < 0 || live[size_t(b)] == 0) {
         e[b] = {live[size_t(b)], 0xFFFF};
@@ -267,52 +303,37 @@ void scan_work_item(const ScanIndexView& index, const ScanQueriesView& queries,
   }
   ts.stats.rows_scanned += int64_t(w.n_queries) * n_blocks * kBlockRows;
 
-  // A filtered plan's queries skip the item when no row may match, and score its rows packed
-  // when that saves work (packing over the whole item, so a selective plan's few rows fill
-  // whole blocks); the others score the blocks in place.
+  // A filtered plan's queries skip a span of the item when no row may match, and score its
+  // rows packed when that saves work (a span of up to kPackSpanBytes of codes, so a selective
+  // plan's few rows fill whole blocks); the others score the span's blocks in place. Spans are
+  // whole sub-chunks.
   TileScratch x;
-  std::vector<int32_t>& in_place = ts.in_place;  // plan slots scanned in place
-  in_place.clear();
+  const int64_t span_blocks =
+      std::max<int64_t>(1, kPackSpanBytes / int64_t(bb) / sub_blocks) * sub_blocks;
+  const int64_t n_spans = (n_blocks + span_blocks - 1) / span_blocks;
+  std::vector<uint8_t>& in_place = ts.in_place;  // [plan slot][span]: scanned in place
+  in_place.assign(plan_ids.size() * size_t(n_spans), 0);
+  bool any_in_place = false;
   for (size_t pi = 0; pi < plan_ids.size(); ++pi) {
-    const BlockEligibility* e = elig.data() + pi * size_t(n_blocks);
-    const std::vector<int32_t>& members = plan_queries[pi];
-    if (plan_ids[pi] < 0) {
-      in_place.push_back(int32_t(pi));
-      continue;
-    }
-    int64_t rows = 0;
-    for (int64_t b = 0; b < n_blocks; ++b) rows += __builtin_popcount(e[b].possible);
-    if (rows == 0) continue;
-    const int64_t packed_blocks = (rows + kBlockRows - 1) / kBlockRows;
-    if (int64_t(members.size()) * (n_blocks - packed_blocks) <= rows * kPackCostPerRow) {
-      in_place.push_back(int32_t(pi));
-      continue;
-    }
-    pack_rows(index, w.begin, e, n_blocks, ts);
-    ts.stats.rows_packed += rows;
-    const uint16_t last_mask =
-        rows % kBlockRows ? uint16_t((1u << (rows % kBlockRows)) - 1) : uint16_t(0xFFFF);
-    for (int64_t pb0 = 0; pb0 < packed_blocks; pb0 += sub_blocks) {
-      const int64_t nb = std::min(sub_blocks, packed_blocks - pb0);
-      for (size_t t0 = 0; t0 < members.size(); t0 += kMaxTileQueries) {
-        const int nt = int(std::min<size_t>(kMaxTileQueries, members.size() - t0));
-        for (int t = 0; t < nt; ++t)
-          for (int64_t b = 0; b < nb; ++b)
-            x.eligible[t * nb + b] = pb0 + b + 1 < packed_blocks ? uint16_t(0xFFFF) : last_mask;
-        score_and_collect(
-            index, queries, members.data() + t0, nt, ts.packed_codes.data() + size_t(pb0) * bb,
-            ts.packed_scales.data() + pb0 * kBlockRows, nb,
-            [&](int64_t b, int r) {
-              return int64_t(ts.packed_rows[size_t((pb0 + b) * kBlockRows + r)]);
-            },
-            [&](int, int64_t b, int r) {
-              return (ts.packed_definite[size_t(pb0 + b)] >> r) & 1u;
-            },
-            x, ts);
+    for (int64_t sp = 0; sp < n_spans; ++sp) {
+      const int64_t s0 = sp * span_blocks, ns = std::min(span_blocks, n_blocks - s0);
+      const BlockEligibility* e = elig.data() + pi * size_t(n_blocks) + s0;
+      int64_t rows = 0;
+      for (int64_t b = 0; b < ns; ++b) rows += __builtin_popcount(e[b].possible);
+      if (rows == 0) continue;
+      const int64_t packed_blocks = (rows + kBlockRows - 1) / kBlockRows;
+      const int64_t n_queries = int64_t(plan_queries[pi].size());
+      if (plan_ids[pi] < 0 || n_queries * (ns - packed_blocks) <= rows * kPackCostPerRow) {
+        in_place[pi * size_t(n_spans) + size_t(sp)] = 1;
+        any_in_place = true;
+        continue;
       }
+      pack_rows(index, w.begin + s0 * kBlockRows, e, ns, ts);
+      ts.stats.rows_packed += rows;
+      score_packed(index, queries, plan_queries[pi], rows, sub_blocks, x, ts);
     }
   }
-  if (in_place.empty()) return;
+  if (!any_in_place) return;
 
   // In place, sub-chunk by sub-chunk, for the queries whose plan may match a row there.
   std::vector<int32_t>& dense_queries = ts.dense_queries;
@@ -321,7 +342,8 @@ void scan_work_item(const ScanIndexView& index, const ScanQueriesView& queries,
     const int64_t nb = std::min(sub_blocks, n_blocks - b0);
     dense_queries.clear();
     dense_slot.clear();
-    for (int32_t pi : in_place) {
+    for (int32_t pi = 0; pi < int32_t(plan_ids.size()); ++pi) {
+      if (!in_place[size_t(pi) * size_t(n_spans) + size_t(b0 / span_blocks)]) continue;
       const BlockEligibility* e = elig.data() + size_t(pi) * size_t(n_blocks) + b0;
       uint16_t any = 0;
       for (int64_t b = 0; b < nb; ++b) any |= e[b].possible;

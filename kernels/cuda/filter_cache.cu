@@ -135,7 +135,8 @@ size_t GpuFilterCache::device_bytes() const {
 
 bool GpuFilterCache::lookup(const GpuIndexView& index, const FilterOp* ops, const int32_t* begin,
                             const int32_t* len, int n_plans, cudaStream_t stream,
-                            const uint32_t** words, const unsigned long long** counts) {
+                            const uint32_t** words, const unsigned long long** counts,
+                            bool peek) {
   if (set_.capacity() == 0 || n_plans < 1) return false;
   if (index.scan.codes != codes_ || index.scan.n_rows != n_rows_) {
     clear();
@@ -159,7 +160,8 @@ bool GpuFilterCache::lookup(const GpuIndexView& index, const FilterOp* ops, cons
     return e;
   };
   const std::vector<std::shared_ptr<CachedFilterSet::Entry>> batch =
-      set_.lookup(keys, plan_bytes, build);
+      set_.lookup(keys, plan_bytes, build,
+                  peek ? CachedFilterSet::Serve::kPeek : CachedFilterSet::Serve::kAllOrNone);
   if (batch.empty()) return false;
 
   // A single plan's words in place; several copied one after another (launch_block_plans'

@@ -48,10 +48,11 @@ class GpuFilterCache {
   // plan's selectivity from them). Filters that enter now are computed over the whole index on
   // `stream`. Returns false, enqueuing nothing, when the batch is not served (the cache is off,
   // a plan is new, or the plans do not fit together: CachedFilterSet::lookup). The pointers
-  // stay valid until the next call.
+  // stay valid until the next call. `peek`: a query's re-run inside a batch already looked up:
+  // served only from what is cached, without counting a use or building anything.
   bool lookup(const GpuIndexView& index, const FilterOp* ops, const int32_t* begin,
               const int32_t* len, int n_plans, cudaStream_t stream, const uint32_t** words,
-              const unsigned long long** counts);
+              const unsigned long long** counts, bool peek = false);
 
   // Recomputes every filter's words of the 16-row blocks blocks[0 .. n_blocks) (device memory,
   // distinct), whose rows were written (in place: the index's tensors are the same), on

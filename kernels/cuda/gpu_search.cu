@@ -271,7 +271,8 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
                          queries.n_plans <= cuda::kMaxBlockPlans;
   if (few_plans && o.filter_cache && o.host_plan_ops &&
       o.filter_cache->lookup(index, o.host_plan_ops, o.host_plan_begin, o.host_plan_len,
-                             queries.n_plans, stream, &block_plans, &plan_rows)) {
+                             queries.n_plans, stream, &block_plans, &plan_rows,
+                             o.filter_cache_peek)) {
     exact_words_everywhere = true;
     timer.mark("cached plans");
   } else if (few_plans) {
@@ -481,8 +482,9 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     o1.sample_stride = int(std::max<int64_t>(1, plan.stride / 16));
     o1.candidate_cap = plan.stride == 1 ? std::max(found_q, o.k) : 0;
     // A re-run is part of this batch, not another use of its filters: it may read the cache's
-    // words but must not count towards admitting a filter (which costs a pass over every row).
+    // words (a peek) but must not count towards admitting or keeping a filter.
     if (!exact_words_everywhere) o1.filter_cache = nullptr;
+    o1.filter_cache_peek = true;
     if (!o.exact) o1.probes = probes + q * nprobe, o1.nprobe = nprobe;
     run_gpu_search(index, one, o1, scores + q * o.k, ids + q * o.k, rows ? rows + q * o.k : nullptr,
                    *b.rescue_workspace, nullptr, stream);

@@ -107,6 +107,8 @@ struct GpuSearchOptions {
   const FilterOp* host_plan_ops = nullptr;   // queries.plan_ops, on the host
   const int32_t* host_plan_begin = nullptr;  // [queries.n_plans]
   const int32_t* host_plan_len = nullptr;    // [queries.n_plans]
+  // A query's re-run inside a batch: read the cache without counting a use of its filters.
+  bool filter_cache_peek = false;
 };
 
 struct GpuSearchStats {
