@@ -25,7 +25,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kernels/filter_plan.h"
+
 namespace argent {
+
+// A filter's key: the bytes of its compiled plan.
+inline std::string filter_key(const FilterOp* ops, int n_ops) {
+  return std::string(reinterpret_cast<const char*>(ops), size_t(n_ops) * sizeof(FilterOp));
+}
 
 class CachedFilterSet {
  public:

@@ -17,11 +17,6 @@ struct PlanMasks : CachedFilterSet::Entry {
   std::vector<uint16_t> masks;  // [n_rows / 16]
 };
 
-std::string key_of(const FilterPlan& plan) {
-  return std::string(reinterpret_cast<const char*>(plan.ops.data()),
-                     plan.ops.size() * sizeof(FilterOp));
-}
-
 // masks[b] for the blocks b in blocks[0, n) (every block [0, n) when blocks is null): the rows
 // of block b that are live and pass `plan` exactly. The Bloom plan decides most rows; those it
 // leaves uncertain are checked against the feature store, as the scan checks its candidates.
@@ -87,7 +82,7 @@ ShardFilterCache::Masks ShardFilterCache::lookup(const ShardIndex& shard, const 
   for (size_t p = 0; p < q.plans.size(); ++p) {
     if (q.plans[p].empty()) continue;
     plan_of_key.push_back(p);
-    keys.push_back(key_of(q.plans[p]));
+    keys.push_back(filter_key(q.plans[p].ops.data(), int(q.plans[p].ops.size())));
   }
   auto build = [&](const std::string& key) {
     const size_t i = size_t(std::find(keys.begin(), keys.end(), key) - keys.begin());
@@ -107,16 +102,6 @@ ShardFilterCache::Masks ShardFilterCache::lookup(const ShardIndex& shard, const 
     ++out.served_;
   }
   return out;
-}
-
-void ShardFilterCache::set_capacity(size_t max_bytes) {
-  std::lock_guard<std::mutex> lock(mu_);
-  set_.set_capacity(max_bytes);
-}
-
-size_t ShardFilterCache::bytes() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return set_.bytes();
 }
 
 CachedFilterSet::Stats ShardFilterCache::stats() const {

@@ -48,8 +48,6 @@ class ShardFilterCache {
   // now). The masks are valid while `shard` is not written.
   Masks lookup(const ShardIndex& shard, const QueryBatch& q, int threads);
 
-  void set_capacity(size_t max_bytes);
-  size_t bytes() const;
   CachedFilterSet::Stats stats() const;
 
  private:

@@ -23,9 +23,12 @@ LocalEngine::LocalEngine(Config config, ShardIndex shard)
       shard_(std::move(shard)),
       prober_(shard_.meta()),
       bounds_(shard_, prober_.centroids()),
-      scanner_(config_.search, 0),
-      filter_cache_(std::make_unique<ShardFilterCache>(size_t(config_.search.filter_cache_mb)
-                                                        << 20)) {}
+      scanner_(config_.search, 0) {}
+
+CachedFilterSet::Stats LocalEngine::filter_cache_stats() const {
+  const ShardFilterCache* cache = scanner_.filter_cache();
+  return cache ? cache->stats() : CachedFilterSet::Stats{};
+}
 
 LocalEngine LocalEngine::open(const std::string& dir, const Config& config) {
   const IndexMeta meta = read_manifest(dir);
@@ -90,26 +93,21 @@ SearchResults LocalEngine::search(const float* queries, int64_t n, int dim,
       lists = prober_.probe(q, nprobe, t.list_sizes.data_ptr<int64_t>(),
                             static_cast<const uint64_t*>(t.list_summaries.data_ptr()));
     ScanStats stats;
-    if (scanner_.on_gpu() || !config_.search.module.empty()) {
-      // The GPU scans every list of an exact search at memory speed; the CPU bounds do not apply.
-      // A search.module runs its own scan over every list, as the service's shards do.
-      scanner_.scan(shard_, q, exact ? nullptr : lists.data(), nprobe, opts.k, opts.threads,
-                    out.scores.data() + q0 * opts.k, out.ids.data() + q0 * opts.k, nullptr,
-                    &stats);
-    } else if (exact && !opts.exhaustive) {
+    // The GPU scans every list of an exact search at memory speed; the CPU bounds do not apply.
+    // A search.module runs its own scan over every list, as the service's shards do.
+    if (exact && !opts.exhaustive && !scanner_.on_gpu() && config_.search.module.empty()) {
       // A first pass as wide as the default probe finds most queries' top k; the bounds then
       // name the few other lists that could still hold a better (or tying) item.
-      const ShardFilterCache::Masks masks = filter_cache_->lookup(shard_, q, opts.threads);
+      const ShardFilterCache::Masks masks =
+          scanner_.filter_cache()->lookup(shard_, q, opts.threads);
       bounds_.search(shard_, q, opts.k, std::max(1, config_.search.nprobe), opts.threads,
                      out.scores.data() + q0 * opts.k, out.ids.data() + q0 * opts.k, nullptr,
                      &stats, masks.plan_masks());
       stats.filters_cached += masks.served();
     } else {
-      const ShardFilterCache::Masks masks = filter_cache_->lookup(shard_, q, opts.threads);
-      search_shard(shard_, q, exact ? nullptr : lists.data(), nprobe, opts.k, opts.threads,
-                   out.scores.data() + q0 * opts.k, out.ids.data() + q0 * opts.k, nullptr, &stats,
-                   masks.plan_masks());
-      stats.filters_cached += masks.served();
+      scanner_.scan(shard_, q, exact ? nullptr : lists.data(), nprobe, opts.k, opts.threads,
+                    out.scores.data() + q0 * opts.k, out.ids.data() + q0 * opts.k, nullptr,
+                    &stats);
     }
     out.stats.add(stats);
   }

@@ -61,8 +61,9 @@ class LocalEngine {
   const IndexMeta& meta() const { return shard_.meta(); }
   const ShardIndex& shard() const { return shard_; }
   const Config& config() const { return config_; }
-  // The CPU scans' filter cache (search.filter_cache_mb): hits, builds, evictions.
-  CachedFilterSet::Stats filter_cache_stats() const { return filter_cache_->stats(); }
+  // The CPU scans' filter cache (search.filter_cache_mb): hits, builds, evictions (zeros on the
+  // GPU or with a module).
+  CachedFilterSet::Stats filter_cache_stats() const;
 
  private:
   LocalEngine(Config config, ShardIndex shard);
@@ -70,9 +71,8 @@ class LocalEngine {
   ShardIndex shard_;
   Prober prober_;
   ListBounds bounds_;
-  mutable ShardScanner scanner_;  // search.device; the GPU copy is a cache of shard_
-  // The CPU scans' recurring filters (search.filter_cache_mb); the GPU copy keeps its own.
-  std::unique_ptr<ShardFilterCache> filter_cache_;
+  // search.device; the GPU copy and the CPU's filter cache are caches of shard_.
+  mutable ShardScanner scanner_;
 };
 
 }  // namespace argent

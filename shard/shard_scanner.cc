@@ -37,7 +37,7 @@ ShardScanner::ShardScanner(const SearchConfig& search, int gpu)
                          "search.device: cpu");
     module_ = std::make_unique<ModuleScanner>(search.module);
   }
-  if (!cuda_) filter_cache_ = std::make_unique<ShardFilterCache>(filter_cache_bytes_);
+  if (!cuda_ && !module_) filter_cache_ = std::make_unique<ShardFilterCache>(filter_cache_bytes_);
 }
 
 ShardScanner::~ShardScanner() = default;

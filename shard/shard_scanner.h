@@ -41,6 +41,10 @@ class ShardScanner {
   // shard's version() and needs no call.
   void invalidate() { stale_ = true; }
   bool on_gpu() const { return cuda_; }
+  // The CPU scan's filter cache (shard/filter_cache.h), for callers that run the CPU scan
+  // themselves (LocalEngine's bounded exact search); null on the GPU (whose copy keeps its own)
+  // or with a module.
+  ShardFilterCache* filter_cache() const { return filter_cache_.get(); }
 
  private:
   bool cuda_ = false;

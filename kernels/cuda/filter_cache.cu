@@ -83,10 +83,6 @@ void launch_words(const ScanIndexView& index, const FilterOp* ops, int n_ops,
   ARGENT_CUDA_CHECK_LAUNCH("exact_filter_words_kernel");
 }
 
-std::string key_of(const FilterOp* ops, int n_ops) {
-  return std::string(reinterpret_cast<const char*>(ops), size_t(n_ops) * sizeof(FilterOp));
-}
-
 }  // namespace
 
 struct GpuFilterCache::Entry : CachedFilterSet::Entry {
@@ -147,7 +143,7 @@ bool GpuFilterCache::lookup(const GpuIndexView& index, const FilterOp* ops, cons
   const size_t plan_bytes = size_t(n_blocks) * sizeof(uint32_t);
 
   std::vector<std::string> keys;
-  for (int p = 0; p < n_plans; ++p) keys.push_back(key_of(ops + begin[p], len[p]));
+  for (int p = 0; p < n_plans; ++p) keys.push_back(filter_key(ops + begin[p], len[p]));
   auto build = [&](const std::string& key) {
     auto e = std::make_shared<Entry>();
     e->n_ops = int(key.size() / sizeof(FilterOp));
