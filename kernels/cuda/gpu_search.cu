@@ -28,6 +28,26 @@ struct GpuSearchWorkspace::Buffers {
   DeviceArray keys0, keys1, values0, values1, sort_temp;
   DeviceArray rescue, n_rescue, block_plans, plan_rows, pair_rows;
   std::unique_ptr<GpuSearchWorkspace> rescue_workspace;
+  // Where the pre-pass runs beside the sample pass: a stream of its own, forked from the
+  // search's stream after the inversion and joined before the collect (events, no host wait:
+  // a CUDA graph captures both).
+  struct SideStream {
+    cudaStream_t stream = nullptr;
+    cudaEvent_t forked = nullptr, joined = nullptr;
+    ~SideStream() {
+      if (forked) cudaEventDestroy(forked);
+      if (joined) cudaEventDestroy(joined);
+      if (stream) cudaStreamDestroy(stream);
+    }
+    cudaStream_t get() {
+      if (!stream) {
+        ARGENT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+        ARGENT_CUDA_CHECK(cudaEventCreateWithFlags(&forked, cudaEventDisableTiming));
+        ARGENT_CUDA_CHECK(cudaEventCreateWithFlags(&joined, cudaEventDisableTiming));
+      }
+      return stream;
+    }
+  } side;
 
   size_t bytes() const {
     size_t b = 0;
@@ -255,9 +275,11 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   timer.mark("invert");
   const cuda::ListQueries lists{inv.list_start, inv.list_count, inv.list_queries};
 
-  // Few distinct filters: each row's Bloom plans once, before the scans (cuda::launch_block_plans).
-  // More, in IVF: each (query, list) pair's plan once per row of the list, when the words fit.
-  // Either way the rows the sample pass reads get exact bits.
+  // Few distinct filters: each row's Bloom plans once, before the collect
+  // (cuda::launch_block_plans). More, in IVF: each (query, list) pair's plan once per row of the
+  // list, when the words fit. Either way the blocks the sample pass reads get exact words of
+  // their own (launch_exact_sampled_words), and the pre-pass runs on a second stream beside the
+  // sample pass and its threshold: neither reads the other's words.
   const SamplePlan plan = plan_sample(index, o, n, nprobe);
   const uint32_t* block_plans = nullptr;
   const unsigned long long* plan_rows = nullptr;
@@ -267,8 +289,22 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   const int64_t n_pairs = n * nprobe;
   // Words from the filter cache are exact for every row, so the collect needs no checks either.
   bool exact_words_everywhere = false;
+  bool pre_pass = false;  // launched on the side stream: join before the collect
   const bool few_plans = queries.plan_of_query && queries.n_plans >= 1 &&
                          queries.n_plans <= cuda::kMaxBlockPlans;
+  // ARGENT_SERIAL_PRE_PASS=1 runs the pre-pass on the search's stream, before the sample pass
+  // (for measuring what the overlap gains).
+  static const bool serial_pre_pass = [] {
+    const char* env = std::getenv("ARGENT_SERIAL_PRE_PASS");
+    return env && *env == '1';
+  }();
+  auto fork = [&]() -> cudaStream_t {
+    if (serial_pre_pass) return stream;
+    cudaStream_t side = b.side.get();
+    ARGENT_CUDA_CHECK(cudaEventRecord(b.side.forked, stream));
+    ARGENT_CUDA_CHECK(cudaStreamWaitEvent(side, b.side.forked, 0));
+    return side;
+  };
   if (few_plans && o.filter_cache && o.host_plan_ops &&
       o.filter_cache->lookup(index, o.host_plan_ops, o.host_plan_begin, o.host_plan_len,
                              queries.n_plans, stream, &block_plans, &plan_rows,
@@ -279,21 +315,29 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     uint32_t* out = b.block_plans.reserve_as<uint32_t>(
         size_t(queries.n_plans) * size_t(index.scan.n_rows / kBlockRows));
     auto* counts = b.plan_rows.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1);
-    cuda::launch_block_plans(index, queries, lists, inv.tasks, inv.n_tasks, queries.n_plans,
-                             int(plan.stride), out, counts, stream);
+    cuda::launch_block_plans(index, queries, inv.tasks, inv.n_tasks, queries.n_plans,
+                             int(plan.stride), out, counts, fork());
+    cuda::launch_exact_sampled_words(index, queries, lists, inv.tasks, inv.n_tasks,
+                                     queries.n_plans, 0, int(plan.stride), out, stream);
     block_plans = out;
     plan_rows = counts;
-    timer.mark("plans");
+    pre_pass = true;
   } else if (queries.plan_of_query && queries.n_plans > cuda::kMaxBlockPlans && !o.exact &&
              n_pairs * list_blocks * int64_t(sizeof(uint32_t)) <= kMaxPairWordBytes) {
     pair_stride = list_blocks;
     uint32_t* out = b.block_plans.reserve_as<uint32_t>(size_t(n_pairs * list_blocks));
     uint32_t* counts = b.pair_rows.reserve_as<uint32_t>(size_t(std::max<int64_t>(1, n_pairs)));
-    cuda::launch_pair_plans(index, queries, lists, inv.tasks, inv.n_tasks, n_pairs, pair_stride,
-                            int(plan.stride), out, counts, stream);
+    cuda::launch_pair_plans(index, queries, lists, n_pairs, pair_stride, int(plan.stride), out,
+                            counts, fork());
+    cuda::launch_exact_sampled_words(index, queries, lists, inv.tasks, inv.n_tasks,
+                                     queries.n_plans, pair_stride, int(plan.stride), out, stream);
     block_plans = out;
     pair_rows = counts;
-    timer.mark("pair plans");
+    pre_pass = true;
+  }
+  if (pre_pass) {
+    if (!serial_pre_pass) ARGENT_CUDA_CHECK(cudaEventRecord(b.side.joined, b.side.stream));
+    timer.mark(serial_pre_pass ? "plans" : "exact words");
   }
 
   // Sample -> thresholds.
@@ -305,9 +349,13 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     pass.out_scores = b.sample_scores.reserve_as<float>(size_t(n * plan.sample_cap));
     pass.cap = plan.sample_cap;
     pass.block_plans = block_plans;
-    pass.plan_rows = plan_rows;
     pass.pair_stride = pair_stride;
-    pass.pair_rows = pair_rows;
+    // The pre-pass may still be counting: the sample pass does without its counts (gathering a
+    // selective run's rows made no measurable difference to the sample, docs/benchmarks.md).
+    if (!pre_pass || serial_pre_pass) {
+      pass.plan_rows = plan_rows;
+      pass.pair_rows = pair_rows;
+    }
     pass.exact_words = block_plans != nullptr;
     ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_count, 0, sizeof(uint32_t) * n, stream));
     // The list-major scan reads only the sampled blocks, each once for all of its list's
@@ -318,6 +366,10 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     cuda::launch_select_thresholds(pass.out_scores, pass.out_count, plan.sample_cap, n, plan.rank,
                                    thresholds, stream);
     timer.mark("threshold");
+  }
+  if (pre_pass && !serial_pre_pass) {
+    ARGENT_CUDA_CHECK(cudaStreamWaitEvent(stream, b.side.joined, 0));
+    timer.mark("plans wait");
   }
 
   // Collect candidates >= T_q.

@@ -9,6 +9,7 @@
 // exact feature check, append. No score leaves the registers otherwise.
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -68,6 +69,7 @@ struct ScanParams {
   int staged_ops;     // filter ops copied to shared memory (all of the batch's), 0: read globally
   int ring_bytes;     // the warps' block rings and their meta slots, at the front of shared memory
   bool sig_in_regs;   // filtered batch with <= 2 signature words: a row's words fit in registers
+  int sparse_ratio;   // kSparseRatio, or ARGENT_SPARSE_RATIO
 };
 
 constexpr int kMaxStagedOps = 256;
@@ -210,10 +212,8 @@ __device__ __forceinline__ const uint32_t* plan_word(const ScanParams& p, const 
 // it pays under selective filters (10 %: collect 5.05 -> 2.45 ms at B = 64, H200; per-query
 // filters leaving ~20 % of a list possible, IVF: 0.99 ms, against 1.11 whole and 1.36 with a
 // ratio of 8) but not when most rows pass (45 %: whole search 6.84 -> 7.46 ms).
-#ifndef ARGENT_SPARSE_RATIO
-#define ARGENT_SPARSE_RATIO 4
-#endif
-constexpr int kSparseRatio = ARGENT_SPARSE_RATIO;
+// ARGENT_SPARSE_RATIO (environment) overrides it, for measuring.
+constexpr int kSparseRatio = 4;
 
 // One thread numbers the distinct plans of the staged queries, the m queries of pairs
 // pair0 .. pair0 + m - 1 of chunk `chunk`'s list. Plans are identified by their first op: the
@@ -259,12 +259,13 @@ __device__ void assign_plan_slots(const ScanParams& p, const Staged& s, int m, i
   local->all_filtered = all_filtered;
   // The share of rows the one plan leaves possible: over the batch's rows, or over the list.
   local->compact = false;
-  if (count == 1 && all_filtered && p.pass.block_plans) {
+  if (count == 1 && all_filtered && p.pass.block_plans &&
+      (per_pair ? p.pass.pair_rows != nullptr : p.pass.plan_rows != nullptr)) {
     if (per_pair) {
-      local->compact = int64_t(p.pass.pair_rows[pair0]) * kSparseRatio <= list_rows;
+      local->compact = int64_t(p.pass.pair_rows[pair0]) * p.sparse_ratio <= list_rows;
     } else {
       const unsigned long long* rows = p.pass.plan_rows;
-      local->compact = rows[local->plan[0]] * kSparseRatio <= rows[p.queries.n_plans];
+      local->compact = rows[local->plan[0]] * p.sparse_ratio <= rows[p.queries.n_plans];
     }
   }
 }
@@ -1433,6 +1434,11 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
 
   p.staged_ops = queries.n_plan_ops <= kMaxStagedOps ? queries.n_plan_ops : 0;
   p.sig_in_regs = queries.plan_of_query != nullptr && index.scan.bloom_words <= 2;
+  static const int sparse_ratio = [] {
+    const char* env = std::getenv("ARGENT_SPARSE_RATIO");
+    return env && std::atoi(env) > 0 ? std::atoi(env) : kSparseRatio;
+  }();
+  p.sparse_ratio = sparse_ratio;
   p.pending_offset = 0;
   size_t smem = size_t(p.ring_bytes) + per_query * size_t(p.query_cap) +
                 sizeof(FilterOp) * size_t(p.staged_ops);
