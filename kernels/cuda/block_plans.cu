@@ -5,7 +5,9 @@
 // evaluation stalled the mma pipeline. IVF batches with more distinct plans than that evaluate
 // each (query, probed list) pair's plan over its list instead (launch_pair_plans): fewer rows
 // than every plan over every probed list, and a run of one query then knows its rows as a
-// uniform run does.
+// uniform run does. The blocks the sample pass reads get exact words from a pass of their own
+// (launch_exact_sampled_words), which the pre-passes leave alone: run_gpu_search runs the
+// sample pass on another stream while a pre-pass runs.
 #include <algorithm>
 
 #include "common/cuda_check.h"
@@ -235,11 +237,11 @@ __global__ void __launch_bounds__(kThreads, ARGENT_PAIR_PLANS_MIN_BLOCKS) pair_p
 // pass makes no check. Here the checks' dependent loads run all at once, a half-warp per
 // sampled block (its plans or pairs in turn); in the sample pass they sat in each warp's chain
 // of a few blocks per list (H200, IVF B = 64 under a 10 % filter: sample 0.146 -> 0.105 ms,
-// per-query filters 0.217 -> 0.115). A pass of its own: inlined into the pre-passes, the checks
-// cost their loops registers (the per-pair pass spilled 136 bytes at its 40 registers) and the
-// pre-passes slowed by more than the sample gained. It evaluates the Bloom plans itself rather
-// than reading the pre-pass words, so that the pre-pass (which leaves these blocks alone) can
-// run beside it and the sample pass, on another stream.
+// per-query filters 0.217 -> 0.115, when this pass still refined the pre-pass's words). A pass of
+// its own: inlined into the pre-passes, the checks cost their loops registers (the per-pair pass
+// spilled 136 bytes at its 40 registers) and the pre-passes slowed by more than the sample
+// gained. It evaluates the Bloom plans itself rather than reading the pre-pass words, so that
+// the pre-pass (which leaves these blocks alone) can run beside it and the sample pass.
 constexpr int kExactThreads = 128;
 
 // Writes the exact word of `block` at `word` (one half-warp, lane r = row r of the block; every

@@ -197,8 +197,9 @@ struct LocalPlans {
   int64_t word_base[kLocalPlans];  // local plan l's pre-pass word of a block: words[base + block]
   int32_t count;  // -1: too many distinct plans; rows are then evaluated per (row, query) pair
   bool all_filtered;  // every staged query has a plan
-  // One plan for every staged query, with pre-pass words, that leaves at most 1 / kSparseRatio
-  // of the rows possible: the run scans only those rows (scan_run_compact).
+  // One plan for every staged query, with pre-pass words and counts, that leaves at most
+  // 1 / ScanParams::sparse_ratio of the rows possible: the run scans only those rows
+  // (scan_run_compact).
   bool compact;
 };
 
@@ -667,7 +668,8 @@ __device__ __forceinline__ bool load_row_sigs(const ScanParams& p, const Staged&
   const int t = lane & 3;
   uint32_t mine = 0;
   if (t < n_local && p.pass.block_plans) {
-    // Evaluated before the scan (launch_block_plans): one word per (plan, block).
+    // Evaluated before the scan (launch_block_plans, launch_pair_plans; the sampled blocks'
+    // launch_exact_sampled_words): one word per (plan, block).
     const uint32_t w = plan_words ? plan_words[t] : __ldg(plan_word(p, local, t, block));
     const int r = 2 * (lane >> 2);  // bits r and r + 1: possible; 16 + r, 17 + r: definite
     mine = ((w >> r) & 1u) | ((w >> (16 + r)) & 1u) << 1 | ((w >> (r + 1)) & 1u) << 2 |

@@ -65,9 +65,9 @@ struct ScanPass {
   // which may run while the pre-pass still counts): no run gathers only its possible rows.
   const unsigned long long* plan_rows = nullptr;
   const uint32_t* pair_rows = nullptr;
-  // The pre-pass words are exact for every block this pass reads (its sample_stride divides
-  // them all): a row whose word says possible is live and passes the feature check, so neither
-  // is checked again.
+  // The words are exact for every block this pass reads (its sample_stride divides them all:
+  // launch_exact_sampled_words wrote them, or the filter cache did): a row whose word says
+  // possible is live and passes the feature check, so neither is checked again.
   bool exact_words = false;
 };
 
