@@ -6,6 +6,7 @@
 
 #include "common/config.h"
 #include "common/cuda_check.h"
+#include "kernels/cuda/batch_upload.h"
 #include "kernels/cuda/device_array.h"
 #include "kernels/cuda/filter_cache.h"
 #include "kernels/layout.h"
@@ -76,8 +77,8 @@ struct GpuShard::State {
   GpuFilterCache filter_cache{size_t(SearchConfig{}.filter_cache_mb) << 20};
   DeviceArray written_blocks;
   // Per batch; the plans also on the host, for the filter cache's keys.
-  DeviceArray q_codes, q_scales, q_ops, q_begin, q_len, q_plan, lists, out_scores, out_ids,
-      out_rows;
+  PackedUpload batch_arrays;  // the queries' codes, scales and filter plans, one copy
+  DeviceArray lists, out_scores, out_ids, out_rows;
   std::vector<FilterOp> ops;
   std::vector<int32_t> begin, len;
 
@@ -86,29 +87,25 @@ struct GpuShard::State {
   }
 
   GpuQueriesView upload_queries(const QueryBatch& q) {
-    // The plan arrays are pageable: each async copy stages them before returning, so they may
-    // change at once.
-    GpuQueriesView v;
-    v.n = q.n;
-    v.codes = upload<int8_t>(q_codes, q.codes.data(), q.codes.size(), stream);
-    v.scales = upload<float>(q_scales, q.scales.data(), q.scales.size(), stream);
     ops.clear();
     begin.clear();
     len.clear();
-    if (!q.plans.empty()) {
-      for (const FilterPlan& p : q.plans) {
-        begin.push_back(int32_t(ops.size()));
-        len.push_back(int32_t(p.ops.size()));
-        ops.insert(ops.end(), p.ops.begin(), p.ops.end());
-      }
-      v.plan_ops = upload<FilterOp>(q_ops, ops.data(), ops.size(), stream);
-      v.plan_begin = upload<int32_t>(q_begin, begin.data(), begin.size(), stream);
-      v.plan_len = upload<int32_t>(q_len, len.data(), len.size(), stream);
-      v.plan_of_query =
-          upload<int32_t>(q_plan, q.plan_of_query.data(), q.plan_of_query.size(), stream);
-      v.n_plan_ops = int32_t(ops.size());
-      v.n_plans = int32_t(q.plans.size());
+    for (const FilterPlan& p : q.plans) {
+      begin.push_back(int32_t(ops.size()));
+      len.push_back(int32_t(p.ops.size()));
+      ops.insert(ops.end(), p.ops.begin(), p.ops.end());
     }
+    PackedUpload& u = batch_arrays;
+    u.clear();
+    const size_t codes = u.add(q.codes.data(), q.codes.size());
+    const size_t scales = u.add(q.scales.data(), q.scales.size());
+    const PlanOffsets plans = add_filter_plans(u, ops, begin, len, q.plan_of_query);
+    u.send(stream);
+    GpuQueriesView v;
+    v.n = q.n;
+    v.codes = u.at<int8_t>(codes);
+    v.scales = u.at<float>(scales);
+    point_at_filter_plans(u, plans, &v);
     return v;
   }
 };

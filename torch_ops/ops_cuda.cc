@@ -21,6 +21,7 @@
 #include "common/cuda_check.h"
 #include "kernels/cpu/quantize.h"
 #include "kernels/cpu/topk.h"
+#include "kernels/cuda/batch_upload.h"
 #include "kernels/cuda/gpu_build.h"
 #include "kernels/cuda/device_array.h"
 #include "kernels/cuda/gpu_search.h"
@@ -63,25 +64,17 @@ auto guarded(const char* op, F&& f) {
   }
 }
 
-// The plans of a batch, in device buffers of the op's device cache, in GpuQueriesView's form
-// (one plan per filtered query), uploaded without a host synchronisation (upload_async).
-struct DevicePlans {
-  DeviceArray ops, begin, length, plan_of_query;
-};
-
-// Uploads `p` into `d` and points v's plan fields at the copies.
-void upload_plans(const PlanBatch& p, DevicePlans& d, cudaStream_t stream, GpuQueriesView* v) {
-  v->plan_ops = upload_async(d.ops, p.ops.data(), p.ops.size(), stream);
-  v->plan_begin = upload_async(d.begin, p.begin.data(), p.begin.size(), stream);
-  v->plan_len = upload_async(d.length, p.length.data(), p.length.size(), stream);
-  v->plan_of_query =
-      upload_async(d.plan_of_query, p.plan_of_query.data(), p.plan_of_query.size(), stream);
-  v->n_plan_ops = int32_t(p.ops.size());
-  v->n_plans = int32_t(p.begin.size());
+// Uploads the plans of a batch (one plan per filtered query) into the op's device cache in one
+// transfer, without a host synchronisation, and points v's plan fields at the copies.
+void upload_plans(const PlanBatch& p, PackedUpload& u, cudaStream_t stream, GpuQueriesView* v) {
+  u.clear();
+  const PlanOffsets at = add_filter_plans(u, p.ops, p.begin, p.length, p.plan_of_query);
+  u.send(stream);
+  point_at_filter_plans(u, at, v);
 }
 
 GpuQueriesView gpu_queries(const Tensor& codes, const Tensor& scales, int64_t n,
-                           const PlanBatch& p, DevicePlans& d, cudaStream_t stream) {
+                           const PlanBatch& p, PackedUpload& d, cudaStream_t stream) {
   GpuQueriesView v;
   v.codes = data_as<int8_t>(codes);
   v.scales = data_as<float>(scales);
@@ -98,7 +91,7 @@ struct DeviceCache {
   std::vector<TensorStamp> index_stamps;
   std::unique_ptr<GpuIndexTables> tables;
   GpuSearchWorkspace workspace;
-  DevicePlans plans;
+  PackedUpload plans;
 };
 std::mutex cache_mutex;
 std::map<int, std::unique_ptr<DeviceCache>> caches;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/cuda_check.h"
+#include "kernels/cuda/batch_upload.h"
 #include "kernels/cuda/device_array.h"
 #include "kernels/cuda/filter_cache.h"
 #include "kernels/cuda/gpu_build.h"
@@ -25,7 +26,7 @@ struct Handle {
   BloomParams bloom;
   std::unique_ptr<GpuIndexTables> tables;
   GpuSearchWorkspace workspace;
-  DeviceArray plan_ops, plan_begin, plan_len, plan_of_query;
+  PackedUpload plans;  // the batch's filter plans, one copy
   GpuFilterCache filter_cache{0};  // off until argent_gpu_index_set_filter_cache
 };
 
@@ -35,11 +36,6 @@ int fail(char* err, int err_len, const std::exception& e) {
     err[err_len - 1] = '\0';
   }
   return -1;
-}
-
-template <typename T>
-const T* upload(DeviceArray& dst, const std::vector<T>& v, cudaStream_t stream) {
-  return upload_async(dst, v.data(), v.size(), stream);
 }
 
 }  // namespace
@@ -150,12 +146,11 @@ int argent_gpu_search(void* handle, const int8_t* d_q_codes, const float* d_q_sc
         plan_of_query[size_t(i)] = it->second;
       }
       if (!begin.empty()) {
-        q.plan_ops = argent::upload(h->plan_ops, ops, s);
-        q.plan_begin = argent::upload(h->plan_begin, begin, s);
-        q.plan_len = argent::upload(h->plan_len, len, s);
-        q.plan_of_query = argent::upload(h->plan_of_query, plan_of_query, s);
-        q.n_plan_ops = int32_t(ops.size());
-        q.n_plans = int32_t(begin.size());
+        h->plans.clear();
+        const argent::PlanOffsets at =
+            argent::add_filter_plans(h->plans, ops, begin, len, plan_of_query);
+        h->plans.send(s);
+        argent::point_at_filter_plans(h->plans, at, &q);
       }
     }
     argent::GpuSearchOptions o;

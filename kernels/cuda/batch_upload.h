@@ -1,0 +1,84 @@
+// A batch's small host arrays (queries, filter plans) copied to the device in one transfer.
+// Host-only.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cuda/device_array.h"
+#include "kernels/cuda/gpu_search.h"
+#include "kernels/filter_plan.h"
+
+namespace argent {
+
+// Several host arrays, one transfer.
+// Each cudaMemcpyAsync from pageable memory costs the host a call and a staging copy, microseconds
+// that a one-query batch waits for: the filter arrays alone were four copies per batch. add()
+// packs an array (16-byte aligned) and returns its offset; send() copies them all on `stream`,
+// after which at() gives each one's device address. Like upload_async, the host side may change
+// as soon as send() returns.
+class PackedUpload {
+ public:
+  void clear() { host_.clear(); }
+  template <typename T>
+  size_t add(const T* host, size_t count) {
+    const size_t offset = (host_.size() + 15) / 16 * 16;
+    host_.resize(offset + count * sizeof(T));
+    if (count > 0) std::memcpy(host_.data() + offset, host, count * sizeof(T));
+    return offset;
+  }
+  void send(cudaStream_t stream) {
+    void* p = device_.reserve(host_.size() > 0 ? host_.size() : 1);
+    if (!host_.empty())
+      ARGENT_CUDA_CHECK(
+          cudaMemcpyAsync(p, host_.data(), host_.size(), cudaMemcpyHostToDevice, stream));
+  }
+  template <typename T>
+  const T* at(size_t offset) const {
+    return reinterpret_cast<const T*>(static_cast<const unsigned char*>(device_.data()) + offset);
+  }
+
+ private:
+  std::vector<unsigned char> host_;
+  DeviceArray device_;
+};
+
+// Where add_filter_plans put a batch's plans in a PackedUpload.
+struct PlanOffsets {
+  size_t ops = 0, begin = 0, len = 0, plan_of_query = 0;
+  int32_t n_ops = 0, n_plans = 0;
+};
+
+// Packs a batch's filter plans (GpuQueriesView's form: the plans' ops one after another, each
+// plan's first op and length, each of the n queries' plan or -1) into `u`.
+inline PlanOffsets add_filter_plans(PackedUpload& u, const std::vector<FilterOp>& ops,
+                                    const std::vector<int32_t>& begin,
+                                    const std::vector<int32_t>& len,
+                                    const std::vector<int32_t>& plan_of_query) {
+  PlanOffsets at;
+  at.ops = u.add(ops.data(), ops.size());
+  at.begin = u.add(begin.data(), begin.size());
+  at.len = u.add(len.data(), len.size());
+  at.plan_of_query = u.add(plan_of_query.data(), plan_of_query.size());
+  at.n_ops = int32_t(ops.size());
+  at.n_plans = int32_t(begin.size());
+  return at;
+}
+
+// After u.send(): v's plan fields point at the device copies (none when the batch has no plan).
+inline void point_at_filter_plans(const PackedUpload& u, const PlanOffsets& at,
+                                  GpuQueriesView* v) {
+  if (at.n_plans == 0) return;
+  v->plan_ops = u.at<FilterOp>(at.ops);
+  v->plan_begin = u.at<int32_t>(at.begin);
+  v->plan_len = u.at<int32_t>(at.len);
+  v->plan_of_query = u.at<int32_t>(at.plan_of_query);
+  v->n_plan_ops = at.n_ops;
+  v->n_plans = at.n_plans;
+}
+
+}  // namespace argent
