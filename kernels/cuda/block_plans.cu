@@ -5,9 +5,7 @@
 // evaluation stalled the mma pipeline. IVF batches with more distinct plans than that evaluate
 // each (query, probed list) pair's plan over its list instead (launch_pair_plans): fewer rows
 // than every plan over every probed list, and a run of one query then knows its rows as a
-// uniform run does. The blocks the sample pass reads get exact words from a pass of their own
-// (launch_exact_sampled_words), which the pre-passes leave alone: run_gpu_search runs the
-// sample pass on another stream while a pre-pass runs.
+// uniform run does.
 #include <algorithm>
 
 #include "common/cuda_check.h"
@@ -97,14 +95,6 @@ __device__ __forceinline__ uint32_t block_word(PlanResult r) {
   return possible | definite << 16;
 }
 
-// Whether the sample pass reads `block` (its index a multiple of the stride; stride 0: none).
-// Those blocks' words are launch_exact_sampled_words' alone: the pre-passes leave them, so the
-// two can run at once.
-__device__ __forceinline__ bool sampled_block(int64_t block, int sample_stride) {
-  // Block numbers fit 32 bits (n_rows < 2^31): a 32-bit remainder, not a 64-bit call.
-  return sample_stride > 0 && uint32_t(block) % uint32_t(sample_stride) == 0;
-}
-
 // The grid of the plans pre-pass, over `units` (rounds of chunks): the task count is known only
 // on the device, so a grid that fills the GPU strides over them (IVF batches have few tasks: a
 // CTA per possible chunk would mostly launch idle CTAs).
@@ -119,7 +109,7 @@ unsigned pre_pass_grid(int64_t units) {
 // of each; then every plan is evaluated for all of them.
 __global__ void __launch_bounds__(kThreads) block_plans_kernel(
     const __grid_constant__ GpuIndexView index, const __grid_constant__ GpuQueriesView queries,
-    const int32_t* tasks, const int32_t* n_tasks, int n_plans, int sample_stride, uint32_t* out,
+    const int32_t* tasks, const int32_t* n_tasks, int n_plans, uint32_t* out,
     unsigned long long* row_counts) {
   // The CTA's rows possibly eligible under each plan, then its rows evaluated.
   __shared__ unsigned int cta_counts[kMaxBlockPlans + 1];
@@ -147,8 +137,7 @@ __global__ void __launch_bounds__(kThreads) block_plans_kernel(
       for (int u = 0; u < kChunksInFlight; ++u) {
         const uint32_t w = block_word(r[u]);
         if (rows.row[u].live && threadIdx.x % kBlockRows == 0) {
-          if (!sampled_block(rows.row[u].block, sample_stride))
-            out[int64_t(plan) * n_blocks + rows.row[u].block] = w;
+          out[int64_t(plan) * n_blocks + rows.row[u].block] = w;
           atomicAdd(&cta_counts[plan], __popc(w & 0xFFFFu));
           if (plan == 0) atomicAdd(&cta_counts[kMaxBlockPlans], kBlockRows);
         }
@@ -178,7 +167,7 @@ constexpr int kPairBatch = 32;
 #endif
 __global__ void __launch_bounds__(kThreads, ARGENT_PAIR_PLANS_MIN_BLOCKS) pair_plans_kernel(
     const __grid_constant__ GpuIndexView index, const __grid_constant__ GpuQueriesView queries,
-    const __grid_constant__ ListQueries lists, int64_t stride, int sample_stride, uint32_t* out,
+    const __grid_constant__ ListQueries lists, int64_t stride, uint32_t* out,
     uint32_t* pair_rows) {
   __shared__ CompiledPlan compiled[kPairBatch];
   __shared__ int32_t op_begin[kPairBatch];  // -1: the pair's query has no filter
@@ -218,9 +207,7 @@ __global__ void __launch_bounds__(kThreads, ARGENT_PAIR_PLANS_MIN_BLOCKS) pair_p
         for (int u = 0; u < kChunksInFlight; ++u) {
           const PlanResult r = rows.row[u].eval(compiled[i], ops, n_ops, words);
           const uint32_t w = block_word(r);
-          if (rows.row[u].live && threadIdx.x % kBlockRows == 0 &&
-              !sampled_block(rows.row[u].block, sample_stride))
-            out[at + rows.row[u].block] = w;
+          if (rows.row[u].live && threadIdx.x % kBlockRows == 0) out[at + rows.row[u].block] = w;
           possible += __popc(__ballot_sync(0xFFFFFFFFu, r.possible));
         }
         if ((threadIdx.x & 31) == 0 && possible) atomicAdd(&rows_possible[i], possible);
@@ -233,41 +220,35 @@ __global__ void __launch_bounds__(kThreads, ARGENT_PAIR_PLANS_MIN_BLOCKS) pair_p
 }
 
 // The rows of blocks the sample pass reads (index a multiple of sample_stride) get exact bits:
-// possible and definite iff the row is live and passes the filter exactly, so that the sample
-// pass makes no check. Here the checks' dependent loads run all at once, a half-warp per
-// sampled block (its plans or pairs in turn); in the sample pass they sat in each warp's chain
-// of a few blocks per list (H200, IVF B = 64 under a 10 % filter: sample 0.146 -> 0.105 ms,
-// per-query filters 0.217 -> 0.115, when this pass still refined the pre-pass's words). A pass of
-// its own: inlined into the pre-passes, the checks cost their loops registers (the per-pair pass
-// spilled 136 bytes at its 40 registers) and the pre-passes slowed by more than the sample
-// gained. It evaluates the Bloom plans itself rather than reading the pre-pass words, so that
-// the pre-pass (which leaves these blocks alone) can run beside it and the sample pass.
+// possible and definite iff the row is live and passes the feature check, so that the sample
+// pass makes neither check. Here the checks' dependent loads run all at once, a half-warp per
+// sampled block (its plans or pairs in turn); in the sample pass they sat in each warp's chain of a few
+// blocks per list (H200, IVF B = 64 under a 10 % filter: sample 0.146 -> 0.105 ms, per-query
+// filters 0.217 -> 0.115). A pass of its own: inlined into the pre-passes, the checks cost
+// their loops registers (the per-pair pass spilled 136 bytes at its 40 registers) and the
+// pre-passes slowed by more than the sample gained.
 constexpr int kExactThreads = 128;
 
-// Writes the exact word of `block` at `word` (one half-warp, lane r = row r of the block; every
-// lane of the warp calls it, valid or not, for the ballot).
-__device__ __forceinline__ void write_exact_word(const GpuIndexView& index,
-                                                 const CompiledPlan* compiled, const FilterOp* ops,
-                                                 int n_ops, int64_t block, bool valid,
-                                                 uint32_t* word) {
+// Rewrites the word at `word` (one half-warp, lane r = row r of `block`; every lane of the
+// warp calls it, valid or not, for the ballot).
+__device__ __forceinline__ void make_word_exact(const GpuIndexView& index, const FilterOp* ops,
+                                                int n_ops, int64_t block, bool valid,
+                                                uint32_t* word) {
   const int r = threadIdx.x % kBlockRows;
-  const bool ok = valid && row_eligible(index.scan, compiled, ops, n_ops, block * kBlockRows + r);
+  const uint32_t w = valid ? *word : 0u;
+  const int64_t row = block * kBlockRows + r;
+  const bool ok = ((w >> r) & 1u) && index.scan.ids[row] != kEmptyId &&
+                  (((w >> (16 + r)) & 1u) || row_passes_exactly(index.scan.features, ops, n_ops, row));
   const uint32_t bits = (__ballot_sync(0xFFFFFFFFu, ok) >> (threadIdx.x & 16)) & 0xFFFFu;
   if (valid && r == 0) *word = bits | bits << 16;
 }
 
 // A half-warp per (task, sampled block of its chunk): the words of every plan
-// (pair_stride == 0, launch_block_plans' layout; plans compiled once per CTA) or of every pair
-// of the chunk's list (plans interpreted: a CTA meets many).
+// (pair_stride == 0, launch_block_plans) or of every pair of the chunk's list.
 __global__ void __launch_bounds__(kExactThreads) exact_sampled_words_kernel(
     const __grid_constant__ GpuIndexView index, const __grid_constant__ GpuQueriesView queries,
     const __grid_constant__ ListQueries lists, const int32_t* tasks, const int32_t* n_tasks,
     int n_plans, int64_t pair_stride, int sample_stride, uint32_t* out) {
-  __shared__ CompiledPlan compiled[kMaxBlockPlans];
-  if (pair_stride == 0 && int(threadIdx.x) < n_plans)
-    compiled[threadIdx.x].compile(queries.plan_ops + queries.plan_begin[threadIdx.x],
-                                  queries.plan_len[threadIdx.x]);
-  __syncthreads();
   // A chunk of kChunkBlocks blocks holds at most this many multiples of the stride.
   const int64_t per_chunk = (int64_t(kChunkBlocks) + sample_stride - 1) / sample_stride;
   const int64_t items = int64_t(*n_tasks) * per_chunk;
@@ -288,8 +269,8 @@ __global__ void __launch_bounds__(kExactThreads) exact_sampled_words_kernel(
     }
     if (pair_stride == 0) {
       for (int plan = 0; plan < n_plans; ++plan)
-        write_exact_word(index, &compiled[plan], queries.plan_ops + queries.plan_begin[plan],
-                         queries.plan_len[plan], block, valid, out + plan * n_blocks + block);
+        make_word_exact(index, queries.plan_ops + queries.plan_begin[plan],
+                        queries.plan_len[plan], block, valid, out + plan * n_blocks + block);
       continue;
     }
     int32_t start = 0, count = 0;
@@ -305,10 +286,9 @@ __global__ void __launch_bounds__(kExactThreads) exact_sampled_words_kernel(
       const int64_t pair = start + i;
       const int32_t plan = i < count ? queries.plan_of_query[lists.queries[pair]] : -1;
       const bool has_words = plan >= 0;  // unfiltered pairs have none
-      write_exact_word(index, nullptr,
-                       queries.plan_ops + (has_words ? queries.plan_begin[plan] : 0),
-                       has_words ? queries.plan_len[plan] : 0, block, has_words,
-                       out + pair * pair_stride + block - first);
+      make_word_exact(index, queries.plan_ops + (has_words ? queries.plan_begin[plan] : 0),
+                      has_words ? queries.plan_len[plan] : 0, block, has_words,
+                      out + pair * pair_stride + block - first);
     }
   }
 }
@@ -321,25 +301,39 @@ unsigned exact_words_grid(int64_t max_items) {
   return unsigned(std::max<int64_t>(1, std::min(grid, (max_items + items_per_cta - 1) / items_per_cta)));
 }
 
+void launch_exact_sampled_words(const GpuIndexView& index, const GpuQueriesView& queries,
+                                const ListQueries& lists, const int32_t* tasks,
+                                const int32_t* n_tasks, int n_plans, int64_t pair_stride,
+                                int sample_stride, uint32_t* out, cudaStream_t stream) {
+  if (sample_stride <= 0) return;
+  const int64_t per_chunk = (int64_t(kChunkBlocks) + sample_stride - 1) / sample_stride;
+  exact_sampled_words_kernel<<<exact_words_grid(index.n_chunks * per_chunk), kExactThreads, 0,
+                               stream>>>(index, queries, lists, tasks, n_tasks, n_plans,
+                                         pair_stride, sample_stride, out);
+  ARGENT_CUDA_CHECK_LAUNCH("exact_sampled_words_kernel");
+}
+
 }  // namespace
 
 void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries,
-                        const int32_t* tasks, const int32_t* n_tasks, int n_plans,
-                        int sample_stride, uint32_t* out, unsigned long long* row_counts,
-                        cudaStream_t stream) {
+                        const ListQueries& lists, const int32_t* tasks, const int32_t* n_tasks,
+                        int n_plans, int sample_stride, uint32_t* out,
+                        unsigned long long* row_counts, cudaStream_t stream) {
   ARGENT_CUDA_CHECK(
       cudaMemsetAsync(row_counts, 0, sizeof(unsigned long long) * (n_plans + 1), stream));
   if (index.n_chunks == 0 || n_plans == 0) return;
   const int64_t rounds = (index.n_chunks + kChunksInFlight - 1) / kChunksInFlight;
-  block_plans_kernel<<<pre_pass_grid(rounds), kThreads, 0, stream>>>(
-      index, queries, tasks, n_tasks, n_plans, sample_stride, out, row_counts);
+  block_plans_kernel<<<pre_pass_grid(rounds), kThreads, 0, stream>>>(index, queries, tasks, n_tasks,
+                                                                    n_plans, out, row_counts);
   ARGENT_CUDA_CHECK_LAUNCH("block_plans_kernel");
+  launch_exact_sampled_words(index, queries, lists, tasks, n_tasks, n_plans, 0, sample_stride, out,
+                             stream);
 }
 
 void launch_pair_plans(const GpuIndexView& index, const GpuQueriesView& queries,
-                       const ListQueries& lists, int64_t n_pairs, int64_t stride,
-                       int sample_stride, uint32_t* out, uint32_t* pair_rows,
-                       cudaStream_t stream) {
+                       const ListQueries& lists, const int32_t* tasks, const int32_t* n_tasks,
+                       int64_t n_pairs, int64_t stride, int sample_stride, uint32_t* out,
+                       uint32_t* pair_rows, cudaStream_t stream) {
   // No memset of pair_rows: the kernel writes every pair's count (0 for an unfiltered query),
   // and the scan reads only pairs of ListQueries.
   if (index.scan.n_lists == 0 || n_pairs == 0) return;
@@ -348,21 +342,11 @@ void launch_pair_plans(const GpuIndexView& index, const GpuQueriesView& queries,
   // the longest lists (ncu, H200, IVF B = 64). A grid over the tasks (chunks of 512 rows, each
   // evaluated under its list's pairs, plans compiled once per batch) measured slower still:
   // 0.31 against 0.24 ms at B = 64, 0.93 against 0.73 at B = 256.
-  pair_plans_kernel<<<unsigned(index.scan.n_lists), kThreads, 0, stream>>>(
-      index, queries, lists, stride, sample_stride, out, pair_rows);
+  pair_plans_kernel<<<unsigned(index.scan.n_lists), kThreads, 0, stream>>>(index, queries, lists,
+                                                                           stride, out, pair_rows);
   ARGENT_CUDA_CHECK_LAUNCH("pair_plans_kernel");
-}
-
-void launch_exact_sampled_words(const GpuIndexView& index, const GpuQueriesView& queries,
-                                const ListQueries& lists, const int32_t* tasks,
-                                const int32_t* n_tasks, int n_plans, int64_t pair_stride,
-                                int sample_stride, uint32_t* out, cudaStream_t stream) {
-  if (sample_stride <= 0 || index.n_chunks == 0) return;
-  const int64_t per_chunk = (int64_t(kChunkBlocks) + sample_stride - 1) / sample_stride;
-  exact_sampled_words_kernel<<<exact_words_grid(index.n_chunks * per_chunk), kExactThreads, 0,
-                               stream>>>(index, queries, lists, tasks, n_tasks, n_plans,
-                                         pair_stride, sample_stride, out);
-  ARGENT_CUDA_CHECK_LAUNCH("exact_sampled_words_kernel");
+  launch_exact_sampled_words(index, queries, lists, tasks, n_tasks, queries.n_plans, stride,
+                             sample_stride, out, stream);
 }
 
 }  // namespace cuda

@@ -5,7 +5,6 @@
 #include <cstdint>
 
 #include "kernels/cpu/bloom.h"
-#include "kernels/cpu/fused_scan.h"
 #include "kernels/filter_plan.h"
 #include "kernels/layout.h"
 
@@ -224,21 +223,6 @@ __device__ inline bool row_passes_exactly(const FeatureStoreView& f, const Filte
                                           int n_ops, int64_t row) {
   const int64_t off = f.offset[row];
   return eval_plan_exact(ops, n_ops, f.feature_ids + off, f.values + off, f.count[row]);
-}
-
-// Whether `row` is live and passes the plan exactly: its Bloom plan first (the truth table when
-// `compiled` is given and compiled, and the signature has at most two words), the feature check
-// only for the rows Bloom leaves uncertain. Spare and padding rows are empty, never eligible.
-__device__ __forceinline__ bool row_eligible(const ScanIndexView& index,
-                                             const CompiledPlan* compiled, const FilterOp* ops,
-                                             int n_ops, int64_t row) {
-  if (index.ids[row] == kEmptyId) return false;
-  const int words = index.bloom_words;
-  const uint64_t* sig = index.signatures + row * words;
-  const PlanResult b = compiled && compiled->n_terms >= 0 && words <= 2
-                           ? compiled->eval(sig[0], words == 2 ? sig[1] : 0)
-                           : eval_plan_bloom(ops, n_ops, sig);
-  return b.possible && (b.definite || row_passes_exactly(index.features, ops, n_ops, row));
 }
 
 // Summary test: can any row under this OR of signatures pass?

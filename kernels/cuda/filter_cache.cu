@@ -14,6 +14,21 @@ namespace {
 
 constexpr int kWordsThreads = 256;  // 16 blocks of 16 rows per CTA, one thread per row
 
+// Whether `row` is live and passes the plan exactly: the Bloom plan (its truth table when it
+// compiled) first, the feature check only for the rows Bloom leaves uncertain. Rows outside
+// every list (spare rows, padding) are empty and never eligible.
+__device__ __forceinline__ bool row_eligible(const ScanIndexView& index,
+                                             const cuda::CompiledPlan& compiled,
+                                             const FilterOp* ops, int n_ops, int64_t row) {
+  if (index.ids[row] == kEmptyId) return false;
+  const int words = index.bloom_words;
+  const uint64_t* sig = index.signatures + row * words;
+  const cuda::PlanResult b = compiled.n_terms >= 0 && words <= 2
+                                 ? compiled.eval(sig[0], words == 2 ? sig[1] : 0)
+                                 : cuda::eval_plan_bloom(ops, n_ops, sig);
+  return b.possible && (b.definite || cuda::row_passes_exactly(index.features, ops, n_ops, row));
+}
+
 // The words of blocks[0 .. n_blocks) (every block when blocks is null; listed blocks must be
 // distinct), one thread per row and a half-warp's ballot per block word. counts[0], the
 // eligible rows, moves by the change (on a refresh the old word is read first); a build (blocks
@@ -38,7 +53,7 @@ __global__ void __launch_bounds__(kWordsThreads) exact_filter_words_kernel(
     const bool valid = i < n_blocks * kBlockRows;
     const int64_t block = !valid ? 0 : blocks ? blocks[i / kBlockRows] : i / kBlockRows;
     const int64_t row = block * kBlockRows + i % kBlockRows;
-    const bool ok = valid && cuda::row_eligible(index, &compiled, ops, n_ops, row);
+    const bool ok = valid && row_eligible(index, compiled, ops, n_ops, row);
     if (!blocks && valid && index.ids[row] != kEmptyId) ++live;
     const uint32_t bits = (__ballot_sync(0xFFFFFFFFu, ok) >> (threadIdx.x & 16)) & 0xFFFFu;
     if (valid && (threadIdx.x & 15) == 0) {

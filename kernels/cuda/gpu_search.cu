@@ -28,33 +28,6 @@ struct GpuSearchWorkspace::Buffers {
   DeviceArray keys0, keys1, values0, values1, sort_temp;
   DeviceArray rescue, n_rescue, block_plans, plan_rows, pair_rows;
   std::unique_ptr<GpuSearchWorkspace> rescue_workspace;
-  // Where the sample pass runs while the pre-pass runs on the search's stream: a stream of
-  // the highest priority, so that the sample's CTAs, on the batch's critical path, take SM
-  // slots ahead of the pre-pass's as they free. Forked from the search's stream after the
-  // inversion and joined before the collect with events (no host wait).
-  struct SampleStream {
-    cudaStream_t stream = nullptr;
-    cudaEvent_t forked = nullptr, joined = nullptr;
-    SampleStream() = default;
-    SampleStream(const SampleStream&) = delete;
-    SampleStream& operator=(const SampleStream&) = delete;
-    ~SampleStream() {
-      if (forked) cudaEventDestroy(forked);
-      if (joined) cudaEventDestroy(joined);
-      if (stream) cudaStreamDestroy(stream);
-    }
-    void create() {
-      if (stream) return;
-      int least = 0, greatest = 0;
-      ARGENT_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-      cudaStream_t s = nullptr;
-      cudaEvent_t f = nullptr, j = nullptr;
-      ARGENT_CUDA_CHECK(cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking, greatest));
-      ARGENT_CUDA_CHECK(cudaEventCreateWithFlags(&f, cudaEventDisableTiming));
-      ARGENT_CUDA_CHECK(cudaEventCreateWithFlags(&j, cudaEventDisableTiming));
-      stream = s, forked = f, joined = j;
-    }
-  } sample_stream;
 
   size_t bytes() const {
     size_t b = 0;
@@ -282,12 +255,9 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   timer.mark("invert");
   const cuda::ListQueries lists{inv.list_start, inv.list_count, inv.list_queries};
 
-  // Few distinct filters: each row's Bloom plans once, before the collect
-  // (cuda::launch_block_plans). More, in IVF: each (query, list) pair's plan once per row of the
-  // list, when the words fit (launch_pair_plans). Either way the blocks the sample pass reads get
-  // exact words of their own (launch_exact_sampled_words), which the pre-pass leaves alone, and
-  // the sample pass and its threshold run on a second stream while the pre-pass runs: neither
-  // reads what the other writes.
+  // Few distinct filters: each row's Bloom plans once, before the scans (cuda::launch_block_plans).
+  // More, in IVF: each (query, list) pair's plan once per row of the list, when the words fit.
+  // Either way the rows the sample pass reads get exact bits.
   const SamplePlan plan = plan_sample(index, o, n, nprobe);
   const uint32_t* block_plans = nullptr;
   const unsigned long long* plan_rows = nullptr;
@@ -297,11 +267,6 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   const int64_t n_pairs = n * nprobe;
   // Words from the filter cache are exact for every row, so the collect needs no checks either.
   bool exact_words_everywhere = false;
-  // The pre-pass's own buffers (block_plans etc. may instead point at the filter cache's).
-  uint32_t* words = nullptr;
-  unsigned long long* plan_counts = nullptr;
-  uint32_t* pair_counts = nullptr;
-  enum class PrePass { kNone, kBlockPlans, kPairPlans } pre_pass = PrePass::kNone;
   const bool few_plans = queries.plan_of_query && queries.n_plans >= 1 &&
                          queries.n_plans <= cuda::kMaxBlockPlans;
   if (few_plans && o.filter_cache && o.host_plan_ops &&
@@ -311,95 +276,48 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     exact_words_everywhere = true;
     timer.mark("cached plans");
   } else if (few_plans) {
-    pre_pass = PrePass::kBlockPlans;
-    words = b.block_plans.reserve_as<uint32_t>(size_t(queries.n_plans) *
-                                               size_t(index.scan.n_rows / kBlockRows));
-    plan_counts = b.plan_rows.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1);
-    block_plans = words;
-    plan_rows = plan_counts;
+    uint32_t* out = b.block_plans.reserve_as<uint32_t>(
+        size_t(queries.n_plans) * size_t(index.scan.n_rows / kBlockRows));
+    auto* counts = b.plan_rows.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1);
+    cuda::launch_block_plans(index, queries, lists, inv.tasks, inv.n_tasks, queries.n_plans,
+                             int(plan.stride), out, counts, stream);
+    block_plans = out;
+    plan_rows = counts;
+    timer.mark("plans");
   } else if (queries.plan_of_query && queries.n_plans > cuda::kMaxBlockPlans && !o.exact &&
              n_pairs * list_blocks * int64_t(sizeof(uint32_t)) <= kMaxPairWordBytes) {
-    pre_pass = PrePass::kPairPlans;
     pair_stride = list_blocks;
-    words = b.block_plans.reserve_as<uint32_t>(size_t(n_pairs * list_blocks));
-    pair_counts = b.pair_rows.reserve_as<uint32_t>(size_t(std::max<int64_t>(1, n_pairs)));
-    block_plans = words;
-    pair_rows = pair_counts;
+    uint32_t* out = b.block_plans.reserve_as<uint32_t>(size_t(n_pairs * list_blocks));
+    uint32_t* counts = b.pair_rows.reserve_as<uint32_t>(size_t(std::max<int64_t>(1, n_pairs)));
+    cuda::launch_pair_plans(index, queries, lists, inv.tasks, inv.n_tasks, n_pairs, pair_stride,
+                            int(plan.stride), out, counts, stream);
+    block_plans = out;
+    pair_rows = counts;
+    timer.mark("pair plans");
   }
-
-  // ARGENT_SERIAL_PRE_PASS=1 runs the sample pass on the search's stream after the pre-pass (for
-  // measuring what running them side by side gains; the passes are the same).
-  static const bool serial_pre_pass = [] {
-    const char* env = std::getenv("ARGENT_SERIAL_PRE_PASS");
-    return env && *env == '1';
-  }();
-  // Joins the sample stream into the search's stream on every way out, a throw included: a
-  // later batch must not overwrite what this one's sample pass still reads.
-  struct Join {
-    cudaStream_t into = nullptr, from = nullptr;
-    cudaEvent_t event = nullptr;
-    void now() {
-      if (!from) return;
-      ARGENT_CUDA_CHECK(cudaEventRecord(event, from));
-      ARGENT_CUDA_CHECK(cudaStreamWaitEvent(into, event, 0));
-      from = nullptr;
-    }
-    ~Join() {
-      if (from && cudaEventRecord(event, from) == cudaSuccess) cudaStreamWaitEvent(into, event, 0);
-    }
-  } join;
-  cudaStream_t sample_stream = stream;
-  if (pre_pass != PrePass::kNone && !serial_pre_pass) {
-    b.sample_stream.create();
-    sample_stream = b.sample_stream.stream;
-    ARGENT_CUDA_CHECK(cudaEventRecord(b.sample_stream.forked, stream));
-    ARGENT_CUDA_CHECK(cudaStreamWaitEvent(sample_stream, b.sample_stream.forked, 0));
-    join.into = stream, join.from = sample_stream, join.event = b.sample_stream.joined;
-  }
-  auto launch_pre_pass = [&] {
-    if (pre_pass == PrePass::kBlockPlans)
-      cuda::launch_block_plans(index, queries, inv.tasks, inv.n_tasks, queries.n_plans,
-                               int(plan.stride), words, plan_counts, stream);
-    else if (pre_pass == PrePass::kPairPlans)
-      cuda::launch_pair_plans(index, queries, lists, n_pairs, pair_stride, int(plan.stride),
-                              words, pair_counts, stream);
-    if (pre_pass != PrePass::kNone) timer.mark("plans");
-  };
-  if (serial_pre_pass) launch_pre_pass();
 
   // Sample -> thresholds.
   float* thresholds = b.thresholds.reserve_as<float>(n);
   {
-    if (pre_pass != PrePass::kNone)
-      cuda::launch_exact_sampled_words(index, queries, lists, inv.tasks, inv.n_tasks,
-                                       queries.n_plans, pair_stride, int(plan.stride), words,
-                                       sample_stream);
     cuda::ScanPass pass;
     pass.sample_stride = int(plan.stride);
     pass.out_count = b.sample_count.reserve_as<uint32_t>(n);
     pass.out_scores = b.sample_scores.reserve_as<float>(size_t(n * plan.sample_cap));
     pass.cap = plan.sample_cap;
     pass.block_plans = block_plans;
+    pass.plan_rows = plan_rows;
     pass.pair_stride = pair_stride;
-    // With a pre-pass, its counts may still be being written: the sample pass does without them
-    // (no run gathers only its possible rows, which made no measurable difference to the
-    // sample, docs/benchmarks.md). The filter cache's counts are there already.
-    if (pre_pass == PrePass::kNone) pass.plan_rows = plan_rows;
+    pass.pair_rows = pair_rows;
     pass.exact_words = block_plans != nullptr;
-    ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_count, 0, sizeof(uint32_t) * n, sample_stream));
+    ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_count, 0, sizeof(uint32_t) * n, stream));
     // The list-major scan reads only the sampled blocks, each once for all of its list's
     // queries. (A pass of one warp per (query, list) pair, kept until 2026-12-04 for large IVF
     // batches, measured 0.43 ms against 0.18 ms at B = 256, nprobe 32 on the H200.)
-    cuda::launch_scan(index, queries, lists, inv.tasks, inv.n_tasks, int(n), pass, sample_stream);
-    if (sample_stream == stream) timer.mark("sample");
+    cuda::launch_scan(index, queries, lists, inv.tasks, inv.n_tasks, int(n), pass, stream);
+    timer.mark("sample");
     cuda::launch_select_thresholds(pass.out_scores, pass.out_count, plan.sample_cap, n, plan.rank,
-                                   thresholds, sample_stream);
-    if (sample_stream == stream) timer.mark("threshold");
-  }
-  if (!serial_pre_pass) launch_pre_pass();
-  if (sample_stream != stream) {
-    join.now();
-    timer.mark("sample wait");
+                                   thresholds, stream);
+    timer.mark("threshold");
   }
 
   // Collect candidates >= T_q.

@@ -1,15 +1,12 @@
 // The CUDA search: the GPU twin of kernels/cpu/fused_scan.h (same inputs, same int8 arithmetic,
 // same results: ids, scores and order), plus the IVF probe on the GPU.
 //
-// A batch runs as a fixed sequence of kernels with no host synchronisation between the probe and
-// the final top-K (the steps up to the emit can be captured in a CUDA graph once the workspace has
-// grown to the batch's shape: a growing buffer is a cudaFree/cudaMalloc, which synchronises):
+// A batch runs as a fixed sequence of kernels on one stream with no host synchronisation between
+// the probe and the final top-K (it can be captured in a CUDA graph once the workspace has grown
+// to the batch's shape: a growing buffer is a cudaFree/cudaMalloc, which synchronises):
 //
 //   probe        queries x centroids with int8 mma, best nprobe usable lists per query
 //   invert       (query, list) pairs -> for each list, the queries that scan it ("list-major")
-//   plans        filtered batches: each row's Bloom plans evaluated once into words the collect
-//                reads; the blocks the sample reads get exact words of their own, and the
-//                sample pass and threshold run meanwhile on a second stream (events, no host wait)
 //   sample       exact scores of a strided sample of each query's rows (every `stride`-th block)
 //   threshold    per query, the r-th best sample score T_q, r chosen so that about 1.5-2x K
 //                rows score >= T_q (radix select in shared memory)

@@ -9,7 +9,6 @@
 // exact feature check, append. No score leaves the registers otherwise.
 #include <algorithm>
 #include <climits>
-#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -69,7 +68,6 @@ struct ScanParams {
   int staged_ops;     // filter ops copied to shared memory (all of the batch's), 0: read globally
   int ring_bytes;     // the warps' block rings and their meta slots, at the front of shared memory
   bool sig_in_regs;   // filtered batch with <= 2 signature words: a row's words fit in registers
-  int sparse_ratio;   // kSparseRatio, or ARGENT_SPARSE_RATIO
 };
 
 constexpr int kMaxStagedOps = 256;
@@ -197,9 +195,8 @@ struct LocalPlans {
   int64_t word_base[kLocalPlans];  // local plan l's pre-pass word of a block: words[base + block]
   int32_t count;  // -1: too many distinct plans; rows are then evaluated per (row, query) pair
   bool all_filtered;  // every staged query has a plan
-  // One plan for every staged query, with pre-pass words and counts, that leaves at most
-  // 1 / ScanParams::sparse_ratio of the rows possible: the run scans only those rows
-  // (scan_run_compact).
+  // One plan for every staged query, with pre-pass words, that leaves at most 1 / kSparseRatio
+  // of the rows possible: the run scans only those rows (scan_run_compact).
   bool compact;
 };
 
@@ -213,8 +210,10 @@ __device__ __forceinline__ const uint32_t* plan_word(const ScanParams& p, const 
 // it pays under selective filters (10 %: collect 5.05 -> 2.45 ms at B = 64, H200; per-query
 // filters leaving ~20 % of a list possible, IVF: 0.99 ms, against 1.11 whole and 1.36 with a
 // ratio of 8) but not when most rows pass (45 %: whole search 6.84 -> 7.46 ms).
-// ARGENT_SPARSE_RATIO (environment) overrides it, for measuring.
-constexpr int kSparseRatio = 4;
+#ifndef ARGENT_SPARSE_RATIO
+#define ARGENT_SPARSE_RATIO 4
+#endif
+constexpr int kSparseRatio = ARGENT_SPARSE_RATIO;
 
 // One thread numbers the distinct plans of the staged queries, the m queries of pairs
 // pair0 .. pair0 + m - 1 of chunk `chunk`'s list. Plans are identified by their first op: the
@@ -260,13 +259,12 @@ __device__ void assign_plan_slots(const ScanParams& p, const Staged& s, int m, i
   local->all_filtered = all_filtered;
   // The share of rows the one plan leaves possible: over the batch's rows, or over the list.
   local->compact = false;
-  if (count == 1 && all_filtered && p.pass.block_plans &&
-      (per_pair ? p.pass.pair_rows != nullptr : p.pass.plan_rows != nullptr)) {
+  if (count == 1 && all_filtered && p.pass.block_plans) {
     if (per_pair) {
-      local->compact = int64_t(p.pass.pair_rows[pair0]) * p.sparse_ratio <= list_rows;
+      local->compact = int64_t(p.pass.pair_rows[pair0]) * kSparseRatio <= list_rows;
     } else {
       const unsigned long long* rows = p.pass.plan_rows;
-      local->compact = rows[local->plan[0]] * p.sparse_ratio <= rows[p.queries.n_plans];
+      local->compact = rows[local->plan[0]] * kSparseRatio <= rows[p.queries.n_plans];
     }
   }
 }
@@ -668,8 +666,7 @@ __device__ __forceinline__ bool load_row_sigs(const ScanParams& p, const Staged&
   const int t = lane & 3;
   uint32_t mine = 0;
   if (t < n_local && p.pass.block_plans) {
-    // Evaluated before the scan (launch_block_plans, launch_pair_plans; the sampled blocks'
-    // launch_exact_sampled_words): one word per (plan, block).
+    // Evaluated before the scan (launch_block_plans): one word per (plan, block).
     const uint32_t w = plan_words ? plan_words[t] : __ldg(plan_word(p, local, t, block));
     const int r = 2 * (lane >> 2);  // bits r and r + 1: possible; 16 + r, 17 + r: definite
     mine = ((w >> r) & 1u) | ((w >> (16 + r)) & 1u) << 1 | ((w >> (r + 1)) & 1u) << 2 |
@@ -1436,11 +1433,6 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
 
   p.staged_ops = queries.n_plan_ops <= kMaxStagedOps ? queries.n_plan_ops : 0;
   p.sig_in_regs = queries.plan_of_query != nullptr && index.scan.bloom_words <= 2;
-  static const int sparse_ratio = [] {
-    const char* env = std::getenv("ARGENT_SPARSE_RATIO");
-    return env && std::atoi(env) > 0 ? std::atoi(env) : kSparseRatio;
-  }();
-  p.sparse_ratio = sparse_ratio;
   p.pending_offset = 0;
   size_t smem = size_t(p.ring_bytes) + per_query * size_t(p.query_cap) +
                 sizeof(FilterOp) * size_t(p.staged_ops);

@@ -61,48 +61,38 @@ struct ScanPass {
   const uint32_t* block_plans = nullptr;
   int64_t pair_stride = 0;
   // With block_plans: the rows left possibly eligible, per plan followed by the rows evaluated
-  // (launch_block_plans), or per pair (pair_rows, launch_pair_plans); null (the sample pass,
-  // which may run while the pre-pass still counts): no run gathers only its possible rows.
+  // (launch_block_plans), or per pair (pair_rows, launch_pair_plans).
   const unsigned long long* plan_rows = nullptr;
   const uint32_t* pair_rows = nullptr;
-  // The words are exact for every block this pass reads (its sample_stride divides them all:
-  // launch_exact_sampled_words wrote them, or the filter cache did): a row whose word says
-  // possible is live and passes the feature check, so neither is checked again.
+  // The pre-pass words are exact for every block this pass reads (its sample_stride divides
+  // them all): a row whose word says possible is live and passes the feature check, so neither
+  // is checked again.
   bool exact_words = false;
 };
 
 // Batches with at most kMaxBlockPlans distinct plans: every plan evaluated once per row of the
 // chunks tasks[0 .. *n_tasks) into out[plan * (n_rows / 16) + block]: bit r = row r of the block
-// possibly eligible, bit 16 + r = definitely eligible (Bloom). Rows of other blocks are unset,
-// and so are the blocks whose index is a multiple of sample_stride (those the sample pass reads;
-// 0: none): their words are launch_exact_sampled_words', which may run at the same time on
-// another stream. row_counts [n_plans + 1]: the rows each plan left possible (sampled blocks
-// included), then the rows evaluated (the scan takes a plan's selectivity from them).
+// possibly eligible, bit 16 + r = definitely eligible (Bloom). Rows of other blocks are unset.
+// row_counts [n_plans + 1]: the rows each plan left possible, then the rows evaluated (the scan
+// takes a plan's selectivity from them). The rows of blocks whose index is a multiple of
+// sample_stride (those the sample pass reads; 0: none) get exact bits instead: possible and
+// definite iff the row is live and passes the exact feature check (ScanPass::exact_words).
 constexpr int kMaxBlockPlans = 4;
 void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries,
-                        const int32_t* tasks, const int32_t* n_tasks, int n_plans,
-                        int sample_stride, uint32_t* out, unsigned long long* row_counts,
-                        cudaStream_t stream);
+                        const ListQueries& lists, const int32_t* tasks, const int32_t* n_tasks,
+                        int n_plans, int sample_stride, uint32_t* out,
+                        unsigned long long* row_counts, cudaStream_t stream);
 
 // IVF batches with more distinct plans than that: each (query, probed list) pair's plan once
 // per row of its list, into out[pair * stride + block - the list's first block] (the same words
-// as launch_block_plans, sampled blocks left alone as there), and the pair's possibly eligible
-// rows into pair_rows[pair]. Pairs of unfiltered queries get no words and a count of 0. The scan
-// then treats a run's queries as its local plans, and a run of one query under a selective
-// filter gathers only the rows it can pass, as a uniform run does.
+// as launch_block_plans), and the pair's possibly eligible rows into pair_rows[pair]. Pairs of
+// unfiltered queries get no words and a count of 0. The scan then treats a run's queries as its
+// local plans, and a run of one query under a selective filter gathers only the rows it can
+// pass, as a uniform run does. Sampled blocks get exact bits, as in launch_block_plans.
 void launch_pair_plans(const GpuIndexView& index, const GpuQueriesView& queries,
-                       const ListQueries& lists, int64_t n_pairs, int64_t stride,
-                       int sample_stride, uint32_t* out, uint32_t* pair_rows,
-                       cudaStream_t stream);
-
-// The words of the blocks the sample pass reads (index a multiple of sample_stride; 0: none),
-// in the layout of launch_block_plans (pair_stride == 0, n_plans plans) or launch_pair_plans
-// (pair_stride > 0): exact bits, possible and definite iff the row is live and passes the
-// filter exactly (ScanPass::exact_words holds for those blocks). Independent of the pre-pass.
-void launch_exact_sampled_words(const GpuIndexView& index, const GpuQueriesView& queries,
-                                const ListQueries& lists, const int32_t* tasks,
-                                const int32_t* n_tasks, int n_plans, int64_t pair_stride,
-                                int sample_stride, uint32_t* out, cudaStream_t stream);
+                       const ListQueries& lists, const int32_t* tasks, const int32_t* n_tasks,
+                       int64_t n_pairs, int64_t stride, int sample_stride, uint32_t* out,
+                       uint32_t* pair_rows, cudaStream_t stream);
 
 void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
                  const ListQueries& lists, const int32_t* tasks, const int32_t* n_tasks,
