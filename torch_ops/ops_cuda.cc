@@ -67,10 +67,7 @@ auto guarded(const char* op, F&& f) {
 // Uploads the plans of a batch (one plan per filtered query) into the op's device cache in one
 // transfer, without a host synchronisation, and points v's plan fields at the copies.
 void upload_plans(const PlanBatch& p, PackedUpload& u, cudaStream_t stream, GpuQueriesView* v) {
-  u.clear();
-  const PlanOffsets at = add_filter_plans(u, p.ops, p.begin, p.length, p.plan_of_query);
-  u.send(stream);
-  point_at_filter_plans(u, at, v);
+  send_filter_plans(u, p.ops, p.begin, p.length, p.plan_of_query, stream, v);
 }
 
 GpuQueriesView gpu_queries(const Tensor& codes, const Tensor& scales, int64_t n,

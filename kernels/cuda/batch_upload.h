@@ -81,4 +81,16 @@ inline void point_at_filter_plans(const PackedUpload& u, const PlanOffsets& at,
   v->n_plans = at.n_plans;
 }
 
+// A batch whose plans are all it sends: packs them into `u` (cleared first), sends them on
+// `stream` and points v's plan fields at them.
+inline void send_filter_plans(PackedUpload& u, const std::vector<FilterOp>& ops,
+                              const std::vector<int32_t>& begin, const std::vector<int32_t>& len,
+                              const std::vector<int32_t>& plan_of_query, cudaStream_t stream,
+                              GpuQueriesView* v) {
+  u.clear();
+  const PlanOffsets at = add_filter_plans(u, ops, begin, len, plan_of_query);
+  u.send(stream);
+  point_at_filter_plans(u, at, v);
+}
+
 }  // namespace argent

@@ -146,11 +146,7 @@ int argent_gpu_search(void* handle, const int8_t* d_q_codes, const float* d_q_sc
         plan_of_query[size_t(i)] = it->second;
       }
       if (!begin.empty()) {
-        h->plans.clear();
-        const argent::PlanOffsets at =
-            argent::add_filter_plans(h->plans, ops, begin, len, plan_of_query);
-        h->plans.send(s);
-        argent::point_at_filter_plans(h->plans, at, &q);
+        argent::send_filter_plans(h->plans, ops, begin, len, plan_of_query, s, &q);
       }
     }
     argent::GpuSearchOptions o;
