@@ -38,6 +38,11 @@ p.add_argument("--profile-case", default="",
                     "e.g. '64,100000;64,1000,ivf,3:4;64,1000,ivf,per-query' (FILTER: an expression "
                     "without commas, or per-query: a different one per query); 'per-query' alone "
                     "is 64,1000,ivf,per-query")
+p.add_argument("--profile-ab", default="",
+               help="with --profile: VAR=v1,v2,... also times each case with the environment variable "
+                    "VAR set to each value in turn, --profile-rounds times (an A/B of a knob the "
+                    "library reads on every batch, in one process on the same data)")
+p.add_argument("--profile-rounds", type=int, default=3)
 args = p.parse_args()
 SKIP = set(x for x in args.skip.split(",") if x)
 if SKIP - {"filters", "exactness", "nprobe"}:
@@ -317,6 +322,23 @@ if args.profile:
         os.environ["ARGENT_GPU_PROFILE"] = "0"
         print(f"B {B} k {k} exact {exact} filter {f}: search ms {bench(s, warm=1)} (median of {args.reps})",
               flush=True)
+        if args.profile_ab:
+            var, values = args.profile_ab.split("=", 1)
+            values = values.split(",")
+            for v in values:  # the steps of one batch with each value
+                os.environ[var] = v
+                os.environ["ARGENT_GPU_PROFILE"] = "1"
+                print(f"B {B} k {k} exact {exact} filter {f}: {var}={v}", flush=True)
+                s()
+                torch.cuda.synchronize()
+                os.environ["ARGENT_GPU_PROFILE"] = "0"
+            for r in range(args.profile_rounds):
+                ms = []
+                for v in values:
+                    os.environ[var] = v
+                    ms.append(f"{var}={v} {bench(s, warm=1)}")
+                print(f"B {B} k {k} exact {exact} filter {f}: round {r + 1} search ms " + " | ".join(ms), flush=True)
+            os.environ.pop(var, None)
     if args.profile_cached:
         print("filter cache:", json.dumps(filter_cache_stats()), flush=True)
     raise SystemExit(0)

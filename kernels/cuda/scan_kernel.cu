@@ -196,8 +196,10 @@ struct LocalPlans {
   int32_t count;  // -1: too many distinct plans; rows are then evaluated per (row, query) pair
   bool all_filtered;  // every staged query has a plan
   // One plan for every staged query, with pre-pass words, that leaves at most 1 / kSparseRatio
-  // of the rows possible: the run scans only those rows (scan_run_compact).
+  // of the rows possible: the run scans only those rows (scan_run_compact), gathered in aligned
+  // units of `grain` rows of a block that hold a possible row (CompactSource, kQuadGrainMaxTiles).
   bool compact;
+  int32_t grain;
 };
 
 // Local plan l's pre-pass word of a block (ScanPass::block_plans must be set).
@@ -214,6 +216,16 @@ __device__ __forceinline__ const uint32_t* plan_word(const ScanParams& p, const 
 #define ARGENT_SPARSE_RATIO 4
 #endif
 constexpr int kSparseRatio = ARGENT_SPARSE_RATIO;
+
+// Compacted runs of at most this many tiles of 8 queries gather aligned quads of rows (grain 4:
+// one 16-byte copy per word of four rows), longer ones single rows (grain 1, one 4-byte copy per
+// word). A quad multiplies its rows that cannot pass too, which a run of many tiles pays for in
+// the tensor pipe; a short run waits on its copies instead. H100, K = 1000, 10 % filter, search
+// ms with grain 1 / 4 / 8 forced for every run: IVF B = 256 3.36 / 3.23 / 3.45 (cold), 2.78 /
+// 2.68 / 2.85 (cached); exact B = 64 4.44 / 4.69 / 5.78 (cold). Either way a block with one
+// possible row costs its whole read from memory (grain 8, whole 32-byte sectors, saved nothing:
+// the DRAM fetches whole blocks' lines), so the gain is in copy instructions, not bytes.
+constexpr int kQuadGrainMaxTiles = 2;
 
 // One thread numbers the distinct plans of the staged queries, the m queries of pairs
 // pair0 .. pair0 + m - 1 of chunk `chunk`'s list. Plans are identified by their first op: the
@@ -259,13 +271,18 @@ __device__ void assign_plan_slots(const ScanParams& p, const Staged& s, int m, i
   local->all_filtered = all_filtered;
   // The share of rows the one plan leaves possible: over the batch's rows, or over the list.
   local->compact = false;
+  local->grain = 1;
   if (count == 1 && all_filtered && p.pass.block_plans) {
+    int64_t possible = 0, rows = 0;
     if (per_pair) {
-      local->compact = int64_t(p.pass.pair_rows[pair0]) * kSparseRatio <= list_rows;
+      possible = p.pass.pair_rows[pair0];
+      rows = list_rows;
     } else {
-      const unsigned long long* rows = p.pass.plan_rows;
-      local->compact = rows[local->plan[0]] * kSparseRatio <= rows[p.queries.n_plans];
+      possible = int64_t(p.pass.plan_rows[local->plan[0]]);
+      rows = int64_t(p.pass.plan_rows[p.queries.n_plans]);
     }
+    local->compact = possible * kSparseRatio <= rows;
+    local->grain = m <= 8 * kQuadGrainMaxTiles ? 4 : 1;
   }
 }
 
@@ -938,21 +955,26 @@ class BlockSource {
 };
 
 // The eligible rows of a warp's share of a uniform run (one plan, that of every staged query,
-// and its pre-pass words), 16 at a time: the same windows of 32 blocks as BlockSource, but each
-// lane keeps its block's possibly-eligible rows (the word's low half, rows past the list's end
-// cleared), and a prefix sum over the lanes numbers the window's rows. Under a selective filter
-// most of a block's rows are ineligible, and multiplying whole blocks spent most of the scan on
-// rows that could never be results; a group of 16 rows is multiplied as one block instead.
+// and its pre-pass words), in units of `grain` rows aligned within their block (1 or 4,
+// kQuadGrainMaxTiles; any power of two up to 8 works), 16 rows to a stage: the same windows of
+// 32 blocks as BlockSource, but each lane keeps its block's possibly-eligible rows (the word's
+// low half, rows past the list's end cleared) and the units that hold one, and a prefix sum over
+// the lanes numbers the window's units. Under a selective filter most of a block's rows are
+// ineligible, and multiplying whole blocks spent most of the scan on rows that could never be
+// results; a stage of 16 gathered rows is multiplied as one block instead (a unit's rows that
+// cannot pass are padding). A row's words are 64 bytes apart: grain 1 copies 4 bytes per word,
+// grain 4 the 16 bytes of its four rows.
 class CompactSource {
  public:
-  __device__ CompactSource(const TaskBatch& tb, int t_begin, int t_end, int warp)
+  __device__ CompactSource(const TaskBatch& tb, int t_begin, int t_end, int warp, int grain)
       : tb_(tb), t_begin_(t_begin), t_end_(t_end), pos_(tb.start[t_begin] + warp),
-        end_(tb.start[t_end]) {}
+        end_(tb.start[t_end]), grain_(grain), stage_units_(kBlockRows / grain),
+        first_(-stage_units_) {}
 
-  // Warp-uniform: moves to the next group of 16 rows (the window's last one padded); false once
+  // Warp-uniform: moves to the next stage of units (the window's last one padded); false once
   // the run is done.
   __device__ __forceinline__ bool next(const ScanParams& p, const LocalPlans& local) {
-    first_ += kBlockRows;
+    first_ += stage_units_;
     while (first_ >= total_) {
       if (pos_ >= end_) return false;
       fill(p, local);
@@ -960,26 +982,29 @@ class CompactSource {
     return true;
   }
 
-  // Slot j of the current group: its row and whether it is definitely eligible; false for
-  // padding. Called by every lane (shuffles), each with its own j.
-  __device__ __forceinline__ bool slot(int j, int32_t* row, bool* definite) const {
-    const int i = first_ + j;
-    // The lane whose rows hold window row i: the last with before_ <= i (one with no rows
-    // shares its before_ with the next lane, so the last such lane always has rows).
+  // Unit u (< kBlockRows / grain) of the current stage: its block, its first row in the block,
+  // and the block's possible and definite rows; false past the window's end. Called by every
+  // lane (shuffles), each with its own u.
+  __device__ __forceinline__ bool unit(int u, int32_t* block, int* first_row, uint32_t* possible,
+                                       uint32_t* definite) const {
+    const int i = first_ + u;
+    // The lane whose block holds window unit i: the last with before_ <= i (one with no units
+    // shares its before_ with the next lane, so the last such lane always has units).
     int owner = 0;
 #pragma unroll
     for (int step = 16; step > 0; step >>= 1)
       if (__shfl_sync(0xFFFFFFFFu, before_, owner + step) <= i) owner += step;
-    const uint32_t possible = __shfl_sync(0xFFFFFFFFu, possible_, owner);
-    const uint32_t definite_bits = __shfl_sync(0xFFFFFFFFu, definite_, owner);
+    const uint32_t units = __shfl_sync(0xFFFFFFFFu, units_, owner);
+    *possible = __shfl_sync(0xFFFFFFFFu, possible_, owner);
+    *definite = __shfl_sync(0xFFFFFFFFu, definite_, owner);
     const int32_t base = __shfl_sync(0xFFFFFFFFu, before_, owner);
-    const int32_t block = __shfl_sync(0xFFFFFFFFu, block_, owner);
+    *block = __shfl_sync(0xFFFFFFFFu, block_, owner);
     if (i >= total_) return false;
-    const int bit = int(__fns(possible, 0, i - base + 1));  // the (i - base)-th set bit
-    *row = block * kBlockRows + bit;
-    *definite = (definite_bits >> bit) & 1u;
+    *first_row = int(__fns(units, 0, i - base + 1)) * grain_;  // the (i - base)-th unit
     return true;
   }
+
+  __device__ int stage_units() const { return stage_units_; }
 
  private:
   __device__ __forceinline__ void fill(const ScanParams& p, const LocalPlans& local) {
@@ -997,7 +1022,16 @@ class CompactSource {
       definite_ = (w >> 16) & possible;
     }
     possible_ = possible;
-    const int mine = __popc(possible);
+    // Bit k: unit k (rows k * grain .. + grain - 1) holds a possible row.
+    uint32_t units = possible;
+    if (grain_ > 1) {
+      units = 0;
+      const uint32_t unit_rows = (1u << grain_) - 1u;
+      for (int k = 0; k * grain_ < kBlockRows; ++k)
+        units |= uint32_t(((possible >> (k * grain_)) & unit_rows) != 0) << k;
+    }
+    units_ = units;
+    const int mine = __popc(units);
     int inclusive = mine;
 #pragma unroll
     for (int o = 1; o < 32; o <<= 1) {
@@ -1013,12 +1047,13 @@ class CompactSource {
   const int t_begin_, t_end_;
   int32_t pos_;        // run position of lane 0's block in the next window
   const int32_t end_;  // end of the run
-  int32_t first_ = -kBlockRows;  // the window row of the current group's slot 0
-  int32_t total_ = 0;            // possibly-eligible rows in the window
-  // Lane j: the window's j-th block, its possible and definite rows, and the window's rows
-  // in the blocks before it.
+  const int grain_, stage_units_;
+  int32_t first_;       // the window unit of the current stage's unit 0
+  int32_t total_ = 0;            // units in the window
+  // Lane j: the window's j-th block, its possible and definite rows and units, and the
+  // window's units in the blocks before it.
   int32_t block_ = 0, before_ = 0;
-  uint32_t possible_ = 0, definite_ = 0;
+  uint32_t possible_ = 0, definite_ = 0, units_ = 0;
 };
 
 // A warp's ring: issue_next(stage) starts the copies of the warp's next block (or group of
@@ -1080,24 +1115,53 @@ __device__ void scan_run_compact(const ScanParams& p, const Staged& s, const Loc
   const int block_bytes = kBlockRows * p.index.scan.d_pad;
   const bool check_now = p.pass.out_rows == nullptr || p.pass.check_inline;
   int8_t* ring = s.ring + size_t(warp) * kStages * block_bytes;
-  CompactSource source(tb, t_begin, t_end, warp);
 
-  // Lanes j and j + 16 copy slot j's words of even and odd groups.
+  const int grain = local.grain;
+  CompactSource source(tb, t_begin, t_end, warp, grain);
+
   auto issue_next = [&](int stage) {
     if (!source.next(p, local)) return false;
-    const int j = lane & 15;
-    int32_t row = 0;
-    bool definite = false;
-    const bool valid = source.slot(j, &row, &definite);
-    if (valid) {
-      int8_t* to = ring + stage * block_bytes + j * 4;
-      const int8_t* from = p.index.scan.codes + int64_t(row / kBlockRows) * block_bytes +
-                           (row % kBlockRows) * 4;
-      for (int group = lane >> 4; group < p.n_groups; group += 2)
-        cp_async_4(to + group * kGroupBytes, from + group * kGroupBytes);
+    // Every lane looks up one unit of the stage (lane % units), then takes the ones it needs
+    // from their lanes.
+    const int units = source.stage_units();
+    int32_t block = 0;
+    int first = 0;
+    uint32_t possible = 0, definite = 0;
+    const bool have = source.unit(lane & (units - 1), &block, &first, &possible, &definite);
+    int8_t* to = ring + stage * block_bytes;
+    // Slot j (lanes j < 16, and j + 16 for the copies of grain 1): row j % grain of unit
+    // j / grain.
+    const int j = lane & 15, slot_unit = j / grain;
+    const int32_t slot_block = __shfl_sync(0xFFFFFFFFu, block, slot_unit);
+    const int slot_row = __shfl_sync(0xFFFFFFFFu, first, slot_unit) + j % grain;
+    const bool slot_unit_ok = __shfl_sync(0xFFFFFFFFu, have, slot_unit);
+    const uint32_t slot_possible = __shfl_sync(0xFFFFFFFFu, possible, slot_unit);
+    const uint32_t slot_definite = __shfl_sync(0xFFFFFFFFu, definite, slot_unit);
+    const bool valid = slot_unit_ok && ((slot_possible >> slot_row) & 1u);
+    const int32_t row = slot_block * kBlockRows + slot_row;
+    if (grain == 1) {
+      // Lanes j and j + 16 copy slot j's words of even and odd groups.
+      if (valid) {
+        const int8_t* from = p.index.scan.codes + int64_t(slot_block) * block_bytes + slot_row * 4;
+        for (int group = lane >> 4; group < p.n_groups; group += 2)
+          cp_async_4(to + j * 4 + group * kGroupBytes, from + group * kGroupBytes);
+      }
+    } else {
+      // 16-byte pieces: lane (group, quarter q) copies the stage's rows 4q .. 4q + 3 of the
+      // group, 8 groups per round: rows (4q) % grain .. of unit 4q / grain.
+      const int q = lane & 3, piece_unit = 4 * q / grain;
+      const int32_t piece_block = __shfl_sync(0xFFFFFFFFu, block, piece_unit);
+      const int piece_row = __shfl_sync(0xFFFFFFFFu, first, piece_unit) + (4 * q) % grain;
+      if (__shfl_sync(0xFFFFFFFFu, have, piece_unit)) {
+        const int8_t* from =
+            p.index.scan.codes + int64_t(piece_block) * block_bytes + piece_row * 4;
+        for (int group = lane >> 2; group < p.n_groups; group += 8)
+          cp_async_16(to + group * kGroupBytes + q * 16, from + group * kGroupBytes);
+      }
     }
     CompactMeta* m = s.compact_meta(warp, stage);
-    const uint32_t definite_slots = __ballot_sync(0xFFFFFFFFu, valid && definite) & 0xFFFFu;
+    const uint32_t definite_slots =
+        __ballot_sync(0xFFFFFFFFu, valid && ((slot_definite >> slot_row) & 1u)) & 0xFFFFu;
     if (lane < kBlockRows) {
       m->rows[j] = valid ? row : -1;
       if (valid) cp_async_4(&m->scales[j], p.index.scan.scales + row);
