@@ -5,7 +5,8 @@ SilverTorch's public ops, on the very same tensors in the same process.
 Data: SilverTorch's recipe (silvertorch_bench.py in its anchor): N items, d = 128, N/9000 lists
 with lognormal sizes, items = centroid + noise, one global int8 scale, 6 categorical features of
 cardinalities 2..1000; queries are noisy centroids. Argent gets the same int8 rows in its own
-layout (lists padded to 16 rows, blocked codes, scale = the global scale for every item).
+layout (lists padded to 16 rows, codes row-major or blocked (--codes-layout), scale = the global
+scale for every item).
 
 Prints a table per section and writes everything to --out (JSON).
   python3 bench/gpu_bench.py --lib build-gpu/python/capi/libargent_gpu.so [--st-lib st_ops.so]
@@ -43,6 +44,8 @@ p.add_argument("--profile-ab", default="",
                     "VAR set to each value in turn, --profile-rounds times (an A/B of a knob the "
                     "library reads on every batch, in one process on the same data)")
 p.add_argument("--profile-rounds", type=int, default=3)
+p.add_argument("--codes-layout", choices=("rows", "blocked"), default="rows",
+               help="Argent's codes on the GPU: row-major (GpuIndexView::rows_layout) or blocked")
 args = p.parse_args()
 SKIP = set(x for x in args.skip.split(",") if x)
 if SKIP - {"filters", "exactness", "nprobe"}:
@@ -55,7 +58,8 @@ D, K, NPROBE = 128, 1000, 32
 C = max(1, round(N / 9000))
 BATCHES = [int(x) for x in args.batches.split(",")]
 KS = [int(x) for x in args.ks.split(",")]
-R = {"N": N, "d": D, "clusters": C, "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
+R = {"N": N, "d": D, "clusters": C, "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
+     "codes_layout": args.codes_layout}
 print(json.dumps(R), flush=True)
 
 
@@ -126,7 +130,8 @@ gf = torch.Generator(device=dev)
 gf.manual_seed(7)
 fvals = torch.stack([torch.randint(1, c + 1, (N,), device=dev, generator=gf) for c in CARD], 1)
 
-# Argent's layout of the same rows: lists padded to 16 rows, codes blocked (kernels/layout.h).
+# Argent's layout of the same rows: lists padded to 16 rows, codes row-major on the GPU
+# (GpuIndexView::rows_layout) or blocked (kernels/layout.h).
 psizes = (sizes + 15) // 16 * 16
 poff = torch.zeros(C, dtype=torch.long, device=dev)
 poff[1:] = psizes.cumsum(0)[:-1]
@@ -134,7 +139,10 @@ ROWS = int(psizes.sum())
 dest = poff[assign] + (torch.arange(N, device=dev) - offsets[:-1][assign])
 padded = torch.zeros(ROWS, D, dtype=torch.int8, device=dev)
 padded.index_copy_(0, dest, items8)
-codes = padded.view(ROWS // 16, 16, D // 4, 4).permute(0, 2, 1, 3).contiguous()
+if args.codes_layout == "rows":
+    codes = padded
+else:
+    codes = padded.view(ROWS // 16, 16, D // 4, 4).permute(0, 2, 1, 3).contiguous()
 del padded
 ids = torch.full((ROWS,), -1, dtype=torch.long, device=dev)
 ids[dest] = torch.arange(N, device=dev)
@@ -172,7 +180,8 @@ lib = ctypes.CDLL(args.lib)
 P, I64, I32, U64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_uint64
 lib.argent_gpu_build_bloom.argtypes = [I32, I32, U64, P, P, P, P, I64, P, P, I64, P, P, P, ctypes.c_char_p, ctypes.c_int]
 lib.argent_gpu_index_create.restype = P
-lib.argent_gpu_index_create.argtypes = [P, P, P, P, I32, I32, U64, I32, I64, P, P, P, I64, P, P, P, P, P, P, P, P, P, ctypes.c_char_p, ctypes.c_int]
+lib.argent_gpu_index_create.argtypes = [P, P, P, P, I32, I32, U64, I32, I64, P, P, P, I64, P, P, P, P, P, P, P, P, P, I32, P,
+                                        ctypes.c_char_p, ctypes.c_int]
 lib.argent_gpu_search.argtypes = [P, P, P, I64, P, I64, I32, I32, P, P, P, P, ctypes.c_char_p, ctypes.c_int]
 lib.argent_gpu_index_set_filter_cache.argtypes = [P, I64, ctypes.c_char_p, ctypes.c_int]
 lib.argent_gpu_filter_cache_stats.argtypes = [P, P]
@@ -192,7 +201,8 @@ h_size = list_sizes.cpu().contiguous()
 handle = lib.argent_gpu_index_create(ptr(codes), ptr(scales), ptr(ids), ptr(sigs), WORDS, HASHES, SEED, D, ROWS,
                                      ptr(list_offsets), ptr(list_sizes), ptr(summaries), C,
                                      P(h_off.data_ptr()), P(h_size.data_ptr()), ptr(f_offset), ptr(f_count),
-                                     ptr(f_ids), ptr(f_values), ptr(ccodes), ptr(cscales), stream, err, 1024)
+                                     ptr(f_ids), ptr(f_values), ptr(ccodes), ptr(cscales),
+                                     int(args.codes_layout == "rows"), stream, err, 1024)
 if not handle:
     raise RuntimeError(err.value.decode())
 

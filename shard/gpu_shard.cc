@@ -69,6 +69,7 @@ struct GpuShard::State {
   GpuSearchWorkspace workspace;
   // What the device copy holds: the view over it, and where the shard was when it was made.
   ScanIndexView view;
+  bool rows_layout = false;  // view.codes row-major (GpuIndexView::rows_layout)
   const int8_t* device_centroid_codes = nullptr;
   const float* device_centroid_scales = nullptr;
   uint64_t version = 0;
@@ -120,6 +121,12 @@ GpuShard::GpuShard(const ShardIndex& shard, const QuantizedCentroids& centroids,
   const ScanIndexView host = shard.view();
   ScanIndexView d = host;
   d.codes = upload_tensor<int8_t>(s_->codes, t.codes, s_->stream);
+  // The device keeps d = 128 codes row-major (GpuIndexView::rows_layout): the host's blocked
+  // layout is rewritten in place once here, and each written block in sync().
+  s_->rows_layout = d.d_pad == kRowsLayoutDim;
+  if (s_->rows_layout)
+    blocked_codes_to_rows(const_cast<int8_t*>(d.codes), 0, d.n_rows / kBlockRows, d.d_pad,
+                          s_->stream);
   d.scales = upload_tensor<float>(s_->scales, t.scales, s_->stream);
   d.ids = upload_tensor<int64_t>(s_->ids, t.ids, s_->stream);
   d.signatures = upload_tensor<uint64_t>(s_->signatures, t.signatures, s_->stream);
@@ -139,7 +146,7 @@ GpuShard::GpuShard(const ShardIndex& shard, const QuantizedCentroids& centroids,
   const float* cs = upload<float>(s_->centroid_scales, centroids.scales.data(),
                                   centroids.scales.size(), s_->stream);
   s_->tables = std::make_unique<GpuIndexTables>(d, host.list_offsets, host.list_sizes, cc, cs,
-                                                s_->stream);
+                                                s_->stream, s_->rows_layout);
   s_->view = d;
   s_->device_centroid_codes = cc;
   s_->device_centroid_scales = cs;
@@ -166,6 +173,9 @@ bool GpuShard::sync(const ShardIndex& shard) {
     while (i < blocks.size() && blocks[i] <= last + 1) last = blocks[i++];
     const int64_t r0 = first * kBlockRows, nr = (last - first + 1) * kBlockRows;
     copy_range(d.codes, t.codes, r0 * d.d_pad, nr * d.d_pad, stream);
+    if (s_->rows_layout)
+      blocked_codes_to_rows(const_cast<int8_t*>(d.codes), first, last - first + 1, d.d_pad,
+                            stream);
     copy_range(d.scales, t.scales, r0, nr, stream);
     copy_range(d.ids, t.ids, r0, nr, stream);
     copy_range(d.signatures, t.signatures, r0 * words, nr * words, stream);
@@ -184,7 +194,8 @@ bool GpuShard::sync(const ShardIndex& shard) {
   const ScanIndexView host = shard.view();
   s_->tables = std::make_unique<GpuIndexTables>(d, host.list_offsets, host.list_sizes,
                                                 s_->device_centroid_codes,
-                                                s_->device_centroid_scales, stream);
+                                                s_->device_centroid_scales, stream,
+                                                s_->rows_layout);
   s_->version = shard.version();
   s_->pool_used = pool_used;
   // The written rows' eligibility may have changed: their blocks' filter words are recomputed.

@@ -19,7 +19,42 @@ __global__ void block_inv_max_scale_kernel(const float* scales, int64_t n_blocks
   out[b] = m > 0.f ? 1.f / m : INFINITY;  // a block of zero scales scores 0 for every query
 }
 
+// One CTA per block (grid-stride): the block's 16 * d_pad bytes into shared memory, then back
+// row by row, each thread 16 bytes of one row (4 of its words, each from its group's 64 bytes).
+constexpr int kRowsThreads = kRowsLayoutDim;  // 16 rows x 8 pieces of 16 bytes
+__global__ void __launch_bounds__(kRowsThreads)
+    blocked_to_rows_kernel(int8_t* codes, int64_t first_block, int64_t n_blocks) {
+  constexpr int kBytes = kBlockRows * kRowsLayoutDim;
+  __shared__ uint4 block_words[kBytes / 16];
+  const uint32_t* words = reinterpret_cast<const uint32_t*>(block_words);
+  for (int64_t b = blockIdx.x; b < n_blocks; b += gridDim.x) {
+    uint4* base = reinterpret_cast<uint4*>(codes + (first_block + b) * kBytes);
+    block_words[threadIdx.x] = base[threadIdx.x];
+    __syncthreads();
+    // Thread: row r, words 4j .. 4j + 3 of it; word w of row r sits at group w, slot r.
+    const int r = threadIdx.x / 8, j = threadIdx.x % 8;
+    uint4 out;
+    out.x = words[(4 * j + 0) * kBlockRows + r];
+    out.y = words[(4 * j + 1) * kBlockRows + r];
+    out.z = words[(4 * j + 2) * kBlockRows + r];
+    out.w = words[(4 * j + 3) * kBlockRows + r];
+    __syncthreads();  // every thread has read the block before any writes over it
+    base[r * (kRowsLayoutDim / 16) + j] = out;
+  }
+}
+
 }  // namespace
+
+void blocked_codes_to_rows(int8_t* codes, int64_t first_block, int64_t n_blocks, int d_pad,
+                           cudaStream_t stream) {
+  ARGENT_CHECK(d_pad == kRowsLayoutDim, "row-major codes need d_pad ", kRowsLayoutDim, ", not ",
+               d_pad);
+  if (n_blocks <= 0) return;
+  const int64_t ctas = std::min<int64_t>(n_blocks, int64_t(1) << 16);
+  blocked_to_rows_kernel<<<unsigned(ctas), kRowsThreads, 0, stream>>>(codes, first_block,
+                                                                      n_blocks);
+  ARGENT_CUDA_CHECK_LAUNCH("blocked_to_rows_kernel");
+}
 
 struct GpuIndexTables::Buffers {
   DeviceArray inv_max_scale, chunk_list, chunk_first_block, chunk_blocks;
@@ -27,8 +62,11 @@ struct GpuIndexTables::Buffers {
 
 GpuIndexTables::GpuIndexTables(const ScanIndexView& scan, const int64_t* host_list_offsets,
                                const int64_t* host_list_sizes, const int8_t* centroid_codes,
-                               const float* centroid_scales, cudaStream_t stream)
+                               const float* centroid_scales, cudaStream_t stream,
+                               bool rows_layout)
     : buffers_(std::make_unique<Buffers>()) {
+  ARGENT_CHECK(!rows_layout || scan.d_pad == kRowsLayoutDim, "GPU index: row-major codes need d_pad ",
+               kRowsLayoutDim, ", not ", scan.d_pad);
   ARGENT_CHECK(scan.n_rows % kBlockRows == 0, "GPU index: rows ", scan.n_rows,
                " not a multiple of ", kBlockRows);
   ARGENT_CHECK(scan.n_rows < (int64_t(1) << 31), "GPU index: ", scan.n_rows,
@@ -63,6 +101,7 @@ GpuIndexTables::GpuIndexTables(const ScanIndexView& scan, const int64_t* host_li
   view_.max_list_rows = max_rows;
   view_.centroid_codes = centroid_codes;
   view_.centroid_scales = centroid_scales;
+  view_.rows_layout = rows_layout;
   float* inv = buffers_->inv_max_scale.reserve_as<float>(std::max<int64_t>(1, n_blocks));
   if (n_blocks > 0) {
     block_inv_max_scale_kernel<<<unsigned((n_blocks + 255) / 256), 256, 0, stream>>>(

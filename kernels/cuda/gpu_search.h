@@ -49,7 +49,19 @@ struct GpuIndexView {
   // Quantized centroids for the probe: [nlist rows padded to 16, d_pad] blocked, with scales.
   const int8_t* centroid_codes = nullptr;
   const float* centroid_scales = nullptr;
+  // scan.codes row-major ([n_rows, d_pad], d_pad == kRowsLayoutDim) instead of blocked: a row's
+  // bytes are contiguous, so a scan that gathers a filter's rows reads only theirs (in the
+  // blocked layout a row's words are 64 bytes apart and a gathered row costs its block's lines).
+  bool rows_layout = false;
 };
+
+// The one dimension the row-major layout serves (the scan's fragment mapping is written for it).
+constexpr int kRowsLayoutDim = 128;
+
+// Rewrites blocks [first_block, first_block + n_blocks) of device codes from the blocked layout
+// to row-major, in place (d_pad == kRowsLayoutDim).
+void blocked_codes_to_rows(int8_t* codes, int64_t first_block, int64_t n_blocks, int d_pad,
+                           cudaStream_t stream);
 
 constexpr int kChunkBlocks = 32;  // blocks of 16 rows per unit of work in the collect pass
 
@@ -58,9 +70,10 @@ class GpuIndexTables {
  public:
   // `scan` and the centroids hold device pointers; host_list_offsets/host_list_sizes [n_lists]
   // are the host copies of the list tables (the chunking is decided on the host, once).
+  // rows_layout: scan.codes are row-major (GpuIndexView::rows_layout).
   GpuIndexTables(const ScanIndexView& scan, const int64_t* host_list_offsets,
                  const int64_t* host_list_sizes, const int8_t* centroid_codes,
-                 const float* centroid_scales, cudaStream_t stream);
+                 const float* centroid_scales, cudaStream_t stream, bool rows_layout = false);
   ~GpuIndexTables();
   GpuIndexTables(const GpuIndexTables&) = delete;
   GpuIndexTables& operator=(const GpuIndexTables&) = delete;

@@ -68,6 +68,7 @@ struct ScanParams {
   int staged_ops;     // filter ops copied to shared memory (all of the batch's), 0: read globally
   int ring_bytes;     // the warps' block rings and their meta slots, at the front of shared memory
   bool sig_in_regs;   // filtered batch with <= 2 signature words: a row's words fit in registers
+  bool rows;          // codes row-major (GpuIndexView::rows_layout, d_pad == 128)
 };
 
 constexpr int kMaxStagedOps = 256;
@@ -296,7 +297,9 @@ __device__ void stage_queries(const ScanParams& p, const int32_t* list_queries, 
     const int i = w / (nc * 8), rem = w % (nc * 8);
     const int c = rem / 8, h = (rem / 4) & 1, t = rem & 3;
     uint32_t v = 0;
-    const int dim = 32 * c + 16 * h + 4 * t;
+    // The k-slice's dims: 4 of group 8c + 4h + t (blocked), or word 8t + 2c + h of the row
+    // (row-major codes: load_block_fragments).
+    const int dim = p.rows ? 4 * (8 * t + 2 * c + h) : 32 * c + 16 * h + 4 * t;
     if (i < m && dim < d_pad) {
       const int64_t q = list_queries[i];
       v = *reinterpret_cast<const uint32_t*>(p.queries.codes + q * d_pad + dim);
@@ -1056,11 +1059,44 @@ class CompactSource {
   uint32_t possible_ = 0, definite_ = 0, units_ = 0;
 };
 
+// The A fragments of a 16-row block, all KC k-chunks. Blocked codes: load_a_fragment_paired per
+// chunk. Row-major codes (kRows, d_pad == 128): lane (g, t) reads bytes [32t, 32t + 32) of rows
+// 2g and 2g + 1 (two 16-byte loads each), and chunk c's two k-slices are the row's words 8t + 2c
+// and 8t + 2c + 1: any assignment of dims to k-slices gives the same dot products as long as the
+// queries' fragments use it too (stage_queries).
+template <int KC, bool kRows, bool kShared>
+__device__ __forceinline__ void load_block_fragments(const int8_t* block, int n_groups, int lane,
+                                                     uint32_t (&a)[KC][4]) {
+  if constexpr (kRows && KC == 4) {
+    const int g = lane >> 2, t = lane & 3;
+    const uint4* r0 = reinterpret_cast<const uint4*>(block + (2 * g) * 128 + 32 * t);
+    const uint4* r1 = reinterpret_cast<const uint4*>(block + (2 * g + 1) * 128 + 32 * t);
+    uint4 u[2], v[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      u[i] = kShared ? r0[i] : __ldg(r0 + i);
+      v[i] = kShared ? r1[i] : __ldg(r1 + i);
+    }
+    const uint32_t w0[8] = {u[0].x, u[0].y, u[0].z, u[0].w, u[1].x, u[1].y, u[1].z, u[1].w};
+    const uint32_t w1[8] = {v[0].x, v[0].y, v[0].z, v[0].w, v[1].x, v[1].y, v[1].z, v[1].w};
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      a[c][0] = w0[2 * c];
+      a[c][1] = w1[2 * c];
+      a[c][2] = w0[2 * c + 1];
+      a[c][3] = w1[2 * c + 1];
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < KC; ++k) load_a_fragment_paired<kShared>(block, k, n_groups, lane, a[k]);
+  }
+}
+
 // A warp's ring: issue_next(stage) starts the copies of the warp's next block (or group of
 // rows) into that stage and returns false once there is none; consume(stage, a) gets each
 // stage in order once it has landed, with its A fragments loaded. One commit per stage, empty
 // or not, so that wait<kStages - 1> always means "the oldest stage has landed".
-template <int KC, class IssueNext, class Consume>
+template <int KC, bool kRows, class IssueNext, class Consume>
 __device__ __forceinline__ void run_ring(const ScanParams& p, const int8_t* ring,
                                          int block_bytes, IssueNext issue_next,
                                          Consume consume) {
@@ -1079,9 +1115,7 @@ __device__ __forceinline__ void run_ring(const ScanParams& p, const int8_t* ring
     const int stage = done % kStages;
     const int8_t* codes = ring + stage * block_bytes;
     uint32_t a[KC][4];
-#pragma unroll
-    for (int k = 0; k < KC; ++k)
-      load_a_fragment_paired<true>(codes, k, p.n_groups, lane, a[k]);
+    load_block_fragments<KC, kRows, true>(codes, p.n_groups, lane, a);
     consume(stage, a);
   }
 }
@@ -1107,7 +1141,7 @@ __device__ __forceinline__ void check_slots_exactly(const ScanParams& p, const S
 // A warp's share of a uniform run (CompactSource) through its ring: each stage gets the 16
 // rows of a group, gathered word by word into the blocked layout (cp.async of 4 bytes: a row's
 // words are 64 bytes apart), so the multiplication and epilogue are those of a whole block.
-template <int KC, bool kDefer>
+template <int KC, bool kDefer, bool kRows>
 __device__ void scan_run_compact(const ScanParams& p, const Staged& s, const LocalPlans& local,
                                  int m_pad, const TaskBatch& tb, int t_begin, int t_end) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -1116,7 +1150,8 @@ __device__ void scan_run_compact(const ScanParams& p, const Staged& s, const Loc
   const bool check_now = p.pass.out_rows == nullptr || p.pass.check_inline;
   int8_t* ring = s.ring + size_t(warp) * kStages * block_bytes;
 
-  const int grain = local.grain;
+  // Row-major codes gather single rows: a row is 128 contiguous bytes.
+  const int grain = kRows ? 1 : local.grain;
   CompactSource source(tb, t_begin, t_end, warp, grain);
 
   auto issue_next = [&](int stage) {
@@ -1139,7 +1174,18 @@ __device__ void scan_run_compact(const ScanParams& p, const Staged& s, const Loc
     const uint32_t slot_definite = __shfl_sync(0xFFFFFFFFu, definite, slot_unit);
     const bool valid = slot_unit_ok && ((slot_possible >> slot_row) & 1u);
     const int32_t row = slot_block * kBlockRows + slot_row;
-    if (grain == 1) {
+    if constexpr (kRows) {
+      // Slot j's 128 bytes at j * 128 of the stage: lane (s, piece) copies piece lane % 8 of
+      // slots lane / 8, + 4, + 8, + 12.
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int sj = (lane >> 3) + 4 * i;
+        const int32_t r = __shfl_sync(0xFFFFFFFFu, row, sj);
+        if (__shfl_sync(0xFFFFFFFFu, valid, sj))
+          cp_async_16(to + sj * 128 + (lane & 7) * 16,
+                      p.index.scan.codes + int64_t(r) * 128 + (lane & 7) * 16);
+      }
+    } else if (grain == 1) {
       // Lanes j and j + 16 copy slot j's words of even and odd groups.
       if (valid) {
         const int8_t* from = p.index.scan.codes + int64_t(slot_block) * block_bytes + slot_row * 4;
@@ -1170,7 +1216,7 @@ __device__ void scan_run_compact(const ScanParams& p, const Staged& s, const Loc
     if (lane == 0) m->definite = definite_slots;
     return true;
   };
-  run_ring<KC>(p, ring, block_bytes, issue_next, [&](int stage, const uint32_t(&a)[KC][4]) {
+  run_ring<KC, kRows>(p, ring, block_bytes, issue_next, [&](int stage, const uint32_t(&a)[KC][4]) {
     CompactMeta* m = s.compact_meta(warp, stage);
     if (check_now) check_slots_exactly(p, s, local, m);
     score_block<KC, true, kGroupTiles, true, kDefer>(p, s, local, tiles, stage, INT_MAX, 0.f, a,
@@ -1182,7 +1228,7 @@ __device__ void scan_run_compact(const ScanParams& p, const Staged& s, const Loc
 // warp copies its blocks into its ring in shared memory kStages - 1 ahead of the one it
 // multiplies, so the memory pipe stays busy while the tensor pipe works (with the next block
 // prefetched into registers instead, one block of latency was all a warp could cover).
-template <int KC, bool kFiltered, bool kDefer>
+template <int KC, bool kFiltered, bool kDefer, bool kRows>
 __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalPlans& local,
                               int m_pad, const TaskBatch& tb, int t_begin, int t_end) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -1210,7 +1256,7 @@ __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalP
     if (lane < n_words) cp_async_4(&m->plan_words[lane], plan_word(p, local, lane, b.block));
     return true;
   };
-  run_ring<KC>(p, ring, block_bytes, issue_next, [&](int stage, const uint32_t(&a)[KC][4]) {
+  run_ring<KC, kRows>(p, ring, block_bytes, issue_next, [&](int stage, const uint32_t(&a)[KC][4]) {
     const StageMeta& m = *s.stage_meta<kFiltered>(warp, stage);
     score_block<KC, kFiltered, kGroupTiles, false, kDefer>(p, s, local, tiles, m.block,
                                                            m.list_end, m.inv_max, a,
@@ -1221,7 +1267,7 @@ __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalP
 // One tile of staged queries (8 or fewer), d_pad <= 128: the scan is a stream of loads with
 // little arithmetic per block, and the A fragments of the warp's next block, loaded into
 // registers while the current one is multiplied, measured faster here than the ring.
-template <int KC, bool kFiltered, bool kDefer>
+template <int KC, bool kFiltered, bool kDefer, bool kRows>
 __device__ void scan_run_prefetch(const ScanParams& p, const Staged& s, const LocalPlans& local,
                                   int m_pad, const TaskBatch& tb, int t_begin, int t_end) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -1232,9 +1278,8 @@ __device__ void scan_run_prefetch(const ScanParams& p, const Staged& s, const Lo
   BlockRef b;
   if (!source.next(p, local, skip, &b)) return;
   uint32_t a[KC][4];
-#pragma unroll
-  for (int k = 0; k < KC; ++k)
-    load_a_fragment_paired(p.index.scan.codes + b.block * block_bytes, k, p.n_groups, lane, a[k]);
+  load_block_fragments<KC, kRows, false>(p.index.scan.codes + b.block * block_bytes, p.n_groups,
+                                         lane, a);
   float inv_max = p.index.block_inv_max_scale[b.block];
   while (true) {
     BlockRef n;
@@ -1242,10 +1287,8 @@ __device__ void scan_run_prefetch(const ScanParams& p, const Staged& s, const Lo
     uint32_t an[KC][4];
     float inv_next = 0.f;
     if (more) {
-#pragma unroll
-      for (int k = 0; k < KC; ++k)
-        load_a_fragment_paired(p.index.scan.codes + n.block * block_bytes, k, p.n_groups, lane,
-                               an[k]);
+      load_block_fragments<KC, kRows, false>(p.index.scan.codes + n.block * block_bytes,
+                                             p.n_groups, lane, an);
       inv_next = p.index.block_inv_max_scale[n.block];
     }
     score_block<KC, kFiltered, 1, false, kDefer>(p, s, local, tiles, b.block, b.list_end, inv_max,
@@ -1291,7 +1334,7 @@ __device__ void scan_run_wide(const ScanParams& p, const Staged& s, const LocalP
   }
 }
 
-template <int KC, bool kFiltered, bool kDefer>
+template <int KC, bool kFiltered, bool kDefer, bool kRows = false>
 __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS)
     scan_kernel(const __grid_constant__ ScanParams p) {
   extern __shared__ uint4 shared[];
@@ -1373,11 +1416,11 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS)
           // spills more (H200, per-query IVF collect: 1.05 against 0.99 ms; deferred, 0.78
           // against 0.72).
           if (kFiltered && local.compact)
-            scan_run_compact<KC, kDefer>(p, s, local, m_pad, tb, t, t_end);
+            scan_run_compact<KC, kDefer, kRows>(p, s, local, m_pad, tb, t, t_end);
           else if (!kFiltered && m_pad <= 8 * kPrefetchMaxTiles)
-            scan_run_prefetch<KC, kFiltered, kDefer>(p, s, local, m_pad, tb, t, t_end);
+            scan_run_prefetch<KC, kFiltered, kDefer, kRows>(p, s, local, m_pad, tb, t, t_end);
           else
-            scan_run_ring<KC, kFiltered, kDefer>(p, s, local, m_pad, tb, t, t_end);
+            scan_run_ring<KC, kFiltered, kDefer, kRows>(p, s, local, m_pad, tb, t, t_end);
         } else
           scan_run_wide<kFiltered, kDefer>(p, s, local, m_pad, tb, t, t_end);
         // The deferred hits refer to the staged queries: through before they change.
@@ -1388,14 +1431,15 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS)
   }
 }
 
-template <int KC, bool kFiltered, bool kDefer>
+template <int KC, bool kFiltered, bool kDefer, bool kRows = false>
 void launch_kernel(const ScanParams& p, size_t smem, cudaStream_t stream) {
   // The persistent grid: as many CTAs as stay resident (worked out once per device and shared
   // memory size, not on every batch), times ARGENT_SCAN_WAVES in the collect pass, where more
   // CTAs than fit at once balance uneven chunks. The sample pass reads a few blocks of each
   // CTA's chunks, so one wave pays a CTA's fixed costs (staging, its task batch) once per SM
   // slot; measured alone it made no difference (H200, exact B = 64: 0.25 against 0.24 ms).
-  const int grid = resident_ctas(reinterpret_cast<const void*>(scan_kernel<KC, kFiltered, kDefer>),
+  const int grid = resident_ctas(
+      reinterpret_cast<const void*>(scan_kernel<KC, kFiltered, kDefer, kRows>),
                                  kThreads, smem, int(kMaxSharedBytes)) *
                    (p.pass.out_rows ? ARGENT_SCAN_WAVES : 1);
   ScanParams q = p;
@@ -1404,7 +1448,7 @@ void launch_kernel(const ScanParams& p, size_t smem, cudaStream_t stream) {
   const int64_t warps = int64_t(grid) * kWarps;
   q.flat_chunk = 1;
   while (q.flat_chunk < 128 && 2 * q.flat_chunk * warps <= p.pass.flat_slack) q.flat_chunk *= 2;
-  scan_kernel<KC, kFiltered, kDefer><<<grid, kThreads, smem, stream>>>(q);
+  scan_kernel<KC, kFiltered, kDefer, kRows><<<grid, kThreads, smem, stream>>>(q);
   ARGENT_CUDA_CHECK_LAUNCH("scan_kernel");
 }
 
@@ -1415,7 +1459,10 @@ void launch_for_chunks(const ScanParams& p, size_t smem, cudaStream_t stream) {
     case 1: launch_kernel<1, kFiltered, kDefer>(p, smem, stream); break;
     case 2: launch_kernel<2, kFiltered, kDefer>(p, smem, stream); break;
     case 3: launch_kernel<3, kFiltered, kDefer>(p, smem, stream); break;
-    case 4: launch_kernel<4, kFiltered, kDefer>(p, smem, stream); break;
+    case 4:
+      if (p.rows) launch_kernel<4, kFiltered, kDefer, true>(p, smem, stream);
+      else launch_kernel<4, kFiltered, kDefer>(p, smem, stream);
+      break;
     default: launch_kernel<0, kFiltered, kDefer>(p, smem, stream); break;
   }
 }
@@ -1488,8 +1535,12 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
     // one CTA per SM (H200, B = 256: exact K = 100,000 25.0 -> 20.6 ms; IVF K = 1000 collect
     // 2.72 -> 1.82 ms).
     const int ops = queries.n_plan_ops <= kMaxStagedOps ? queries.n_plan_ops : 0;
-    const void* kernel = filtered ? reinterpret_cast<const void*>(scan_kernel<4, true, true>)
-                                  : reinterpret_cast<const void*>(scan_kernel<4, false, true>);
+    const void* kernel =
+        index.rows_layout
+            ? (filtered ? reinterpret_cast<const void*>(scan_kernel<4, true, true, true>)
+                        : reinterpret_cast<const void*>(scan_kernel<4, false, true, true>))
+            : (filtered ? reinterpret_cast<const void*>(scan_kernel<4, true, true>)
+                        : reinterpret_cast<const void*>(scan_kernel<4, false, true>));
     const int cap = resident_query_cap(
         kernel, p.ring_bytes + pending_bytes + sizeof(FilterOp) * ops, per_query);
     if (cap >= 8) p.query_cap = std::min(p.query_cap, cap);
@@ -1497,6 +1548,9 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
 
   p.staged_ops = queries.n_plan_ops <= kMaxStagedOps ? queries.n_plan_ops : 0;
   p.sig_in_regs = queries.plan_of_query != nullptr && index.scan.bloom_words <= 2;
+  p.rows = index.rows_layout;
+  ARGENT_ASSERT(!p.rows || d_pad == kRowsLayoutDim, "row-major codes need d_pad ",
+                kRowsLayoutDim, ", not ", d_pad);
   p.pending_offset = 0;
   size_t smem = size_t(p.ring_bytes) + per_query * size_t(p.query_cap) +
                 sizeof(FilterOp) * size_t(p.staged_ops);

@@ -68,8 +68,9 @@ int argent_gpu_build_bloom(int32_t words, int32_t hashes, uint64_t seed, const i
   }
 }
 
-// An index over device tensors in Argent's layout (docs/formats.md): codes blocked, lists at
-// multiples of 16 rows. The tensors must outlive the handle. Returns null on error.
+// An index over device tensors in Argent's layout (docs/formats.md): codes blocked, or
+// row-major [n_rows, 128] with codes_rows != 0 (GpuIndexView::rows_layout; d_pad 128 only), lists
+// at multiples of 16 rows. The tensors must outlive the handle. Returns null on error.
 void* argent_gpu_index_create(const int8_t* d_codes, const float* d_scales, const int64_t* d_ids,
                               const uint64_t* d_sigs, int32_t bloom_words, int32_t bloom_hashes,
                               uint64_t bloom_seed, int32_t d_pad, int64_t n_rows,
@@ -79,7 +80,7 @@ void* argent_gpu_index_create(const int8_t* d_codes, const float* d_scales, cons
                               const int64_t* d_f_offset, const int32_t* d_f_count,
                               const int32_t* d_f_ids, const int64_t* d_f_values,
                               const int8_t* d_centroid_codes, const float* d_centroid_scales,
-                              void* stream, char* err, int err_len) {
+                              int32_t codes_rows, void* stream, char* err, int err_len) {
   try {
     auto h = std::make_unique<Handle>();
     h->bloom.words = bloom_words;
@@ -100,7 +101,7 @@ void* argent_gpu_index_create(const int8_t* d_codes, const float* d_scales, cons
     v.features = argent::FeatureStoreView{d_f_offset, d_f_count, d_f_ids, d_f_values};
     h->tables = std::make_unique<argent::GpuIndexTables>(
         v, h_list_offsets, h_list_sizes, d_centroid_codes, d_centroid_scales,
-        static_cast<cudaStream_t>(stream));
+        static_cast<cudaStream_t>(stream), codes_rows != 0);
     return h.release();
   } catch (const std::exception& e) {
     argent::fail(err, err_len, e);
