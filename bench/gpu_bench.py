@@ -180,7 +180,7 @@ lib = ctypes.CDLL(args.lib)
 P, I64, I32, U64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_uint64
 lib.argent_gpu_build_bloom.argtypes = [I32, I32, U64, P, P, P, P, I64, P, P, I64, P, P, P, ctypes.c_char_p, ctypes.c_int]
 lib.argent_gpu_index_create.restype = P
-lib.argent_gpu_index_create.argtypes = [P, P, P, P, I32, I32, U64, I32, I64, P, P, P, I64, P, P, P, P, P, P, P, P, P, I32, P,
+lib.argent_gpu_index_create.argtypes = [P, P, P, P, I32, I32, U64, I32, I64, P, P, P, I64, P, P, P, P, P, P, P, P, I32, P,
                                         ctypes.c_char_p, ctypes.c_int]
 lib.argent_gpu_search.argtypes = [P, P, P, I64, P, I64, I32, I32, P, P, P, P, ctypes.c_char_p, ctypes.c_int]
 lib.argent_gpu_index_set_filter_cache.argtypes = [P, I64, ctypes.c_char_p, ctypes.c_int]

@@ -1059,6 +1059,12 @@ class CompactSource {
   uint32_t possible_ = 0, definite_ = 0, units_ = 0;
 };
 
+// Where piece j (16 bytes) of row r of a row-major block goes in a shared-memory stage: pieces
+// 2i and 2i + 1 swap places in rows 2, 3, 6, 7, ... (load_block_fragments).
+__device__ __forceinline__ int rows_stage_offset(int r, int j) {
+  return r * kRowsLayoutDim + ((j ^ ((r >> 1) & 1)) * 16);
+}
+
 // The A fragments of a 16-row block, all KC k-chunks. Blocked codes: load_a_fragment_paired per
 // chunk. Row-major codes (kRows, d_pad == 128): lane (g, t) reads bytes [32t, 32t + 32) of rows
 // 2g and 2g + 1 (two 16-byte loads each), and chunk c's two k-slices are the row's words 8t + 2c
@@ -1072,10 +1078,13 @@ __device__ __forceinline__ void load_block_fragments(const int8_t* block, int n_
     const uint4* r0 = reinterpret_cast<const uint4*>(block + (2 * g) * 128 + 32 * t);
     const uint4* r1 = reinterpret_cast<const uint4*>(block + (2 * g + 1) * 128 + 32 * t);
     uint4 u[2], v[2];
+    // In shared memory the two 16-byte pieces of a lane are swapped in rows whose bit 1 is set
+    // (rows_stage_offset): rows 2g and 2g + 2, 256 bytes apart, would otherwise share banks.
+    const int swap = kShared ? g & 1 : 0;
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-      u[i] = kShared ? r0[i] : __ldg(r0 + i);
-      v[i] = kShared ? r1[i] : __ldg(r1 + i);
+      u[i] = kShared ? r0[i ^ swap] : __ldg(r0 + i);
+      v[i] = kShared ? r1[i ^ swap] : __ldg(r1 + i);
     }
     const uint32_t w0[8] = {u[0].x, u[0].y, u[0].z, u[0].w, u[1].x, u[1].y, u[1].z, u[1].w};
     const uint32_t w1[8] = {v[0].x, v[0].y, v[0].z, v[0].w, v[1].x, v[1].y, v[1].z, v[1].w};
@@ -1139,8 +1148,9 @@ __device__ __forceinline__ void check_slots_exactly(const ScanParams& p, const S
 }
 
 // A warp's share of a uniform run (CompactSource) through its ring: each stage gets the 16
-// rows of a group, gathered word by word into the blocked layout (cp.async of 4 bytes: a row's
-// words are 64 bytes apart), so the multiplication and epilogue are those of a whole block.
+// rows of a group, gathered into the layout of a block (blocked: 4 or 16 bytes per word of a
+// row, 64 bytes apart; row-major: a row's 128 contiguous bytes), so the multiplication and
+// epilogue are those of a whole block.
 template <int KC, bool kDefer, bool kRows>
 __device__ void scan_run_compact(const ScanParams& p, const Staged& s, const LocalPlans& local,
                                  int m_pad, const TaskBatch& tb, int t_begin, int t_end) {
@@ -1175,15 +1185,15 @@ __device__ void scan_run_compact(const ScanParams& p, const Staged& s, const Loc
     const bool valid = slot_unit_ok && ((slot_possible >> slot_row) & 1u);
     const int32_t row = slot_block * kBlockRows + slot_row;
     if constexpr (kRows) {
-      // Slot j's 128 bytes at j * 128 of the stage: lane (s, piece) copies piece lane % 8 of
+      // Slot j's 128 bytes as row j of the stage: lane (s, piece) copies piece lane % 8 of
       // slots lane / 8, + 4, + 8, + 12.
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int sj = (lane >> 3) + 4 * i;
         const int32_t r = __shfl_sync(0xFFFFFFFFu, row, sj);
         if (__shfl_sync(0xFFFFFFFFu, valid, sj))
-          cp_async_16(to + sj * 128 + (lane & 7) * 16,
-                      p.index.scan.codes + int64_t(r) * 128 + (lane & 7) * 16);
+          cp_async_16(to + rows_stage_offset(sj, lane & 7),
+                      p.index.scan.codes + int64_t(r) * kRowsLayoutDim + (lane & 7) * 16);
       }
     } else if (grain == 1) {
       // Lanes j and j + 16 copy slot j's words of even and odd groups.
@@ -1246,7 +1256,10 @@ __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalP
     const int8_t* from = p.index.scan.codes + int64_t(b.block) * block_bytes;
     int8_t* to = ring + stage * block_bytes;
 #pragma unroll 4
-    for (int off = lane * 16; off < block_bytes; off += 32 * 16) cp_async_16(to + off, from + off);
+    for (int off = lane * 16; off < block_bytes; off += 32 * 16)
+      cp_async_16(to + (kRows ? rows_stage_offset(off / kRowsLayoutDim, (off % kRowsLayoutDim) / 16)
+                              : off),
+                  from + off);
     StageMeta* m = s.stage_meta<kFiltered>(warp, stage);
     if (lane == 0) {
       m->block = b.block;
