@@ -283,7 +283,8 @@ __device__ void assign_plan_slots(const ScanParams& p, const Staged& s, int m, i
       rows = int64_t(p.pass.plan_rows[p.queries.n_plans]);
     }
     local->compact = possible * kSparseRatio <= rows;
-    local->grain = m <= 8 * kQuadGrainMaxTiles ? 4 : 1;
+    // Row-major codes gather single rows: a row is 128 contiguous bytes.
+    local->grain = !p.rows && m <= 8 * kQuadGrainMaxTiles ? 4 : 1;
   }
 }
 
@@ -1075,8 +1076,9 @@ __device__ __forceinline__ void load_block_fragments(const int8_t* block, int n_
                                                      uint32_t (&a)[KC][4]) {
   if constexpr (kRows && KC == 4) {
     const int g = lane >> 2, t = lane & 3;
-    const uint4* r0 = reinterpret_cast<const uint4*>(block + (2 * g) * 128 + 32 * t);
-    const uint4* r1 = reinterpret_cast<const uint4*>(block + (2 * g + 1) * 128 + 32 * t);
+    const uint4* r0 = reinterpret_cast<const uint4*>(block + (2 * g) * kRowsLayoutDim + 32 * t);
+    const uint4* r1 =
+        reinterpret_cast<const uint4*>(block + (2 * g + 1) * kRowsLayoutDim + 32 * t);
     uint4 u[2], v[2];
     // In shared memory the two 16-byte pieces of a lane are swapped in rows whose bit 1 is set
     // (rows_stage_offset): rows 2g and 2g + 2, 256 bytes apart, would otherwise share banks.
@@ -1159,9 +1161,7 @@ __device__ void scan_run_compact(const ScanParams& p, const Staged& s, const Loc
   const int block_bytes = kBlockRows * p.index.scan.d_pad;
   const bool check_now = p.pass.out_rows == nullptr || p.pass.check_inline;
   int8_t* ring = s.ring + size_t(warp) * kStages * block_bytes;
-
-  // Row-major codes gather single rows: a row is 128 contiguous bytes.
-  const int grain = kRows ? 1 : local.grain;
+  const int grain = local.grain;
   CompactSource source(tb, t_begin, t_end, warp, grain);
 
   auto issue_next = [&](int stage) {
