@@ -380,8 +380,12 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   int32_t* rescue = b.rescue.reserve_as<int32_t>(n);
   int32_t* n_rescue = b.n_rescue.reserve_as<int32_t>(1);
   ARGENT_CUDA_CHECK(cudaMemsetAsync(n_rescue, 0, sizeof(int32_t), stream));
-  cuda::launch_sort_and_emit(index, queries, cand, thresholds, o.k, o.stable_ties, sb, scores,
-                             ids, rows, rescue, n_rescue, stream);
+  // Candidates flagged for the exact check (a filter's Bloom words, neither cached nor exact)
+  // would mostly leave nothing to prune, the select then only a cost (H100, B = 64 under a
+  // 10 % filter: IVF 0.708 -> 0.730 ms, exact 2.55 -> 2.63).
+  const bool prune = !queries.plan_of_query || pass.exact_words;
+  cuda::launch_sort_and_emit(index, queries, cand, thresholds, o.k, o.stable_ties, prune, sb,
+                             scores, ids, rows, rescue, n_rescue, stream);
   timer.mark("sort+emit");
   if (timer.on())
     timer.note("collect_MB", task_code_bytes(index, inv.tasks, inv.n_tasks, stream) / 1e6);
@@ -438,8 +442,8 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     sb.cub_temp_bytes = cuda::sort_temp_bytes(cand, true);
     sb.cub_temp = b.sort_temp.reserve(sb.cub_temp_bytes);
     ARGENT_CUDA_CHECK(cudaMemsetAsync(n_rescue, 0, sizeof(int32_t), stream));
-    cuda::launch_sort_and_emit(index, queries, cand, thresholds, o.k, true, sb, scores, ids, rows,
-                               rescue, n_rescue, stream);
+    cuda::launch_sort_and_emit(index, queries, cand, thresholds, o.k, true, false, sb, scores,
+                               ids, rows, rescue, n_rescue, stream);
     timer.mark("stable re-sort");
     ARGENT_CUDA_CHECK(cudaMemcpyAsync(flags.data(), rescue, sizeof(int32_t) * n,
                                       cudaMemcpyDeviceToHost, stream));

@@ -176,11 +176,13 @@ constexpr int32_t kRescueResort = 2;
 size_t sort_temp_bytes(const Candidates& c, bool stable_ties);
 // stable_ties: order equal scores by id with a radix sort by id first (any run length); else
 // short runs are ordered in place and a query whose results reach a long run is flagged
-// kRescueResort (the same candidates sorted again with stable_ties set).
+// kRescueResort (the same candidates sorted again with stable_ties set). prune: a segmented
+// sort (per-query candidates, not stable_ties) first drops the candidates that cannot reach the
+// first k valid ones (cheap only where few are flagged for the exact check).
 void launch_sort_and_emit(const GpuIndexView& index, const GpuQueriesView& queries,
                           Candidates& c, const float* thresholds, int64_t k, bool stable_ties,
-                          const SortBuffers& b, float* scores, int64_t* ids, int64_t* rows,
-                          int32_t* rescue, int32_t* n_rescue, cudaStream_t stream);
+                          bool prune, const SortBuffers& b, float* scores, int64_t* ids,
+                          int64_t* rows, int32_t* rescue, int32_t* n_rescue, cudaStream_t stream);
 
 // The IVF probe: dense centroid scores [n, n_lists] into `dense` (caller-owned), then the best
 // nprobe usable lists per query into lists [n, nprobe].

@@ -59,6 +59,56 @@ __global__ void sort_keys_kernel(const float* scores, const int32_t* rows, const
   values[idx] = valid ? rows[idx] : -1;
 }
 
+// The segmented sort's input, pruned (one CTA per query): of a query's filled slots, the live
+// rows scoring at or above the k-th best score among its rows certain to be valid (live, and
+// not flagged for the exact check), ties included. No row below that score can be among the
+// first k valid candidates the emit step takes; what is sorted shrinks from the sample's margin
+// (exact search, K = 1000: ~13,000 candidates a query) to about k. Flagged rows above the bound
+// stay for the emit step to check; with fewer than k certain rows every live row stays. Keys
+// and rows go to keys/values first (the select reads them from there), the kept ones to
+// kept_keys/kept_values, from q * cap in any order (the sort orders them).
+constexpr int kPruneThreads = 1024;
+
+__global__ void __launch_bounds__(kPruneThreads) prune_keys_kernel(
+    const GpuIndexView index, const float* scores, const int32_t* rows, const uint32_t* count,
+    int64_t cap, int64_t k, uint64_t* keys, int32_t* values, uint64_t* kept_keys,
+    int32_t* kept_values, int32_t* segment_begin, int32_t* segment_end) {
+  __shared__ SelectShared sh;
+  __shared__ uint32_t n_kept;
+  const int64_t q = blockIdx.x, base = q * cap;
+  const int64_t n = min(int64_t(count[q]), cap);
+  const uint64_t query_bits = uint64_t(q) << 32;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    const int32_t v = rows[base + i];
+    const bool live = index.scan.ids[v & kRowMask] != kEmptyId;
+    keys[base + i] = query_bits | (live ? descending_key(scores[base + i]) : kEmptyKey);
+    values[base + i] = v;
+  }
+  if (threadIdx.x == 0) n_kept = 0;
+  __syncthreads();
+  uint32_t bound = kEmptyKey - 1;  // every live row's key (-inf's included)
+  if (n > k) {
+    const uint32_t kth = block_select<uint32_t>(
+        [&](int64_t i) {
+          return (values[base + i] & kNeedsCheck) ? kEmptyKey : uint32_t(keys[base + i]);
+        },
+        n, k, sh);
+    if (kth != kEmptyKey) bound = kth;
+  }
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    const uint64_t key = keys[base + i];
+    if (uint32_t(key) > bound) continue;
+    const uint32_t at = atomicAdd(&n_kept, 1u);
+    kept_keys[base + at] = key;
+    kept_values[base + at] = values[base + i];
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    segment_begin[q] = int32_t(base);
+    segment_end[q] = int32_t(base + n_kept);
+  }
+}
+
 // The segmented sort takes one CTA per query: many queries with small buffers. With few queries
 // (or flat candidates) one sort of the whole batch uses the GPU better (H200, K = 1000, B =
 // 256: 0.65 ms segmented, 1.01 whole-batch; K = 100,000, B = 64, per query: 3.44 and 2.25).
@@ -71,10 +121,11 @@ struct Segments {
   int64_t cap = 0;                  // per query; flat: slots in all
   const int32_t* flat = nullptr;    // [2n] begin, then size; null: per query
   const uint32_t* dropped = nullptr;  // flat: candidates that found no slot, per query
+  const int32_t* ends = nullptr;    // per query, after a segmented sort: its sorted entries' end
   int64_t n = 0;
   __device__ int64_t start(int64_t q) const { return flat ? flat[q] : q * cap; }
   __device__ int64_t size(int64_t q) const {
-    return flat ? flat[n + q] : min(int64_t(count[q]), cap);
+    return flat ? flat[n + q] : ends ? ends[q] - q * cap : min(int64_t(count[q]), cap);
   }
   __device__ bool overflow(int64_t q) const {
     return flat ? dropped[q] > 0 : int64_t(count[q]) > cap;
@@ -374,26 +425,38 @@ constexpr int kThreads = 256;
 
 unsigned blocks_for(int64_t items) { return unsigned((items + kThreads - 1) / kThreads); }
 
-// Per query: the candidates sorted into keys/values (b), per segment or all at once.
-void sort_per_query(const GpuIndexView& index, const Candidates& c, bool stable_ties,
-                    const SortBuffers& b, cub::DoubleBuffer<uint64_t>& keys,
-                    cub::DoubleBuffer<int32_t>& values, cudaStream_t stream) {
+// Per query: the candidates sorted into keys/values (b), per segment or all at once. Returns
+// the segments' ends (a segmented sort's; null otherwise).
+const int32_t* sort_per_query(const GpuIndexView& index, const Candidates& c, int64_t k,
+                              bool stable_ties, bool prune, const SortBuffers& b,
+                              cub::DoubleBuffer<uint64_t>& keys,
+                              cub::DoubleBuffer<int32_t>& values, cudaStream_t stream) {
   const int64_t n = c.n, cap = c.cap, items = n * cap;
   size_t temp = b.cub_temp_bytes;
   if (!stable_ties && segmented_sort(c)) {
     // Only the filled slots are sorted (a query's buffer is sized for the worst case: at K =
     // 1000 about a fifth of it is filled), by the 32 score bits (the query bits are constant in
-    // a segment). Slots past a segment are left as they are; nothing reads them.
+    // a segment), and of those only the ones that can reach the top k (prune_keys_kernel).
+    // Slots past a segment are left as they are; nothing reads them.
     int32_t* segment_begin = static_cast<int32_t*>(b.cub_temp);
     int32_t* segment_end = segment_begin + n;
-    sort_keys_kernel<<<blocks_for(items), kThreads, 0, stream>>>(
-        c.scores, c.rows, c.count, n, cap, b.keys[0], b.values[0], segment_begin, segment_end);
-    ARGENT_CUDA_CHECK_LAUNCH("sort_keys_kernel");
+    if (prune) {
+      prune_keys_kernel<<<unsigned(n), kPruneThreads, 0, stream>>>(
+          index, c.scores, c.rows, c.count, cap, k, b.keys[0], b.values[0], b.keys[1],
+          b.values[1], segment_begin, segment_end);
+      ARGENT_CUDA_CHECK_LAUNCH("prune_keys_kernel");
+      keys = cub::DoubleBuffer<uint64_t>(b.keys[1], b.keys[0]);
+      values = cub::DoubleBuffer<int32_t>(b.values[1], b.values[0]);
+    } else {
+      sort_keys_kernel<<<blocks_for(items), kThreads, 0, stream>>>(
+          c.scores, c.rows, c.count, n, cap, b.keys[0], b.values[0], segment_begin, segment_end);
+      ARGENT_CUDA_CHECK_LAUNCH("sort_keys_kernel");
+    }
     temp = b.cub_temp_bytes - segment_bytes(n);
     ARGENT_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairs(
         static_cast<char*>(b.cub_temp) + segment_bytes(n), temp, keys, values, items, n,
         segment_begin, segment_end, 0, 32, stream));
-    return;
+    return segment_end;
   }
   if (stable_ties) {
     id_keys_kernel<<<blocks_for(items), kThreads, 0, stream>>>(index, c.rows, c.count, n, cap,
@@ -417,6 +480,7 @@ void sort_per_query(const GpuIndexView& index, const Candidates& c, bool stable_
   temp = b.cub_temp_bytes;
   ARGENT_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(b.cub_temp, temp, keys, values, items, 0,
                                                     key_bits(n), stream));
+  return nullptr;
 }
 
 // Flat: the candidates of pair c.current sorted by (query, score), ping-ponging with another
@@ -460,20 +524,22 @@ void sort_flat(const GpuIndexView& index, Candidates& c, bool stable_ties, const
 
 void launch_sort_and_emit(const GpuIndexView& index, const GpuQueriesView& queries,
                           Candidates& c, const float* thresholds, int64_t k, bool stable_ties,
-                          const SortBuffers& b, float* scores, int64_t* ids, int64_t* rows,
-                          int32_t* rescue, int32_t* n_rescue, cudaStream_t stream) {
+                          bool prune, const SortBuffers& b, float* scores, int64_t* ids,
+                          int64_t* rows, int32_t* rescue, int32_t* n_rescue, cudaStream_t stream) {
   const int64_t n = c.n, items = c.slots();
   ARGENT_CHECK(items < (int64_t(1) << 31), "GPU search: ", items,
                " candidate slots in one batch; at most 2^31 - 1");
   cub::DoubleBuffer<uint64_t> keys(b.keys[0], b.keys[1]);
   cub::DoubleBuffer<int32_t> values(b.values[0], b.values[1]);
+  const int32_t* ends = nullptr;
   if (c.flat)
     sort_flat(index, c, stable_ties, b, keys, values, stream);
   else
-    sort_per_query(index, c, stable_ties, b, keys, values, stream);
+    ends = sort_per_query(index, c, k, stable_ties, prune, b, keys, values, stream);
   Segments seg;
   seg.count = c.count;
   seg.cap = c.cap;
+  seg.ends = ends;
   seg.n = n;
   if (c.flat) {
     seg.flat = c.segments;
