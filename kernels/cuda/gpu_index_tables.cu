@@ -65,8 +65,8 @@ GpuIndexTables::GpuIndexTables(const ScanIndexView& scan, const int64_t* host_li
                                const float* centroid_scales, cudaStream_t stream,
                                bool rows_layout)
     : buffers_(std::make_unique<Buffers>()) {
-  ARGENT_CHECK(!rows_layout || scan.d_pad == kRowsLayoutDim, "GPU index: row-major codes need d_pad ",
-               kRowsLayoutDim, ", not ", scan.d_pad);
+  ARGENT_CHECK(!rows_layout || scan.d_pad == kRowsLayoutDim,
+               "GPU index: row-major codes need d_pad ", kRowsLayoutDim, ", not ", scan.d_pad);
   ARGENT_CHECK(scan.n_rows % kBlockRows == 0, "GPU index: rows ", scan.n_rows,
                " not a multiple of ", kBlockRows);
   ARGENT_CHECK(scan.n_rows < (int64_t(1) << 31), "GPU index: ", scan.n_rows,
