@@ -1,7 +1,7 @@
 // The fused scan pass (search_steps.h: launch_scan). A persistent grid walks the chunks of the
 // probed lists; a CTA stages the queries of a chunk's list in shared memory, already in mma
 // B-fragment order, and each warp takes 16-row blocks (copied ahead into its ring in shared
-// memory, or prefetched into registers for a single tile of queries): the block's codes are
+// memory, or prefetched into registers for one or two tiles of queries): the block's codes are
 // loaded once into A fragments and multiplied against every staged query, 8 at a time (mma
 // m16n8k32 s8). A cheap
 // integer test against a per-(block, query) bound on the dot product rejects almost every row;
@@ -34,7 +34,7 @@ constexpr int kWarps = 8;
 #define ARGENT_SCAN_WAVES 4
 #endif
 #ifndef ARGENT_SCAN_PREFETCH_TILES
-#define ARGENT_SCAN_PREFETCH_TILES 1
+#define ARGENT_SCAN_PREFETCH_TILES 2
 #endif
 #ifndef ARGENT_SCAN_STAGES
 #define ARGENT_SCAN_STAGES 4
@@ -49,6 +49,9 @@ constexpr int kGroupTiles = ARGENT_SCAN_GROUP_TILES;
 constexpr int kStages = ARGENT_SCAN_STAGES;
 static_assert(kStages >= 2 && (kStages & (kStages - 1)) == 0, "kStages: a power of two >= 2");
 // Runs of at most this many tiles of 8 queries prefetch into registers instead (scan_run_prefetch).
+// H200, unfiltered exact search, collect: B = 16 (two tiles) 3.19 -> 2.92-2.95 ms with 2; up to 8
+// tiles, B = 32 3.29 -> 3.65 and B = 64 4.52 -> 6.06 (one block ahead does not cover the longer
+// multiply; the ring keeps three in flight).
 constexpr int kPrefetchMaxTiles = ARGENT_SCAN_PREFETCH_TILES;
 constexpr int kThreads = kWarps * 32;
 constexpr size_t kMaxSharedBytes = 200 * 1024;
@@ -140,7 +143,12 @@ static_assert(kMetaSlotBytes<true> >= int(sizeof(StageMeta)) && kMetaSlotBytes<t
                   kMetaSlotBytes<true> * kStages % 16 == 0,
               "meta slots: 4-byte aligned, and whole 16-byte words per warp");
 
-// The deferred kernel's hits (kDefer: flat collects, and per-query ones asked for by
+// Where a kernel's hits go (a kernel of its own for each, as each path costs registers):
+// through the exact path where the tile found them; queued per warp (Pending, below); or, in
+// an unfiltered exact sample (ScanPass::dense_sample), every row's score stored into its slot.
+enum class Hits { kInPlace, kDeferred, kDenseSample };
+
+// The deferred kernel's hits (Hits::kDeferred: flat collects, and per-query ones asked for by
 // ScanPass::defer_hits), per warp, in shared memory: the tiles' hits that passed the integer
 // bound (and, filtered, the block's plan bits) wait here, as (row, dot, code), until a
 // whole warp's worth can take the exact path one per lane (drain_pending). At K = 100,000
@@ -445,10 +453,34 @@ __device__ __forceinline__ void append_flat(const ScanParams& p, const Staged& s
 // each carry a copy of the filter evaluation, and the scan then stalls on instruction fetch.
 // kCompact: block is the warp's compacted stage, whose CompactMeta lists the rows. Never a flat
 // collect: those always defer their hits.
+// ScanPass::dense_sample: the scores of the lane's two rows for its two queries of the tile
+// (every row passes the sample's bound), each query's pair one 8-byte store into its slots.
+__device__ __forceinline__ void store_dense_sample(const ScanParams& p, const Staged& s, int tile,
+                                                   int64_t block, int64_t list_end,
+                                                   const int32_t (&acc)[4], float scale0,
+                                                   float scale1) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int64_t r0 = block * kBlockRows + 2 * g;
+  const bool live0 = r0 < list_end && p.index.scan.ids[r0] != kEmptyId;
+  const bool live1 = r0 + 1 < list_end && p.index.scan.ids[r0 + 1] != kEmptyId;
+  const int64_t slot = block / p.pass.sample_stride * kBlockRows + 2 * g;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int qi = tile * 8 + 2 * t + h;
+    const int32_t q = s.query[qi];
+    if (q < 0 || slot >= p.pass.cap) continue;
+    // Elements h and h + 2 are query qi's products with rows 2g and 2g + 1.
+    const float2 v = make_float2(live0 ? score_of(acc[h], s.scale[qi], scale0) : -INFINITY,
+                                 live1 ? score_of(acc[h + 2], s.scale[qi], scale1) : -INFINITY);
+    *reinterpret_cast<float2*>(p.pass.out_scores + int64_t(q) * p.pass.cap + slot) = v;
+  }
+}
+
 template <bool kCompact>
 __device__ __forceinline__ void append_hits_body(const ScanParams& p, const Staged s, int tile,
                                          int64_t block, int64_t list_end, int32_t a0, int32_t a1,
                                          int32_t a2, int32_t a3, uint32_t hits, const RowSigs rs) {
+  const int32_t acc[4] = {a0, a1, a2, a3};
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int qa = tile * 8 + 2 * t, qb = qa + 1;
   int64_t r0 = block * kBlockRows + 2 * g, r1 = r0 + 1;
@@ -456,7 +488,6 @@ __device__ __forceinline__ void append_hits_body(const ScanParams& p, const Stag
     const CompactMeta& c = *s.compact_meta(threadIdx.x >> 5, int(block));
     r0 = c.rows[2 * g], r1 = c.rows[2 * g + 1];
   }
-  const int32_t acc[4] = {a0, a1, a2, a3};
   int hit[4];
   float score[4];
 #pragma unroll
@@ -636,16 +667,19 @@ __device__ __forceinline__ void defer_hits(const ScanParams& p, const Staged& s,
   __syncwarp();
 }
 
-// The slow part, for a tile where some lane has hits: queued (kDefer), or taken in place,
+// The slow part, for a tile where some lane has hits: stored densely (the sample), queued
+// (Hits::kDeferred), or taken in place,
 // inline for unfiltered batches (it is short without a filter, and a call would cost the hot
 // loop registers) and called for filtered ones (see append_hits_body).
-template <bool kFiltered, bool kCompact = false, bool kDefer = false>
+template <bool kFiltered, bool kCompact = false, Hits kHits = Hits::kInPlace>
 __device__ __forceinline__ void append_if_hits(const ScanParams& p, const Staged& s, int tile,
                                                int64_t block, int64_t list_end,
                                                const int32_t (&acc)[4], uint32_t hits,
                                                const RowSigs& rs) {
   if (!__any_sync(0xFFFFFFFFu, hits != 0)) return;
-  if constexpr (kDefer) {
+  if constexpr (kHits == Hits::kDenseSample) {
+    store_dense_sample(p, s, tile, block, list_end, acc, rs.scale[0], rs.scale[1]);
+  } else if constexpr (kHits == Hits::kDeferred) {
     defer_hits<kFiltered, kCompact>(p, s, tile, block, list_end, acc, hits, rs);
   } else if constexpr (kFiltered) {
     append_hits<kCompact>(p, s, tile, block, list_end, acc[0], acc[1], acc[2], acc[3], hits, rs);
@@ -655,11 +689,11 @@ __device__ __forceinline__ void append_if_hits(const ScanParams& p, const Staged
   }
 }
 
-template <bool kFiltered, bool kCompact = false, bool kDefer = false>
+template <bool kFiltered, bool kCompact = false, Hits kHits = Hits::kInPlace>
 __device__ __forceinline__ void epilogue(const ScanParams& p, const Staged& s, int tile,
                                          int64_t block, int64_t list_end, int32_t da, int32_t db,
                                          const int32_t (&acc)[4], const RowSigs& rs) {
-  append_if_hits<kFiltered, kCompact, kDefer>(p, s, tile, block, list_end, acc,
+  append_if_hits<kFiltered, kCompact, kHits>(p, s, tile, block, list_end, acc,
                                               hit_mask<kFiltered>(s, tile, da, db, acc, rs), rs);
 }
 
@@ -768,7 +802,7 @@ __device__ __forceinline__ float load_compact_sigs(const CompactMeta& c, int lan
 // dependent mma would leave it waiting on its own latency. kCompact: `block` is the warp's
 // compacted stage, `compact` its CompactMeta (inv_max is worked out here).
 template <int KC, bool kFiltered, int kGroup = kGroupTiles, bool kCompact = false,
-          bool kDefer = false>
+          Hits kHits = Hits::kInPlace>
 __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s,
                                             const LocalPlans& local, int tiles, int64_t block,
                                             int64_t list_end, float inv_max,
@@ -807,7 +841,7 @@ __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s
     if (!__any_sync(0xFFFFFFFFu, any != 0)) continue;
 #pragma unroll
     for (int u = 0; u < kGroup; ++u)
-      append_if_hits<kFiltered, kCompact, kDefer>(p, s, tile + u, block, list_end, acc[u],
+      append_if_hits<kFiltered, kCompact, kHits>(p, s, tile + u, block, list_end, acc[u],
                                                   hits[u], rs);
   }
   for (; tile < tiles; ++tile) {
@@ -818,7 +852,7 @@ __device__ __forceinline__ void score_block(const ScanParams& p, const Staged& s
     int32_t acc[4] = {0, 0, 0, 0};
 #pragma unroll
     for (int c = 0; c < KC; ++c) mma_s8_16x8x32(acc, a[c], bf[2 * c], bf[2 * c + 1]);
-    epilogue<kFiltered, kCompact, kDefer>(p, s, tile, block, list_end, da, db, acc, rs);
+    epilogue<kFiltered, kCompact, kHits>(p, s, tile, block, list_end, da, db, acc, rs);
   }
 }
 
@@ -1153,7 +1187,7 @@ __device__ __forceinline__ void check_slots_exactly(const ScanParams& p, const S
 // rows of a group, gathered into the layout of a block (blocked: 4 or 16 bytes per word of a
 // row, 64 bytes apart; row-major: a row's 128 contiguous bytes), so the multiplication and
 // epilogue are those of a whole block.
-template <int KC, bool kDefer, bool kRows>
+template <int KC, Hits kHits, bool kRows>
 __device__ void scan_run_compact(const ScanParams& p, const Staged& s, const LocalPlans& local,
                                  int m_pad, const TaskBatch& tb, int t_begin, int t_end) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -1229,7 +1263,7 @@ __device__ void scan_run_compact(const ScanParams& p, const Staged& s, const Loc
   run_ring<KC, kRows>(p, ring, block_bytes, issue_next, [&](int stage, const uint32_t(&a)[KC][4]) {
     CompactMeta* m = s.compact_meta(warp, stage);
     if (check_now) check_slots_exactly(p, s, local, m);
-    score_block<KC, true, kGroupTiles, true, kDefer>(p, s, local, tiles, stage, INT_MAX, 0.f, a,
+    score_block<KC, true, kGroupTiles, true, kHits>(p, s, local, tiles, stage, INT_MAX, 0.f, a,
                                                      nullptr, m);
   });
 }
@@ -1238,7 +1272,7 @@ __device__ void scan_run_compact(const ScanParams& p, const Staged& s, const Loc
 // warp copies its blocks into its ring in shared memory kStages - 1 ahead of the one it
 // multiplies, so the memory pipe stays busy while the tensor pipe works (with the next block
 // prefetched into registers instead, one block of latency was all a warp could cover).
-template <int KC, bool kFiltered, bool kDefer, bool kRows>
+template <int KC, bool kFiltered, Hits kHits, bool kRows>
 __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalPlans& local,
                               int m_pad, const TaskBatch& tb, int t_begin, int t_end) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -1271,16 +1305,17 @@ __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalP
   };
   run_ring<KC, kRows>(p, ring, block_bytes, issue_next, [&](int stage, const uint32_t(&a)[KC][4]) {
     const StageMeta& m = *s.stage_meta<kFiltered>(warp, stage);
-    score_block<KC, kFiltered, kGroupTiles, false, kDefer>(p, s, local, tiles, m.block,
+    score_block<KC, kFiltered, kGroupTiles, false, kHits>(p, s, local, tiles, m.block,
                                                            m.list_end, m.inv_max, a,
                                n_words ? m.plan_words : nullptr);
   });
 }
 
-// One tile of staged queries (8 or fewer), d_pad <= 128: the scan is a stream of loads with
-// little arithmetic per block, and the A fragments of the warp's next block, loaded into
-// registers while the current one is multiplied, measured faster here than the ring.
-template <int KC, bool kFiltered, bool kDefer, bool kRows>
+// Runs of at most kPrefetchMaxTiles tiles of staged queries (16 or fewer), d_pad <= 128: the scan
+// is a stream of loads with little arithmetic per block, and the A fragments of the warp's next
+// block, loaded into registers while the current one is multiplied, measured faster here than
+// the ring.
+template <int KC, bool kFiltered, Hits kHits, bool kRows>
 __device__ void scan_run_prefetch(const ScanParams& p, const Staged& s, const LocalPlans& local,
                                   int m_pad, const TaskBatch& tb, int t_begin, int t_end) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -1304,7 +1339,7 @@ __device__ void scan_run_prefetch(const ScanParams& p, const Staged& s, const Lo
                                              p.n_groups, lane, an);
       inv_next = p.index.block_inv_max_scale[n.block];
     }
-    score_block<KC, kFiltered, 1, false, kDefer>(p, s, local, tiles, b.block, b.list_end, inv_max,
+    score_block<KC, kFiltered, 1, false, kHits>(p, s, local, tiles, b.block, b.list_end, inv_max,
                                                  a, nullptr);
     if (!more) break;
 #pragma unroll
@@ -1317,7 +1352,7 @@ __device__ void scan_run_prefetch(const ScanParams& p, const Staged& s, const Lo
 }
 
 // Any dimension: A fragments read from global memory (L1) for each tile of 8 queries.
-template <bool kFiltered, bool kDefer>
+template <bool kFiltered, Hits kHits>
 __device__ void scan_run_wide(const ScanParams& p, const Staged& s, const LocalPlans& local,
                               int m_pad, const TaskBatch& tb, int t_begin, int t_end) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -1342,12 +1377,12 @@ __device__ void scan_run_wide(const ScanParams& p, const Staged& s, const LocalP
       }
       int32_t da, db;
       bounds(s, tile, inv_max, da, db);
-      epilogue<kFiltered, false, kDefer>(p, s, tile, b.block, b.list_end, da, db, acc, rs);
+      epilogue<kFiltered, false, kHits>(p, s, tile, b.block, b.list_end, da, db, acc, rs);
     }
   }
 }
 
-template <int KC, bool kFiltered, bool kDefer, bool kRows = false>
+template <int KC, bool kFiltered, Hits kHits, bool kRows = false>
 __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS)
     scan_kernel(const __grid_constant__ ScanParams p) {
   extern __shared__ uint4 shared[];
@@ -1370,7 +1405,7 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS)
   if (threadIdx.x < kWarps * 2) flat_cursor[threadIdx.x] = 0;  // nothing reserved yet
   s.flat_cursor = flat_cursor;
   s.pending = nullptr;
-  if constexpr (kDefer) {
+  if constexpr (kHits == Hits::kDeferred) {
     s.pending = reinterpret_cast<Pending*>(reinterpret_cast<int8_t*>(shared) + p.pending_offset);
     if (threadIdx.x < kWarps) s.pending[threadIdx.x].count = 0;
   }
@@ -1429,22 +1464,22 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS)
           // spills more (H200, per-query IVF collect: 1.05 against 0.99 ms; deferred, 0.78
           // against 0.72).
           if (kFiltered && local.compact)
-            scan_run_compact<KC, kDefer, kRows>(p, s, local, m_pad, tb, t, t_end);
+            scan_run_compact<KC, kHits, kRows>(p, s, local, m_pad, tb, t, t_end);
           else if (!kFiltered && m_pad <= 8 * kPrefetchMaxTiles)
-            scan_run_prefetch<KC, kFiltered, kDefer, kRows>(p, s, local, m_pad, tb, t, t_end);
+            scan_run_prefetch<KC, kFiltered, kHits, kRows>(p, s, local, m_pad, tb, t, t_end);
           else
-            scan_run_ring<KC, kFiltered, kDefer, kRows>(p, s, local, m_pad, tb, t, t_end);
+            scan_run_ring<KC, kFiltered, kHits, kRows>(p, s, local, m_pad, tb, t, t_end);
         } else
-          scan_run_wide<kFiltered, kDefer>(p, s, local, m_pad, tb, t, t_end);
+          scan_run_wide<kFiltered, kHits>(p, s, local, m_pad, tb, t, t_end);
         // The deferred hits refer to the staged queries: through before they change.
-        if constexpr (kDefer) drain_pending<kFiltered>(p, s);
+        if constexpr (kHits == Hits::kDeferred) drain_pending<kFiltered>(p, s);
       }
       t = t_end;
     }
   }
 }
 
-template <int KC, bool kFiltered, bool kDefer, bool kRows = false>
+template <int KC, bool kFiltered, Hits kHits, bool kRows = false>
 void launch_kernel(const ScanParams& p, size_t smem, cudaStream_t stream) {
   // The persistent grid: as many CTAs as stay resident (worked out once per device and shared
   // memory size, not on every batch), times ARGENT_SCAN_WAVES in the collect pass, where more
@@ -1452,7 +1487,7 @@ void launch_kernel(const ScanParams& p, size_t smem, cudaStream_t stream) {
   // CTA's chunks, so one wave pays a CTA's fixed costs (staging, its task batch) once per SM
   // slot; measured alone it made no difference (H200, exact B = 64: 0.25 against 0.24 ms).
   const int grid = resident_ctas(
-      reinterpret_cast<const void*>(scan_kernel<KC, kFiltered, kDefer, kRows>),
+      reinterpret_cast<const void*>(scan_kernel<KC, kFiltered, kHits, kRows>),
                                  kThreads, smem, int(kMaxSharedBytes)) *
                    (p.pass.out_rows ? ARGENT_SCAN_WAVES : 1);
   ScanParams q = p;
@@ -1461,22 +1496,22 @@ void launch_kernel(const ScanParams& p, size_t smem, cudaStream_t stream) {
   const int64_t warps = int64_t(grid) * kWarps;
   q.flat_chunk = 1;
   while (q.flat_chunk < 128 && 2 * q.flat_chunk * warps <= p.pass.flat_slack) q.flat_chunk *= 2;
-  scan_kernel<KC, kFiltered, kDefer, kRows><<<grid, kThreads, smem, stream>>>(q);
+  scan_kernel<KC, kFiltered, kHits, kRows><<<grid, kThreads, smem, stream>>>(q);
   ARGENT_CUDA_CHECK_LAUNCH("scan_kernel");
 }
 
 // The kernel for the dimension's k-chunks of 32 (0: wider than a ring stage holds).
-template <bool kFiltered, bool kDefer>
+template <bool kFiltered, Hits kHits>
 void launch_for_chunks(const ScanParams& p, size_t smem, cudaStream_t stream) {
   switch (p.n_chunks32) {
-    case 1: launch_kernel<1, kFiltered, kDefer>(p, smem, stream); break;
-    case 2: launch_kernel<2, kFiltered, kDefer>(p, smem, stream); break;
-    case 3: launch_kernel<3, kFiltered, kDefer>(p, smem, stream); break;
+    case 1: launch_kernel<1, kFiltered, kHits>(p, smem, stream); break;
+    case 2: launch_kernel<2, kFiltered, kHits>(p, smem, stream); break;
+    case 3: launch_kernel<3, kFiltered, kHits>(p, smem, stream); break;
     case 4:
-      if (p.rows) launch_kernel<4, kFiltered, kDefer, true>(p, smem, stream);
-      else launch_kernel<4, kFiltered, kDefer>(p, smem, stream);
+      if (p.rows) launch_kernel<4, kFiltered, kHits, true>(p, smem, stream);
+      else launch_kernel<4, kFiltered, kHits>(p, smem, stream);
       break;
-    default: launch_kernel<0, kFiltered, kDefer>(p, smem, stream); break;
+    default: launch_kernel<0, kFiltered, kHits>(p, smem, stream); break;
   }
 }
 
@@ -1548,12 +1583,13 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
     // one CTA per SM (H200, B = 256: exact K = 100,000 25.0 -> 20.6 ms; IVF K = 1000 collect
     // 2.72 -> 1.82 ms).
     const int ops = queries.n_plan_ops <= kMaxStagedOps ? queries.n_plan_ops : 0;
+    constexpr Hits kDeferred = Hits::kDeferred;
     const void* kernel =
         index.rows_layout
-            ? (filtered ? reinterpret_cast<const void*>(scan_kernel<4, true, true, true>)
-                        : reinterpret_cast<const void*>(scan_kernel<4, false, true, true>))
-            : (filtered ? reinterpret_cast<const void*>(scan_kernel<4, true, true>)
-                        : reinterpret_cast<const void*>(scan_kernel<4, false, true>));
+            ? (filtered ? reinterpret_cast<const void*>(scan_kernel<4, true, kDeferred, true>)
+                        : reinterpret_cast<const void*>(scan_kernel<4, false, kDeferred, true>))
+            : (filtered ? reinterpret_cast<const void*>(scan_kernel<4, true, kDeferred>)
+                        : reinterpret_cast<const void*>(scan_kernel<4, false, kDeferred>));
     const int cap = resident_query_cap(
         kernel, p.ring_bytes + pending_bytes + sizeof(FilterOp) * ops, per_query);
     if (cap >= 8) p.query_cap = std::min(p.query_cap, cap);
@@ -1572,14 +1608,18 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
     p.pending_offset = int(smem);
     smem += kWarps * sizeof(Pending);
   }
+  ARGENT_ASSERT(!pass.dense_sample || (!filtered && !defer && pass.out_rows == nullptr),
+                "a dense sample is an unfiltered sample pass");
   if (filtered && defer)
-    launch_for_chunks<true, true>(p, smem, stream);
+    launch_for_chunks<true, Hits::kDeferred>(p, smem, stream);
   else if (filtered)
-    launch_for_chunks<true, false>(p, smem, stream);
+    launch_for_chunks<true, Hits::kInPlace>(p, smem, stream);
   else if (defer)
-    launch_for_chunks<false, true>(p, smem, stream);
+    launch_for_chunks<false, Hits::kDeferred>(p, smem, stream);
+  else if (pass.dense_sample)
+    launch_for_chunks<false, Hits::kDenseSample>(p, smem, stream);
   else
-    launch_for_chunks<false, false>(p, smem, stream);
+    launch_for_chunks<false, Hits::kInPlace>(p, smem, stream);
 }
 
 }  // namespace cuda

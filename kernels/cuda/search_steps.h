@@ -68,6 +68,12 @@ struct ScanPass {
   // them all): a row whose word says possible is live and passes the feature check, so neither
   // is checked again.
   bool exact_words = false;
+  // Sample mode, unfiltered exact search: every query scans every sampled block, so row r of
+  // sampled block b has slot (b / sample_stride) * 16 + r of each query's buffer, and the scan
+  // writes it (-inf for a row that is empty or past its list's end) with no count or atomic.
+  // out_count is not written; the caller fills out_scores with 0xFF bytes first (slots of
+  // blocks no chunk covers keep that, an empty key to launch_select_thresholds).
+  bool dense_sample = false;
 };
 
 // Batches with at most kMaxBlockPlans distinct plans: every plan evaluated once per row of the
@@ -123,8 +129,9 @@ size_t invert_temp_bytes(const GpuIndexView& index);
 void launch_invert(const GpuIndexView& index, const GpuQueriesView& queries,
                    const int32_t* probes, int nprobe, const InvertBuffers& b, cudaStream_t stream);
 
-// thresholds[q] = the rank[q]-th best of the sample scores [q * cap, + min(count[q], cap));
-// -inf when fewer than `rank` samples exist.
+// thresholds[q] = the rank[q]-th best of the sample scores [q * cap, + min(count[q], cap)), or
+// of all cap slots with sample_count == null (ScanPass::dense_sample: slots of 0xFF bytes are
+// empty); -inf when fewer than `rank` samples exist.
 void launch_select_thresholds(const float* sample_scores, const uint32_t* sample_count,
                               int64_t cap, int64_t n, int64_t rank, float* thresholds,
                               cudaStream_t stream);

@@ -22,19 +22,96 @@ namespace {
 
 constexpr int kSelectThreads = 1024;
 
+// Keys kept in shared memory for the second stage of select_thresholds_kernel, and the sample
+// scores a thread loads at once (independent loads in flight, not one latency per score).
+constexpr int kThresholdPool = 4096;
+constexpr int kThresholdUnroll = 8;
+// Smaller samples (IVF at 80M, nprobe 32: ~4,500 a query) take the radix select: there the two
+// selects of the two-stage path cost more than the reads they save (H100, the step at IVF B = 1
+// 0.010 -> 0.012 ms, B = 256 0.018 -> 0.024).
+constexpr int64_t kTwoStageMinSample = 8192;
+
+// T_q = the rank-th best of query q's sample scores. For a rank of at most a quarter of the
+// threads: the rank-th smallest of the threads' smallest keys, t0, has at least rank keys at or
+// below it, so the rank-th smallest key overall is among the keys <= t0 (a thread's keys are
+// blockDim apart, from different sampled blocks, so these are usually little more than rank).
+// Two reads of the sample and a select of at most kThresholdPool keys in shared memory, where the
+// radix select alone reads the sample once per 8-bit digit with a shared atomic per key (exact
+// search at 80M, the step: B = 1 0.078 -> 0.028 ms, B = 64 0.089 -> 0.030, B = 256 0.173 ->
+// 0.089, H100). Larger ranks, smaller samples and a pool that overflows (many equal scores) take
+// the radix select over the whole sample.
 __global__ void __launch_bounds__(kSelectThreads) select_thresholds_kernel(
     const float* sample, const uint32_t* count, int64_t cap, int64_t rank, float* thresholds) {
   __shared__ SelectShared sh;
   const int64_t q = blockIdx.x;
-  const int64_t n = min(int64_t(count[q]), cap);
+  const int64_t n = count ? min(int64_t(count[q]), cap) : cap;
   if (n < rank) {
     if (threadIdx.x == 0) thresholds[q] = -INFINITY;
     return;
   }
   const float* s = sample + q * cap;
-  const uint32_t key = block_select<uint32_t>([&](int64_t i) { return descending_key(s[i]); }, n,
-                                              rank, sh);
-  if (threadIdx.x == 0) thresholds[q] = score_of_key(key);
+  // A dense sample's slots that no scanned block wrote are 0xFF bytes: empty keys.
+  auto key_at = [&](int64_t i) {
+    const float v = s[i];
+    return __float_as_uint(v) == 0xFFFFFFFFu ? kEmptyKey : descending_key(v);
+  };
+  // The rank-th best sample or worse is -inf (or empty): fewer than rank scores, -inf.
+  auto threshold_of = [](uint32_t key) {
+    return key >= descending_key(-INFINITY) ? -INFINITY : score_of_key(key);
+  };
+  constexpr int64_t kStep = int64_t(kSelectThreads) * kThresholdUnroll;
+  if (rank * 4 <= kSelectThreads && n >= kTwoStageMinSample) {
+    __shared__ uint32_t minima[kSelectThreads];
+    __shared__ uint32_t pool[kThresholdPool];
+    __shared__ uint32_t pooled;
+    uint32_t mine = UINT32_MAX;
+    for (int64_t base = threadIdx.x; base < n; base += kStep) {
+      uint32_t key[kThresholdUnroll];
+#pragma unroll
+      for (int u = 0; u < kThresholdUnroll; ++u) {
+        const int64_t i = base + int64_t(u) * kSelectThreads;
+        key[u] = i < n ? key_at(i) : UINT32_MAX;
+      }
+#pragma unroll
+      for (int u = 0; u < kThresholdUnroll; ++u) mine = min(mine, key[u]);
+    }
+    minima[threadIdx.x] = mine;
+    if (threadIdx.x == 0) pooled = 0;
+    __syncthreads();
+    const uint32_t t0 =
+        block_select<uint32_t>([&](int64_t i) { return minima[i]; }, kSelectThreads, rank, sh);
+    const int lane = threadIdx.x & 31;
+    // Every thread runs the same trip count: whole warps vote.
+    for (int64_t base = 0; base < n; base += kStep) {
+      uint32_t key[kThresholdUnroll];
+#pragma unroll
+      for (int u = 0; u < kThresholdUnroll; ++u) {
+        const int64_t i = base + int64_t(u) * kSelectThreads + threadIdx.x;
+        key[u] = i < n ? key_at(i) : UINT32_MAX;
+      }
+#pragma unroll
+      for (int u = 0; u < kThresholdUnroll; ++u) {
+        const int64_t i = base + int64_t(u) * kSelectThreads + threadIdx.x;
+        const bool keep = i < n && key[u] <= t0;
+        const uint32_t votes = __ballot_sync(0xFFFFFFFFu, keep);
+        if (votes == 0) continue;
+        uint32_t at = 0;
+        if (lane == 0) at = atomicAdd(&pooled, uint32_t(__popc(votes)));
+        at = __shfl_sync(0xFFFFFFFFu, at, 0) + __popc(votes & ((1u << lane) - 1u));
+        if (keep && at < kThresholdPool) pool[at] = key[u];
+      }
+    }
+    __syncthreads();
+    const uint32_t kept = pooled;
+    if (kept <= kThresholdPool) {
+      const uint32_t key =
+          block_select<uint32_t>([&](int64_t i) { return pool[i]; }, kept, rank, sh);
+      if (threadIdx.x == 0) thresholds[q] = threshold_of(key);
+      return;
+    }
+  }
+  const uint32_t key = block_select<uint32_t>(key_at, n, rank, sh);
+  if (threadIdx.x == 0) thresholds[q] = threshold_of(key);
 }
 
 // The sort keys (query, descending score). With segment bounds (the segmented sort), only the
@@ -68,6 +145,7 @@ __global__ void sort_keys_kernel(const float* scores, const int32_t* rows, const
 // and rows go to keys/values first (the select reads them from there), the kept ones to
 // kept_keys/kept_values, from q * cap in any order (the sort orders them).
 constexpr int kPruneThreads = 1024;
+constexpr int kPruneUnroll = 4;
 
 __global__ void __launch_bounds__(kPruneThreads) prune_keys_kernel(
     const GpuIndexView index, const float* scores, const int32_t* rows, const uint32_t* count,
@@ -78,11 +156,29 @@ __global__ void __launch_bounds__(kPruneThreads) prune_keys_kernel(
   const int64_t q = blockIdx.x, base = q * cap;
   const int64_t n = min(int64_t(count[q]), cap);
   const uint64_t query_bits = uint64_t(q) << 32;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    const int32_t v = rows[base + i];
-    const bool live = index.scan.ids[v & kRowMask] != kEmptyId;
-    keys[base + i] = query_bits | (live ? descending_key(scores[base + i]) : kEmptyKey);
-    values[base + i] = v;
+  // kPruneUnroll candidates at a time: their row -> id lookups are independent loads in flight,
+  // not one dependent pair of latencies per candidate (one CTA per query: at B = 64 half the
+  // SMs are idle, and each thread has ~15 candidates).
+  for (int64_t first = threadIdx.x; first < n; first += int64_t(blockDim.x) * kPruneUnroll) {
+    int32_t v[kPruneUnroll];
+#pragma unroll
+    for (int u = 0; u < kPruneUnroll; ++u) {
+      const int64_t i = first + int64_t(u) * blockDim.x;
+      v[u] = i < n ? rows[base + i] : 0;
+    }
+    bool live[kPruneUnroll];
+#pragma unroll
+    for (int u = 0; u < kPruneUnroll; ++u) {
+      const int64_t i = first + int64_t(u) * blockDim.x;
+      live[u] = i < n && index.scan.ids[v[u] & kRowMask] != kEmptyId;
+    }
+#pragma unroll
+    for (int u = 0; u < kPruneUnroll; ++u) {
+      const int64_t i = first + int64_t(u) * blockDim.x;
+      if (i >= n) continue;
+      keys[base + i] = query_bits | (live[u] ? descending_key(scores[base + i]) : kEmptyKey);
+      values[base + i] = v[u];
+    }
   }
   if (threadIdx.x == 0) n_kept = 0;
   __syncthreads();
@@ -95,12 +191,21 @@ __global__ void __launch_bounds__(kPruneThreads) prune_keys_kernel(
         n, k, sh);
     if (kth != kEmptyKey) bound = kth;
   }
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    const uint64_t key = keys[base + i];
-    if (uint32_t(key) > bound) continue;
-    const uint32_t at = atomicAdd(&n_kept, 1u);
-    kept_keys[base + at] = key;
-    kept_values[base + at] = values[base + i];
+  // Whole warps run every trip (the slots are taken with one atomic per warp).
+  const int lane = threadIdx.x & 31;
+  for (int64_t first = 0; first < n; first += blockDim.x) {
+    const int64_t i = first + threadIdx.x;
+    const uint64_t key = i < n ? keys[base + i] : ~uint64_t(0);
+    const bool keep = i < n && uint32_t(key) <= bound;
+    const uint32_t votes = __ballot_sync(0xFFFFFFFFu, keep);
+    if (votes == 0) continue;
+    uint32_t at = 0;
+    if (lane == 0) at = atomicAdd(&n_kept, uint32_t(__popc(votes)));
+    at = __shfl_sync(0xFFFFFFFFu, at, 0) + __popc(votes & ((1u << lane) - 1u));
+    if (keep) {
+      kept_keys[base + at] = key;
+      kept_values[base + at] = values[base + i];
+    }
   }
   __syncthreads();
   if (threadIdx.x == 0) {

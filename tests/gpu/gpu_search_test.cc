@@ -247,6 +247,42 @@ TEST_F(GpuSearchTest, CoarseSamplesAreRescuedExactly) {
   }
 }
 
+TEST_F(GpuSearchTest, ThresholdsFromLargeSamplesAreExact) {
+  // Samples of at least 8,192 scores a query with a rank of at most 256 take the two-stage
+  // select (select_thresholds_kernel), and unfiltered exact samples are written densely, a slot
+  // per sampled row. With every block sampled (stride 1) the threshold is the exact k-th score:
+  // a wrong one would leave a query short of k candidates or overflow its buffer, and be
+  // rescued. A zero query (every score equal) overflows the select's pool and takes the radix
+  // select. With and without a filter (whose samples are appended, not dense).
+  const uint64_t seed = test::test_seed(907);
+  auto f = make_fixture(seed, 60000, 32, 8);
+  Rng rng(seed);
+  const int64_t nq = 6;
+  std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * 32));
+  for (const std::string filter : {"", "NOT 1:2"}) {
+    const QueryBatch q = prepare_queries(x.data(), nq, 32, f->engine->meta(),
+                                         std::vector<std::string>(size_t(nq), filter));
+    for (const int64_t k : {int64_t(10), int64_t(200)}) {
+      for (const int stride : {1, 4}) {
+        GpuSearchStats stats;
+        EXPECT_TRUE(same(cpu_search(*f, q, nullptr, 0, k),
+                         gpu_search(*f, q, true, nullptr, 0, k, stride, &stats), k))
+            << "k " << k << " stride " << stride << " filter '" << filter << "' seed " << seed;
+        if (stride == 1)
+          EXPECT_EQ(stats.rescued_queries, 0)
+              << "an exact threshold: k " << k << " filter '" << filter << "' seed " << seed;
+      }
+    }
+  }
+  std::vector<float> zero(32, 0.f);
+  const QueryBatch z = prepare_queries(zero.data(), 1, 32, f->engine->meta(), {});
+  for (const int stride : {1, 4}) {
+    EXPECT_TRUE(same(cpu_search(*f, z, nullptr, 0, 50),
+                     gpu_search(*f, z, true, nullptr, 0, 50, stride), 50))
+        << "zero query, stride " << stride << " seed " << seed;
+  }
+}
+
 TEST_F(GpuSearchTest, LargeKSharesOnePoolOfCandidates) {
   // A k whose per-query buffers would pass 2^17 slots puts the batch's candidates in one pool
   // (flat candidates), and unfiltered batches defer their hits to a per-warp queue. 1.1M items
