@@ -9,7 +9,8 @@
 //   invert       (query, list) pairs -> for each list, the queries that scan it ("list-major")
 //   sample       exact scores of a strided sample of each query's rows (every `stride`-th block)
 //   threshold    per query, the r-th best sample score T_q, r chosen so that about 1.5-2x K
-//                rows score >= T_q (radix select in shared memory)
+//                rows score >= T_q (a bound from the threads' minima, then a select in shared
+//                memory; a radix select for large ranks or small samples)
 //   collect      one pass over the probed lists: each block of 16 rows is read once for all the
 //                queries that probe its list (int8 mma.sync m16n8k32), rows scoring >= T_q pass
 //                the Bloom plan and, when Bloom is not definite, the exact feature check, and are

@@ -445,14 +445,6 @@ __device__ __forceinline__ void append_flat(const ScanParams& p, const Staged& s
   }
 }
 
-// The slow part of the epilogue, for a warp where some element passed its bound: those rows
-// take the exact path, and the accepted ones are appended with one atomic per (query, lane
-// group) instead of one per row: in the sample pass every row of a sampled block is accepted,
-// and per-row atomics on a query's counter serialize. For filtered
-// batches it is called, not inlined: the sixteen epilogues of a 4-tile group would otherwise
-// each carry a copy of the filter evaluation, and the scan then stalls on instruction fetch.
-// kCompact: block is the warp's compacted stage, whose CompactMeta lists the rows. Never a flat
-// collect: those always defer their hits.
 // ScanPass::dense_sample: the scores of the lane's two rows for its two queries of the tile
 // (every row passes the sample's bound), each query's pair one 8-byte store into its slots.
 __device__ __forceinline__ void store_dense_sample(const ScanParams& p, const Staged& s, int tile,
@@ -476,6 +468,14 @@ __device__ __forceinline__ void store_dense_sample(const ScanParams& p, const St
   }
 }
 
+// The slow part of the epilogue, for a warp where some element passed its bound: those rows
+// take the exact path, and the accepted ones are appended with one atomic per (query, lane
+// group) instead of one per row: in the sample pass every row of a sampled block is accepted,
+// and per-row atomics on a query's counter serialize. For filtered
+// batches it is called, not inlined: the sixteen epilogues of a 4-tile group would otherwise
+// each carry a copy of the filter evaluation, and the scan then stalls on instruction fetch.
+// kCompact: block is the warp's compacted stage, whose CompactMeta lists the rows. Never a flat
+// collect: those always defer their hits.
 template <bool kCompact>
 __device__ __forceinline__ void append_hits_body(const ScanParams& p, const Staged s, int tile,
                                          int64_t block, int64_t list_end, int32_t a0, int32_t a1,
@@ -676,6 +676,8 @@ __device__ __forceinline__ void append_if_hits(const ScanParams& p, const Staged
                                                int64_t block, int64_t list_end,
                                                const int32_t (&acc)[4], uint32_t hits,
                                                const RowSigs& rs) {
+  static_assert(kHits != Hits::kDenseSample || (!kFiltered && !kCompact),
+                "a dense sample is unfiltered and scans whole blocks");
   if (!__any_sync(0xFFFFFFFFu, hits != 0)) return;
   if constexpr (kHits == Hits::kDenseSample) {
     store_dense_sample(p, s, tile, block, list_end, acc, rs.scale[0], rs.scale[1]);
@@ -1311,7 +1313,7 @@ __device__ void scan_run_ring(const ScanParams& p, const Staged& s, const LocalP
   });
 }
 
-// Runs of at most kPrefetchMaxTiles tiles of staged queries (16 or fewer), d_pad <= 128: the scan
+// Unfiltered runs of at most kPrefetchMaxTiles tiles of 8 staged queries, d_pad <= 128: the scan
 // is a stream of loads with little arithmetic per block, and the A fragments of the warp's next
 // block, loaded into registers while the current one is multiplied, measured faster here than
 // the ring.
@@ -1460,15 +1462,19 @@ __global__ void __launch_bounds__(kThreads, ARGENT_SCAN_MIN_BLOCKS)
         }
         if constexpr (KC > 0) {
           // A uniform run under a selective plan scans only the rows it can pass. Filtered runs
-          // of one tile take the ring, not the register prefetch: the filtered kernel then
-          // spills more (H200, per-query IVF collect: 1.05 against 0.99 ms; deferred, 0.78
+          // of one or two tiles take the ring, not the register prefetch: the filtered kernel
+          // then spills more (H200, per-query IVF collect: 1.05 against 0.99 ms; deferred, 0.78
           // against 0.72).
-          if (kFiltered && local.compact)
-            scan_run_compact<KC, kHits, kRows>(p, s, local, m_pad, tb, t, t_end);
-          else if (!kFiltered && m_pad <= 8 * kPrefetchMaxTiles)
+          if constexpr (kFiltered) {
+            if (local.compact)
+              scan_run_compact<KC, kHits, kRows>(p, s, local, m_pad, tb, t, t_end);
+            else
+              scan_run_ring<KC, kFiltered, kHits, kRows>(p, s, local, m_pad, tb, t, t_end);
+          } else if (m_pad <= 8 * kPrefetchMaxTiles) {
             scan_run_prefetch<KC, kFiltered, kHits, kRows>(p, s, local, m_pad, tb, t, t_end);
-          else
+          } else {
             scan_run_ring<KC, kFiltered, kHits, kRows>(p, s, local, m_pad, tb, t, t_end);
+          }
         } else
           scan_run_wide<kFiltered, kHits>(p, s, local, m_pad, tb, t, t_end);
         // The deferred hits refer to the staged queries: through before they change.

@@ -250,27 +250,40 @@ TEST_F(GpuSearchTest, CoarseSamplesAreRescuedExactly) {
 TEST_F(GpuSearchTest, ThresholdsFromLargeSamplesAreExact) {
   // Samples of at least 8,192 scores a query with a rank of at most 256 take the two-stage
   // select (select_thresholds_kernel), and unfiltered exact samples are written densely, a slot
-  // per sampled row. With every block sampled (stride 1) the threshold is the exact k-th score:
-  // a wrong one would leave a query short of k candidates or overflow its buffer, and be
-  // rescued. A zero query (every score equal) overflows the select's pool and takes the radix
-  // select. With and without a filter (whose samples are appended, not dense).
+  // per sampled row. With every block sampled (stride 1) the threshold must be the exact k-th
+  // eligible score: the candidates (rows at or above it; liveness and the filter are checked
+  // in the collect at stride 1) are then exactly the eligible rows scoring at least the CPU's
+  // k-th score, none rescued; a threshold too high or too low changes that count. A zero query
+  // (every score equal) overflows the select's pool and takes the radix select. With and
+  // without a filter (whose samples are appended, not dense).
   const uint64_t seed = test::test_seed(907);
-  auto f = make_fixture(seed, 60000, 32, 8);
+  const int64_t n_items = 60000;
+  auto f = make_fixture(seed, n_items, 32, 8);
   Rng rng(seed);
   const int64_t nq = 6;
   std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * 32));
   for (const std::string filter : {"", "NOT 1:2"}) {
     const QueryBatch q = prepare_queries(x.data(), nq, 32, f->engine->meta(),
                                          std::vector<std::string>(size_t(nq), filter));
+    // Every eligible row of every query, best first (-inf past the eligible ones).
+    const Outputs all = cpu_search(*f, q, nullptr, 0, n_items);
     for (const int64_t k : {int64_t(10), int64_t(200)}) {
+      int64_t at_or_above_kth = 0;
+      for (int64_t i = 0; i < nq; ++i) {
+        const float* scores = all.scores.data() + i * n_items;
+        for (int64_t j = 0; j < n_items && scores[j] > -1e30f && scores[j] >= scores[k - 1]; ++j)
+          ++at_or_above_kth;
+      }
       for (const int stride : {1, 4}) {
         GpuSearchStats stats;
         EXPECT_TRUE(same(cpu_search(*f, q, nullptr, 0, k),
                          gpu_search(*f, q, true, nullptr, 0, k, stride, &stats), k))
             << "k " << k << " stride " << stride << " filter '" << filter << "' seed " << seed;
-        if (stride == 1)
-          EXPECT_EQ(stats.rescued_queries, 0)
-              << "an exact threshold: k " << k << " filter '" << filter << "' seed " << seed;
+        if (stride != 1) continue;
+        EXPECT_EQ(stats.rescued_queries, 0)
+            << "an exact threshold: k " << k << " filter '" << filter << "' seed " << seed;
+        EXPECT_EQ(stats.candidates, at_or_above_kth)
+            << "an exact threshold: k " << k << " filter '" << filter << "' seed " << seed;
       }
     }
   }
