@@ -22,6 +22,18 @@ namespace {
 
 constexpr int kSelectThreads = 1024;
 
+// Called by whole warps: consecutive slots of *counter for the lanes whose `take` is set, taken
+// with one shared atomic per warp (per-key atomics on one counter serialise); returns the
+// lane's slot, meaningful where take is set.
+__device__ __forceinline__ uint32_t warp_reserve(uint32_t* counter, bool take) {
+  const int lane = threadIdx.x & 31;
+  const uint32_t votes = __ballot_sync(0xFFFFFFFFu, take);
+  if (votes == 0) return 0;
+  uint32_t at = 0;
+  if (lane == 0) at = atomicAdd(counter, uint32_t(__popc(votes)));
+  return __shfl_sync(0xFFFFFFFFu, at, 0) + __popc(votes & ((1u << lane) - 1u));
+}
+
 // Keys kept in shared memory for the second stage of select_thresholds_kernel, and the sample
 // scores a thread loads at once (independent loads in flight, not one latency per score).
 constexpr int kThresholdPool = 4096;
@@ -60,18 +72,22 @@ __global__ void __launch_bounds__(kSelectThreads) select_thresholds_kernel(
     return key >= descending_key(-INFINITY) ? -INFINITY : score_of_key(key);
   };
   constexpr int64_t kStep = int64_t(kSelectThreads) * kThresholdUnroll;
+  // The thread's keys first, first + blockDim, ... (kThresholdUnroll of them; UINT32_MAX past n).
+  auto load_keys = [&](int64_t first, uint32_t (&key)[kThresholdUnroll]) {
+#pragma unroll
+    for (int u = 0; u < kThresholdUnroll; ++u) {
+      const int64_t i = first + int64_t(u) * kSelectThreads;
+      key[u] = i < n ? key_at(i) : UINT32_MAX;
+    }
+  };
   if (rank * 4 <= kSelectThreads && n >= kTwoStageMinSample) {
     __shared__ uint32_t minima[kSelectThreads];
     __shared__ uint32_t pool[kThresholdPool];
     __shared__ uint32_t pooled;
     uint32_t mine = UINT32_MAX;
-    for (int64_t base = threadIdx.x; base < n; base += kStep) {
+    for (int64_t first = threadIdx.x; first < n; first += kStep) {
       uint32_t key[kThresholdUnroll];
-#pragma unroll
-      for (int u = 0; u < kThresholdUnroll; ++u) {
-        const int64_t i = base + int64_t(u) * kSelectThreads;
-        key[u] = i < n ? key_at(i) : UINT32_MAX;
-      }
+      load_keys(first, key);
 #pragma unroll
       for (int u = 0; u < kThresholdUnroll; ++u) mine = min(mine, key[u]);
     }
@@ -80,24 +96,15 @@ __global__ void __launch_bounds__(kSelectThreads) select_thresholds_kernel(
     __syncthreads();
     const uint32_t t0 =
         block_select<uint32_t>([&](int64_t i) { return minima[i]; }, kSelectThreads, rank, sh);
-    const int lane = threadIdx.x & 31;
-    // Every thread runs the same trip count: whole warps vote.
+    // Every thread runs the same trip count: whole warps reserve.
     for (int64_t base = 0; base < n; base += kStep) {
       uint32_t key[kThresholdUnroll];
-#pragma unroll
-      for (int u = 0; u < kThresholdUnroll; ++u) {
-        const int64_t i = base + int64_t(u) * kSelectThreads + threadIdx.x;
-        key[u] = i < n ? key_at(i) : UINT32_MAX;
-      }
+      load_keys(base + threadIdx.x, key);
 #pragma unroll
       for (int u = 0; u < kThresholdUnroll; ++u) {
         const int64_t i = base + int64_t(u) * kSelectThreads + threadIdx.x;
         const bool keep = i < n && key[u] <= t0;
-        const uint32_t votes = __ballot_sync(0xFFFFFFFFu, keep);
-        if (votes == 0) continue;
-        uint32_t at = 0;
-        if (lane == 0) at = atomicAdd(&pooled, uint32_t(__popc(votes)));
-        at = __shfl_sync(0xFFFFFFFFu, at, 0) + __popc(votes & ((1u << lane) - 1u));
+        const uint32_t at = warp_reserve(&pooled, keep);
         if (keep && at < kThresholdPool) pool[at] = key[u];
       }
     }
@@ -191,17 +198,12 @@ __global__ void __launch_bounds__(kPruneThreads) prune_keys_kernel(
         n, k, sh);
     if (kth != kEmptyKey) bound = kth;
   }
-  // Whole warps run every trip (the slots are taken with one atomic per warp).
-  const int lane = threadIdx.x & 31;
+  // Whole warps run every trip (warp_reserve).
   for (int64_t first = 0; first < n; first += blockDim.x) {
     const int64_t i = first + threadIdx.x;
     const uint64_t key = i < n ? keys[base + i] : ~uint64_t(0);
     const bool keep = i < n && uint32_t(key) <= bound;
-    const uint32_t votes = __ballot_sync(0xFFFFFFFFu, keep);
-    if (votes == 0) continue;
-    uint32_t at = 0;
-    if (lane == 0) at = atomicAdd(&n_kept, uint32_t(__popc(votes)));
-    at = __shfl_sync(0xFFFFFFFFu, at, 0) + __popc(votes & ((1u << lane) - 1u));
+    const uint32_t at = warp_reserve(&n_kept, keep);
     if (keep) {
       kept_keys[base + at] = key;
       kept_values[base + at] = values[base + i];
