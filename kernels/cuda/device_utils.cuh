@@ -198,14 +198,14 @@ __device__ inline PlanResult eval_plan_bloom(const FilterOp* ops, int n_ops, con
   return eval_plan_bloom_words(ops, n_ops, [sig](int32_t w) { return sig[w]; });
 }
 
-// Exact evaluation against a row's sorted (feature, value) pairs.
-__device__ inline bool eval_plan_exact(const FilterOp* ops, int n_ops, const int32_t* fid,
-                                       const int64_t* val, int32_t n) {
+// Exact evaluation of the plan, has(feature, value) telling whether the row has the pair.
+template <typename Has>
+__device__ __forceinline__ bool eval_plan_exact_with(const FilterOp* ops, int n_ops, Has has) {
   uint64_t s = 0;
   for (int i = 0; i < n_ops; ++i) {
     const FilterOp op = ops[i];
     if (op.kind == FilterOpKind::kTerm) {
-      s = (s << 1) | uint64_t(has_feature_pair(fid, val, n, op.feature, op.value));
+      s = (s << 1) | uint64_t(has(op.feature, op.value));
     } else if (op.kind == FilterOpKind::kNot) {
       s ^= 1;
     } else {
@@ -218,11 +218,44 @@ __device__ inline bool eval_plan_exact(const FilterOp* ops, int n_ops, const int
   return s & 1;
 }
 
+// Exact evaluation against a row's sorted (feature, value) pairs.
+__device__ inline bool eval_plan_exact(const FilterOp* ops, int n_ops, const int32_t* fid,
+                                       const int64_t* val, int32_t n) {
+  return eval_plan_exact_with(ops, n_ops, [fid, val, n](int32_t feature, int64_t value) {
+    return has_feature_pair(fid, val, n, feature, value);
+  });
+}
+
 // Exact evaluation of the plan against row `row` of the feature store.
 __device__ inline bool row_passes_exactly(const FeatureStoreView& f, const FilterOp* ops,
                                           int n_ops, int64_t row) {
   const int64_t off = f.offset[row];
   return eval_plan_exact(ops, n_ops, f.feature_ids + off, f.values + off, f.count[row]);
+}
+
+// row_passes_exactly for passes whose time is their chain of dependent loads, given the row's
+// f.offset and f.count (read by the caller, early): a row of at most kPrefetchedPairs pairs is
+// read at once and searched in registers, where the binary search made a load wait on the one
+// before, a few per term. Longer rows take the binary search.
+constexpr int kPrefetchedPairs = 8;
+__device__ inline bool pairs_pass_exactly(const FeatureStoreView& f, const FilterOp* ops,
+                                          int n_ops, int64_t off, int32_t n) {
+  if (n > kPrefetchedPairs)
+    return eval_plan_exact(ops, n_ops, f.feature_ids + off, f.values + off, n);
+  int32_t fid[kPrefetchedPairs];
+  int64_t val[kPrefetchedPairs];
+#pragma unroll
+  for (int i = 0; i < kPrefetchedPairs; ++i) {
+    fid[i] = i < n ? f.feature_ids[off + i] : 0;
+    val[i] = i < n ? f.values[off + i] : 0;
+  }
+  return eval_plan_exact_with(ops, n_ops, [&fid, &val, n](int32_t feature, int64_t value) {
+    bool found = false;
+#pragma unroll
+    for (int i = 0; i < kPrefetchedPairs; ++i)
+      found |= i < n && fid[i] == feature && val[i] == value;
+    return found;
+  });
 }
 
 // Summary test: can any row under this OR of signatures pass?

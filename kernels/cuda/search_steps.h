@@ -89,6 +89,14 @@ void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries
                         int n_plans, int sample_stride, uint32_t* out,
                         unsigned long long* row_counts, cudaStream_t stream);
 
+// An IVF batch of one query under one plan: launch_block_plans' words for the rows of the lists
+// in probes[0 .. nprobe) (-1: none; no list twice, as launch_check_probes and the probe
+// ensure), exact for every row (ScanPass::exact_words), and row_counts [2]: the eligible rows,
+// then the rows evaluated. It needs no inversion, so it may run beside it.
+void launch_probed_list_plans(const GpuIndexView& index, const GpuQueriesView& queries,
+                              const int32_t* probes, int nprobe, uint32_t* out,
+                              unsigned long long* row_counts, cudaStream_t stream);
+
 // IVF batches with more distinct plans than that: each (query, probed list) pair's plan once
 // per row of its list, into out[pair * stride + block - the list's first block] (the same words
 // as launch_block_plans), and the pair's possibly eligible rows into pair_rows[pair]. Pairs of

@@ -485,6 +485,68 @@ TEST_F(GpuSearchTest, LongTieRunsAreOrderedById) {
   }
 }
 
+TEST_F(GpuSearchTest, SmallFilteredIvfBatchesEqualCpu) {
+  // IVF batches of at most 8 queries under few distinct filters get exact pre-pass words for
+  // every row (liveness and the feature check included), so their collect and emit check
+  // nothing. On a shard with deleted and replaced items, with shared expressions (NOT
+  // included) and unfiltered queries among them, each batch equals the CPU.
+  const uint64_t seed = test::test_seed(908);
+  test::TempDir dir;
+  Rng rng(seed);
+  const int dim = 32;
+  const int64_t n = 8000;
+  const std::vector<int64_t> ids = test::random_ids(rng, n);
+  build_index(test::random_items(rng, n, dim, ids, kFeatures, kValues, 0.3),
+              test::small_index_config(2, 16), dir.path());
+  Config cfg;
+  cfg.index.list_slack = 0.5;
+  LocalEngine engine = LocalEngine::open(dir.path(), cfg);
+  Prober prober(engine.meta());
+  engine.upsert(test::random_items(rng, 200, dim, std::vector<int64_t>(ids.begin(), ids.begin() + 200),
+                                   kFeatures, kValues, 0.3));
+  ASSERT_EQ(engine.remove(std::vector<int64_t>(ids.begin() + 1000, ids.begin() + 1600)), 600);
+  GpuShard gpu(engine.shard(), prober.centroids(), 0);
+  gpu.set_filter_cache_bytes(0);  // every batch takes the pre-pass
+  std::vector<std::string> shared;
+  for (int j = 0; j < 3; ++j) {
+    Rng style(seed + 10 + j);
+    shared.push_back(test::render_expr(test::random_expr(rng, 3, kFeatures, kValues), style));
+  }
+  shared.push_back("1:2 AND NOT 2:3");
+  const ScanIndexView v = engine.shard().view();
+  for (const int64_t nq : {1, 3, 8}) {
+    std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * dim));
+    for (int mode = 0; mode < 3; ++mode) {
+      // 0: one expression for the batch; 1: two, and unfiltered queries; 2: a different one of
+      // the four per query (up to kMaxBlockPlans plans).
+      std::vector<std::string> filters;
+      for (int64_t i = 0; i < nq; ++i)
+        filters.push_back(mode == 0   ? shared[3]
+                          : mode == 1 ? (i % 3 == 2 ? "" : shared[size_t(i % 2)])
+                                      : shared[size_t(i % 4)]);
+      const QueryBatch q = prepare_queries(x.data(), nq, dim, engine.meta(), filters);
+      for (const int nprobe : {1, 4}) {
+        const std::vector<int32_t> lists = prober.probe(q, nprobe, v.list_sizes, v.list_summaries);
+        for (const int64_t k : {int64_t(1), int64_t(10), int64_t(200)}) {
+          for (const int stride : {0, 16}) {
+            Outputs cpu{std::vector<float>(size_t(nq * k)), std::vector<int64_t>(size_t(nq * k))};
+            search_shard(engine.shard(), q, lists.data(), nprobe, k, 0, cpu.scores.data(),
+                         cpu.ids.data(), nullptr, nullptr);
+            Outputs got{std::vector<float>(size_t(nq * k)), std::vector<int64_t>(size_t(nq * k))};
+            GpuSearchStats stats;
+            gpu.search(q, false, nullptr, nprobe, k, got.scores.data(), got.ids.data(), nullptr,
+                       &stats, GpuShard::Tuning{stride, 0});
+            EXPECT_TRUE(same(cpu, got, k))
+                << "B " << nq << " mode " << mode << " nprobe " << nprobe << " k " << k
+                << " stride " << stride << " seed " << seed;
+            EXPECT_FALSE(stats.cached_filters);
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST_F(GpuSearchTest, WritesSyncInPlaceAndSearchAsTheCpuDoes) {
   // Upserts and deletes reach the GPU copy in place (GpuShard::sync: the written rows' blocks,
   // the pool's new end, the list tables), and it searches exactly as the CPU does on the
