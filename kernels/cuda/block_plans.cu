@@ -5,7 +5,8 @@
 // evaluation stalled the mma pipeline. IVF batches with more distinct plans than that evaluate
 // each (query, probed list) pair's plan over its list instead (launch_pair_plans): fewer rows
 // than every plan over every probed list, and a run of one query then knows its rows as a
-// uniform run does.
+// uniform run does. A one-query IVF batch takes neither: its rows' words, exact, come from its
+// probes alone (launch_probed_list_plans), beside the inversion.
 #include <algorithm>
 
 #include "common/cuda_check.h"
@@ -156,8 +157,8 @@ __global__ void __launch_bounds__(kThreads) block_plans_kernel(
 // its list's rows kProbedThreads at a time, as many CTAs as a list of mean size needs. (A grid
 // for the longest list, 32 x 220 CTAs at 80M, left most of them idle: B = 1 under a 10 %
 // filter measured 0.242-0.247 ms against 0.234-0.238 with this grid; H100.) Every row's word
-// is exact for the query's plan (plan 0: a one-query batch has one), and row_counts gets its
-// eligible and evaluated rows.
+// is exact for the query's plan, and row_counts gets its eligible and evaluated rows. Lists
+// whose Bloom summary rules the plan out are skipped, as the inversion skips them.
 constexpr int kProbedThreads = 256;
 __global__ void __launch_bounds__(kProbedThreads) probed_list_plans_kernel(
     const __grid_constant__ GpuIndexView index, const __grid_constant__ GpuQueriesView queries,
@@ -165,12 +166,16 @@ __global__ void __launch_bounds__(kProbedThreads) probed_list_plans_kernel(
   __shared__ CompiledPlan compiled;
   __shared__ unsigned int cta_possible, cta_rows;
   const int32_t list = probes[blockIdx.x];
-  if (list < 0) return;
+  const int32_t plan = queries.plan_of_query[0];
+  if (list < 0 || plan < 0) return;  // CTA-uniform, as the next two
   const int64_t list_rows = (index.scan.list_sizes[list] + kBlockRows - 1) / kBlockRows * kBlockRows;
-  if (int64_t(blockIdx.y) * kProbedThreads >= list_rows) return;  // CTA-uniform
+  if (int64_t(blockIdx.y) * kProbedThreads >= list_rows) return;
+  const FilterOp* ops = queries.plan_ops + queries.plan_begin[plan];
+  const int n_ops = queries.plan_len[plan];
+  const int words = index.scan.bloom_words;
+  if (!eval_plan_summary(ops, n_ops, index.scan.list_summaries + int64_t(list) * words)) return;
   const int64_t first_block = index.scan.list_offsets[list] / kBlockRows;
-  const FilterOp* ops = queries.plan_ops + queries.plan_begin[0];
-  const int n_ops = queries.plan_len[0];
+  const int64_t n_blocks = index.scan.n_rows / kBlockRows;
   // A row's signature, id and feature pairs' place are read together, before the plan is
   // compiled: the chain is then these loads, the pairs' loads, and the store.
   int64_t y = blockIdx.y;
@@ -193,12 +198,12 @@ __global__ void __launch_bounds__(kProbedThreads) probed_list_plans_kernel(
   __syncthreads();
   // Lists longer than gridDim.y ranges take more rounds.
   while (y * kProbedThreads < list_rows) {  // CTA-uniform
-    const PlanResult r = row.eval(compiled, ops, n_ops, index.scan.bloom_words);
+    const PlanResult r = row.eval(compiled, ops, n_ops, words);
     const bool ok = r.possible && id != kEmptyId &&
                     (r.definite ||
                      pairs_pass_exactly(index.scan.features, ops, n_ops, pairs_at, n_pairs));
     const uint32_t w = block_word(PlanResult{ok, ok});
-    if (row.live && threadIdx.x % kBlockRows == 0) out[row.block] = w;
+    if (row.live && threadIdx.x % kBlockRows == 0) out[int64_t(plan) * n_blocks + row.block] = w;
     const int possible = __popc(__ballot_sync(0xFFFFFFFFu, ok));
     const int live = __popc(__ballot_sync(0xFFFFFFFFu, row.live));
     if ((threadIdx.x & 31) == 0 && live) {
@@ -210,8 +215,8 @@ __global__ void __launch_bounds__(kProbedThreads) probed_list_plans_kernel(
   }
   __syncthreads();
   if (threadIdx.x == 0) {
-    if (cta_possible) atomicAdd(row_counts, cta_possible);
-    atomicAdd(row_counts + 1, cta_rows);
+    if (cta_possible) atomicAdd(row_counts + plan, cta_possible);
+    atomicAdd(row_counts + queries.n_plans, cta_rows);
   }
 }
 
@@ -398,16 +403,15 @@ void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries
 void launch_probed_list_plans(const GpuIndexView& index, const GpuQueriesView& queries,
                               const int32_t* probes, int nprobe, uint32_t* out,
                               unsigned long long* row_counts, cudaStream_t stream) {
-  ARGENT_CHECK(queries.n == 1 && queries.n_plans == 1,
-               "launch_probed_list_plans: one query under one plan, not ", queries.n,
-               " queries under ", queries.n_plans);
-  ARGENT_CUDA_CHECK(cudaMemsetAsync(row_counts, 0, sizeof(unsigned long long) * 2, stream));
+  ARGENT_CHECK(queries.n == 1 && queries.plan_of_query && queries.n_plans >= 1,
+               "launch_probed_list_plans: one query with plans, not ", queries.n, " queries");
+  ARGENT_CUDA_CHECK(cudaMemsetAsync(row_counts, 0,
+                                    sizeof(unsigned long long) * (queries.n_plans + 1), stream));
+  if (nprobe == 0 || index.max_list_rows == 0) return;
+  // Rows of a list of mean size (padding and slack included), at least one range.
   const int64_t mean_rows = index.scan.n_rows / std::max<int64_t>(1, index.scan.n_lists);
-  const int64_t ranges =
-      std::min<int64_t>((std::min(mean_rows, index.max_list_rows) + kProbedThreads - 1) /
-                            kProbedThreads,
-                        65535);
-  if (nprobe == 0 || ranges == 0) return;
+  const int64_t ranges = std::clamp<int64_t>(
+      (std::min(mean_rows, index.max_list_rows) + kProbedThreads - 1) / kProbedThreads, 1, 65535);
   probed_list_plans_kernel<<<dim3(unsigned(nprobe), unsigned(ranges)), kProbedThreads, 0,
                              stream>>>(index, queries, probes, out, row_counts);
   ARGENT_CUDA_CHECK_LAUNCH("probed_list_plans_kernel");

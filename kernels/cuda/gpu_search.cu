@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -110,6 +111,54 @@ class StepTimer {
   bool on_ = false;
   std::vector<std::pair<const char*, cudaEvent_t>> events_;
   std::string notes_;
+};
+
+// Work on the workspace's second stream: forked from the search's stream when constructed,
+// joined by join(), or on unwind, so that a batch that throws in between leaves no kernel
+// writing buffers the next batch uses. `timed`: events around the work (ARGENT_GPU_PROFILE).
+class SideRun {
+ public:
+  SideRun(GpuSearchWorkspace::Buffers::SideStream& side, cudaStream_t stream, bool timed)
+      : side_(side), stream_(stream) {
+    ARGENT_CUDA_CHECK(cudaEventRecord(side_.fork, stream_));
+    ARGENT_CUDA_CHECK(cudaStreamWaitEvent(side_.stream, side_.fork, 0));
+    if (timed) {
+      ARGENT_CUDA_CHECK(cudaEventCreate(&start_));
+      ARGENT_CUDA_CHECK(cudaEventCreate(&end_));
+      ARGENT_CUDA_CHECK(cudaEventRecord(start_, side_.stream));
+    }
+  }
+  SideRun(const SideRun&) = delete;
+  SideRun& operator=(const SideRun&) = delete;
+  ~SideRun() {
+    if (!joined_) {
+      cudaEventRecord(side_.join, side_.stream);
+      cudaStreamWaitEvent(stream_, side_.join, 0);
+    }
+    if (start_) cudaEventDestroy(start_);
+    if (end_) cudaEventDestroy(end_);
+  }
+
+  cudaStream_t stream() const { return side_.stream; }
+  // The search's stream waits for everything enqueued on stream() so far.
+  void join() {
+    if (end_) ARGENT_CUDA_CHECK(cudaEventRecord(end_, side_.stream));
+    ARGENT_CUDA_CHECK(cudaEventRecord(side_.join, side_.stream));
+    ARGENT_CUDA_CHECK(cudaStreamWaitEvent(stream_, side_.join, 0));
+    joined_ = true;
+  }
+  // The work's milliseconds (timed, joined, and the search's stream synchronised), else -1.
+  float ms() const {
+    float ms = -1.f;
+    if (start_ && joined_) ARGENT_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, end_));
+    return ms;
+  }
+
+ private:
+  GpuSearchWorkspace::Buffers::SideStream& side_;
+  cudaStream_t stream_;
+  cudaEvent_t start_ = nullptr, end_ = nullptr;
+  bool joined_ = false;
 };
 
 // The bytes of codes in the batch's tasks (profiling only: it synchronises): what a collect
@@ -280,22 +329,13 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   // unfiltered 0.218-0.222. The same pass in turn before the inversion measured 0.236-0.238 /
   // 0.223-0.226, and beside an inversion on a high-priority stream 0.236-0.238 / 0.221-0.225.)
   const bool probed_list_plans = few_plans && !words_from_cache && !o.exact && n == 1;
-  GpuSearchWorkspace::Buffers::SideStream* side =
-      probed_list_plans ? &b.side_stream() : nullptr;
-  cudaEvent_t side_start = nullptr, side_end = nullptr;  // timing (ARGENT_GPU_PROFILE) only
-  if (side) {
-    uint32_t* out = b.block_plans.reserve_as<uint32_t>(size_t(index.scan.n_rows / kBlockRows));
-    auto* counts = b.plan_rows.reserve_as<unsigned long long>(2);
-    ARGENT_CUDA_CHECK(cudaEventRecord(side->fork, stream));
-    ARGENT_CUDA_CHECK(cudaStreamWaitEvent(side->stream, side->fork, 0));
-    if (timer.on()) {
-      ARGENT_CUDA_CHECK(cudaEventCreate(&side_start));
-      ARGENT_CUDA_CHECK(cudaEventCreate(&side_end));
-      ARGENT_CUDA_CHECK(cudaEventRecord(side_start, side->stream));
-    }
-    cuda::launch_probed_list_plans(index, queries, probes, nprobe, out, counts, side->stream);
-    if (timer.on()) ARGENT_CUDA_CHECK(cudaEventRecord(side_end, side->stream));
-    ARGENT_CUDA_CHECK(cudaEventRecord(side->join, side->stream));
+  std::optional<SideRun> side;
+  if (probed_list_plans) {
+    uint32_t* out = b.block_plans.reserve_as<uint32_t>(
+        size_t(queries.n_plans) * size_t(index.scan.n_rows / kBlockRows));
+    auto* counts = b.plan_rows.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1);
+    side.emplace(b.side_stream(), stream, timer.on());
+    cuda::launch_probed_list_plans(index, queries, probes, nprobe, out, counts, side->stream());
     block_plans = out;
     plan_rows = counts;
   }
@@ -329,9 +369,9 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   const int64_t n_pairs = n * nprobe;
   // Words from the filter cache or the probed lists' pass are exact for every row, so the
   // collect and the emit check nothing.
-  const bool exact_words_everywhere = words_from_cache || side;
+  const bool exact_words_everywhere = words_from_cache || probed_list_plans;
   if (side) {
-    ARGENT_CUDA_CHECK(cudaStreamWaitEvent(stream, side->join, 0));
+    side->join();
     timer.mark("plans wait");
   } else if (few_plans && !words_from_cache) {
     uint32_t* out = b.block_plans.reserve_as<uint32_t>(
@@ -398,7 +438,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   pass.plan_rows = plan_rows;
   pass.pair_stride = pair_stride;
   pass.pair_rows = pair_rows;
-  // Every block was sampled, or the words came from the filter cache.
+  // Every block was sampled, or the words came from the filter cache or the probed lists' pass.
   pass.exact_words = block_plans != nullptr && (plan.stride == 1 || exact_words_everywhere);
   cuda::Candidates cand;
   cand.n = n;
@@ -482,13 +522,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     ARGENT_CUDA_CHECK(cudaMemcpyAsync(&host_bad_probes, n_bad_probes, sizeof(int32_t),
                                       cudaMemcpyDeviceToHost, stream));
   ARGENT_CUDA_CHECK(cudaStreamSynchronize(stream));
-  if (side_start) {
-    float ms = 0;
-    ARGENT_CUDA_CHECK(cudaEventElapsedTime(&ms, side_start, side_end));
-    timer.note("probed_plans", ms);
-    cudaEventDestroy(side_start);
-    cudaEventDestroy(side_end);
-  }
+  if (side && timer.on()) timer.note("probed_plans", side->ms());
   ARGENT_CHECK(host_bad_probes == 0, "GPU search: ", host_bad_probes,
                " probe entries are not a list number in [0, ", n_lists,
                ") or -1, or repeat a list of their query's row");
@@ -500,6 +534,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     stats->sample_stride = int(plan.stride);
     stats->flat_candidates = plan.flat;
     stats->cached_filters = words_from_cache;
+    stats->probed_list_words = probed_list_plans;
     stats->workspace_bytes = b.bytes();
   }
   if (host_rescue == 0) return;

@@ -1,20 +1,25 @@
 // The CUDA search: the GPU twin of kernels/cpu/fused_scan.h (same inputs, same int8 arithmetic,
 // same results: ids, scores and order), plus the IVF probe on the GPU.
 //
-// A batch runs as a fixed sequence of kernels on one stream with no host synchronisation between
-// the probe and the final top-K (it can be captured in a CUDA graph once the workspace has grown
-// to the batch's shape: a growing buffer is a cudaFree/cudaMalloc, which synchronises):
+// A batch runs as a fixed sequence of kernels on its stream (one step on a second stream beside
+// it) with no host synchronisation between the probe and the final top-K (it can be captured
+// in a CUDA graph once the workspace has grown to the batch's shape: a growing buffer is a
+// cudaFree/cudaMalloc, which synchronises):
 //
 //   probe        queries x centroids with int8 mma, best nprobe usable lists per query
 //   invert       (query, list) pairs -> for each list, the queries that scan it ("list-major")
+//   plans        under filters not in the filter cache, each row's filter word (search_steps.h);
+//                a one-query IVF batch's on a second stream beside the invert step, forked and
+//                joined with events (so a graph capture takes both streams)
 //   sample       exact scores of a strided sample of each query's rows (every `stride`-th block)
 //   threshold    per query, the r-th best sample score T_q, r chosen so that about 1.5-2x K
 //                rows score >= T_q (a bound from the threads' minima, then a select in shared
 //                memory; a radix select for large ranks or small samples)
 //   collect      one pass over the probed lists: each block of 16 rows is read once for all the
 //                queries that probe its list (int8 mma.sync m16n8k32), rows scoring >= T_q pass
-//                the Bloom plan and, when Bloom is not definite, the exact feature check, and are
-//                appended to the query's candidate buffer [cap]. No score matrix is written.
+//                the Bloom plan and, when Bloom is not definite, the exact feature check (later,
+//                near the top of each query's candidates; never, when the words are exact), and
+//                are appended to the query's candidate buffer [cap]. No score matrix is written.
 //   sort, emit   one radix sort of (query, score) keys over all candidate buffers, equal scores
 //                ordered by id, first k of each query written out.
 //
@@ -133,6 +138,8 @@ struct GpuSearchStats {
   int sample_stride = 0;
   bool flat_candidates = false;  // one pool for the batch (large k), not a buffer per query
   bool cached_filters = false;   // the filters' words came from the GpuFilterCache
+  // A one-query IVF batch's words came from its probed lists' pass (launch_probed_list_plans).
+  bool probed_list_words = false;
 };
 
 // Owns the per-batch device buffers (grown on demand, reused across batches). Not thread-safe:

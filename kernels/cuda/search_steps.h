@@ -56,12 +56,14 @@ struct ScanPass {
   bool defer_hits = false;
   // The pre-pass words (bit r: row r of the block possibly eligible, bit 16 + r: definitely),
   // or null: the scan evaluates signatures. pair_stride == 0: [n_plans][n_rows / 16] from
-  // launch_block_plans; pair_stride > 0: from launch_pair_plans, the words of pair p (position
-  // p of ListQueries::queries) at p * pair_stride + (block - its list's first block).
+  // launch_block_plans (or launch_probed_list_plans, or the filter cache); pair_stride > 0:
+  // from launch_pair_plans, the words of pair p (position p of ListQueries::queries) at
+  // p * pair_stride + (block - its list's first block).
   const uint32_t* block_plans = nullptr;
   int64_t pair_stride = 0;
-  // With block_plans: the rows left possibly eligible, per plan followed by the rows evaluated
-  // (launch_block_plans), or per pair (pair_rows, launch_pair_plans).
+  // With block_plans: the rows left possibly eligible (eligible, where the words are exact),
+  // per plan followed by the rows evaluated (launch_block_plans), or per pair (pair_rows,
+  // launch_pair_plans).
   const unsigned long long* plan_rows = nullptr;
   const uint32_t* pair_rows = nullptr;
   // The pre-pass words are exact for every block this pass reads (its sample_stride divides
@@ -89,10 +91,11 @@ void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries
                         int n_plans, int sample_stride, uint32_t* out,
                         unsigned long long* row_counts, cudaStream_t stream);
 
-// An IVF batch of one query under one plan: launch_block_plans' words for the rows of the lists
-// in probes[0 .. nprobe) (-1: none; no list twice, as launch_check_probes and the probe
-// ensure), exact for every row (ScanPass::exact_words), and row_counts [2]: the eligible rows,
-// then the rows evaluated. It needs no inversion, so it may run beside it.
+// An IVF batch of one query: launch_block_plans' words and row_counts [n_plans + 1] for the
+// query's plan (plan_of_query[0]; none for -1) over the rows of the lists in probes[0 .. nprobe)
+// (-1: none; no list twice, as launch_check_probes and the probe ensure) whose Bloom summary
+// admits it, but exact for every one of those rows (ScanPass::exact_words), and counting its
+// eligible rows, not its possible ones. It needs no inversion, so it may run beside it.
 void launch_probed_list_plans(const GpuIndexView& index, const GpuQueriesView& queries,
                               const int32_t* probes, int nprobe, uint32_t* out,
                               unsigned long long* row_counts, cudaStream_t stream);

@@ -4,6 +4,7 @@
 // path. The GPU probe picks the CPU prober's lists. Skipped, saying so, without a GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -486,18 +487,26 @@ TEST_F(GpuSearchTest, LongTieRunsAreOrderedById) {
 }
 
 TEST_F(GpuSearchTest, SmallFilteredIvfBatchesEqualCpu) {
-  // IVF batches of at most 8 queries under few distinct filters get exact pre-pass words for
-  // every row (liveness and the feature check included), so their collect and emit check
-  // nothing. On a shard with deleted and replaced items, with shared expressions (NOT
-  // included) and unfiltered queries among them, each batch equals the CPU.
+  // A one-query IVF batch under a filter the cache does not hold takes its rows' words, exact
+  // (liveness and the feature check included), from a pass over its probed lists beside the
+  // inversion, and its collect and emit check nothing; batches of 3 and 8 queries take the
+  // Bloom pre-pass after the inversion. On a shard with deleted and replaced items and one list
+  // many times the mean size (the pass takes it in several rounds), with shared expressions
+  // (NOT included) and unfiltered queries among them, each batch equals the CPU. Candidate
+  // buffers of k slots force re-runs of single queries, which take the one-query pass with the
+  // batch's plans (several, in modes 1 and 2).
   const uint64_t seed = test::test_seed(908);
   test::TempDir dir;
   Rng rng(seed);
   const int dim = 32;
   const int64_t n = 8000;
   const std::vector<int64_t> ids = test::random_ids(rng, n);
-  build_index(test::random_items(rng, n, dim, ids, kFeatures, kValues, 0.3),
-              test::small_index_config(2, 16), dir.path());
+  ItemSet items = test::random_items(rng, n, dim, ids, kFeatures, kValues, 0.3);
+  // Three quarters of the items near one point: one list holds most of them.
+  const std::vector<float> centre = test::random_normal(rng, size_t(dim));
+  for (int64_t i = 0; i < 6000; ++i)
+    for (int j = 0; j < dim; ++j) items.embeddings[size_t(i * dim + j)] = centre[size_t(j)] + 0.05f * items.embeddings[size_t(i * dim + j)];
+  build_index(items, test::small_index_config(2, 16), dir.path());
   Config cfg;
   cfg.index.list_slack = 0.5;
   LocalEngine engine = LocalEngine::open(dir.path(), cfg);
@@ -505,17 +514,23 @@ TEST_F(GpuSearchTest, SmallFilteredIvfBatchesEqualCpu) {
   engine.upsert(test::random_items(rng, 200, dim, std::vector<int64_t>(ids.begin(), ids.begin() + 200),
                                    kFeatures, kValues, 0.3));
   ASSERT_EQ(engine.remove(std::vector<int64_t>(ids.begin() + 1000, ids.begin() + 1600)), 600);
+  const ScanIndexView v = engine.shard().view();
+  const int64_t longest = *std::max_element(v.list_sizes, v.list_sizes + v.n_lists);
+  ASSERT_GT(longest * v.n_lists, 4 * v.n_rows) << "one list many times the mean size";
   GpuShard gpu(engine.shard(), prober.centroids(), 0);
-  gpu.set_filter_cache_bytes(0);  // every batch takes the pre-pass
+  gpu.set_filter_cache_bytes(0);  // every batch takes a pre-pass
   std::vector<std::string> shared;
   for (int j = 0; j < 3; ++j) {
     Rng style(seed + 10 + j);
     shared.push_back(test::render_expr(test::random_expr(rng, 3, kFeatures, kValues), style));
   }
   shared.push_back("1:2 AND NOT 2:3");
-  const ScanIndexView v = engine.shard().view();
+  int64_t rescued = 0;
   for (const int64_t nq : {1, 3, 8}) {
     std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * dim));
+    // Most queries near the crowded point, so they probe its list.
+    for (int64_t i = 0; i < nq; ++i)
+      for (int j = 0; j < dim; ++j) x[size_t(i * dim + j)] = centre[size_t(j)] + 0.1f * x[size_t(i * dim + j)];
     for (int mode = 0; mode < 3; ++mode) {
       // 0: one expression for the batch; 1: two, and unfiltered queries; 2: a different one of
       // the four per query (up to kMaxBlockPlans plans).
@@ -528,23 +543,28 @@ TEST_F(GpuSearchTest, SmallFilteredIvfBatchesEqualCpu) {
       for (const int nprobe : {1, 4}) {
         const std::vector<int32_t> lists = prober.probe(q, nprobe, v.list_sizes, v.list_summaries);
         for (const int64_t k : {int64_t(1), int64_t(10), int64_t(200)}) {
+          Outputs cpu{std::vector<float>(size_t(nq * k)), std::vector<int64_t>(size_t(nq * k))};
+          search_shard(engine.shard(), q, lists.data(), nprobe, k, 0, cpu.scores.data(),
+                       cpu.ids.data(), nullptr, nullptr);
           for (const int stride : {0, 16}) {
-            Outputs cpu{std::vector<float>(size_t(nq * k)), std::vector<int64_t>(size_t(nq * k))};
-            search_shard(engine.shard(), q, lists.data(), nprobe, k, 0, cpu.scores.data(),
-                         cpu.ids.data(), nullptr, nullptr);
-            Outputs got{std::vector<float>(size_t(nq * k)), std::vector<int64_t>(size_t(nq * k))};
-            GpuSearchStats stats;
-            gpu.search(q, false, nullptr, nprobe, k, got.scores.data(), got.ids.data(), nullptr,
-                       &stats, GpuShard::Tuning{stride, 0});
-            EXPECT_TRUE(same(cpu, got, k))
-                << "B " << nq << " mode " << mode << " nprobe " << nprobe << " k " << k
-                << " stride " << stride << " seed " << seed;
-            EXPECT_FALSE(stats.cached_filters);
+            for (const int64_t cap : {int64_t(0), k}) {
+              Outputs got{std::vector<float>(size_t(nq * k)), std::vector<int64_t>(size_t(nq * k))};
+              GpuSearchStats stats;
+              gpu.search(q, false, nullptr, nprobe, k, got.scores.data(), got.ids.data(), nullptr,
+                         &stats, GpuShard::Tuning{stride, cap});
+              EXPECT_TRUE(same(cpu, got, k))
+                  << "B " << nq << " mode " << mode << " nprobe " << nprobe << " k " << k
+                  << " stride " << stride << " cap " << cap << " seed " << seed;
+              EXPECT_EQ(stats.probed_list_words, nq == 1) << "B " << nq << " mode " << mode;
+              EXPECT_FALSE(stats.cached_filters);
+              if (nq > 1) rescued += stats.rescued_queries;
+            }
           }
         }
       }
     }
   }
+  EXPECT_GT(rescued, 0) << "no re-run of a single query from a batch; seed " << seed;
 }
 
 TEST_F(GpuSearchTest, WritesSyncInPlaceAndSearchAsTheCpuDoes) {
