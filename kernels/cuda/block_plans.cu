@@ -168,7 +168,8 @@ __global__ void __launch_bounds__(kProbedThreads) probed_list_plans_kernel(
   const int32_t list = probes[blockIdx.x];
   const int32_t plan = queries.plan_of_query[0];
   if (list < 0 || plan < 0) return;  // CTA-uniform, as the next two
-  const int64_t list_rows = (index.scan.list_sizes[list] + kBlockRows - 1) / kBlockRows * kBlockRows;
+  const int64_t list_rows =
+      (index.scan.list_sizes[list] + kBlockRows - 1) / kBlockRows * kBlockRows;
   if (int64_t(blockIdx.y) * kProbedThreads >= list_rows) return;
   const FilterOp* ops = queries.plan_ops + queries.plan_begin[plan];
   const int n_ops = queries.plan_len[plan];
@@ -199,9 +200,9 @@ __global__ void __launch_bounds__(kProbedThreads) probed_list_plans_kernel(
   // Lists longer than gridDim.y ranges take more rounds.
   while (y * kProbedThreads < list_rows) {  // CTA-uniform
     const PlanResult r = row.eval(compiled, ops, n_ops, words);
-    const bool ok = r.possible && id != kEmptyId &&
-                    (r.definite ||
-                     pairs_pass_exactly(index.scan.features, ops, n_ops, pairs_at, n_pairs));
+    const bool ok =
+        r.possible && id != kEmptyId &&
+        (r.definite || pairs_pass_exactly(index.scan.features, ops, n_ops, pairs_at, n_pairs));
     const uint32_t w = block_word(PlanResult{ok, ok});
     if (row.live && threadIdx.x % kBlockRows == 0) out[int64_t(plan) * n_blocks + row.block] = w;
     const int possible = __popc(__ballot_sync(0xFFFFFFFFu, ok));
@@ -405,15 +406,15 @@ void launch_probed_list_plans(const GpuIndexView& index, const GpuQueriesView& q
                               unsigned long long* row_counts, cudaStream_t stream) {
   ARGENT_CHECK(queries.n == 1 && queries.plan_of_query && queries.n_plans >= 1,
                "launch_probed_list_plans: one query with plans, not ", queries.n, " queries");
-  ARGENT_CUDA_CHECK(cudaMemsetAsync(row_counts, 0,
-                                    sizeof(unsigned long long) * (queries.n_plans + 1), stream));
+  ARGENT_CUDA_CHECK(
+      cudaMemsetAsync(row_counts, 0, sizeof(unsigned long long) * (queries.n_plans + 1), stream));
   if (nprobe == 0 || index.max_list_rows == 0) return;
   // Rows of a list of mean size (padding and slack included), at least one range.
   const int64_t mean_rows = index.scan.n_rows / std::max<int64_t>(1, index.scan.n_lists);
   const int64_t ranges = std::clamp<int64_t>(
       (std::min(mean_rows, index.max_list_rows) + kProbedThreads - 1) / kProbedThreads, 1, 65535);
-  probed_list_plans_kernel<<<dim3(unsigned(nprobe), unsigned(ranges)), kProbedThreads, 0,
-                             stream>>>(index, queries, probes, out, row_counts);
+  probed_list_plans_kernel<<<dim3(unsigned(nprobe), unsigned(ranges)), kProbedThreads, 0, stream>>>(
+      index, queries, probes, out, row_counts);
   ARGENT_CUDA_CHECK_LAUNCH("probed_list_plans_kernel");
 }
 

@@ -238,8 +238,8 @@ __device__ inline bool row_passes_exactly(const FeatureStoreView& f, const Filte
 // read at once and searched in registers, where the binary search made a load wait on the one
 // before, a few per term. Longer rows take the binary search.
 constexpr int kPrefetchedPairs = 8;
-__device__ inline bool pairs_pass_exactly(const FeatureStoreView& f, const FilterOp* ops,
-                                          int n_ops, int64_t off, int32_t n) {
+__device__ inline bool pairs_pass_exactly(const FeatureStoreView& f, const FilterOp* ops, int n_ops,
+                                          int64_t off, int32_t n) {
   if (n > kPrefetchedPairs)
     return eval_plan_exact(ops, n_ops, f.feature_ids + off, f.values + off, n);
   int32_t fid[kPrefetchedPairs];

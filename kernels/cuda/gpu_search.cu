@@ -313,8 +313,8 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   }
 
   // Filter words: from the filter cache, exact for every row, when it serves the batch's plans.
-  const bool few_plans = queries.plan_of_query && queries.n_plans >= 1 &&
-                         queries.n_plans <= cuda::kMaxBlockPlans;
+  const bool few_plans =
+      queries.plan_of_query && queries.n_plans >= 1 && queries.n_plans <= cuda::kMaxBlockPlans;
   const uint32_t* block_plans = nullptr;
   const unsigned long long* plan_rows = nullptr;
   const bool words_from_cache =
@@ -331,8 +331,8 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   const bool probed_list_plans = few_plans && !words_from_cache && !o.exact && n == 1;
   std::optional<SideRun> side;
   if (probed_list_plans) {
-    uint32_t* out = b.block_plans.reserve_as<uint32_t>(
-        size_t(queries.n_plans) * size_t(index.scan.n_rows / kBlockRows));
+    uint32_t* out = b.block_plans.reserve_as<uint32_t>(size_t(queries.n_plans) *
+                                                       size_t(index.scan.n_rows / kBlockRows));
     auto* counts = b.plan_rows.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1);
     side.emplace(b.side_stream(), stream, timer.on());
     cuda::launch_probed_list_plans(index, queries, probes, nprobe, out, counts, side->stream());

@@ -505,14 +505,17 @@ TEST_F(GpuSearchTest, SmallFilteredIvfBatchesEqualCpu) {
   // Three quarters of the items near one point: one list holds most of them.
   const std::vector<float> centre = test::random_normal(rng, size_t(dim));
   for (int64_t i = 0; i < 6000; ++i)
-    for (int j = 0; j < dim; ++j) items.embeddings[size_t(i * dim + j)] = centre[size_t(j)] + 0.05f * items.embeddings[size_t(i * dim + j)];
+    for (int j = 0; j < dim; ++j)
+      items.embeddings[size_t(i * dim + j)] =
+          centre[size_t(j)] + 0.05f * items.embeddings[size_t(i * dim + j)];
   build_index(items, test::small_index_config(2, 16), dir.path());
   Config cfg;
   cfg.index.list_slack = 0.5;
   LocalEngine engine = LocalEngine::open(dir.path(), cfg);
   Prober prober(engine.meta());
-  engine.upsert(test::random_items(rng, 200, dim, std::vector<int64_t>(ids.begin(), ids.begin() + 200),
-                                   kFeatures, kValues, 0.3));
+  engine.upsert(test::random_items(rng, 200, dim,
+                                   std::vector<int64_t>(ids.begin(), ids.begin() + 200), kFeatures,
+                                   kValues, 0.3));
   ASSERT_EQ(engine.remove(std::vector<int64_t>(ids.begin() + 1000, ids.begin() + 1600)), 600);
   const ScanIndexView v = engine.shard().view();
   const int64_t longest = *std::max_element(v.list_sizes, v.list_sizes + v.n_lists);
@@ -530,7 +533,8 @@ TEST_F(GpuSearchTest, SmallFilteredIvfBatchesEqualCpu) {
     std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * dim));
     // Most queries near the crowded point, so they probe its list.
     for (int64_t i = 0; i < nq; ++i)
-      for (int j = 0; j < dim; ++j) x[size_t(i * dim + j)] = centre[size_t(j)] + 0.1f * x[size_t(i * dim + j)];
+      for (int j = 0; j < dim; ++j)
+        x[size_t(i * dim + j)] = centre[size_t(j)] + 0.1f * x[size_t(i * dim + j)];
     for (int mode = 0; mode < 3; ++mode) {
       // 0: one expression for the batch; 1: two, and unfiltered queries; 2: a different one of
       // the four per query (up to kMaxBlockPlans plans).
