@@ -329,11 +329,17 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   // unfiltered 0.218-0.222. The same pass in turn before the inversion measured 0.236-0.238 /
   // 0.223-0.226, and beside an inversion on a high-priority stream 0.236-0.238 / 0.221-0.225.)
   const bool probed_list_plans = few_plans && !words_from_cache && !o.exact && n == 1;
+  // The few plans' words [n_plans][n_rows / 16] and counts [n_plans + 1], for the pass that
+  // writes them (the probed lists' pass or launch_block_plans).
+  auto reserve_plan_words = [&]() {
+    return std::make_pair(
+        b.block_plans.reserve_as<uint32_t>(size_t(queries.n_plans) *
+                                           size_t(index.scan.n_rows / kBlockRows)),
+        b.plan_rows.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1));
+  };
   std::optional<SideRun> side;
   if (probed_list_plans) {
-    uint32_t* out = b.block_plans.reserve_as<uint32_t>(size_t(queries.n_plans) *
-                                                       size_t(index.scan.n_rows / kBlockRows));
-    auto* counts = b.plan_rows.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1);
+    const auto [out, counts] = reserve_plan_words();
     side.emplace(b.side_stream(), stream, timer.on());
     cuda::launch_probed_list_plans(index, queries, probes, nprobe, out, counts, side->stream());
     block_plans = out;
@@ -374,9 +380,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     side->join();
     timer.mark("plans wait");
   } else if (few_plans && !words_from_cache) {
-    uint32_t* out = b.block_plans.reserve_as<uint32_t>(
-        size_t(queries.n_plans) * size_t(index.scan.n_rows / kBlockRows));
-    auto* counts = b.plan_rows.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1);
+    const auto [out, counts] = reserve_plan_words();
     cuda::launch_block_plans(index, queries, lists, inv.tasks, inv.n_tasks, queries.n_plans,
                              int(plan.stride), out, counts, stream);
     block_plans = out;
