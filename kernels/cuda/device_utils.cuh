@@ -96,6 +96,18 @@ __device__ __forceinline__ float score_of_key(uint32_t key) {
 }
 constexpr uint32_t kEmptyKey = 0xFFFFFFFFu;
 
+// Called by whole warps: consecutive slots of *counter for the lanes whose `take` is set, taken
+// with one shared atomic per warp (per-key atomics on one counter serialise); returns the
+// lane's slot, meaningful where take is set.
+__device__ __forceinline__ uint32_t warp_reserve(uint32_t* counter, bool take) {
+  const int lane = threadIdx.x & 31;
+  const uint32_t votes = __ballot_sync(0xFFFFFFFFu, take);
+  if (votes == 0) return 0;
+  uint32_t at = 0;
+  if (lane == 0) at = atomicAdd(counter, uint32_t(__popc(votes)));
+  return __shfl_sync(0xFFFFFFFFu, at, 0) + __popc(votes & ((1u << lane) - 1u));
+}
+
 // Filter plans evaluated with bit stacks instead of arrays (kMaxFilterDepth is 64): bit 0 of
 // `p`/`d` is the top of the stack, so no local memory is used.
 struct PlanResult {

@@ -57,7 +57,7 @@ void blocked_codes_to_rows(int8_t* codes, int64_t first_block, int64_t n_blocks,
 }
 
 struct GpuIndexTables::Buffers {
-  DeviceArray inv_max_scale, chunk_list, chunk_first_block, chunk_blocks;
+  DeviceArray inv_max_scale, chunk_list, chunk_first_block, chunk_blocks, list_first_chunk;
 };
 
 GpuIndexTables::GpuIndexTables(const ScanIndexView& scan, const int64_t* host_list_offsets,
@@ -72,9 +72,10 @@ GpuIndexTables::GpuIndexTables(const ScanIndexView& scan, const int64_t* host_li
   ARGENT_CHECK(scan.n_rows < (int64_t(1) << 31), "GPU index: ", scan.n_rows,
                " rows exceed the 2^31 rows a shard may hold");
   const int64_t n_blocks = scan.n_rows / kBlockRows;
-  std::vector<int32_t> list, first, blocks;
+  std::vector<int32_t> list, first, blocks, list_first;
   int64_t max_rows = 0;
   for (int64_t l = 0; l < scan.n_lists; ++l) {
+    list_first.push_back(int32_t(list.size()));
     ARGENT_CHECK(host_list_offsets[l] % kBlockRows == 0, "GPU index: list ", l, " offset ",
                  host_list_offsets[l], " not a multiple of ", kBlockRows);
     max_rows = std::max(max_rows, host_list_sizes[l]);
@@ -87,6 +88,7 @@ GpuIndexTables::GpuIndexTables(const ScanIndexView& scan, const int64_t* host_li
     }
   }
   const size_t n_chunks = list.size();
+  list_first.push_back(int32_t(n_chunks));
   auto upload = [&](DeviceArray& dst, const std::vector<int32_t>& src) {
     int32_t* p = dst.reserve_as<int32_t>(std::max<size_t>(1, src.size()));
     ARGENT_CUDA_CHECK(cudaMemcpyAsync(p, src.data(), src.size() * sizeof(int32_t),
@@ -97,6 +99,7 @@ GpuIndexTables::GpuIndexTables(const ScanIndexView& scan, const int64_t* host_li
   view_.chunk_list = upload(buffers_->chunk_list, list);
   view_.chunk_first_block = upload(buffers_->chunk_first_block, first);
   view_.chunk_blocks = upload(buffers_->chunk_blocks, blocks);
+  view_.list_first_chunk = upload(buffers_->list_first_chunk, list_first);
   view_.n_chunks = int64_t(n_chunks);
   view_.max_list_rows = max_rows;
   view_.centroid_codes = centroid_codes;
@@ -117,7 +120,8 @@ GpuIndexTables::~GpuIndexTables() = default;
 
 size_t GpuIndexTables::device_bytes() const {
   return buffers_->inv_max_scale.bytes() + buffers_->chunk_list.bytes() +
-         buffers_->chunk_first_block.bytes() + buffers_->chunk_blocks.bytes();
+         buffers_->chunk_first_block.bytes() + buffers_->chunk_blocks.bytes() +
+         buffers_->list_first_chunk.bytes();
 }
 
 }  // namespace argent

@@ -485,17 +485,27 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   timer.mark("collect");
 
   // Sort, order ties, emit; flag the queries to rescue.
-  sb.cub_temp_bytes = cuda::sort_temp_bytes(cand, o.stable_ties);
-  sb.cub_temp = b.sort_temp.reserve(sb.cub_temp_bytes);
   int32_t* rescue = b.rescue.reserve_as<int32_t>(n);
   int32_t* n_rescue = b.n_rescue.reserve_as<int32_t>(1);
   ARGENT_CUDA_CHECK(cudaMemsetAsync(n_rescue, 0, sizeof(int32_t), stream));
-  // Candidates flagged for the exact check (a filter's Bloom words, neither cached nor exact)
-  // would mostly leave nothing to prune, the select then only a cost (H100, B = 64 under a
-  // 10 % filter: IVF 0.708 -> 0.730 ms, exact 2.55 -> 2.63).
-  const bool prune = !queries.plan_of_query || pass.exact_words;
-  cuda::launch_sort_and_emit(index, queries, cand, thresholds, o.k, o.stable_ties, prune, sb,
-                             scores, ids, rows, rescue, n_rescue, stream);
+  // K up to 2048 (per-query buffers): one kernel per query, where the general path's prune,
+  // segmented sort, tie pass and emit took some ten launches (H100, K = 1000, the step: IVF B = 1
+  // 0.068 -> 0.032 ms, exact B = 64 0.18-0.20 -> 0.10, IVF B = 64 under a 10 % filter 0.12 ->
+  // 0.08; search ms in docs/benchmarks.md).
+  const bool fused_top_k = cuda::fused_top_k(cand, o.k, o.stable_ties);
+  if (fused_top_k) {
+    cuda::launch_fused_top_k(index, queries, cand, thresholds, o.k, sb, scores, ids, rows, rescue,
+                             n_rescue, stream);
+  } else {
+    sb.cub_temp_bytes = cuda::sort_temp_bytes(cand, o.stable_ties);
+    sb.cub_temp = b.sort_temp.reserve(sb.cub_temp_bytes);
+    // Candidates flagged for the exact check (a filter's Bloom words, neither cached nor exact)
+    // would mostly leave nothing to prune, the select then only a cost (H100, B = 64 under a
+    // 10 % filter: IVF 0.708 -> 0.730 ms, exact 2.55 -> 2.63).
+    const bool prune = !queries.plan_of_query || pass.exact_words;
+    cuda::launch_sort_and_emit(index, queries, cand, thresholds, o.k, o.stable_ties, prune, sb,
+                               scores, ids, rows, rescue, n_rescue, stream);
+  }
   timer.mark("sort+emit");
   if (timer.on())
     timer.note("collect_MB", task_code_bytes(index, inv.tasks, inv.n_tasks, stream) / 1e6);
@@ -539,6 +549,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     stats->flat_candidates = plan.flat;
     stats->cached_filters = words_from_cache;
     stats->probed_list_words = probed_list_plans;
+    stats->fused_top_k = fused_top_k;
     stats->workspace_bytes = b.bytes();
   }
   if (host_rescue == 0) return;

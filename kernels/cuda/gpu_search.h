@@ -20,8 +20,11 @@
 //                the Bloom plan and, when Bloom is not definite, the exact feature check (later,
 //                near the top of each query's candidates; never, when the words are exact), and
 //                are appended to the query's candidate buffer [cap]. No score matrix is written.
-//   sort, emit   one radix sort of (query, score) keys over all candidate buffers, equal scores
-//                ordered by id, first k of each query written out.
+//   top k        k <= 2048 with a buffer per query: one CTA per query bounds its first k valid
+//                candidates (checking the flagged ones under the bound), sorts those in shared
+//                memory by (score, id) and writes them; otherwise a radix sort of (query,
+//                score) keys over all candidate buffers, equal scores ordered by id, first k
+//                of each query written out.
 //
 // A query whose candidate buffer overflowed, or that collected fewer than k rows although more
 // than k are eligible (T_q was too high), is flagged; run_gpu_search re-runs only those queries
@@ -50,6 +53,7 @@ struct GpuIndexView {
   const int32_t* chunk_list;          // [n_chunks] the list of each chunk of blocks
   const int32_t* chunk_first_block;   // [n_chunks]
   const int32_t* chunk_blocks;        // [n_chunks] 1..kChunkBlocks
+  const int32_t* list_first_chunk;    // [n_lists + 1] list l's chunks: [l], [l] + 1, ... [l + 1]
   int64_t n_chunks = 0;
   int64_t max_list_rows = 0;
   // Quantized centroids for the probe: [nlist rows padded to 16, d_pad] blocked, with scales.
@@ -140,6 +144,7 @@ struct GpuSearchStats {
   bool cached_filters = false;   // the filters' words came from the GpuFilterCache
   // A one-query IVF batch's words came from its probed lists' pass (launch_probed_list_plans).
   bool probed_list_words = false;
+  bool fused_top_k = false;  // the top k came from launch_fused_top_k (one kernel per query)
 };
 
 // Owns the per-batch device buffers (grown on demand, reused across batches). Not thread-safe:

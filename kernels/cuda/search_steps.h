@@ -202,6 +202,20 @@ void launch_sort_and_emit(const GpuIndexView& index, const GpuQueriesView& queri
                           bool prune, const SortBuffers& b, float* scores, int64_t* ids,
                           int64_t* rows, int32_t* rescue, int32_t* n_rescue, cudaStream_t stream);
 
+// The same result as launch_sort_and_emit, in one kernel (kernels/cuda/top_k_kernel.cu), for
+// per-query candidate buffers (not flat), k <= kFusedTopKMaxK and no stable_ties: each query's
+// bound of its first k valid candidates (the flagged ones above it checked exactly), then a sort
+// of those in shared memory by (score, id). Uses b.keys[0] and b.values[0] as scratch (no
+// cub_temp). rescue/n_rescue as launch_sort_and_emit's; kRescueResort marks a query with more
+// than 2 * kFusedTopKMaxK candidates at or above its bound (ties at the bound), whose results
+// it leaves unwritten.
+constexpr int64_t kFusedTopKMaxK = 2048;
+bool fused_top_k(const Candidates& c, int64_t k, bool stable_ties);
+void launch_fused_top_k(const GpuIndexView& index, const GpuQueriesView& queries,
+                        const Candidates& c, const float* thresholds, int64_t k,
+                        const SortBuffers& b, float* scores, int64_t* ids, int64_t* rows,
+                        int32_t* rescue, int32_t* n_rescue, cudaStream_t stream);
+
 // The IVF probe: dense centroid scores [n, n_lists] into `dense` (caller-owned), then the best
 // nprobe usable lists per query into lists [n, nprobe].
 void launch_probe(const GpuIndexView& index, const GpuQueriesView& queries, int nprobe,

@@ -486,6 +486,55 @@ TEST_F(GpuSearchTest, LongTieRunsAreOrderedById) {
   }
 }
 
+TEST_F(GpuSearchTest, OneKernelTopKEqualsCpuAtItsLimits) {
+  // Batches with a buffer per query and k <= 2048 take their top k from one kernel per query
+  // (launch_fused_top_k): the bound of the first k valid candidates, the exact checks of the
+  // flagged ones under it in rounds (a check that fails moves the bound), and a sort by
+  // (score, id) in shared memory. Items of few distinct embeddings (dim 4: runs of ~250 equal
+  // scores, put in id order by that sort) and of random ones, under filters whose Bloom words
+  // pass false positives (NOT, random expressions), batches of 1 and 20, exact and IVF, for k
+  // at 1, 700, 2048 (the largest it takes) and 2049 (the general path).
+  const uint64_t seed = test::test_seed(909);
+  for (const int dim : {4, 32}) {
+    auto f = make_fixture(seed + dim, 20000, dim, 16, /*tied=*/dim == 4);
+    Rng rng(seed + dim);
+    Prober prober(f->engine->meta());
+    const ScanIndexView v = f->engine->shard().view();
+    for (const int64_t nq : {1, 20}) {
+      std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * dim));
+      for (int mode = 0; mode < 4; ++mode) {
+        // 0: none; 1: NOT; 2: a random expression per query; 3: one selective expression.
+        std::vector<std::string> filters;
+        for (int64_t i = 0; i < nq; ++i) {
+          Rng style(seed + i);
+          filters.push_back(
+              mode == 0   ? ""
+              : mode == 1 ? "NOT 1:2"
+              : mode == 2 ? test::render_expr(test::random_expr(rng, 3, kFeatures, kValues), style)
+                          : "1:2 AND NOT 2:3");
+        }
+        const QueryBatch q = prepare_queries(x.data(), nq, dim, f->engine->meta(), filters);
+        const std::vector<int32_t> lists = prober.probe(q, 4, v.list_sizes, v.list_summaries);
+        for (const int64_t k : {int64_t(1), int64_t(700), int64_t(2048), int64_t(2049)}) {
+          const std::string what = "dim " + std::to_string(dim) + " B " + std::to_string(nq) +
+                                   " mode " + std::to_string(mode) + " k " + std::to_string(k) +
+                                   " seed " + std::to_string(seed);
+          for (const int stride : {0, 2}) {
+            GpuSearchStats stats;
+            EXPECT_TRUE(same(cpu_search(*f, q, nullptr, 0, k),
+                             gpu_search(*f, q, true, nullptr, 0, k, stride, &stats), k))
+                << "exact stride " << stride << " " << what;
+            EXPECT_EQ(stats.fused_top_k, k <= 2048) << what;
+          }
+          EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), 4, k),
+                           gpu_search(*f, q, false, lists.data(), 4, k, 0), k))
+              << "IVF " << what;
+        }
+      }
+    }
+  }
+}
+
 TEST_F(GpuSearchTest, SmallFilteredIvfBatchesEqualCpu) {
   // A one-query IVF batch under a filter the cache does not hold takes its rows' words, exact
   // (liveness and the feature check included), from a pass over its probed lists beside the
@@ -494,7 +543,8 @@ TEST_F(GpuSearchTest, SmallFilteredIvfBatchesEqualCpu) {
   // many times the mean size (the pass takes it in several rounds), with shared expressions
   // (NOT included) and unfiltered queries among them, each batch equals the CPU. Candidate
   // buffers of k slots force re-runs of single queries, which take the one-query pass with the
-  // batch's plans (several, in modes 1 and 2).
+  // batch's plans (several, in modes 1 and 2; in mode 3 more than four, so per-pair words, found
+  // by the one-query inversion's place of each pair).
   const uint64_t seed = test::test_seed(908);
   test::TempDir dir;
   Rng rng(seed);
@@ -528,21 +578,27 @@ TEST_F(GpuSearchTest, SmallFilteredIvfBatchesEqualCpu) {
     shared.push_back(test::render_expr(test::random_expr(rng, 3, kFeatures, kValues), style));
   }
   shared.push_back("1:2 AND NOT 2:3");
-  int64_t rescued = 0;
+  for (int j = 0; j < 2; ++j) {
+    Rng style(seed + 20 + j);
+    shared.push_back(test::render_expr(test::random_expr(rng, 3, kFeatures, kValues), style));
+  }
+  int64_t rescued = 0, rescued_of_many_plans = 0;
   for (const int64_t nq : {1, 3, 8}) {
     std::vector<float> x = test::random_normal(rng, static_cast<size_t>(nq * dim));
     // Most queries near the crowded point, so they probe its list.
     for (int64_t i = 0; i < nq; ++i)
       for (int j = 0; j < dim; ++j)
         x[size_t(i * dim + j)] = centre[size_t(j)] + 0.1f * x[size_t(i * dim + j)];
-    for (int mode = 0; mode < 3; ++mode) {
+    for (int mode = 0; mode < 4; ++mode) {
       // 0: one expression for the batch; 1: two, and unfiltered queries; 2: a different one of
-      // the four per query (up to kMaxBlockPlans plans).
+      // the first four per query (up to kMaxBlockPlans plans); 3: of all six (more: per-pair
+      // words, also in a re-run query's search of its own).
       std::vector<std::string> filters;
       for (int64_t i = 0; i < nq; ++i)
         filters.push_back(mode == 0   ? shared[3]
                           : mode == 1 ? (i % 3 == 2 ? "" : shared[size_t(i % 2)])
-                                      : shared[size_t(i % 4)]);
+                          : mode == 2 ? shared[size_t(i % 4)]
+                                      : shared[size_t(i % 6)]);
       const QueryBatch q = prepare_queries(x.data(), nq, dim, engine.meta(), filters);
       for (const int nprobe : {1, 4}) {
         const std::vector<int32_t> lists = prober.probe(q, nprobe, v.list_sizes, v.list_summaries);
@@ -562,6 +618,7 @@ TEST_F(GpuSearchTest, SmallFilteredIvfBatchesEqualCpu) {
               EXPECT_EQ(stats.probed_list_words, nq == 1) << "B " << nq << " mode " << mode;
               EXPECT_FALSE(stats.cached_filters);
               if (nq > 1) rescued += stats.rescued_queries;
+              if (nq > 4 && mode == 3) rescued_of_many_plans += stats.rescued_queries;
             }
           }
         }
@@ -569,6 +626,8 @@ TEST_F(GpuSearchTest, SmallFilteredIvfBatchesEqualCpu) {
     }
   }
   EXPECT_GT(rescued, 0) << "no re-run of a single query from a batch; seed " << seed;
+  EXPECT_GT(rescued_of_many_plans, 0)
+      << "no re-run of a single query from a batch of more than 4 plans; seed " << seed;
 }
 
 TEST_F(GpuSearchTest, WritesSyncInPlaceAndSearchAsTheCpuDoes) {
