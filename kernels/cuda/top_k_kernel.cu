@@ -43,7 +43,8 @@ __device__ __forceinline__ bool after(uint32_t key_a, int64_t id_a, int32_t row_
 // keys/values [n * cap]: scratch, query q's from q * cap. Writes scores/ids/rows [n, k] and
 // rescue[q] (kRescueRerun: the buffer overflowed, or fewer than k valid candidates although
 // the threshold was finite; kRescueResort: more than kTopKSlots candidates at or above the
-// bound, which only ties at the bound make possible; nothing written), counting flagged queries in *n_rescue.
+// bound, which only ties at the bound make possible; nothing written), counting flagged
+// queries in *n_rescue.
 __global__ void __launch_bounds__(kTopKThreads) fused_top_k_kernel(
     const GpuIndexView index, const GpuQueriesView qv, const float* cand_scores,
     const int32_t* cand_rows, const uint32_t* count, int64_t cap, const float* thresholds,
@@ -230,9 +231,8 @@ void allow_top_k_shared_memory() {
   ARGENT_CUDA_CHECK(cudaGetDevice(&device));
   std::lock_guard<std::mutex> lock(mu);
   if (!devices.insert(device).second) return;
-  ARGENT_CUDA_CHECK(cudaFuncSetAttribute(fused_top_k_kernel,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         int(kTopKSharedBytes)));
+  ARGENT_CUDA_CHECK(cudaFuncSetAttribute(
+      fused_top_k_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kTopKSharedBytes)));
 }
 
 }  // namespace
@@ -245,8 +245,9 @@ void launch_fused_top_k(const GpuIndexView& index, const GpuQueriesView& queries
                         const Candidates& c, const float* thresholds, int64_t k,
                         const SortBuffers& b, float* scores, int64_t* ids, int64_t* rows,
                         int32_t* rescue, int32_t* n_rescue, cudaStream_t stream) {
-  ARGENT_CHECK(fused_top_k(c, k, false), "GPU search: the fused top-k takes per-query buffers and k <= ",
-               kFusedTopKMaxK, ", not k ", k);
+  ARGENT_CHECK(fused_top_k(c, k, false),
+               "GPU search: the fused top-k takes per-query buffers and k <= ", kFusedTopKMaxK,
+               ", not k ", k);
   allow_top_k_shared_memory();
   fused_top_k_kernel<<<unsigned(c.n), kTopKThreads, kTopKSharedBytes, stream>>>(
       index, queries, c.scores, c.rows, c.count, c.cap, thresholds, k,
