@@ -40,6 +40,89 @@ __device__ __forceinline__ bool after(uint32_t key_a, int64_t id_a, int32_t row_
   return row_a > row_b;
 }
 
+// One element of the sort: its key, id and row.
+struct Entry {
+  uint32_t key;
+  int64_t id;
+  int32_t row;
+};
+__device__ __forceinline__ Entry shfl_xor(const Entry& e, int mask) {
+  Entry o;
+  o.key = __shfl_xor_sync(0xFFFFFFFFu, e.key, mask);
+  o.id = __shfl_xor_sync(0xFFFFFFFFu, e.id, mask);
+  o.row = __shfl_xor_sync(0xFFFFFFFFu, e.row, mask);
+  return o;
+}
+__device__ __forceinline__ bool after(const Entry& a, const Entry& b) {
+  return after(a.key, a.id, a.row, b.key, b.id, b.row);
+}
+
+// Elements a warp sorts in registers, two per lane (lane l holds 2l and 2l + 1 of its segment):
+// the bitonic steps whose partners are fewer than kSegment apart need no barrier.
+constexpr int kSegment = 64;
+
+// The bitonic steps of merge size `size` with strides min(size / 2, kSegment / 2) .. 1, on the
+// warp's segments of the first n slots, in registers (shuffles between lanes, a swap within a
+// lane for stride 1); every size from `size` to `last_size` when last_size > size (all of them
+// below kSegment at once).
+__device__ void sort_segments(uint32_t* key, int64_t* id, int32_t* row, int n, int size,
+                              int last_size) {
+  const int lane = threadIdx.x & 31;
+  for (int seg = threadIdx.x >> 5; seg * kSegment < n; seg += blockDim.x >> 5) {
+    const int i0 = seg * kSegment + 2 * lane;
+    Entry e[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) e[h] = Entry{key[i0 + h], id[i0 + h], row[i0 + h]};
+    for (int sz = size; sz <= last_size; sz <<= 1) {
+      const bool ascending = (i0 & sz) == 0;  // both of the lane's slots share it
+      for (int stride = min(sz >> 1, kSegment >> 1); stride > 1; stride >>= 1) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const Entry other = shfl_xor(e[h], stride >> 1);
+          // The lower slot of the pair keeps the first of the two in an ascending run.
+          const bool lower = ((i0 + h) & stride) == 0;
+          if (after(e[h], other) == (lower == ascending)) e[h] = other;
+        }
+      }
+      if (after(e[0], e[1]) == ascending) {
+        const Entry t = e[0];
+        e[0] = e[1];
+        e[1] = t;
+      }
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      key[i0 + h] = e[h].key, id[i0 + h] = e[h].id, row[i0 + h] = e[h].row;
+  }
+}
+
+// Ascending (key, id, row) over slots [0, n), n a power of two >= kSegment: a bitonic sort whose
+// steps of strides >= kSegment go through shared memory with a barrier each, the rest in
+// registers (sort_segments): n = 2048 takes 21 barriers instead of 66 (H100, the top-k step
+// of IVF B = 1, K = 1000: 0.034 -> 0.026 ms; B = 256: 0.073 -> 0.059).
+__device__ void bitonic_sort(uint32_t* key, int64_t* id, int32_t* row, int n) {
+  sort_segments(key, id, row, n, 2, kSegment);
+  __syncthreads();
+  for (int size = 2 * kSegment; size <= n; size <<= 1) {
+    for (int stride = size >> 1; stride >= kSegment; stride >>= 1) {
+      for (int t = threadIdx.x; t < n / 2; t += blockDim.x) {
+        const int i = 2 * t - (t & (stride - 1)), j = i + stride;
+        const uint32_t key_i = key[i], key_j = key[j];
+        const int64_t id_i = id[i], id_j = id[j];
+        const int32_t row_i = row[i], row_j = row[j];
+        if (after(key_i, id_i, row_i, key_j, id_j, row_j) == ((i & size) == 0)) {
+          key[i] = key_j, key[j] = key_i;
+          id[i] = id_j, id[j] = id_i;
+          row[i] = row_j, row[j] = row_i;
+        }
+      }
+      __syncthreads();
+    }
+    sort_segments(key, id, row, n, size, size);
+    __syncthreads();
+  }
+}
+
 // keys/values [n * cap]: scratch, query q's from q * cap. Writes scores/ids/rows [n, k] and
 // rescue[q] (kRescueRerun: the buffer overflowed, or fewer than k valid candidates although
 // the threshold was finite; kRescueResort: more than kTopKSlots candidates at or above the
@@ -184,8 +267,8 @@ __global__ void __launch_bounds__(kTopKThreads) fused_top_k_kernel(
   }
   if (kept > kTopKSlots) return;  // the re-sort or the re-run writes this query's results
 
-  // Bitonic sort of the next power of two of slots, padding last.
-  int sorted = 2;
+  // The next power of two of slots (at least a warp's segment), padding last, sorted.
+  int sorted = kSegment;
   while (sorted < kept) sorted <<= 1;
   for (int i = threadIdx.x; i < sorted; i += blockDim.x) {
     if (i < kept) {
@@ -197,22 +280,7 @@ __global__ void __launch_bounds__(kTopKThreads) fused_top_k_kernel(
     }
   }
   __syncthreads();
-  for (int size = 2; size <= sorted; size <<= 1) {
-    for (int stride = size >> 1; stride > 0; stride >>= 1) {
-      for (int t = threadIdx.x; t < sorted / 2; t += blockDim.x) {
-        const int i = 2 * t - (t & (stride - 1)), j = i + stride;
-        const uint32_t key_i = s_key[i], key_j = s_key[j];
-        const int64_t id_i = s_id[i], id_j = s_id[j];
-        const int32_t row_i = s_row[i], row_j = s_row[j];
-        if (after(key_i, id_i, row_i, key_j, id_j, row_j) == ((i & size) == 0)) {
-          s_key[i] = key_j, s_key[j] = key_i;
-          s_id[i] = id_j, s_id[j] = id_i;
-          s_row[i] = row_j, s_row[j] = row_i;
-        }
-      }
-      __syncthreads();
-    }
-  }
+  bitonic_sort(s_key, s_id, s_row, sorted);
 
   for (int64_t i = threadIdx.x; i < k; i += blockDim.x) {
     const int64_t out = q * k + i;
