@@ -4,7 +4,6 @@
 // memory by (score, id) and writes the first k. The general path (select_kernels.cu) runs a
 // prune, a segmented radix sort of several passes, a tie pass and an emit: some ten launches,
 // most of whose time at K = 1000 is the launches themselves and the sort's passes over memory.
-#include <algorithm>
 #include <cstdint>
 #include <mutex>
 #include <set>
