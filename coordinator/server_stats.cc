@@ -111,12 +111,16 @@ bool ServerStats::roll(std::chrono::duration<double> interval) {
   const auto now = Clock::now();
   const std::chrono::duration<double> elapsed = now - interval_start_;
   if (elapsed < interval) return false;
-  std::sort(interval_latencies_.begin(), interval_latencies_.end());
   closed_.qps = double(interval_latencies_.size()) / elapsed.count();
-  closed_.p50_ms = percentile(interval_latencies_, 0.50);
-  closed_.p90_ms = percentile(interval_latencies_, 0.90);
-  closed_.p99_ms = percentile(interval_latencies_, 0.99);
-  interval_latencies_.clear();
+  // An idle interval keeps the latencies of the last one with answers: a client asking an idle
+  // server how fast it answers wants those, not zeros.
+  if (!interval_latencies_.empty()) {
+    std::sort(interval_latencies_.begin(), interval_latencies_.end());
+    closed_.p50_ms = percentile(interval_latencies_, 0.50);
+    closed_.p90_ms = percentile(interval_latencies_, 0.90);
+    closed_.p99_ms = percentile(interval_latencies_, 0.99);
+    interval_latencies_.clear();
+  }
   closed_.steps_per_rank = interval_steps_;
   closed_.step_ms_per_rank.assign(interval_steps_.size(), 0.0);
   for (size_t r = 0; r < interval_steps_.size(); ++r)

@@ -1,5 +1,6 @@
-// Counters and latency percentiles of a serving coordinator; thread-safe. Percentiles and QPS
-// cover the last completed interval (serve.stats_interval_s), counters the whole run.
+// Counters and latency percentiles of a serving coordinator; thread-safe. QPS covers the last
+// completed interval (serve.stats_interval_s), the percentiles the last completed interval that
+// had answers, counters the whole run.
 #pragma once
 
 #include <array>
@@ -50,8 +51,8 @@ class ServerStats {
                   std::vector<std::vector<int32_t>> partitions_per_rank);
   void set_tombstones(std::vector<int64_t> tombstones_per_rank);
 
-  // Closes the current interval (percentiles, QPS) if `interval` has passed since the last one;
-  // returns true when it did.
+  // Closes the current interval (QPS, and percentiles if it had answers) if `interval` has
+  // passed since the last one; returns true when it did.
   bool roll(std::chrono::duration<double> interval);
   StatsSnapshot snapshot() const;
   // One log line: "qps 1234.5 p50 1.20 ms p90 ... batches {1:3, 64:120} queue 0 items [..]".

@@ -1,0 +1,69 @@
+// ServerStats: the percentiles of an interval against a sort of the latencies it recorded, and
+// an idle interval, which reports no QPS but keeps the latencies of the last interval with
+// answers.
+#include "coordinator/server_stats.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <vector>
+
+#include "tests/util/test_util.h"
+
+namespace argent {
+namespace {
+
+// Nearest rank, computed apart from ServerStats: the smallest latency with at least p of them
+// at or below it.
+double nearest_rank(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  for (size_t i = 0; i < v.size(); ++i)
+    if (double(i + 1) >= p * double(v.size())) return v[i];
+  return v.back();
+}
+
+TEST(ServerStatsTest, IntervalsReportTheirPercentilesAndIdleOnesKeepTheLast) {
+  test::Rng rng(test::test_seed(41));
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  ServerStats stats;
+  const std::chrono::duration<double> now(0);
+  int64_t answered = 0;
+  for (int interval = 0; interval < 3; ++interval) {
+    std::vector<double> latencies;
+    for (int i = 0; i < 500 + 300 * interval; ++i)
+      latencies.push_back(0.1 + 20.0 * uniform(rng) * uniform(rng));
+    for (double ms : latencies) stats.record_answer(ms);
+    answered += int64_t(latencies.size());
+    ASSERT_TRUE(stats.roll(now));
+    StatsSnapshot s = stats.snapshot();
+    EXPECT_EQ(s.requests, answered);
+    EXPECT_GT(s.qps, 0.0);
+    EXPECT_EQ(s.p50_ms, nearest_rank(latencies, 0.50)) << "interval " << interval;
+    EXPECT_EQ(s.p90_ms, nearest_rank(latencies, 0.90)) << "interval " << interval;
+    EXPECT_EQ(s.p99_ms, nearest_rank(latencies, 0.99)) << "interval " << interval;
+
+    // An idle interval: no QPS, the same percentiles.
+    ASSERT_TRUE(stats.roll(now));
+    const StatsSnapshot idle = stats.snapshot();
+    EXPECT_EQ(idle.qps, 0.0);
+    EXPECT_EQ(idle.requests, answered);
+    EXPECT_EQ(idle.p50_ms, s.p50_ms);
+    EXPECT_EQ(idle.p90_ms, s.p90_ms);
+    EXPECT_EQ(idle.p99_ms, s.p99_ms);
+  }
+}
+
+TEST(ServerStatsTest, AnIntervalClosesOnlyOnceItHasPassed) {
+  ServerStats stats;
+  stats.record_answer(3.0);
+  EXPECT_FALSE(stats.roll(std::chrono::hours(1)));
+  EXPECT_EQ(stats.snapshot().p50_ms, 0.0);  // nothing closed yet
+  EXPECT_EQ(stats.snapshot().requests, 1);
+  EXPECT_TRUE(stats.roll(std::chrono::duration<double>(0)));
+  EXPECT_EQ(stats.snapshot().p50_ms, 3.0);
+}
+
+}  // namespace
+}  // namespace argent
