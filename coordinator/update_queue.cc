@@ -118,16 +118,19 @@ bool UpdateStats::roll(std::chrono::duration<double> interval) {
   if (elapsed < interval) return false;
   closed_.upserts_per_s = double(interval_upserts_) / elapsed.count();
   closed_.deletes_per_s = double(interval_deletes_) / elapsed.count();
-  std::sort(interval_visible_.begin(), interval_visible_.end());
-  auto pct = [&](double p) {
-    if (interval_visible_.empty()) return 0.0;
-    const size_t rank = size_t(std::ceil(p * double(interval_visible_.size())));
-    return interval_visible_[std::min(interval_visible_.size() - 1, rank == 0 ? 0 : rank - 1)];
-  };
-  closed_.visible_p50_ms = pct(0.50);
-  closed_.visible_p99_ms = pct(0.99);
+  // An interval without writes keeps the visibility of the last one with writes (as
+  // ServerStats keeps its latencies).
+  if (!interval_visible_.empty()) {
+    std::sort(interval_visible_.begin(), interval_visible_.end());
+    auto pct = [&](double p) {
+      const size_t rank = size_t(std::ceil(p * double(interval_visible_.size())));
+      return interval_visible_[std::min(interval_visible_.size() - 1, rank == 0 ? 0 : rank - 1)];
+    };
+    closed_.visible_p50_ms = pct(0.50);
+    closed_.visible_p99_ms = pct(0.99);
+    interval_visible_.clear();
+  }
   interval_upserts_ = interval_deletes_ = 0;
-  interval_visible_.clear();
   interval_start_ = now;
   return true;
 }

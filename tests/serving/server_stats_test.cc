@@ -1,6 +1,6 @@
-// ServerStats: the percentiles of an interval against a sort of the latencies it recorded, and
-// an idle interval, which reports no QPS but keeps the latencies of the last interval with
-// answers.
+// ServerStats and UpdateStats: the percentiles of an interval against a sort of the latencies it
+// recorded, and an idle interval, which reports no rate but keeps the latencies of the last
+// interval with answers (or writes).
 #include "coordinator/server_stats.h"
 
 #include <gtest/gtest.h>
@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "coordinator/update_queue.h"
 #include "tests/util/test_util.h"
 
 namespace argent {
@@ -63,6 +64,32 @@ TEST(ServerStatsTest, AnIntervalClosesOnlyOnceItHasPassed) {
   EXPECT_EQ(stats.snapshot().requests, 1);
   EXPECT_TRUE(stats.roll(std::chrono::duration<double>(0)));
   EXPECT_EQ(stats.snapshot().p50_ms, 3.0);
+}
+
+TEST(UpdateStatsTest, VisibilityOfAnIntervalWithoutWritesIsTheLastOnes) {
+  test::Rng rng(test::test_seed(42));
+  std::uniform_real_distribution<double> uniform(0.0, 50.0);
+  UpdateStats stats;
+  const std::chrono::duration<double> now(0);
+  std::vector<double> visible;
+  for (int step = 0; step < 40; ++step) {
+    std::vector<double> ms(size_t(1 + step % 5));
+    for (double& v : ms) v = uniform(rng);
+    stats.record_step(int64_t(ms.size()), step % 3, ms);
+    visible.insert(visible.end(), ms.begin(), ms.end());
+  }
+  ASSERT_TRUE(stats.roll(now));
+  const UpdateStatsSnapshot s = stats.snapshot();
+  EXPECT_GT(s.upserts_per_s, 0.0);
+  EXPECT_EQ(s.visible_p50_ms, nearest_rank(visible, 0.50));
+  EXPECT_EQ(s.visible_p99_ms, nearest_rank(visible, 0.99));
+  ASSERT_TRUE(stats.roll(now));
+  const UpdateStatsSnapshot idle = stats.snapshot();
+  EXPECT_EQ(idle.upserts_per_s, 0.0);
+  EXPECT_EQ(idle.deletes_per_s, 0.0);
+  EXPECT_EQ(idle.upserts, s.upserts);
+  EXPECT_EQ(idle.visible_p50_ms, s.visible_p50_ms);
+  EXPECT_EQ(idle.visible_p99_ms, s.visible_p99_ms);
 }
 
 }  // namespace
