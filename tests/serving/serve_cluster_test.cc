@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <filesystem>
 #include <fstream>
 #include <random>
 
@@ -14,46 +13,40 @@
 #include "shard/index_builder.h"
 #include "shard/local_engine.h"
 #include "shard/synthetic.h"
+#include "tests/util/test_util.h"
 
 namespace argent {
 namespace {
 
-namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
 constexpr int kDim = 40;  // not a multiple of 16: exercises padding
 constexpr int64_t kItems = 30000;
 
 struct Cluster {
+  test::TempDir tmp;  // removed with the cluster, after its job has stopped
   std::string dir, config_path, endpoint;
   Config config;
   std::unique_ptr<testing::MpiJob> job;
 };
 
-std::string make_temp_dir(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() /
-                     (name + "-" + std::to_string(::getpid()) + "-" +
-                      std::to_string(std::random_device{}()));
-  fs::create_directories(p);
-  return p.string();
-}
-
-// Builds an index of synthetic items in `dir`/index once per process (both clusters share it).
+// Builds an index of synthetic items once per process (both clusters share it), in a directory
+// removed when the process exits.
 const std::string& shared_index() {
+  static const test::TempDir dir;
   static const std::string index = [] {
-    const std::string dir = make_temp_dir("argent-serve-index");
     Config cfg;
     cfg.index.partitions = 16;
     const ItemSet items = generate_synthetic_items(kItems, kDim, 11, cfg.synthetic);
-    build_index(items, cfg.index, dir + "/index");
-    return dir + "/index";
+    build_index(items, cfg.index, dir.file("index"));
+    return dir.file("index");
   }();
   return index;
 }
 
 std::unique_ptr<Cluster> start_cluster(int ranks, const std::string& serve_yaml) {
   auto c = std::make_unique<Cluster>();
-  c->dir = make_temp_dir("argent-serve");
+  c->dir = c->tmp.path();
   c->endpoint = "ipc://" + c->dir + "/gateway.sock";
   c->config_path = c->dir + "/serve.yaml";
   std::ofstream(c->config_path) << "index:\n  dir: " << shared_index()

@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
@@ -20,11 +19,11 @@
 #include "shard/index_builder.h"
 #include "shard/local_engine.h"
 #include "shard/synthetic.h"
+#include "tests/util/test_util.h"
 
 namespace argent {
 namespace {
 
-namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
 constexpr int kDim = 24;
@@ -35,14 +34,8 @@ constexpr int64_t kK = 20;
 // on chunks of different sizes; GEMM blocking may reorder a few sums.
 constexpr double kValueTolerance = 1e-5;
 
-std::string make_temp_dir(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / (name + "-" + std::to_string(::getpid()) + "-" +
-                                                  std::to_string(std::random_device{}()));
-  fs::create_directories(p);
-  return p.string();
-}
-
 struct RerankCluster {
+  test::TempDir tmp;  // removed with the cluster, after its job has stopped
   std::string dir, endpoint;
   Config config;
   std::unique_ptr<testing::MpiJob> job;
@@ -54,7 +47,7 @@ class ServeRerank : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     auto c = std::make_unique<RerankCluster>();
-    c->dir = make_temp_dir("argent-rerank");
+    c->dir = c->tmp.path();
     c->endpoint = "ipc://" + c->dir + "/gateway.sock";
     Config build;
     build.index.partitions = 12;
