@@ -7,7 +7,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kernels/cpu/bloom.h"
 #include "shard/index_builder.h"
+#include "shard/prober.h"
 #include "tests/util/index_util.h"
 
 namespace argent {
@@ -215,6 +217,49 @@ TEST_F(FilteredSearchTest, PerQueryFiltersInOneBatch) {
     EXPECT_TRUE(all_obey(r.ids.data() + qi * k, k, e));
     EXPECT_TRUE(test::check_topk(r.ids.data() + qi * k, r.scores.data() + qi * k, k,
                                  test::exact_int8_reference(*stored_, qb, qi, e), kScoreTol));
+  }
+}
+
+// The probe reads each list's Bloom summary once per distinct filter of a batch: a batch of
+// mixed filters (shared ones, none, one no item has) probes, query by query, the lists each
+// query probes alone, and none of them is ruled out by its summary.
+TEST_F(FilteredSearchTest, ProbesOfMixedFiltersEqualEachQueryProbedAlone) {
+  SCOPED_TRACE(test::seed_note(seed_));
+  Rng rng(seed_ + 4);
+  std::vector<NamedFilter> fs = filters(rng);
+  fs.resize(12);
+  fs.push_back({"", test::RefExpr{}});
+  fs.push_back(fs[0]);  // the same text again shares its plan
+  fs.push_back({"77:5", term(77, 5)});
+  const int64_t nq = int64_t(fs.size());
+  const std::vector<float> q = test::random_normal(rng, size_t(nq * kDim));
+  std::vector<std::string> texts;
+  for (const NamedFilter& f : fs) texts.push_back(f.text);
+  const QueryBatch batch = prepare_queries(q.data(), nq, kDim, engine_->meta(), texts);
+  const ScanIndexView v = engine_->shard().view();
+  const Prober prober(engine_->meta());
+  for (const int nprobe : {1, 5, 20}) {
+    const std::vector<int32_t> lists = prober.probe(batch, nprobe, v.list_sizes, v.list_summaries);
+    int64_t skipped = 0;
+    for (int64_t qi = 0; qi < nq; ++qi) {
+      SCOPED_TRACE("nprobe " + std::to_string(nprobe) + " query " + std::to_string(qi) +
+                   " filter \"" + texts[size_t(qi)] + "\"");
+      const QueryBatch one =
+          prepare_queries(q.data() + qi * kDim, 1, kDim, engine_->meta(), {texts[size_t(qi)]});
+      const std::vector<int32_t> alone = prober.probe(one, nprobe, v.list_sizes, v.list_summaries);
+      EXPECT_EQ(
+          std::vector<int32_t>(lists.begin() + qi * nprobe, lists.begin() + (qi + 1) * nprobe),
+          alone);
+      skipped += std::count(alone.begin(), alone.end(), -1);
+      const int32_t plan = batch.plan_of_query[size_t(qi)];
+      for (const int32_t l : alone)
+        if (l >= 0 && plan >= 0)
+          EXPECT_TRUE(eval_plan_summary(batch.view().plans[plan],
+                                        v.list_summaries + l * v.bloom_words, v.bloom_words))
+              << "list " << l;
+    }
+    // "77:5" rules out every list; with every list probed, "9:1" (~1 %) rules out some.
+    EXPECT_GE(skipped, nprobe);
   }
 }
 

@@ -61,7 +61,38 @@ struct TileScratch {
   const int8_t* qcodes[kMaxTileQueries];
   int32_t qbias[kMaxTileQueries];
   float qscale[kMaxTileQueries], thresholds[kMaxTileQueries];
+  // One tile query's hits awaiting the exact check (check_and_push).
+  int32_t check_rows[kMaxSubBlocks * kBlockRows];
+  float check_scores[kMaxSubBlocks * kBlockRows];
 };
+
+// The exact checks of one query's hits whose Bloom plan was not definite, then the pushes of
+// those that pass. A check reads the row's place in the feature store and then its pairs: two
+// dependent cache misses. Prefetching every row's place, then every row's pairs, overlaps the
+// misses of all the hits instead of paying both in turn for each.
+void check_and_push(const ScanIndexView& index, const FilterPlanView& plan, const int32_t* rows,
+                    const float* scores, int n, TopKReservoir& res, ScanStats& stats) {
+  const FeatureStoreView& f = index.features;
+  for (int i = 0; i < n; ++i) {
+    __builtin_prefetch(f.offset + rows[i]);
+    __builtin_prefetch(f.count + rows[i]);
+  }
+  for (int i = 0; i < n; ++i) {
+    const int64_t at = f.offset[rows[i]];
+    __builtin_prefetch(f.feature_ids + at);
+    __builtin_prefetch(f.values + at);
+  }
+  for (int i = 0; i < n; ++i) {
+    // Pushes before this one may have raised the reservoir's threshold.
+    if (!res.accepts(scores[i], index.ids[rows[i]])) continue;
+    ++stats.exact_checks;
+    if (!eval_plan_exact(plan, f, rows[i])) {
+      ++stats.bloom_false_positives;
+      continue;
+    }
+    res.push(scores[i], rows[i], index.ids);
+  }
+}
 
 // Buckets queries by list: bucket l holds the queries that scan list l.
 void bucket_queries(const ScanIndexView& index, const ScanQueriesView& queries,
@@ -147,6 +178,7 @@ void score_and_collect(const ScanIndexView& index, const ScanQueriesView& querie
     const int64_t q = tile_queries[t];
     TopKReservoir& res = ts.reservoirs[size_t(q)];
     const int32_t p = queries.plan_of_query ? queries.plan_of_query[q] : -1;
+    int n_checks = 0;
     for (int64_t b = 0; b < n_blocks; ++b) {
       uint32_t h = x.hits[t * n_blocks + b];
       while (h != 0) {
@@ -156,15 +188,16 @@ void score_and_collect(const ScanIndexView& index, const ScanQueriesView& querie
         const float s = x.scores[t * n_blocks * kBlockRows + b * kBlockRows + r];
         if (!res.accepts(s, index.ids[row])) continue;
         if (p >= 0 && !definite_of(t, b, r)) {
-          ++ts.stats.exact_checks;
-          if (!eval_plan_exact(queries.plans[p], index.features, row)) {
-            ++ts.stats.bloom_false_positives;
-            continue;
-          }
+          x.check_rows[n_checks] = int32_t(row);
+          x.check_scores[n_checks++] = s;
+          continue;
         }
         res.push(s, int32_t(row), index.ids);
       }
     }
+    if (n_checks > 0)
+      check_and_push(index, queries.plans[p], x.check_rows, x.check_scores, n_checks, res,
+                     ts.stats);
   }
 }
 
