@@ -5,13 +5,14 @@
 #include <csignal>
 
 #include "serving/mpi_job.h"
+#include "tests/util/test_util.h"
 
 namespace argent {
 namespace {
 
 TEST(CollectiveTimeout, TimeoutAbortsTheJob) {
-  const std::string log = ::testing::TempDir() + "/collective-timeout.log";
-  std::remove(log.c_str());
+  const test::TempDir dir;  // removed with the job's log
+  const std::string log = dir.file("collective-timeout.log");
   testing::MpiJob job({ARGENT_MPIEXEC, "--oversubscribe", "--bind-to", "none", "-np", "2",
                        MPI_TEST_BINARY, "--timeout-probe"},
                       log);
