@@ -111,7 +111,7 @@ bool ServerStats::roll(std::chrono::duration<double> interval) {
   const auto now = Clock::now();
   const std::chrono::duration<double> elapsed = now - interval_start_;
   if (elapsed < interval) return false;
-  closed_.qps = double(interval_latencies_.size()) / elapsed.count();
+  closed_.qps = elapsed.count() > 0 ? double(interval_latencies_.size()) / elapsed.count() : 0;
   // An idle interval keeps the latencies of the last one with answers: a client asking an idle
   // server how fast it answers wants those, not zeros.
   if (!interval_latencies_.empty()) {
@@ -122,7 +122,8 @@ bool ServerStats::roll(std::chrono::duration<double> interval) {
     interval_latencies_.clear();
   }
   closed_.steps_per_rank = interval_steps_;
-  closed_.step_ms_per_rank.assign(interval_steps_.size(), 0.0);
+  // As the latencies: a rank without steps in the interval keeps its last mean step time.
+  closed_.step_ms_per_rank.resize(interval_steps_.size(), 0.0);
   for (size_t r = 0; r < interval_steps_.size(); ++r)
     if (interval_steps_[r] > 0)
       closed_.step_ms_per_rank[r] = interval_step_ms_[r] / double(interval_steps_[r]);

@@ -1,6 +1,6 @@
-// Counters and latency percentiles of a serving coordinator; thread-safe. QPS covers the last
-// completed interval (serve.stats_interval_s), the percentiles the last completed interval that
-// had answers, counters the whole run.
+// Counters and latency percentiles of a serving coordinator; thread-safe. QPS and step counts
+// cover the last completed interval (serve.stats_interval_s), the percentiles and mean step times
+// the last completed interval that had answers (steps), counters the whole run.
 #pragma once
 
 #include <array>
@@ -27,7 +27,7 @@ struct StatsSnapshot {
   std::vector<int64_t> items_per_rank;
   std::vector<int64_t> tombstones_per_rank;  // deleted rows awaiting compaction (empty: none yet)
   std::vector<std::vector<int32_t>> partitions_per_rank;
-  std::vector<double> step_ms_per_rank;    // mean local search time, last interval
+  std::vector<double> step_ms_per_rank;    // mean local search time, last interval with steps
   std::vector<int64_t> steps_per_rank;     // search steps, last interval
 };
 

@@ -116,8 +116,9 @@ bool UpdateStats::roll(std::chrono::duration<double> interval) {
   const auto now = Clock::now();
   const std::chrono::duration<double> elapsed = now - interval_start_;
   if (elapsed < interval) return false;
-  closed_.upserts_per_s = double(interval_upserts_) / elapsed.count();
-  closed_.deletes_per_s = double(interval_deletes_) / elapsed.count();
+  const double seconds = elapsed.count();
+  closed_.upserts_per_s = seconds > 0 ? double(interval_upserts_) / seconds : 0;
+  closed_.deletes_per_s = seconds > 0 ? double(interval_deletes_) / seconds : 0;
   // An interval without writes keeps the visibility of the last one with writes (as
   // ServerStats keeps its latencies).
   if (!interval_visible_.empty()) {

@@ -26,30 +26,22 @@ void probe_lists(const ScanQueriesView& q, int d_pad, const int8_t* centroid_cod
     for (int64_t i = 0; i < q.n; ++i)
       std::copy_n(scores.data() + i * stride, nlist, scores.data() + i * nlist);
 
-  // Which lists each plan may use (none: every non-empty list), worked out once per plan rather
-  // than once per query: a batch's queries mostly share their filter, and a summary per query
-  // and list was 5 % of a filtered IVF batch (1M items, 4096 lists, B = 64).
+  // A list's Bloom summary is read only when the list is next in line for a filtered query:
+  // about nprobe summaries per query, where reading every list's was 5 % of a filtered IVF
+  // batch (1M items, 4096 lists, B = 1 or 64).
   const int64_t n_plans = q.plan_of_query ? q.n_plans : 0;
-  std::vector<uint8_t> plan_ok(size_t((n_plans + 1) * nlist), 0);
-  std::vector<uint8_t> plan_done(size_t(n_plans + 1), 0);
-  auto usable_lists = [&](int32_t plan) {
-    uint8_t* row = plan_ok.data() + size_t(plan + 1) * size_t(nlist);
-    if (!plan_done[size_t(plan + 1)]) {
-      for (int64_t l = 0; l < nlist; ++l)
-        row[l] = list_sizes[l] > 0 &&
-                 (plan < 0 ||
-                  eval_plan_summary(q.plans[plan], list_summaries + l * bloom_words, bloom_words));
-      plan_done[size_t(plan + 1)] = 1;
-    }
-    return row;
-  };
-  std::vector<uint8_t> ok(size_t(q.n * nlist));
-  for (int64_t i = 0; i < q.n; ++i) {
-    const int32_t plan = q.plan_of_query ? q.plan_of_query[i] : -1;
-    ARGENT_CHECK(plan < n_plans, "probe: query ", i, " has plan ", plan, " of ", n_plans);
-    std::copy_n(usable_lists(plan), nlist, ok.data() + i * nlist);
-  }
-  select_probes(scores.data(), q.n, nlist, nprobe, ok.data(), lists);
+  for (int64_t i = 0; q.plan_of_query && i < q.n; ++i)
+    ARGENT_CHECK(q.plan_of_query[i] >= -1 && q.plan_of_query[i] < n_plans, "probe: query ", i,
+                 " has plan ", q.plan_of_query[i], " of ", n_plans);
+  select_usable_probes(
+      scores.data(), q.n, nlist, nprobe,
+      [&](int64_t i, int32_t l) {
+        if (list_sizes[l] <= 0) return false;
+        const int32_t plan = q.plan_of_query ? q.plan_of_query[i] : -1;
+        return plan < 0 ||
+               eval_plan_summary(q.plans[plan], list_summaries + l * bloom_words, bloom_words);
+      },
+      lists);
 }
 
 std::vector<int32_t> Prober::probe(const QueryBatch& q, int nprobe, const int64_t* list_sizes,

@@ -287,6 +287,55 @@ TEST(DenseScores, SelectProbesOrdersByScoreThenListId) {
             (std::vector<int32_t>{0, 1, 2, 3, 4, 5, -1}));
 }
 
+TEST(DenseScores, UsableProbesAreTheBestUsableListsAskedInScoreOrder) {
+  // Random scores with many ties, usability from dense to none, nprobe from 1 to past the lists:
+  // the selection equals a full sort of the usable lists, and asks usable() of a list at most
+  // once, only of lists no worse than the last one it keeps (or of every list, when it keeps
+  // fewer than nprobe).
+  Rng rng(test::test_seed(77));
+  std::uniform_int_distribution<int> score(0, 20);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  for (int round = 0; round < 200; ++round) {
+    const int64_t nq = 1 + round % 5, nl = 1 + int64_t(unit(rng) * 300);
+    const int nprobe = 1 + int(unit(rng) * double(nl + 10));
+    const double p_usable = round % 4 == 0 ? 0.0 : unit(rng);
+    std::vector<float> s(size_t(nq * nl));
+    std::vector<uint8_t> ok(size_t(nq * nl));
+    for (size_t i = 0; i < s.size(); ++i) {
+      s[i] = float(score(rng)) * 0.25f;
+      ok[i] = unit(rng) < p_usable;
+    }
+    std::vector<int> asked(size_t(nq * nl), 0);
+    std::vector<int32_t> out(size_t(nq * nprobe));
+    select_usable_probes(
+        s.data(), nq, nl, nprobe,
+        [&](int64_t q, int32_t l) {
+          ++asked[size_t(q * nl + l)];
+          return ok[size_t(q * nl + l)] != 0;
+        },
+        out.data());
+    for (int64_t q = 0; q < nq; ++q) {
+      std::vector<int32_t> ref;
+      for (int32_t l = 0; l < nl; ++l)
+        if (ok[size_t(q * nl + l)]) ref.push_back(l);
+      const float* sq = s.data() + q * nl;
+      std::sort(ref.begin(), ref.end(),
+                [sq](int32_t a, int32_t b) { return sq[a] > sq[b] || (sq[a] == sq[b] && a < b); });
+      ref.resize(size_t(nprobe), -1);
+      ASSERT_EQ(std::vector<int32_t>(out.begin() + q * nprobe, out.begin() + (q + 1) * nprobe), ref)
+          << "round " << round << " query " << q;
+      const int32_t last = ref.back();
+      for (int32_t l = 0; l < nl; ++l) {
+        ASSERT_LE(asked[size_t(q * nl + l)], 1) << "round " << round << " list " << l;
+        // A kept list's score bounds those asked about, when nprobe lists were kept.
+        if (last >= 0 && asked[size_t(q * nl + l)])
+          EXPECT_TRUE(sq[l] > sq[last] || (sq[l] == sq[last] && l <= last))
+              << "round " << round << " list " << l << " asked after the last kept " << last;
+      }
+    }
+  }
+}
+
 // ---- Quantization -----------------------------------------------------------------------------
 
 // Float rounding inside the library (x * float(127 / amax)) and the float64 reference

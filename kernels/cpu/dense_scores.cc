@@ -1,6 +1,7 @@
 #include "kernels/cpu/dense_scores.h"
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -50,20 +51,38 @@ void dense_scores(const int8_t* query_codes, const float* query_scales, const in
   }
 }
 
-void select_probes(const float* scores, int64_t n_queries, int64_t n_lists, int nprobe,
-                   const uint8_t* list_ok, int32_t* out) {
+void select_usable_probes(const float* scores, int64_t n_queries, int64_t n_lists, int nprobe,
+                          const std::function<bool(int64_t, int32_t)>& usable, int32_t* out) {
 #pragma omp parallel for schedule(static) if (n_queries > 8)
   for (int64_t q = 0; q < n_queries; ++q) {
-    std::vector<int32_t> cand;
-    cand.reserve(size_t(n_lists));
-    for (int64_t l = 0; l < n_lists; ++l)
-      if (list_ok == nullptr || list_ok[q * n_lists + l]) cand.push_back(int32_t(l));
+    std::vector<int32_t> cand(static_cast<size_t>(n_lists));
+    for (int64_t l = 0; l < n_lists; ++l) cand[size_t(l)] = int32_t(l);
     const float* s = scores + q * n_lists;
     auto better = [s](int32_t a, int32_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); };
-    const int64_t n = std::min<int64_t>(nprobe, int64_t(cand.size()));
-    std::partial_sort(cand.begin(), cand.begin() + n, cand.end(), better);
-    for (int i = 0; i < nprobe; ++i) out[q * nprobe + i] = i < n ? cand[size_t(i)] : -1;
+    // The lists in score order, sorted a prefix at a time (a partial sort keeps a heap of only
+    // the prefix, so each list past it costs one well-predicted comparison): usually the first
+    // prefix holds nprobe usable lists.
+    int64_t sorted = 0, next = 0;
+    int found = 0;
+    while (found < nprobe && next < n_lists) {
+      if (next == sorted) {
+        const int64_t more = std::min(n_lists, std::max<int64_t>(2 * sorted, nprobe + 8));
+        std::partial_sort(cand.begin() + sorted, cand.begin() + more, cand.end(), better);
+        sorted = more;
+      }
+      const int32_t l = cand[size_t(next++)];
+      if (usable(q, l)) out[q * nprobe + found++] = l;
+    }
+    for (int i = found; i < nprobe; ++i) out[q * nprobe + i] = -1;
   }
+}
+
+void select_probes(const float* scores, int64_t n_queries, int64_t n_lists, int nprobe,
+                   const uint8_t* list_ok, int32_t* out) {
+  select_usable_probes(
+      scores, n_queries, n_lists, nprobe,
+      [&](int64_t q, int32_t l) { return list_ok == nullptr || list_ok[q * n_lists + l] != 0; },
+      out);
 }
 
 }  // namespace argent

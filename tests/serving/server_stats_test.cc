@@ -56,6 +56,21 @@ TEST(ServerStatsTest, IntervalsReportTheirPercentilesAndIdleOnesKeepTheLast) {
   }
 }
 
+TEST(ServerStatsTest, RanksWithoutStepsKeepTheirLastMeanStepTime) {
+  ServerStats stats;
+  const std::chrono::duration<double> now(0);
+  stats.record_rank_step(0, 2.0);
+  stats.record_rank_step(0, 4.0);
+  stats.record_rank_step(1, 5.0);
+  ASSERT_TRUE(stats.roll(now));
+  EXPECT_EQ(stats.snapshot().step_ms_per_rank, (std::vector<double>{3.0, 5.0}));
+  stats.record_rank_step(1, 7.0);  // rank 0 idle
+  ASSERT_TRUE(stats.roll(now));
+  const StatsSnapshot s = stats.snapshot();
+  EXPECT_EQ(s.steps_per_rank, (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(s.step_ms_per_rank, (std::vector<double>{3.0, 7.0}));
+}
+
 TEST(ServerStatsTest, AnIntervalClosesOnlyOnceItHasPassed) {
   ServerStats stats;
   stats.record_answer(3.0);
