@@ -33,7 +33,7 @@ void probe_lists(const ScanQueriesView& q, int d_pad, const int8_t* centroid_cod
   for (int64_t i = 0; q.plan_of_query && i < q.n; ++i)
     ARGENT_CHECK(q.plan_of_query[i] >= -1 && q.plan_of_query[i] < n_plans, "probe: query ", i,
                  " has plan ", q.plan_of_query[i], " of ", n_plans);
-  select_usable_probes(
+  select_probes(
       scores.data(), q.n, nlist, nprobe,
       [&](int64_t i, int32_t l) {
         if (list_sizes[l] <= 0) return false;

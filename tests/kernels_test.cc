@@ -278,7 +278,9 @@ TEST(DenseScores, SelectProbesOrdersByScoreThenListId) {
   std::vector<uint8_t> ok(18, 1);
   ok[6 + 5] = 0;
   std::vector<int32_t> out(3 * 7);
-  select_probes(s.data(), 3, 6, 7, ok.data(), out.data());
+  select_probes(
+      s.data(), 3, 6, 7, [&](int64_t q, int32_t l) { return ok[size_t(q * 6 + l)] != 0; },
+      out.data());
   EXPECT_EQ(std::vector<int32_t>(out.begin(), out.begin() + 7),
             (std::vector<int32_t>{1, 4, 0, 2, 3, 5, -1}));
   EXPECT_EQ(std::vector<int32_t>(out.begin() + 7, out.begin() + 14),
@@ -287,7 +289,7 @@ TEST(DenseScores, SelectProbesOrdersByScoreThenListId) {
             (std::vector<int32_t>{0, 1, 2, 3, 4, 5, -1}));
 }
 
-TEST(DenseScores, UsableProbesAreTheBestUsableListsAskedInScoreOrder) {
+TEST(DenseScores, SelectProbesAsksUsableInScoreOrderOnly) {
   // Random scores with many ties, usability from dense to none, nprobe from 1 to past the lists:
   // the selection equals a full sort of the usable lists, and asks usable() of a list at most
   // once, only of lists no worse than the last one it keeps (or of every list, when it keeps
@@ -307,7 +309,7 @@ TEST(DenseScores, UsableProbesAreTheBestUsableListsAskedInScoreOrder) {
     }
     std::vector<int> asked(size_t(nq * nl), 0);
     std::vector<int32_t> out(size_t(nq * nprobe));
-    select_usable_probes(
+    select_probes(
         s.data(), nq, nl, nprobe,
         [&](int64_t q, int32_t l) {
           ++asked[size_t(q * nl + l)];

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <functional>
 #include <limits>
+#include <numeric>
 #include <vector>
 
 #include "kernels/cpu/score_tile.h"
@@ -51,12 +52,12 @@ void dense_scores(const int8_t* query_codes, const float* query_scales, const in
   }
 }
 
-void select_usable_probes(const float* scores, int64_t n_queries, int64_t n_lists, int nprobe,
-                          const std::function<bool(int64_t, int32_t)>& usable, int32_t* out) {
+void select_probes(const float* scores, int64_t n_queries, int64_t n_lists, int nprobe,
+                   const std::function<bool(int64_t, int32_t)>& usable, int32_t* out) {
 #pragma omp parallel for schedule(static) if (n_queries > 8)
   for (int64_t q = 0; q < n_queries; ++q) {
     std::vector<int32_t> cand(static_cast<size_t>(n_lists));
-    for (int64_t l = 0; l < n_lists; ++l) cand[size_t(l)] = int32_t(l);
+    std::iota(cand.begin(), cand.end(), 0);
     const float* s = scores + q * n_lists;
     auto better = [s](int32_t a, int32_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); };
     // The lists in score order, sorted a prefix at a time (a partial sort keeps a heap of only
@@ -75,14 +76,6 @@ void select_usable_probes(const float* scores, int64_t n_queries, int64_t n_list
     }
     for (int i = found; i < nprobe; ++i) out[q * nprobe + i] = -1;
   }
-}
-
-void select_probes(const float* scores, int64_t n_queries, int64_t n_lists, int nprobe,
-                   const uint8_t* list_ok, int32_t* out) {
-  select_usable_probes(
-      scores, n_queries, n_lists, nprobe,
-      [&](int64_t q, int32_t l) { return list_ok == nullptr || list_ok[q * n_lists + l] != 0; },
-      out);
 }
 
 }  // namespace argent

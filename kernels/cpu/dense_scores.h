@@ -15,16 +15,12 @@ void dense_scores(const int8_t* query_codes, const float* query_scales, const in
                   int64_t n_rows, int d_pad, float* out, int64_t out_stride);
 
 // For each query, the best `nprobe` lists by score (descending, then list id ascending) among
-// those with list_ok[q * n_lists + l] != 0 (list_ok null: all lists), written to
-// out [n_queries, nprobe]; -1 fills slots when fewer lists qualify.
+// those with usable(q, l), written to out [n_queries, nprobe]; -1 fills slots when fewer lists
+// qualify. usable(q, l) is asked only of the lists the selection walks, in score order, until
+// nprobe usable ones are found (about nprobe per query unless most lists are unusable): a test
+// such as a filter's Bloom summary would add up over every list. It is called from several
+// threads at once for different queries.
 void select_probes(const float* scores, int64_t n_queries, int64_t n_lists, int nprobe,
-                   const uint8_t* list_ok, int32_t* out);
-
-// The same selection with usable(q, l) asked only of the lists it walks, in score order, until
-// nprobe usable ones are found (about nprobe per query unless most lists are unusable): for a
-// test such as a filter's Bloom summary, whose cost over every list would add up. `usable` is
-// called from several threads at once for different queries.
-void select_usable_probes(const float* scores, int64_t n_queries, int64_t n_lists, int nprobe,
-                          const std::function<bool(int64_t, int32_t)>& usable, int32_t* out);
+                   const std::function<bool(int64_t, int32_t)>& usable, int32_t* out);
 
 }  // namespace argent
