@@ -175,12 +175,19 @@ void ListBounds::search(const ShardIndex& shard, const QueryBatch& q, int64_t k,
   fused_scan(shard.view(), qv, probes1, k, scores, ids, rows, stats, threads);
   if (k == 0) return;
 
-  // Pass 2: every further list whose bound reaches the k-th score found so far.
+  // Pass 2: every further list whose bound reaches the k-th score found so far. Its scan starts
+  // from that k-th result (the floor), so rows that cannot displace it are neither checked
+  // against the filter nor kept: under a selective filter the bounds leave most lists, and
+  // without the floor pass 2 checked a quarter more rows than a scan of every list.
   int width2 = 0;
   std::vector<std::vector<int32_t>> more(static_cast<size_t>(n));
+  std::vector<float> floor_scores(static_cast<size_t>(n));
+  std::vector<int64_t> floor_ids(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     const bool full = ids[size_t(i * k + k - 1)] != kEmptyId;
     const double kth = full ? double(scores[size_t(i * k + k - 1)]) : -INFINITY;
+    floor_scores[size_t(i)] = full ? scores[size_t(i * k + k - 1)] : -INFINITY;
+    floor_ids[size_t(i)] = full ? ids[size_t(i * k + k - 1)] : INT64_MAX;
     const auto& lists = order[size_t(i)];
     for (size_t p = size_t(width1); p < lists.size(); ++p)
       if (lists[p].first >= kth) more[size_t(i)].push_back(lists[p].second);
@@ -193,6 +200,8 @@ void ListBounds::search(const ShardIndex& shard, const QueryBatch& q, int64_t k,
   std::vector<float> scores2(size_t(n * k));
   std::vector<int64_t> ids2(size_t(n * k)), rows2(rows ? size_t(n * k) : 0);
   ScanProbesView probes2{lists2.data(), width2};
+  qv.floor_scores = floor_scores.data();
+  qv.floor_ids = floor_ids.data();
   fused_scan(shard.view(), qv, probes2, k, scores2.data(), ids2.data(),
              rows ? rows2.data() : nullptr, stats, threads);
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <numeric>
 #include <random>
 
 #include "shard/exact_search.h"
@@ -13,6 +14,7 @@
 #include "shard/mutation.h"
 #include "shard/prober.h"
 #include "shard/synthetic.h"
+#include "tests/util/test_util.h"
 
 namespace argent {
 namespace {
@@ -169,6 +171,70 @@ TEST(ExactBoundsSync, BoundedEqualsFullScanAfterEveryKindOfWrite) {
   expect_bounded_equals_full("compaction");
   EXPECT_LT(pruned_rows, full_rows / 2) << "bounds skipped too little";
   std::filesystem::remove_all(dir);
+}
+
+// Scores tied across lists: every item is a permutation of one of a few base vectors, so a
+// query of equal coordinates scores whole groups of items in different lists alike. The
+// bounded search's second pass starts from the first pass's k-th result; a tied item in a
+// later list must enter exactly when its id is smaller, as in the scan of every list.
+TEST(ExactBoundsTies, TiesAcrossListsBreakByIdAsInTheFullScan) {
+  const test::TempDir dir;
+  Config cfg;
+  cfg.index.partitions = 2;
+  cfg.index.nlist = 48;
+  cfg.index.normalize = false;
+  const int dim = 16, n_items = 6000, n_bases = 6;
+  std::mt19937_64 rng(21);
+  std::uniform_int_distribution<int> level(-3, 3);
+  std::vector<std::vector<float>> bases(n_bases, std::vector<float>(dim));
+  for (auto& b : bases)
+    for (float& v : b) v = float(level(rng));
+  ItemSet items;
+  items.dim = dim;
+  std::vector<int64_t> ids(n_items);
+  std::iota(ids.begin(), ids.end(), int64_t(1000));
+  std::shuffle(ids.begin(), ids.end(), rng);
+  for (int i = 0; i < n_items; ++i) {
+    std::vector<float> v = bases[size_t(rng() % n_bases)];
+    std::shuffle(v.begin(), v.end(), rng);
+    items.ids.push_back(ids[size_t(i)]);
+    items.embeddings.insert(items.embeddings.end(), v.begin(), v.end());
+    items.push_features({{1, int64_t(rng() % 3)}, {2, int64_t(rng() % 4)}});
+  }
+  build_index(items, cfg.index, dir.path());
+  const IndexMeta meta = read_manifest(dir.path());
+  const QuantizedCentroids centroids = Prober(meta).centroids();
+  const ShardIndex shard = ShardIndex::load(dir.path(), meta, {0, 1}, 0.1);
+  const ListBounds bounds(shard, centroids);
+
+  // Equal coordinates (every permutation of a base scores the same), and a few random queries.
+  std::vector<float> x;
+  for (const float c : {1.0f, -1.0f, 0.5f}) x.insert(x.end(), size_t(dim), c);
+  std::normal_distribution<float> normal;
+  for (int i = 0; i < 3 * dim; ++i) x.push_back(normal(rng));
+  const int64_t n = int64_t(x.size()) / dim;
+
+  int64_t tied_at_kth = 0;
+  for (const std::string filter : {"", "1:1 OR 2:2"}) {
+    std::vector<std::string> filters;
+    if (!filter.empty()) filters.push_back(filter);
+    const QueryBatch q = prepare_queries(x.data(), n, dim, meta, filters);
+    for (const int64_t k : {int64_t(1), int64_t(7), int64_t(100), int64_t(1500)}) {
+      for (const int first_pass : {1, 4}) {
+        const size_t size = size_t(n * k);
+        std::vector<float> s1(size), s2(size);
+        std::vector<int64_t> i1(size), i2(size), r1(size), r2(size);
+        bounds.search(shard, q, k, first_pass, 2, s1.data(), i1.data(), r1.data(), nullptr);
+        search_shard(shard, q, nullptr, 0, k, 2, s2.data(), i2.data(), r2.data(), nullptr);
+        ASSERT_EQ(i1, i2) << "filter '" << filter << "' k " << k << " first pass " << first_pass;
+        ASSERT_EQ(s1, s2);
+        ASSERT_EQ(r1, r2);
+        for (int64_t i = 0; i < n; ++i)
+          tied_at_kth += k > 1 && s2[size_t(i * k + k - 1)] == s2[size_t(i * k + k - 2)];
+      }
+    }
+  }
+  EXPECT_GT(tied_at_kth, 0) << "the data was meant to tie at the k-th score";
 }
 
 INSTANTIATE_TEST_SUITE_P(Data, ExactBounds,

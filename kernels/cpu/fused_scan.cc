@@ -424,6 +424,8 @@ void fused_scan(const ScanIndexView& index, const ScanQueriesView& queries,
                 const ScanProbesView& probes, int64_t k, float* scores, int64_t* ids,
                 int64_t* rows, ScanStats* stats, int threads) {
   ARGENT_CHECK(k >= 0, "fused_scan: k = ", k, " must be >= 0");
+  ARGENT_CHECK((queries.floor_scores == nullptr) == (queries.floor_ids == nullptr),
+               "fused_scan: floor_scores and floor_ids go together");
   ARGENT_CHECK(index.n_rows % kBlockRows == 0, "fused_scan: n_rows ", index.n_rows,
                " is not a multiple of ", kBlockRows);
   ARGENT_CHECK(index.n_rows < (int64_t(1) << 31), "fused_scan: a shard holds ", index.n_rows,
@@ -458,7 +460,12 @@ void fused_scan(const ScanIndexView& index, const ScanQueriesView& queries,
     const int tid = omp_get_thread_num();
     auto state = std::make_unique<ThreadState>();
     state->reservoirs.resize(size_t(queries.n));
-    for (auto& r : state->reservoirs) r.reset(k);
+    for (int64_t q = 0; q < queries.n; ++q) {
+      if (queries.floor_scores)
+        state->reservoirs[size_t(q)].reset(k, queries.floor_scores[q], queries.floor_ids[q]);
+      else
+        state->reservoirs[size_t(q)].reset(k);
+    }
 #pragma omp for schedule(dynamic, 1)
     for (size_t i = 0; i < work.size(); ++i) scan_work_item(index, queries, work[i], *state);
     states[size_t(tid)] = std::move(state);

@@ -39,6 +39,13 @@ struct ScanQueriesView {
   // per 16-row block (bit r: row r is live and passes the filter exactly; shard/filter_cache.h).
   // A plan with masks skips the Bloom evaluation and the exact checks.
   const uint16_t* const* plan_masks = nullptr;
+  // [n] or null: per query, the worst of k results it already holds from elsewhere (an earlier
+  // pass over other lists), or score -inf and id INT64_MAX for none. Only rows that order
+  // before it (score greater, or equal with a smaller id) are kept, so that query may get fewer
+  // than k; the rows kept are exactly those that can enter its merged top k, and the rows that
+  // cannot are neither checked against the filter nor pushed.
+  const float* floor_scores = nullptr;
+  const int64_t* floor_ids = nullptr;
 };
 
 // The lists each query scans: lists [n, nprobe], -1 for unused slots. lists == null scans every

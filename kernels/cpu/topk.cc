@@ -10,7 +10,7 @@ constexpr int64_t kMinSlack = 256;  // a small k still compacts rarely
 
 }  // namespace
 
-void TopKReservoir::reset(int64_t k) {
+void TopKReservoir::reset(int64_t k, float floor_score, int64_t floor_id) {
   k_ = k;
   capacity_ = k + std::max(k, kMinSlack);
   entries_.clear();
@@ -18,8 +18,8 @@ void TopKReservoir::reset(int64_t k) {
     thr_score_ = std::numeric_limits<float>::infinity();
     thr_id_ = std::numeric_limits<int64_t>::min();
   } else {
-    thr_score_ = -std::numeric_limits<float>::infinity();
-    thr_id_ = std::numeric_limits<int64_t>::max();
+    thr_score_ = floor_score;
+    thr_id_ = floor_id;
   }
 }
 

@@ -18,8 +18,11 @@ struct TopKEntry {
 
 class TopKReservoir {
  public:
-  // Empties the reservoir for a new query with `k` results (k >= 0).
-  void reset(int64_t k);
+  // Empties the reservoir for a new query with `k` results (k >= 0). A floor (floor_score,
+  // floor_id) keeps out every row that does not order before it: for a caller that already
+  // holds k results, the worst of them (such rows could not enter the final top k).
+  void reset(int64_t k, float floor_score = -std::numeric_limits<float>::infinity(),
+             int64_t floor_id = std::numeric_limits<int64_t>::max());
 
   // Rows scoring below this cannot enter; rows scoring exactly this must pass accepts().
   float threshold() const { return thr_score_; }
