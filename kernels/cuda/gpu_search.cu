@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -115,7 +116,9 @@ class StepTimer {
 
 // Work on the workspace's second stream: forked from the search's stream when constructed,
 // joined by join(), or on unwind, so that a batch that throws in between leaves no kernel
-// writing buffers the next batch uses. `timed`: events around the work (ARGENT_GPU_PROFILE).
+// writing buffers the next batch uses. `timed`: events around the work (ARGENT_GPU_PROFILE),
+// the first recorded when stream() is first asked for, so that the time counts from the
+// work's launch, not from a fork that may come well before it.
 class SideRun {
  public:
   SideRun(GpuSearchWorkspace::Buffers::SideStream& side, cudaStream_t stream, bool timed)
@@ -125,7 +128,6 @@ class SideRun {
     if (timed) {
       ARGENT_CUDA_CHECK(cudaEventCreate(&start_));
       ARGENT_CUDA_CHECK(cudaEventCreate(&end_));
-      ARGENT_CUDA_CHECK(cudaEventRecord(start_, side_.stream));
     }
   }
   SideRun(const SideRun&) = delete;
@@ -139,7 +141,13 @@ class SideRun {
     if (end_) cudaEventDestroy(end_);
   }
 
-  cudaStream_t stream() const { return side_.stream; }
+  cudaStream_t stream() {
+    if (start_ && !started_) {
+      ARGENT_CUDA_CHECK(cudaEventRecord(start_, side_.stream));
+      started_ = true;
+    }
+    return side_.stream;
+  }
   // The search's stream waits for everything enqueued on stream() so far.
   void join() {
     if (end_) ARGENT_CUDA_CHECK(cudaEventRecord(end_, side_.stream));
@@ -150,7 +158,7 @@ class SideRun {
   // The work's milliseconds (timed, joined, and the search's stream synchronised), else -1.
   float ms() const {
     float ms = -1.f;
-    if (start_ && joined_) ARGENT_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, end_));
+    if (started_ && joined_) ARGENT_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, end_));
     return ms;
   }
 
@@ -158,6 +166,7 @@ class SideRun {
   GpuSearchWorkspace::Buffers::SideStream& side_;
   cudaStream_t stream_;
   cudaEvent_t start_ = nullptr, end_ = nullptr;
+  bool started_ = false;
   bool joined_ = false;
 };
 
@@ -337,13 +346,18 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
                                            size_t(index.scan.n_rows / kBlockRows)),
         b.plan_rows.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1));
   };
+  // The probed lists' pass is launched after the inversion, beside the work that follows it:
+  // launched before, its CTAs filled the GPU ahead of the one-CTA inversion (H100, B = 1,
+  // K = 1000, nprobe 32, search ms: a 10 % filter 0.153-0.154 -> 0.152, 1 % 0.146-0.147 ->
+  // 0.146, same call; unfiltered 0.142-0.144).
   std::optional<SideRun> side;
+  uint32_t* probed_words = nullptr;
+  unsigned long long* probed_rows = nullptr;
   if (probed_list_plans) {
-    const auto [out, counts] = reserve_plan_words();
+    std::tie(probed_words, probed_rows) = reserve_plan_words();
     side.emplace(b.side_stream(), stream, timer.on());
-    cuda::launch_probed_list_plans(index, queries, probes, nprobe, out, counts, side->stream());
-    block_plans = out;
-    plan_rows = counts;
+    block_plans = probed_words;
+    plan_rows = probed_rows;
   }
 
   // Invert to list-major work.
@@ -361,6 +375,9 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   inv.cub_temp_bytes = cuda::invert_temp_bytes(index);
   inv.cub_temp = b.cub_temp.reserve(inv.cub_temp_bytes);
   cuda::launch_invert(index, queries, o.exact ? nullptr : probes, nprobe, inv, stream);
+  if (side)
+    cuda::launch_probed_list_plans(index, queries, probes, nprobe, probed_words, probed_rows,
+                                   side->stream());
   timer.mark("invert");
   const cuda::ListQueries lists{inv.list_start, inv.list_count, inv.list_queries};
 
@@ -446,12 +463,23 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   pass.exact_words = block_plans != nullptr && (plan.stride == 1 || exact_words_everywhere);
   cuda::Candidates cand;
   cand.n = n;
+  cand.flat = plan.flat;
+  // K up to 2048 (per-query buffers): one kernel per query, where the general path's prune,
+  // segmented sort, tie pass and emit took some ten launches (H100, K = 1000, the step: IVF B = 1
+  // 0.068 -> 0.032 ms, exact B = 64 0.18-0.20 -> 0.10, IVF B = 64 under a 10 % filter 0.12 ->
+  // 0.08; search ms in docs/benchmarks.md).
+  const bool fused_top_k = cuda::fused_top_k(cand, o.k, o.stable_ties);
   const size_t sort_items = size_t(plan.flat ? plan.flat_slots : n * plan.cap);
-  cuda::SortBuffers sb;
+  cuda::SortBuffers sb{};
   sb.keys[0] = b.keys0.reserve_as<uint64_t>(sort_items);
-  sb.keys[1] = b.keys1.reserve_as<uint64_t>(sort_items);
   sb.values[0] = b.values0.reserve_as<int32_t>(sort_items);
-  sb.values[1] = b.values1.reserve_as<int32_t>(sort_items);
+  // The second pair is the radix sort's alone: the fused top k leaves it to a stable re-sort
+  // after it, which reserves it then (exact B = 64, K = 1000: 56 MB less).
+  auto reserve_second_sort_pair = [&]() {
+    sb.keys[1] = b.keys1.reserve_as<uint64_t>(sort_items);
+    sb.values[1] = b.values1.reserve_as<int32_t>(sort_items);
+  };
+  if (!fused_top_k) reserve_second_sort_pair();
   if (plan.flat) {
     pass.out_keys = b.cand_keys.reserve_as<uint64_t>(size_t(plan.flat_slots));
     pass.out_rows = b.cand_rows.reserve_as<int32_t>(size_t(plan.flat_slots));
@@ -463,7 +491,6 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
         cudaMemsetAsync(pass.out_keys, 0xff, sizeof(uint64_t) * size_t(plan.flat_slots), stream));
     ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_fill, 0, sizeof(unsigned long long), stream));
     ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_dropped, 0, sizeof(uint32_t) * n, stream));
-    cand.flat = true;
     cand.cap = plan.flat_slots;
     cand.keys[0] = pass.out_keys, cand.flat_rows[0] = pass.out_rows;
     cand.keys[1] = sb.keys[0], cand.flat_rows[1] = sb.values[0];
@@ -488,11 +515,6 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   int32_t* rescue = b.rescue.reserve_as<int32_t>(n);
   int32_t* n_rescue = b.n_rescue.reserve_as<int32_t>(1);
   ARGENT_CUDA_CHECK(cudaMemsetAsync(n_rescue, 0, sizeof(int32_t), stream));
-  // K up to 2048 (per-query buffers): one kernel per query, where the general path's prune,
-  // segmented sort, tie pass and emit took some ten launches (H100, K = 1000, the step: IVF B = 1
-  // 0.068 -> 0.032 ms, exact B = 64 0.18-0.20 -> 0.10, IVF B = 64 under a 10 % filter 0.12 ->
-  // 0.08; search ms in docs/benchmarks.md).
-  const bool fused_top_k = cuda::fused_top_k(cand, o.k, o.stable_ties);
   if (fused_top_k) {
     cuda::launch_fused_top_k(index, queries, cand, thresholds, o.k, sb, scores, ids, rows, rescue,
                              n_rescue, stream);
@@ -562,6 +584,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     // scale: K = 100,000 meets them in nearly every query). Their candidates are right, only
     // unordered: the whole batch is sorted again with ties by id (one more radix sort), which is
     // far cheaper than re-running each of those queries' scans.
+    if (fused_top_k) reserve_second_sort_pair();
     sb.cub_temp_bytes = cuda::sort_temp_bytes(cand, true);
     sb.cub_temp = b.sort_temp.reserve(sb.cub_temp_bytes);
     ARGENT_CUDA_CHECK(cudaMemsetAsync(n_rescue, 0, sizeof(int32_t), stream));

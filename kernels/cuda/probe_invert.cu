@@ -1,5 +1,6 @@
 // The IVF probe on the GPU (centroid scores with the scan's int8 arithmetic, best nprobe usable
 // lists per query) and the inversion of (query, list) pairs into list-major work.
+#include <cub/block/block_scan.cuh>
 #include <cub/device/device_scan.cuh>
 #include <cub/device/device_select.cuh>
 #include <thrust/iterator/counting_iterator.h>
@@ -187,6 +188,7 @@ __global__ void check_probes_kernel(const int32_t* probes, int nprobe, int64_t n
 // launches (memsets and cub's included). Tasks come in probe order, each list's chunks in
 // order; the scan needs no order.
 constexpr int kOneQueryThreads = 1024;
+static_assert(kMaxProbe <= kOneQueryThreads, "one probe slot per thread");
 __global__ void __launch_bounds__(kOneQueryThreads) one_query_invert_kernel(
     const GpuIndexView index, const GpuQueriesView qv, const int32_t* probes, int nprobe,
     int32_t* list_count, int32_t* list_start, int32_t* list_queries, int32_t* tasks,
@@ -206,20 +208,12 @@ __global__ void __launch_bounds__(kOneQueryThreads) one_query_invert_kernel(
     if (usable) list_count[l] = 1, list_start[l] = s, list_queries[s] = 0;
   }
   __syncthreads();
-  // The slots' chunk counts to running ends: warp 0, each lane a run of consecutive slots.
-  if (threadIdx.x < 32) {
-    const int lane = threadIdx.x, per_lane = (nprobe + 31) / 32;
-    const int s0 = min(nprobe, lane * per_lane), s1 = min(nprobe, s0 + per_lane);
-    int32_t sum = 0;
-    for (int s = s0; s < s1; ++s) sum += slot_end[s];
-    int32_t before = sum;
-    for (int o = 1; o < 32; o <<= 1) {
-      const int32_t v = __shfl_up_sync(0xFFFFFFFFu, before, o);
-      if (lane >= o) before += v;
-    }
-    before -= sum;
-    for (int s = s0; s < s1; ++s) slot_end[s] = before += slot_end[s];
-  }
+  // The slots' chunk counts to running ends, a slot per thread.
+  using SlotScan = cub::BlockScan<int32_t, kOneQueryThreads>;
+  __shared__ typename SlotScan::TempStorage scan_storage;
+  int32_t end = threadIdx.x < nprobe ? slot_end[threadIdx.x] : 0;
+  SlotScan(scan_storage).InclusiveSum(end, end);
+  if (threadIdx.x < nprobe) slot_end[threadIdx.x] = end;
   __syncthreads();
   const int32_t total = slot_end[nprobe - 1];
   if (threadIdx.x == 0) *n_tasks = total;

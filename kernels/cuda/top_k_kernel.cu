@@ -5,12 +5,11 @@
 // prune, a segmented radix sort of several passes, a tie pass and an emit: some ten launches,
 // most of whose time at K = 1000 is the launches themselves and the sort's passes over memory.
 #include <cstdint>
-#include <mutex>
-#include <set>
 
 #include "common/cuda_check.h"
 #include "kernels/cuda/block_select.cuh"
 #include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/resident_grid.h"
 #include "kernels/cuda/search_steps.h"
 
 namespace argent {
@@ -290,18 +289,6 @@ __global__ void __launch_bounds__(kTopKThreads) fused_top_k_kernel(
   }
 }
 
-// The kernel's shared memory passes the 48 KiB a launch gets without asking, once per device.
-void allow_top_k_shared_memory() {
-  static std::mutex mu;
-  static std::set<int> devices;
-  int device = 0;
-  ARGENT_CUDA_CHECK(cudaGetDevice(&device));
-  std::lock_guard<std::mutex> lock(mu);
-  if (!devices.insert(device).second) return;
-  ARGENT_CUDA_CHECK(cudaFuncSetAttribute(
-      fused_top_k_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kTopKSharedBytes)));
-}
-
 }  // namespace
 
 bool fused_top_k(const Candidates& c, int64_t k, bool stable_ties) {
@@ -315,7 +302,9 @@ void launch_fused_top_k(const GpuIndexView& index, const GpuQueriesView& queries
   ARGENT_CHECK(fused_top_k(c, k, false),
                "GPU search: the fused top-k takes per-query buffers and k <= ", kFusedTopKMaxK,
                ", not k ", k);
-  allow_top_k_shared_memory();
+  // The kernel's shared memory passes the 48 KiB a launch gets without asking.
+  allow_dynamic_shared_memory(reinterpret_cast<const void*>(fused_top_k_kernel),
+                              int(kTopKSharedBytes));
   fused_top_k_kernel<<<unsigned(c.n), kTopKThreads, kTopKSharedBytes, stream>>>(
       index, queries, c.scores, c.rows, c.count, c.cap, thresholds, k,
       reinterpret_cast<uint32_t*>(b.keys[0]), b.values[0], scores, ids, rows, rescue, n_rescue);
