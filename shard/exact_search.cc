@@ -185,9 +185,9 @@ void ListBounds::search(const ShardIndex& shard, const QueryBatch& q, int64_t k,
   std::vector<int64_t> floor_ids(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     const bool full = ids[size_t(i * k + k - 1)] != kEmptyId;
-    const double kth = full ? double(scores[size_t(i * k + k - 1)]) : -INFINITY;
     floor_scores[size_t(i)] = full ? scores[size_t(i * k + k - 1)] : -INFINITY;
     floor_ids[size_t(i)] = full ? ids[size_t(i * k + k - 1)] : INT64_MAX;
+    const double kth = floor_scores[size_t(i)];
     const auto& lists = order[size_t(i)];
     for (size_t p = size_t(width1); p < lists.size(); ++p)
       if (lists[p].first >= kth) more[size_t(i)].push_back(lists[p].second);
