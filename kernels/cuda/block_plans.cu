@@ -7,6 +7,8 @@
 // than every plan over every probed list, and a run of one query then knows its rows as a
 // uniform run does. A one-query IVF batch takes neither: its rows' words, exact, come from its
 // probes alone (launch_probed_list_plans), beside the inversion.
+#include <cub/block/block_scan.cuh>
+
 #include <algorithm>
 
 #include "common/cuda_check.h"
@@ -152,57 +154,86 @@ __global__ void __launch_bounds__(kThreads) block_plans_kernel(
 }
 
 // A one-query batch: one thread per row of its probed lists, so the pass is one chain of
-// dependent loads (the list, the row's signature, id and pairs' place, the pairs) rather than
-// several in turn. blockIdx.x is a slot of `probes` (-1: no list); the CTAs of blockIdx.y take
-// its list's rows kProbedThreads at a time, as many CTAs as a list of mean size needs. (A grid
-// for the longest list, 32 x 220 CTAs at 80M, left most of them idle: B = 1 under a 10 %
-// filter measured 0.242-0.247 ms against 0.234-0.238 with this grid; H100.) Every row's word
-// is exact for the query's plan, and row_counts gets its eligible and evaluated rows. Lists
-// whose Bloom summary rules the plan out are skipped, as the inversion skips them.
+// dependent loads (the lists, the row's signature, id and pairs' place, the pairs) rather than
+// several in turn. The probed lists' rows, each list padded to whole blocks, are one range split
+// evenly over the grid, so a long list is shared by many CTAs: list sizes vary (lognormal in the
+// benchmark), and a grid of one list per blockIdx.x looped over a long list's rows in the few
+// CTAs of its own. Every CTA works out where each probed list starts in the range (a scan of
+// the nprobe sizes; slots of -1 and lists whose Bloom summary rules the plan out count no rows,
+// as the inversion skips them), then takes its rows kProbedThreads at a time, striding by the
+// grid. Every row's word is exact for the query's plan, and row_counts gets its eligible and
+// evaluated rows (zeroed by the caller).
+//
+// Eight CTAs per SM (32 registers, a few spilled to the L1-cached stack): unbounded, the kernel
+// took 58 registers and four CTAs fit an SM, so the 1,152 CTAs of 32 probed lists at 80M ran in
+// three waves of its chain of loads; with the whole GPU's threads in one wave most CTAs take
+// one round. (H200, B = 1, K = 1000, nprobe 32, same call: the pass 0.0144 -> 0.0127 ms under a
+// 10 % filter, 0.0167 -> 0.0150 at 1 %; search 0.154-0.166 -> 0.153-0.156 and 0.151-0.156 ->
+// 0.150-0.151 ms. The per-list grid at eight CTAs per SM alone measured slower, 0.165-0.171.)
 constexpr int kProbedThreads = 256;
-__global__ void __launch_bounds__(kProbedThreads) probed_list_plans_kernel(
+__global__ void __launch_bounds__(kProbedThreads, 8) probed_list_plans_kernel(
     const __grid_constant__ GpuIndexView index, const __grid_constant__ GpuQueriesView queries,
-    const int32_t* probes, uint32_t* out, unsigned long long* row_counts) {
+    const int32_t* probes, int nprobe, uint32_t* out, unsigned long long* row_counts) {
+  using Scan = cub::BlockScan<int64_t, kProbedThreads>;
+  __shared__ typename Scan::TempStorage scan;
   __shared__ CompiledPlan compiled;
   __shared__ unsigned int cta_possible, cta_rows;
-  const int32_t list = probes[blockIdx.x];
+  extern __shared__ int64_t range_shared[];
+  int64_t* start = range_shared;                     // [nprobe + 1]: each slot's first row
+  int64_t* first_block = range_shared + nprobe + 1;  // [nprobe]: its list's first block
   const int32_t plan = queries.plan_of_query[0];
-  if (list < 0 || plan < 0) return;  // CTA-uniform, as the next two
-  const int64_t list_rows =
-      (index.scan.list_sizes[list] + kBlockRows - 1) / kBlockRows * kBlockRows;
-  if (int64_t(blockIdx.y) * kProbedThreads >= list_rows) return;
+  if (plan < 0) return;  // CTA-uniform
   const FilterOp* ops = queries.plan_ops + queries.plan_begin[plan];
   const int n_ops = queries.plan_len[plan];
   const int words = index.scan.bloom_words;
-  if (!eval_plan_summary(ops, n_ops, index.scan.list_summaries + int64_t(list) * words)) return;
-  const int64_t first_block = index.scan.list_offsets[list] / kBlockRows;
-  const int64_t n_blocks = index.scan.n_rows / kBlockRows;
-  // A row's signature, id and feature pairs' place are read together, before the plan is
-  // compiled: the chain is then these loads, the pairs' loads, and the store.
-  int64_t y = blockIdx.y;
-  Row row;
-  int64_t id = kEmptyId, pairs_at = 0;
-  int32_t n_pairs = 0;
-  auto load = [&]() {
-    const int64_t b = (y * kProbedThreads + threadIdx.x) / kBlockRows;
-    row.load(index, first_block + b, b * kBlockRows < list_rows);
-    const int64_t at = row.block * kBlockRows + threadIdx.x % kBlockRows;
-    id = row.live ? index.scan.ids[at] : kEmptyId;
-    pairs_at = row.live ? index.scan.features.offset[at] : 0;
-    n_pairs = row.live ? index.scan.features.count[at] : 0;
-  };
-  load();
   if (threadIdx.x == 0) {
     compiled.compile(ops, n_ops);
     cta_possible = cta_rows = 0;
   }
+  int64_t total = 0;
+  for (int base = 0; base < nprobe; base += kProbedThreads) {
+    const int i = base + threadIdx.x;
+    const int32_t list = i < nprobe ? probes[i] : -1;
+    int64_t rows = 0;
+    if (list >= 0) {
+      rows = (index.scan.list_sizes[list] + kBlockRows - 1) / kBlockRows * kBlockRows;
+      first_block[i] = index.scan.list_offsets[list] / kBlockRows;
+      if (rows > 0 &&
+          !eval_plan_summary(ops, n_ops, index.scan.list_summaries + int64_t(list) * words))
+        rows = 0;
+    }
+    int64_t before = 0, slots_rows = 0;
+    Scan(scan).ExclusiveSum(rows, before, slots_rows);
+    if (i < nprobe) start[i] = total + before;
+    total += slots_rows;
+    __syncthreads();  // the scan's storage is used again
+  }
+  if (threadIdx.x == 0) start[nprobe] = total;
   __syncthreads();
-  // Lists longer than gridDim.y ranges take more rounds.
-  while (y * kProbedThreads < list_rows) {  // CTA-uniform
-    const PlanResult r = row.eval(compiled, ops, n_ops, words);
+  const int64_t n_blocks = index.scan.n_rows / kBlockRows;
+  for (int64_t r0 = int64_t(blockIdx.x) * kProbedThreads; r0 < total;
+       r0 += int64_t(gridDim.x) * kProbedThreads) {  // CTA-uniform
+    // Starts are whole blocks apart, so a half-warp's rows are one block of one list.
+    const int64_t r = r0 + threadIdx.x;
+    // The last slot starting at or before r (a slot of no rows shares its successor's start).
+    int lo = 0, hi = nprobe;
+    while (hi - lo > 1) {
+      const int mid = (lo + hi) / 2;
+      if (start[mid] <= r)
+        lo = mid;
+      else
+        hi = mid;
+    }
+    Row row;
+    row.load(index, r < total ? first_block[lo] + (r - start[lo]) / kBlockRows : 0, r < total);
+    const int64_t at = row.block * kBlockRows + threadIdx.x % kBlockRows;
+    const int64_t id = row.live ? index.scan.ids[at] : kEmptyId;
+    const int64_t pairs_at = row.live ? index.scan.features.offset[at] : 0;
+    const int32_t n_pairs = row.live ? index.scan.features.count[at] : 0;
+    const PlanResult res = row.eval(compiled, ops, n_ops, words);
     const bool ok =
-        r.possible && id != kEmptyId &&
-        (r.definite || pairs_pass_exactly(index.scan.features, ops, n_ops, pairs_at, n_pairs));
+        res.possible && id != kEmptyId &&
+        (res.definite || pairs_pass_exactly(index.scan.features, ops, n_ops, pairs_at, n_pairs));
     const uint32_t w = block_word(PlanResult{ok, ok});
     if (row.live && threadIdx.x % kBlockRows == 0) out[int64_t(plan) * n_blocks + row.block] = w;
     const int possible = __popc(__ballot_sync(0xFFFFFFFFu, ok));
@@ -211,13 +242,11 @@ __global__ void __launch_bounds__(kProbedThreads) probed_list_plans_kernel(
       atomicAdd(&cta_possible, possible);
       atomicAdd(&cta_rows, live);
     }
-    y += gridDim.y;
-    if (y * kProbedThreads < list_rows) load();
   }
   __syncthreads();
   if (threadIdx.x == 0) {
     if (cta_possible) atomicAdd(row_counts + plan, cta_possible);
-    atomicAdd(row_counts + queries.n_plans, cta_rows);
+    if (cta_rows) atomicAdd(row_counts + queries.n_plans, cta_rows);
   }
 }
 
@@ -406,15 +435,18 @@ void launch_probed_list_plans(const GpuIndexView& index, const GpuQueriesView& q
                               unsigned long long* row_counts, cudaStream_t stream) {
   ARGENT_CHECK(queries.n == 1 && queries.plan_of_query && queries.n_plans >= 1,
                "launch_probed_list_plans: one query with plans, not ", queries.n, " queries");
-  ARGENT_CUDA_CHECK(
-      cudaMemsetAsync(row_counts, 0, sizeof(unsigned long long) * (queries.n_plans + 1), stream));
+  ARGENT_CHECK(nprobe <= kMaxProbedSlots, "launch_probed_list_plans: ", nprobe,
+               " probe slots, more than ", kMaxProbedSlots);
   if (nprobe == 0 || index.max_list_rows == 0) return;
-  // Rows of a list of mean size (padding and slack included), at least one range.
-  const int64_t mean_rows = index.scan.n_rows / std::max<int64_t>(1, index.scan.n_lists);
-  const int64_t ranges = std::clamp<int64_t>(
-      (std::min(mean_rows, index.max_list_rows) + kProbedThreads - 1) / kProbedThreads, 1, 65535);
-  probed_list_plans_kernel<<<dim3(unsigned(nprobe), unsigned(ranges)), kProbedThreads, 0, stream>>>(
-      index, queries, probes, out, row_counts);
+  const size_t smem = sizeof(int64_t) * size_t(2 * nprobe + 1);
+  // No more CTAs than the rows could fill, nor than the GPU holds at once.
+  const int64_t most_rows = int64_t(nprobe) * index.max_list_rows;
+  const int grid = int(std::clamp<int64_t>(
+      (most_rows + kProbedThreads - 1) / kProbedThreads, 1,
+      resident_ctas(reinterpret_cast<const void*>(probed_list_plans_kernel), kProbedThreads,
+                    smem)));
+  probed_list_plans_kernel<<<grid, kProbedThreads, smem, stream>>>(index, queries, probes, nprobe,
+                                                                   out, row_counts);
   ARGENT_CUDA_CHECK_LAUNCH("probed_list_plans_kernel");
 }
 

@@ -29,6 +29,9 @@ struct GpuSearchWorkspace::Buffers {
       flat_segments;
   DeviceArray keys0, keys1, values0, values1, sort_temp;
   DeviceArray rescue, n_rescue, block_plans, plan_rows, pair_rows;
+  // The one-query probed lists' pass's counts: written on the side stream alone (zeroed there
+  // before it waits for the probe), so that zeroing is ordered after their last writer.
+  DeviceArray probed_rows;
   std::unique_ptr<GpuSearchWorkspace> rescue_workspace;
   // A second stream for work that runs beside the search's own (forked and joined by events).
   struct SideStream {
@@ -61,7 +64,7 @@ struct GpuSearchWorkspace::Buffers {
           &list_queries, &tasks, &n_tasks, &cub_temp, &sample_scores, &sample_count,
           &thresholds, &cand_scores, &cand_rows, &cand_count, &cand_keys, &cand_fill,
           &cand_dropped, &flat_segments, &keys0, &keys1, &values0, &values1, &sort_temp,
-          &rescue, &n_rescue, &block_plans, &plan_rows, &pair_rows})
+          &rescue, &n_rescue, &block_plans, &plan_rows, &pair_rows, &probed_rows})
       b += a->bytes();
     return b;
   }
@@ -337,7 +340,8 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   // B = 1, K = 1000: a 10 % filter 0.242-0.245 -> 0.230-0.238 ms, 1 % 0.238-0.241 -> 0.216-0.219,
   // unfiltered 0.218-0.222. The same pass in turn before the inversion measured 0.236-0.238 /
   // 0.223-0.226, and beside an inversion on a high-priority stream 0.236-0.238 / 0.221-0.225.)
-  const bool probed_list_plans = few_plans && !words_from_cache && !o.exact && n == 1;
+  const bool probed_list_plans = few_plans && !words_from_cache && !o.exact && n == 1 &&
+                                 nprobe <= cuda::kMaxProbedSlots;
   // The few plans' words [n_plans][n_rows / 16] and counts [n_plans + 1], for the pass that
   // writes them (the probed lists' pass or launch_block_plans).
   auto reserve_plan_words = [&]() {
@@ -354,7 +358,14 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   uint32_t* probed_words = nullptr;
   unsigned long long* probed_rows = nullptr;
   if (probed_list_plans) {
-    std::tie(probed_words, probed_rows) = reserve_plan_words();
+    probed_words = reserve_plan_words().first;
+    probed_rows = b.probed_rows.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1);
+    // Zeroed on the side stream before it waits for the probe: beside the probe, not in the
+    // pass's turn. Only that stream writes these counts, so the zeroing follows the last batch's
+    // pass; the last batch's reads of them finished before it returned (its stream synchronised).
+    ARGENT_CUDA_CHECK(cudaMemsetAsync(probed_rows, 0,
+                                      sizeof(unsigned long long) * size_t(queries.n_plans + 1),
+                                      b.side_stream().stream));
     side.emplace(b.side_stream(), stream, timer.on());
     block_plans = probed_words;
     plan_rows = probed_rows;

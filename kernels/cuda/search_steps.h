@@ -95,7 +95,11 @@ void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries
 // query's plan (plan_of_query[0]; none for -1) over the rows of the lists in probes[0 .. nprobe)
 // (-1: none; no list twice, as launch_check_probes and the probe ensure) whose Bloom summary
 // admits it, but exact for every one of those rows (ScanPass::exact_words), and counting its
-// eligible rows, not its possible ones. It needs no inversion, so it may run beside it.
+// eligible rows, not its possible ones, into row_counts zeroed by the caller. It needs no
+// inversion, so it may run beside it. nprobe: at most kMaxProbedSlots (each CTA keeps the
+// slots' starts and first blocks in shared memory: 32 KiB at 2,048, under the 48 KiB a launch
+// gets without raising its limit).
+constexpr int kMaxProbedSlots = 2048;
 void launch_probed_list_plans(const GpuIndexView& index, const GpuQueriesView& queries,
                               const int32_t* probes, int nprobe, uint32_t* out,
                               unsigned long long* row_counts, cudaStream_t stream);

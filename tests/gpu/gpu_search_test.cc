@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -31,8 +32,10 @@ struct Fixture {
 
 // An index of n random items of dimension `dim` with nlist lists. tied: every coordinate is
 // -1, 0 or 1 (few distinct embeddings, so long runs of items score exactly the same).
+// edit: changes the items before the index is built.
 std::unique_ptr<Fixture> make_fixture(uint64_t seed, int64_t n, int dim, int64_t nlist,
-                                      bool tied = false) {
+                                      bool tied = false,
+                                      const std::function<void(ItemSet&)>& edit = {}) {
   auto f = std::make_unique<Fixture>();
   Rng rng(seed);
   ItemSet items =
@@ -44,6 +47,7 @@ std::unique_ptr<Fixture> make_fixture(uint64_t seed, int64_t n, int dim, int64_t
       e[i % dim] = 1.f;  // never the zero vector
     }
   }
+  if (edit) edit(items);
   for (int64_t i = 0; i < n; ++i) f->features[items.ids[size_t(i)]] = test::features_of(items, i);
   build_index(items, test::small_index_config(2, nlist), f->dir.path());
   f->engine = std::make_unique<LocalEngine>(LocalEngine::open(f->dir.path(), Config{}));
@@ -628,6 +632,83 @@ TEST_F(GpuSearchTest, SmallFilteredIvfBatchesEqualCpu) {
   EXPECT_GT(rescued, 0) << "no re-run of a single query from a batch; seed " << seed;
   EXPECT_GT(rescued_of_many_plans, 0)
       << "no re-run of a single query from a batch of more than 4 plans; seed " << seed;
+}
+
+TEST_F(GpuSearchTest, OneFilteredQueryOverMoreProbedRowsThanTheGpuHoldsThreads) {
+  // A one-query IVF batch under a filter new to the cache takes exact words for its probed
+  // lists' rows in one pass, its grid no larger than the CTAs the GPU holds at once. 600,000
+  // rows probed whole are more than twice the threads of any GPU of up to 146 SMs (2,048 each),
+  // so the pass's CTAs take its rows in several rounds; 300 lists and more probe slots than the
+  // pass's CTA scans at once. The caller's probes put -1 slots and lists the filter's Bloom
+  // summary rules out between the others; probes wider than the pass takes
+  // (cuda::kMaxProbedSlots, 2,048) go the general way.
+  const uint64_t seed = test::test_seed(907);
+  Rng rng(seed);
+  const int dim = 8;
+  const int64_t rare_value = kValues + 4;
+  auto f = make_fixture(seed, 600000, dim, 300, false, [&](ItemSet& items) {
+    // A dozen items get a value no other item has (values are below kValues), on their last
+    // pair (so their pairs stay sorted): a filter on it leaves their few lists possible and
+    // rules the others out by their summaries.
+    for (int64_t i = 0; i < items.size(); i += 50000) {
+      const int64_t end = items.feature_offsets[size_t(i + 1)];
+      if (end > items.feature_offsets[size_t(i)]) items.feature_values[size_t(end - 1)] = rare_value;
+    }
+  });
+  const ScanIndexView v = f->engine->shard().view();
+  ASSERT_EQ(v.n_lists, 300);
+  std::vector<std::string> filters;
+  for (int j = 0; j < 3; ++j) {
+    Rng style(seed + 30 + j);
+    filters.push_back(test::render_expr(test::random_expr(rng, 3, kFeatures, kValues), style));
+  }
+  filters.push_back("1:2 AND NOT 2:3");
+  std::string rare;
+  for (int feature = 0; feature < kFeatures; ++feature)
+    rare += (feature ? " OR " : "") + std::to_string(feature) + ":" + std::to_string(rare_value);
+  filters.push_back(rare);
+  // Every list, shuffled, with a -1 slot after every third; and the same padded past 2,048.
+  std::vector<int32_t> every(300);
+  for (int32_t l = 0; l < 300; ++l) every[size_t(l)] = l;
+  std::shuffle(every.begin(), every.end(), rng);
+  std::vector<int32_t> gapped;
+  for (size_t i = 0; i < every.size(); ++i) {
+    gapped.push_back(every[i]);
+    if (i % 3 == 2) gapped.push_back(-1);
+  }
+  std::vector<int32_t> wide = gapped;
+  wide.resize(2100, -1);
+  for (size_t j = 0; j < filters.size(); ++j) {
+    std::vector<float> x = test::random_normal(rng, static_cast<size_t>(dim));
+    const QueryBatch q = prepare_queries(x.data(), 1, dim, f->engine->meta(), {filters[j]});
+    for (const std::vector<int32_t>* probes : {&gapped, &wide}) {
+      const int nprobe = int(probes->size());
+      for (const int64_t k : {int64_t(10), int64_t(1000)}) {
+        GpuSearchStats stats;
+        EXPECT_TRUE(same(cpu_search(*f, q, probes->data(), nprobe, k),
+                         gpu_search(*f, q, false, probes->data(), nprobe, k, 0, &stats), k))
+            << "filter " << filters[j] << " nprobe " << nprobe << " k " << k << " seed " << seed;
+        EXPECT_EQ(stats.probed_list_words, nprobe <= 2048) << "filter " << filters[j];
+      }
+    }
+    // The GPU's own probe of 37 lists.
+    const std::vector<int32_t> own =
+        Prober(f->engine->meta()).probe(q, 37, v.list_sizes, v.list_summaries);
+    GpuSearchStats stats;
+    EXPECT_TRUE(same(cpu_search(*f, q, own.data(), 37, 100),
+                     gpu_search(*f, q, false, nullptr, 37, 100, 0, &stats), 100))
+        << "filter " << filters[j] << " GPU probe, seed " << seed;
+    EXPECT_TRUE(stats.probed_list_words);
+  }
+  // The rare filter's summaries rule most lists out, so its probes hold such lists between
+  // possible ones (usable lists come first in a probe row; -1 pads follow).
+  const std::vector<float> x(size_t(dim), 1.f);
+  const QueryBatch rare_q = prepare_queries(x.data(), 1, dim, f->engine->meta(), {rare});
+  const std::vector<int32_t> usable =
+      Prober(f->engine->meta()).probe(rare_q, 300, v.list_sizes, v.list_summaries);
+  const auto n_usable = std::count_if(usable.begin(), usable.end(), [](int32_t l) { return l >= 0; });
+  EXPECT_GT(n_usable, 0) << "seed " << seed;
+  EXPECT_LT(n_usable, 100) << "seed " << seed;
 }
 
 TEST_F(GpuSearchTest, WritesSyncInPlaceAndSearchAsTheCpuDoes) {
