@@ -652,7 +652,8 @@ TEST_F(GpuSearchTest, OneFilteredQueryOverMoreProbedRowsThanTheGpuHoldsThreads) 
     // rules the others out by their summaries.
     for (int64_t i = 0; i < items.size(); i += 50000) {
       const int64_t end = items.feature_offsets[size_t(i + 1)];
-      if (end > items.feature_offsets[size_t(i)]) items.feature_values[size_t(end - 1)] = rare_value;
+      if (end > items.feature_offsets[size_t(i)])
+        items.feature_values[size_t(end - 1)] = rare_value;
     }
   });
   const ScanIndexView v = f->engine->shard().view();
@@ -706,7 +707,8 @@ TEST_F(GpuSearchTest, OneFilteredQueryOverMoreProbedRowsThanTheGpuHoldsThreads) 
   const QueryBatch rare_q = prepare_queries(x.data(), 1, dim, f->engine->meta(), {rare});
   const std::vector<int32_t> usable =
       Prober(f->engine->meta()).probe(rare_q, 300, v.list_sizes, v.list_summaries);
-  const auto n_usable = std::count_if(usable.begin(), usable.end(), [](int32_t l) { return l >= 0; });
+  const auto n_usable =
+      std::count_if(usable.begin(), usable.end(), [](int32_t l) { return l >= 0; });
   EXPECT_GT(n_usable, 0) << "seed " << seed;
   EXPECT_LT(n_usable, 100) << "seed " << seed;
 }
