@@ -342,13 +342,13 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   // 0.223-0.226, and beside an inversion on a high-priority stream 0.236-0.238 / 0.221-0.225.)
   const bool probed_list_plans = few_plans && !words_from_cache && !o.exact && n == 1 &&
                                  nprobe <= cuda::kMaxProbedSlots;
-  // The few plans' words [n_plans][n_rows / 16] and counts [n_plans + 1], for the pass that
-  // writes them (the probed lists' pass or launch_block_plans).
-  auto reserve_plan_words = [&]() {
+  // The few plans' words [n_plans][n_rows / 16] and counts [n_plans + 1] (in `counts`), for
+  // the pass that writes them (the probed lists' pass or launch_block_plans).
+  auto reserve_plan_words = [&](DeviceArray& counts) {
     return std::make_pair(
         b.block_plans.reserve_as<uint32_t>(size_t(queries.n_plans) *
                                            size_t(index.scan.n_rows / kBlockRows)),
-        b.plan_rows.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1));
+        counts.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1));
   };
   // The probed lists' pass is launched after the inversion, beside the work that follows it:
   // launched before, its CTAs filled the GPU ahead of the one-CTA inversion (H100, B = 1,
@@ -358,8 +358,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   uint32_t* probed_words = nullptr;
   unsigned long long* probed_rows = nullptr;
   if (probed_list_plans) {
-    probed_words = reserve_plan_words().first;
-    probed_rows = b.probed_rows.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1);
+    std::tie(probed_words, probed_rows) = reserve_plan_words(b.probed_rows);
     // Zeroed on the side stream before it waits for the probe: beside the probe, not in the
     // pass's turn. Only that stream writes these counts, so the zeroing follows the last batch's
     // pass; the last batch's reads of them finished before it returned (its stream synchronised).
@@ -408,7 +407,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     side->join();
     timer.mark("plans wait");
   } else if (few_plans && !words_from_cache) {
-    const auto [out, counts] = reserve_plan_words();
+    const auto [out, counts] = reserve_plan_words(b.plan_rows);
     cuda::launch_block_plans(index, queries, lists, inv.tasks, inv.n_tasks, queries.n_plans,
                              int(plan.stride), out, counts, stream);
     block_plans = out;
