@@ -7,9 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <optional>
 #include <string>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -29,33 +27,9 @@ struct GpuSearchWorkspace::Buffers {
       flat_segments;
   DeviceArray keys0, keys1, values0, values1, sort_temp;
   DeviceArray rescue, n_rescue, block_plans, plan_rows, pair_rows;
-  // The one-query probed lists' pass's counts: written on the side stream alone (zeroed there
-  // before it waits for the probe), so that zeroing is ordered after their last writer.
+  // The one-query probed lists' pass's counts and its sample's count, zeroed in one memset.
   DeviceArray probed_rows;
   std::unique_ptr<GpuSearchWorkspace> rescue_workspace;
-  // A second stream for work that runs beside the search's own (forked and joined by events).
-  struct SideStream {
-    cudaStream_t stream = nullptr;
-    cudaEvent_t fork = nullptr, join = nullptr;
-    ~SideStream() {
-      if (join) cudaEventDestroy(join);
-      if (fork) cudaEventDestroy(fork);
-      if (stream) cudaStreamDestroy(stream);
-    }
-  };
-  std::unique_ptr<SideStream> side;
-
-  // Created on first use, on the current device.
-  SideStream& side_stream() {
-    if (!side) {
-      auto s = std::make_unique<SideStream>();
-      ARGENT_CUDA_CHECK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
-      ARGENT_CUDA_CHECK(cudaEventCreateWithFlags(&s->fork, cudaEventDisableTiming));
-      ARGENT_CUDA_CHECK(cudaEventCreateWithFlags(&s->join, cudaEventDisableTiming));
-      side = std::move(s);
-    }
-    return *side;
-  }
 
   size_t bytes() const {
     size_t b = 0;
@@ -115,62 +89,6 @@ class StepTimer {
   bool on_ = false;
   std::vector<std::pair<const char*, cudaEvent_t>> events_;
   std::string notes_;
-};
-
-// Work on the workspace's second stream: forked from the search's stream when constructed,
-// joined by join(), or on unwind, so that a batch that throws in between leaves no kernel
-// writing buffers the next batch uses. `timed`: events around the work (ARGENT_GPU_PROFILE),
-// the first recorded when stream() is first asked for, so that the time counts from the
-// work's launch, not from a fork that may come well before it.
-class SideRun {
- public:
-  SideRun(GpuSearchWorkspace::Buffers::SideStream& side, cudaStream_t stream, bool timed)
-      : side_(side), stream_(stream) {
-    ARGENT_CUDA_CHECK(cudaEventRecord(side_.fork, stream_));
-    ARGENT_CUDA_CHECK(cudaStreamWaitEvent(side_.stream, side_.fork, 0));
-    if (timed) {
-      ARGENT_CUDA_CHECK(cudaEventCreate(&start_));
-      ARGENT_CUDA_CHECK(cudaEventCreate(&end_));
-    }
-  }
-  SideRun(const SideRun&) = delete;
-  SideRun& operator=(const SideRun&) = delete;
-  ~SideRun() {
-    if (!joined_) {
-      cudaEventRecord(side_.join, side_.stream);
-      cudaStreamWaitEvent(stream_, side_.join, 0);
-    }
-    if (start_) cudaEventDestroy(start_);
-    if (end_) cudaEventDestroy(end_);
-  }
-
-  cudaStream_t stream() {
-    if (start_ && !started_) {
-      ARGENT_CUDA_CHECK(cudaEventRecord(start_, side_.stream));
-      started_ = true;
-    }
-    return side_.stream;
-  }
-  // The search's stream waits for everything enqueued on stream() so far.
-  void join() {
-    if (end_) ARGENT_CUDA_CHECK(cudaEventRecord(end_, side_.stream));
-    ARGENT_CUDA_CHECK(cudaEventRecord(side_.join, side_.stream));
-    ARGENT_CUDA_CHECK(cudaStreamWaitEvent(stream_, side_.join, 0));
-    joined_ = true;
-  }
-  // The work's milliseconds (timed, joined, and the search's stream synchronised), else -1.
-  float ms() const {
-    float ms = -1.f;
-    if (started_ && joined_) ARGENT_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, end_));
-    return ms;
-  }
-
- private:
-  GpuSearchWorkspace::Buffers::SideStream& side_;
-  cudaStream_t stream_;
-  cudaEvent_t start_ = nullptr, end_ = nullptr;
-  bool started_ = false;
-  bool joined_ = false;
 };
 
 // The bytes of codes in the batch's tasks (profiling only: it synchronises): what a collect
@@ -304,9 +222,51 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   auto& b = workspace.buffers();
   StepTimer timer(stream);
 
-  // Probe.
   // A caller's probes keep their width (entries past the lists are -1 pads).
   const int nprobe = o.exact ? 0 : o.probes ? o.nprobe : int(std::min<int64_t>(o.nprobe, n_lists));
+
+  // Filter words: from the filter cache, exact for every row, when it serves the batch's plans.
+  const bool few_plans =
+      queries.plan_of_query && queries.n_plans >= 1 && queries.n_plans <= cuda::kMaxBlockPlans;
+  const uint32_t* block_plans = nullptr;
+  const unsigned long long* plan_rows = nullptr;
+  const bool words_from_cache =
+      few_plans && o.filter_cache && o.host_plan_ops &&
+      o.filter_cache->lookup(index, o.host_plan_ops, o.host_plan_begin, o.host_plan_len,
+                             queries.n_plans, stream, &block_plans, &plan_rows,
+                             o.filter_cache_peek);
+  if (words_from_cache) timer.mark("cached plans");
+  // A one-query IVF batch under a filter the cache does not hold: one pass over its probed
+  // lists' rows (cuda::launch_probed_list_plans) gives their exact words, draws the sample and
+  // inverts, in place of the inversion and the sample pass. (H100, B = 1, K = 1000, nprobe 32,
+  // search ms, same process; unfiltered 0.147-0.159. A 10 % filter: 0.168-0.170 with the words'
+  // pass beside the inversion on a second stream, forked and joined by events, and the sample
+  // by the scan; 0.150-0.151 with that pass drawing the sample; 0.149-0.158 with one pass on
+  // one stream. A 1 % filter: 0.159-0.161, 0.143-0.145, 0.141-0.142.)
+  const bool probed_list_plans = few_plans && !words_from_cache && !o.exact && n == 1 &&
+                                 nprobe >= 1 && nprobe <= cuda::kMaxProbedSlots;
+  const SamplePlan plan = plan_sample(index, o, n, nprobe);
+  float* sample_scores = b.sample_scores.reserve_as<float>(size_t(n * plan.sample_cap));
+  uint32_t* sample_count = nullptr;  // [n]
+  uint32_t* probed_words = nullptr;
+  unsigned long long* probed_rows = nullptr;
+  if (probed_list_plans) {
+    probed_words = b.block_plans.reserve_as<uint32_t>(size_t(queries.n_plans) *
+                                                      size_t(index.scan.n_rows / kBlockRows));
+    block_plans = probed_words;
+    // The pass's counts [n_plans + 1], then the sample's count: one memset, enqueued before
+    // the probe, so the GPU clears them while the host is still enqueueing the probe.
+    const size_t count_bytes = sizeof(unsigned long long) * size_t(queries.n_plans + 1);
+    probed_rows =
+        static_cast<unsigned long long*>(b.probed_rows.reserve(count_bytes + sizeof(uint32_t)));
+    sample_count = reinterpret_cast<uint32_t*>(probed_rows + queries.n_plans + 1);
+    ARGENT_CUDA_CHECK(cudaMemsetAsync(probed_rows, 0, count_bytes + sizeof(uint32_t), stream));
+    plan_rows = probed_rows;
+  } else {
+    sample_count = b.sample_count.reserve_as<uint32_t>(n);
+  }
+
+  // Probe.
   const int32_t* probes = o.probes;
   int32_t* n_bad_probes = nullptr;
   if (!o.exact && probes) {
@@ -324,52 +284,6 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     timer.mark("probe");
   }
 
-  // Filter words: from the filter cache, exact for every row, when it serves the batch's plans.
-  const bool few_plans =
-      queries.plan_of_query && queries.n_plans >= 1 && queries.n_plans <= cuda::kMaxBlockPlans;
-  const uint32_t* block_plans = nullptr;
-  const unsigned long long* plan_rows = nullptr;
-  const bool words_from_cache =
-      few_plans && o.filter_cache && o.host_plan_ops &&
-      o.filter_cache->lookup(index, o.host_plan_ops, o.host_plan_begin, o.host_plan_len,
-                             queries.n_plans, stream, &block_plans, &plan_rows,
-                             o.filter_cache_peek);
-  if (words_from_cache) timer.mark("cached plans");
-  // A one-query IVF batch under a filter the cache does not hold: exact words for its probed
-  // lists' rows, which need only the probes, on a second stream beside the inversion. (H100,
-  // B = 1, K = 1000: a 10 % filter 0.242-0.245 -> 0.230-0.238 ms, 1 % 0.238-0.241 -> 0.216-0.219,
-  // unfiltered 0.218-0.222. The same pass in turn before the inversion measured 0.236-0.238 /
-  // 0.223-0.226, and beside an inversion on a high-priority stream 0.236-0.238 / 0.221-0.225.)
-  const bool probed_list_plans = few_plans && !words_from_cache && !o.exact && n == 1 &&
-                                 nprobe <= cuda::kMaxProbedSlots;
-  // The few plans' words [n_plans][n_rows / 16] and counts [n_plans + 1] (in `counts`), for
-  // the pass that writes them (the probed lists' pass or launch_block_plans).
-  auto reserve_plan_words = [&](DeviceArray& counts) {
-    return std::make_pair(
-        b.block_plans.reserve_as<uint32_t>(size_t(queries.n_plans) *
-                                           size_t(index.scan.n_rows / kBlockRows)),
-        counts.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1));
-  };
-  // The probed lists' pass is launched after the inversion, beside the work that follows it:
-  // launched before, its CTAs filled the GPU ahead of the one-CTA inversion (H100, B = 1,
-  // K = 1000, nprobe 32, search ms: a 10 % filter 0.153-0.154 -> 0.152, 1 % 0.146-0.147 ->
-  // 0.146, same call; unfiltered 0.142-0.144).
-  std::optional<SideRun> side;
-  uint32_t* probed_words = nullptr;
-  unsigned long long* probed_rows = nullptr;
-  if (probed_list_plans) {
-    std::tie(probed_words, probed_rows) = reserve_plan_words(b.probed_rows);
-    // Zeroed on the side stream before it waits for the probe: beside the probe, not in the
-    // pass's turn. Only that stream writes these counts, so the zeroing follows the last batch's
-    // pass; the last batch's reads of them finished before it returned (its stream synchronised).
-    ARGENT_CUDA_CHECK(cudaMemsetAsync(probed_rows, 0,
-                                      sizeof(unsigned long long) * size_t(queries.n_plans + 1),
-                                      b.side_stream().stream));
-    side.emplace(b.side_stream(), stream, timer.on());
-    block_plans = probed_words;
-    plan_rows = probed_rows;
-  }
-
   // Invert to list-major work.
   const int64_t width = o.exact ? n_lists : nprobe;
   // The inversion's offsets are int32: n * width (query, list) pairs must fit.
@@ -382,20 +296,26 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   inv.list_queries = b.list_queries.reserve_as<int32_t>(size_t(n * width + n));
   inv.tasks = b.tasks.reserve_as<int32_t>(std::max<int64_t>(1, index.n_chunks));
   inv.n_tasks = b.n_tasks.reserve_as<int32_t>(1);
-  inv.cub_temp_bytes = cuda::invert_temp_bytes(index);
-  inv.cub_temp = b.cub_temp.reserve(inv.cub_temp_bytes);
-  cuda::launch_invert(index, queries, o.exact ? nullptr : probes, nprobe, inv, stream);
-  if (side)
-    cuda::launch_probed_list_plans(index, queries, probes, nprobe, probed_words, probed_rows,
-                                   side->stream());
-  timer.mark("invert");
+  if (probed_list_plans) {
+    cuda::launch_probed_list_plans(
+        index, queries, probes, nprobe, probed_words, probed_rows,
+        cuda::ProbedSample{int(plan.stride), sample_scores, sample_count, plan.sample_cap},
+        cuda::ProbedInvert{inv.list_count, inv.list_start, inv.list_queries, inv.tasks,
+                           inv.n_tasks},
+        stream);
+    timer.mark("probed lists' pass");
+  } else {
+    inv.cub_temp_bytes = cuda::invert_temp_bytes(index);
+    inv.cub_temp = b.cub_temp.reserve(inv.cub_temp_bytes);
+    cuda::launch_invert(index, queries, o.exact ? nullptr : probes, nprobe, inv, stream);
+    timer.mark("invert");
+  }
   const cuda::ListQueries lists{inv.list_start, inv.list_count, inv.list_queries};
 
   // Few distinct filters (not from the cache or the probed lists' pass): each row's Bloom plans
   // once, before the scans (cuda::launch_block_plans). More, in IVF: each (query, list) pair's
   // plan once per row of the list, when the words fit. Either way the rows the sample pass
   // reads get exact bits.
-  const SamplePlan plan = plan_sample(index, o, n, nprobe);
   const uint32_t* pair_rows = nullptr;
   int64_t pair_stride = 0;
   const int64_t list_blocks = longest_list_blocks(index);
@@ -403,11 +323,12 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   // Words from the filter cache or the probed lists' pass are exact for every row, so the
   // collect and the emit check nothing.
   const bool exact_words_everywhere = words_from_cache || probed_list_plans;
-  if (side) {
-    side->join();
-    timer.mark("plans wait");
-  } else if (few_plans && !words_from_cache) {
-    const auto [out, counts] = reserve_plan_words(b.plan_rows);
+  if (few_plans && !words_from_cache && !probed_list_plans) {
+    // The few plans' words [n_plans][n_rows / 16] and counts [n_plans + 1].
+    uint32_t* out = b.block_plans.reserve_as<uint32_t>(size_t(queries.n_plans) *
+                                                       size_t(index.scan.n_rows / kBlockRows));
+    unsigned long long* counts =
+        b.plan_rows.reserve_as<unsigned long long>(size_t(queries.n_plans) + 1);
     cuda::launch_block_plans(index, queries, lists, inv.tasks, inv.n_tasks, queries.n_plans,
                              int(plan.stride), out, counts, stream);
     block_plans = out;
@@ -430,8 +351,8 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   {
     cuda::ScanPass pass;
     pass.sample_stride = int(plan.stride);
-    pass.out_count = b.sample_count.reserve_as<uint32_t>(n);
-    pass.out_scores = b.sample_scores.reserve_as<float>(size_t(n * plan.sample_cap));
+    pass.out_count = sample_count;
+    pass.out_scores = sample_scores;
     pass.cap = plan.sample_cap;
     pass.block_plans = block_plans;
     pass.plan_rows = plan_rows;
@@ -444,14 +365,16 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     if (pass.dense_sample) {
       ARGENT_CUDA_CHECK(cudaMemsetAsync(
           pass.out_scores, 0xff, sizeof(float) * size_t(n * plan.sample_cap), stream));
-    } else {
+    } else if (!probed_list_plans) {
       ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_count, 0, sizeof(uint32_t) * n, stream));
     }
     // The list-major scan reads only the sampled blocks, each once for all of its list's
     // queries. (A pass of one warp per (query, list) pair, kept until 2026-12-04 for large IVF
     // batches, measured 0.43 ms against 0.18 ms at B = 256, nprobe 32 on the H200.)
-    cuda::launch_scan(index, queries, lists, inv.tasks, inv.n_tasks, int(n), pass, stream);
-    timer.mark("sample");
+    if (!probed_list_plans) {  // else the probed lists' pass drew the sample
+      cuda::launch_scan(index, queries, lists, inv.tasks, inv.n_tasks, int(n), pass, stream);
+      timer.mark("sample");
+    }
     cuda::launch_select_thresholds(pass.out_scores, pass.dense_sample ? nullptr : pass.out_count,
                                    plan.sample_cap, n, plan.rank, thresholds, stream);
     timer.mark("threshold");
@@ -568,7 +491,6 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     ARGENT_CUDA_CHECK(cudaMemcpyAsync(&host_bad_probes, n_bad_probes, sizeof(int32_t),
                                       cudaMemcpyDeviceToHost, stream));
   ARGENT_CUDA_CHECK(cudaStreamSynchronize(stream));
-  if (side && timer.on()) timer.note("probed_plans", side->ms());
   ARGENT_CHECK(host_bad_probes == 0, "GPU search: ", host_bad_probes,
                " probe entries are not a list number in [0, ", n_lists,
                ") or -1, or repeat a list of their query's row");

@@ -1,16 +1,16 @@
 // The CUDA search: the GPU twin of kernels/cpu/fused_scan.h (same inputs, same int8 arithmetic,
 // same results: ids, scores and order), plus the IVF probe on the GPU.
 //
-// A batch runs as a fixed sequence of kernels on its stream (one step on a second stream beside
-// it) with no host synchronisation between the probe and the final top-K (it can be captured
-// in a CUDA graph once the workspace has grown to the batch's shape: a growing buffer is a
-// cudaFree/cudaMalloc, which synchronises):
+// A batch runs as a fixed sequence of kernels on its stream with no host synchronisation
+// between the probe and the final top-K (it can be captured in a CUDA graph once the workspace
+// has grown to the batch's shape: a growing buffer is a cudaFree/cudaMalloc, which
+// synchronises):
 //
 //   probe        queries x centroids with int8 mma, best nprobe usable lists per query
 //   invert       (query, list) pairs -> for each list, the queries that scan it ("list-major")
 //   plans        under filters not in the filter cache, each row's filter word (search_steps.h);
-//                a one-query IVF batch's on a second stream beside the invert step, forked and
-//                joined with events (so a graph capture takes both streams)
+//                a one-query IVF batch's in one pass over its probed lists that also inverts
+//                and draws the sample (no invert or sample step of its own)
 //   sample       exact scores of a strided sample of each query's rows (every `stride`-th block)
 //   threshold    per query, the r-th best sample score T_q, r chosen so that about 1.5-2x K
 //                rows score >= T_q (a bound from the threads' minima, then a select in shared

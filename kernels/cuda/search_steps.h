@@ -91,18 +91,35 @@ void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries
                         int n_plans, int sample_stride, uint32_t* out,
                         unsigned long long* row_counts, cudaStream_t stream);
 
-// An IVF batch of one query: launch_block_plans' words and row_counts [n_plans + 1] for the
-// query's plan (plan_of_query[0]; none for -1) over the rows of the lists in probes[0 .. nprobe)
-// (-1: none; no list twice, as launch_check_probes and the probe ensure) whose Bloom summary
-// admits it, but exact for every one of those rows (ScanPass::exact_words), and counting its
-// eligible rows, not its possible ones, into row_counts zeroed by the caller. It needs no
-// inversion, so it may run beside it. nprobe: at most kMaxProbedSlots (each CTA keeps the
-// slots' starts and first blocks in shared memory: 32 KiB at 2,048, under the 48 KiB a launch
-// gets without raising its limit).
+// An IVF batch of one query, in one launch: launch_block_plans' words and row_counts
+// [n_plans + 1] for the query's plan (plan_of_query[0]; none for -1) over the rows of the lists
+// in probes[0 .. nprobe) (-1: none; no list twice, as launch_check_probes and the probe ensure)
+// whose Bloom summary admits it, but exact for every one of those rows (ScanPass::exact_words),
+// and counting its eligible rows, not its possible ones, into row_counts zeroed by the caller;
+// the sample pass's part (ScanPass sample mode, which the search then does not launch): the
+// scores of the eligible rows of blocks whose index is a multiple of sample.stride, appended to
+// sample.scores (the first sample.cap kept; *sample.count, zeroed by the caller, counts them
+// all); and launch_invert's work for the query (ProbedInvert: InvertBuffers' arrays, the same
+// contents). nprobe: 1 to kMaxProbedSlots (each CTA keeps the slots' starts and first blocks in
+// shared memory: 32 KiB at 2,048, under the 48 KiB a launch gets without raising its limit).
+struct ProbedSample {
+  int stride = 0;
+  float* scores = nullptr;
+  uint32_t* count = nullptr;
+  int64_t cap = 0;
+};
+struct ProbedInvert {
+  int32_t* list_count = nullptr;
+  int32_t* list_start = nullptr;
+  int32_t* list_queries = nullptr;
+  int32_t* tasks = nullptr;
+  int32_t* n_tasks = nullptr;
+};
 constexpr int kMaxProbedSlots = 2048;
 void launch_probed_list_plans(const GpuIndexView& index, const GpuQueriesView& queries,
                               const int32_t* probes, int nprobe, uint32_t* out,
-                              unsigned long long* row_counts, cudaStream_t stream);
+                              unsigned long long* row_counts, const ProbedSample& sample,
+                              const ProbedInvert& inv, cudaStream_t stream);
 
 // IVF batches with more distinct plans than that: each (query, probed list) pair's plan once
 // per row of its list, into out[pair * stride + block - the list's first block] (the same words

@@ -641,7 +641,8 @@ TEST_F(GpuSearchTest, OneFilteredQueryOverMoreProbedRowsThanTheGpuHoldsThreads) 
   // so the pass's CTAs take its rows in several rounds; 300 lists and more probe slots than the
   // pass's CTA scans at once. The caller's probes put -1 slots and lists the filter's Bloom
   // summary rules out between the others; probes wider than the pass takes
-  // (cuda::kMaxProbedSlots, 2,048) go the general way.
+  // (cuda::kMaxProbedSlots, 2,048) go the general way; 1,500 slots are more than the general
+  // path's one-query inversion takes.
   const uint64_t seed = test::test_seed(907);
   Rng rng(seed);
   const int dim = 8;
@@ -677,12 +678,15 @@ TEST_F(GpuSearchTest, OneFilteredQueryOverMoreProbedRowsThanTheGpuHoldsThreads) 
     gapped.push_back(every[i]);
     if (i % 3 == 2) gapped.push_back(-1);
   }
+  // Past the 1,024 slots the general one-query inversion takes (the pass inverts them itself).
+  std::vector<int32_t> long_row = gapped;
+  long_row.resize(1500, -1);
   std::vector<int32_t> wide = gapped;
   wide.resize(2100, -1);
   for (size_t j = 0; j < filters.size(); ++j) {
     std::vector<float> x = test::random_normal(rng, static_cast<size_t>(dim));
     const QueryBatch q = prepare_queries(x.data(), 1, dim, f->engine->meta(), {filters[j]});
-    for (const std::vector<int32_t>* probes : {&gapped, &wide}) {
+    for (const std::vector<int32_t>* probes : {&gapped, &long_row, &wide}) {
       const int nprobe = int(probes->size());
       for (const int64_t k : {int64_t(10), int64_t(1000)}) {
         GpuSearchStats stats;
@@ -711,6 +715,81 @@ TEST_F(GpuSearchTest, OneFilteredQueryOverMoreProbedRowsThanTheGpuHoldsThreads) 
       std::count_if(usable.begin(), usable.end(), [](int32_t l) { return l >= 0; });
   EXPECT_GT(n_usable, 0) << "seed " << seed;
   EXPECT_LT(n_usable, 100) << "seed " << seed;
+}
+
+TEST_F(GpuSearchTest, OneFilteredQueryDrawsItsSampleInItsProbedListsPass) {
+  // The probed lists' pass of a one-query IVF batch also draws the sample (no sample pass is
+  // launched): the eligible rows of every stride-th block, scored. Its threshold must be the one
+  // the scan's sample gives. The same query on a shard whose filter cache holds the filter's
+  // words takes the scan's sample over the same blocks, so both keep the same candidates (the
+  // eligible rows at or above the threshold; a threshold off by one sample changes the count),
+  // and at stride 1 those are every eligible row scoring at least the CPU's k-th. Codes blocked
+  // (d = 32) and row-major (d = 128, GpuIndexView::rows_layout); filters with NOT.
+  const uint64_t seed = test::test_seed(911);
+  const int64_t n_items = 40000;
+  const int nprobe = 6;
+  int64_t cases = 0, thresholds_above_all = 0;  // cases whose threshold left out some rows
+  for (const int dim : {32, 128}) {
+    auto f = make_fixture(seed + dim, n_items, dim, 32);
+    Prober prober(f->engine->meta());
+    GpuShard cached(f->engine->shard(), prober.centroids(), 0);
+    cached.set_filter_cache_bytes(size_t(64) << 20);
+    const ScanIndexView v = f->engine->shard().view();
+    Rng rng(seed + dim);
+    std::vector<std::string> filters = {"NOT 1:2", "1:2 AND NOT 2:3", "3:4"};
+    for (int j = 0; j < 2; ++j) {
+      Rng style(seed + 40 + j);
+      filters.push_back(test::render_expr(test::random_expr(rng, 3, kFeatures, kValues), style));
+    }
+    for (const std::string& filter : filters) {
+      std::vector<float> x = test::random_normal(rng, static_cast<size_t>(dim));
+      const QueryBatch q = prepare_queries(x.data(), 1, dim, f->engine->meta(), {filter});
+      const std::vector<int32_t> lists = prober.probe(q, nprobe, v.list_sizes, v.list_summaries);
+      // Every eligible row of the probed lists, best first (-inf past them).
+      const Outputs all = cpu_search(*f, q, lists.data(), nprobe, n_items);
+      const int64_t eligible =
+          std::count_if(all.scores.begin(), all.scores.end(), [](float x) { return x > -1e30f; });
+      auto search_cached = [&](int64_t k, int stride, GpuSearchStats* stats) {
+        Outputs o{std::vector<float>(size_t(k)), std::vector<int64_t>(size_t(k))};
+        cached.search(q, false, lists.data(), nprobe, k, o.scores.data(), o.ids.data(), nullptr,
+                      stats, GpuShard::Tuning{stride, 0});
+        return o;
+      };
+      // The first batch meets the filter, the second computes its words: later ones read them.
+      for (int warm = 0; warm < 2; ++warm) search_cached(10, 0, nullptr);
+      for (const int64_t k : {int64_t(10), int64_t(300)}) {
+        int64_t at_or_above_kth = 0;
+        for (int64_t j = 0; j < n_items && all.scores[size_t(j)] > -1e30f &&
+                            all.scores[size_t(j)] >= all.scores[size_t(k - 1)];
+             ++j)
+          ++at_or_above_kth;
+        const Outputs cpu = cpu_search(*f, q, lists.data(), nprobe, k);
+        for (const int stride : {0, 1, 2, 16}) {
+          const std::string what = "d " + std::to_string(dim) + " filter '" + filter + "' k " +
+                                   std::to_string(k) + " stride " + std::to_string(stride) +
+                                   " seed " + std::to_string(seed);
+          GpuSearchStats in_pass, from_scan;
+          EXPECT_TRUE(
+              same(cpu, gpu_search(*f, q, false, lists.data(), nprobe, k, stride, &in_pass), k))
+              << what;
+          EXPECT_TRUE(same(cpu, search_cached(k, stride, &from_scan), k)) << what;
+          ASSERT_TRUE(in_pass.probed_list_words) << what;
+          ASSERT_TRUE(from_scan.cached_filters) << what;
+          EXPECT_EQ(in_pass.sample_stride, from_scan.sample_stride) << what;
+          EXPECT_EQ(in_pass.candidates, from_scan.candidates) << what;
+          EXPECT_EQ(in_pass.rescued_queries, from_scan.rescued_queries) << what;
+          if (in_pass.sample_stride == 1) {
+            EXPECT_EQ(in_pass.candidates, at_or_above_kth) << "an exact threshold: " << what;
+            EXPECT_EQ(in_pass.rescued_queries, 0) << "an exact threshold: " << what;
+          }
+          ++cases;
+          thresholds_above_all += in_pass.candidates < eligible;
+        }
+      }
+    }
+  }
+  // A sample too small for its rank gives no threshold, and such a case compares nothing.
+  EXPECT_GT(thresholds_above_all, cases / 4) << "of " << cases << " cases; seed " << seed;
 }
 
 TEST_F(GpuSearchTest, WritesSyncInPlaceAndSearchAsTheCpuDoes) {
