@@ -221,7 +221,7 @@ constexpr int kProbedThreads = 256;
 __global__ void __launch_bounds__(kProbedThreads, 8) probed_list_plans_kernel(
     const __grid_constant__ GpuIndexView index, const __grid_constant__ GpuQueriesView queries,
     const int32_t* probes, int nprobe, uint32_t* out, unsigned long long* row_counts,
-    const ProbedSample sample, const ProbedInvert inv) {
+    const ProbedSample sample, const InvertBuffers inv) {
   using Scan = cub::BlockScan<int64_t, kProbedThreads>;
   __shared__ typename Scan::TempStorage scan;
   __shared__ CompiledPlan compiled;
@@ -282,9 +282,10 @@ __global__ void __launch_bounds__(kProbedThreads, 8) probed_list_plans_kernel(
   __syncthreads();
   if (inverter) {
     if (threadIdx.x == 0) *inv.n_tasks = int32_t(total);
-    for (int64_t t = threadIdx.x; t < total; t += kProbedThreads)
-      inv.tasks[t] = int32_t(first_block[last_slot_at(start, nprobe, t)] + t -
-                             start[last_slot_at(start, nprobe, t)]);
+    for (int64_t t = threadIdx.x; t < total; t += kProbedThreads) {
+      const int slot = last_slot_at(start, nprobe, t);
+      inv.tasks[t] = int32_t(first_block[slot] + t - start[slot]);
+    }
     return;
   }
   const int64_t n_blocks = index.scan.n_rows / kBlockRows;
@@ -515,7 +516,7 @@ void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries
 void launch_probed_list_plans(const GpuIndexView& index, const GpuQueriesView& queries,
                               const int32_t* probes, int nprobe, uint32_t* out,
                               unsigned long long* row_counts, const ProbedSample& sample,
-                              const ProbedInvert& inv, cudaStream_t stream) {
+                              const InvertBuffers& inv, cudaStream_t stream) {
   ARGENT_CHECK(queries.n == 1 && queries.plan_of_query && queries.n_plans >= 1,
                "launch_probed_list_plans: one query with plans, not ", queries.n, " queries");
   ARGENT_CHECK(nprobe >= 1 && nprobe <= kMaxProbedSlots, "launch_probed_list_plans: ", nprobe,

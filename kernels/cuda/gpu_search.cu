@@ -299,9 +299,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   if (probed_list_plans) {
     cuda::launch_probed_list_plans(
         index, queries, probes, nprobe, probed_words, probed_rows,
-        cuda::ProbedSample{int(plan.stride), sample_scores, sample_count, plan.sample_cap},
-        cuda::ProbedInvert{inv.list_count, inv.list_start, inv.list_queries, inv.tasks,
-                           inv.n_tasks},
+        cuda::ProbedSample{int(plan.stride), sample_scores, sample_count, plan.sample_cap}, inv,
         stream);
     timer.mark("probed lists' pass");
   } else {
@@ -362,16 +360,16 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     // Unfiltered exact search: every query's sample has the same slots, written without
     // counts or atomics (H100, the step: B = 64 0.129 -> 0.075 ms, B = 256 0.316 -> 0.150).
     pass.dense_sample = o.exact && !queries.plan_of_query;
-    if (pass.dense_sample) {
-      ARGENT_CUDA_CHECK(cudaMemsetAsync(
-          pass.out_scores, 0xff, sizeof(float) * size_t(n * plan.sample_cap), stream));
-    } else if (!probed_list_plans) {
-      ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_count, 0, sizeof(uint32_t) * n, stream));
-    }
-    // The list-major scan reads only the sampled blocks, each once for all of its list's
-    // queries. (A pass of one warp per (query, list) pair, kept until 2026-12-04 for large IVF
-    // batches, measured 0.43 ms against 0.18 ms at B = 256, nprobe 32 on the H200.)
     if (!probed_list_plans) {  // else the probed lists' pass drew the sample
+      if (pass.dense_sample) {
+        ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_scores, 0xff,
+                                          sizeof(float) * size_t(n * plan.sample_cap), stream));
+      } else {
+        ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_count, 0, sizeof(uint32_t) * n, stream));
+      }
+      // The list-major scan reads only the sampled blocks, each once for all of its list's
+      // queries. (A pass of one warp per (query, list) pair, kept until 2026-12-04 for large
+      // IVF batches, measured 0.43 ms against 0.18 ms at B = 256, nprobe 32 on the H200.)
       cuda::launch_scan(index, queries, lists, inv.tasks, inv.n_tasks, int(n), pass, stream);
       timer.mark("sample");
     }

@@ -91,36 +91,6 @@ void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries
                         int n_plans, int sample_stride, uint32_t* out,
                         unsigned long long* row_counts, cudaStream_t stream);
 
-// An IVF batch of one query, in one launch: launch_block_plans' words and row_counts
-// [n_plans + 1] for the query's plan (plan_of_query[0]; none for -1) over the rows of the lists
-// in probes[0 .. nprobe) (-1: none; no list twice, as launch_check_probes and the probe ensure)
-// whose Bloom summary admits it, but exact for every one of those rows (ScanPass::exact_words),
-// and counting its eligible rows, not its possible ones, into row_counts zeroed by the caller;
-// the sample pass's part (ScanPass sample mode, which the search then does not launch): the
-// scores of the eligible rows of blocks whose index is a multiple of sample.stride, appended to
-// sample.scores (the first sample.cap kept; *sample.count, zeroed by the caller, counts them
-// all); and launch_invert's work for the query (ProbedInvert: InvertBuffers' arrays, the same
-// contents). nprobe: 1 to kMaxProbedSlots (each CTA keeps the slots' starts and first blocks in
-// shared memory: 32 KiB at 2,048, under the 48 KiB a launch gets without raising its limit).
-struct ProbedSample {
-  int stride = 0;
-  float* scores = nullptr;
-  uint32_t* count = nullptr;
-  int64_t cap = 0;
-};
-struct ProbedInvert {
-  int32_t* list_count = nullptr;
-  int32_t* list_start = nullptr;
-  int32_t* list_queries = nullptr;
-  int32_t* tasks = nullptr;
-  int32_t* n_tasks = nullptr;
-};
-constexpr int kMaxProbedSlots = 2048;
-void launch_probed_list_plans(const GpuIndexView& index, const GpuQueriesView& queries,
-                              const int32_t* probes, int nprobe, uint32_t* out,
-                              unsigned long long* row_counts, const ProbedSample& sample,
-                              const ProbedInvert& inv, cudaStream_t stream);
-
 // IVF batches with more distinct plans than that: each (query, probed list) pair's plan once
 // per row of its list, into out[pair * stride + block - the list's first block] (the same words
 // as launch_block_plans), and the pair's possibly eligible rows into pair_rows[pair]. Pairs of
@@ -148,18 +118,42 @@ void launch_check_probes(const int32_t* probes, int64_t n, int nprobe, int64_t n
 // list_count/list_fill/list_start [n_lists], list_queries [n * (probes ? nprobe : n_lists) + n],
 // tasks [n_chunks], cub_temp of cub_temp_bytes (query with cub_temp == null first).
 struct InvertBuffers {
-  int32_t* list_count;
-  int32_t* list_fill;
-  int32_t* list_start;
-  int32_t* list_queries;
-  int32_t* tasks;
-  int32_t* n_tasks;
-  void* cub_temp;
-  size_t cub_temp_bytes;
+  int32_t* list_count = nullptr;
+  int32_t* list_fill = nullptr;
+  int32_t* list_start = nullptr;
+  int32_t* list_queries = nullptr;
+  int32_t* tasks = nullptr;
+  int32_t* n_tasks = nullptr;
+  void* cub_temp = nullptr;
+  size_t cub_temp_bytes = 0;
 };
 size_t invert_temp_bytes(const GpuIndexView& index);
 void launch_invert(const GpuIndexView& index, const GpuQueriesView& queries,
                    const int32_t* probes, int nprobe, const InvertBuffers& b, cudaStream_t stream);
+
+// An IVF batch of one query, in one launch: launch_block_plans' words and row_counts
+// [n_plans + 1] for the query's plan (plan_of_query[0]; none for -1) over the rows of the lists
+// in probes[0 .. nprobe) (-1: none; no list twice, as launch_check_probes and the probe ensure)
+// whose Bloom summary admits it, but exact for every one of those rows (ScanPass::exact_words),
+// and counting its eligible rows, not its possible ones, into row_counts zeroed by the caller;
+// the sample pass's part (ScanPass sample mode, which the search then does not launch): the
+// scores of the eligible rows of blocks whose index is a multiple of sample.stride, appended to
+// sample.scores (the first sample.cap kept; *sample.count, zeroed by the caller, counts them
+// all); and launch_invert's work for the query (inv's arrays, the same contents; its cub
+// scratch is not used). nprobe: 1 to kMaxProbedSlots (each CTA keeps the slots' starts and
+// first blocks in shared memory: 32 KiB at 2,048, under the 48 KiB a launch gets without
+// raising its limit).
+struct ProbedSample {
+  int stride = 0;
+  float* scores = nullptr;
+  uint32_t* count = nullptr;
+  int64_t cap = 0;
+};
+constexpr int kMaxProbedSlots = 2048;
+void launch_probed_list_plans(const GpuIndexView& index, const GpuQueriesView& queries,
+                              const int32_t* probes, int nprobe, uint32_t* out,
+                              unsigned long long* row_counts, const ProbedSample& sample,
+                              const InvertBuffers& inv, cudaStream_t stream);
 
 // thresholds[q] = the rank[q]-th best of the sample scores [q * cap, + min(count[q], cap)), or
 // of all cap slots with sample_count == null (ScanPass::dense_sample: slots of 0xFF bytes are
