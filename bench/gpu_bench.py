@@ -28,7 +28,7 @@ p.add_argument("--batches", default="1,16,64,256,1024")
 p.add_argument("--ks", default="100,1000,10000,100000")
 p.add_argument("--reps", type=int, default=10)
 p.add_argument("--out", default="gpu_bench.json")
-p.add_argument("--skip", default="", help="sections to leave out: filters,exactness,nprobe (comma list)")
+p.add_argument("--skip", default="", help="sections to leave out: filters,one-query,exactness,nprobe (comma list)")
 p.add_argument("--filter-cache-mb", type=float, default=256,
                help="filter cache size for the 'cached' measurements (recurring filters' exact words)")
 p.add_argument("--profile-cached", action="store_true",
@@ -44,12 +44,21 @@ p.add_argument("--profile-ab", default="",
                     "VAR set to each value in turn, --profile-rounds times (an A/B of a knob the "
                     "library reads on every batch, in one process on the same data)")
 p.add_argument("--profile-rounds", type=int, default=3)
+p.add_argument("--profile-seed", type=int, default=5, help="with --profile: the seed of the cases' queries")
+p.add_argument("--one-query-set", type=int, default=64,
+               help="the one-query IVF section: this many different queries, each timed alone")
+p.add_argument("--one-query-rounds", type=int, default=7,
+               help="the one-query IVF section: each query's time is its median over this many rounds")
+p.add_argument("--one-query-steps", action="store_true",
+               help="the one-query IVF section also prints each filter's mean step times over the queries "
+                    "(ARGENT_GPU_PROFILE; one more call of each query)")
 p.add_argument("--codes-layout", choices=("rows", "blocked"), default="rows",
                help="Argent's codes on the GPU: row-major (GpuIndexView::rows_layout) or blocked")
 args = p.parse_args()
 SKIP = set(x for x in args.skip.split(",") if x)
-if SKIP - {"filters", "exactness", "nprobe"}:
-    raise SystemExit(f"--skip: unknown sections {sorted(SKIP - {'filters', 'exactness', 'nprobe'})}")
+SECTIONS = {"filters", "one-query", "exactness", "nprobe"}
+if SKIP - SECTIONS:
+    raise SystemExit(f"--skip: unknown sections {sorted(SKIP - SECTIONS)}")
 
 torch.backends.cuda.matmul.allow_tf32 = False
 dev = "cuda"
@@ -317,7 +326,7 @@ if args.profile:
         set_filter_cache(args.filter_cache_mb)
     for B, k, exact, f in cases:
         fs = per_query_exprs(B) if f == "per-query" else [f] * B if f else None
-        s = Search(make_queries(B, 5), k, exact, filters=fs)
+        s = Search(make_queries(B, args.profile_seed), k, exact, filters=fs)
         s()
         torch.cuda.synchronize()
         if args.profile_cached and fs:  # the second batch computes the filter's words: its steps
@@ -400,6 +409,103 @@ R["filtered"] = rows
 table("Filters (K = 1000; 'cached': the filter's words from the filter cache)",
       ["B", "filter", "mode", "ms", "QPS", "ms cached", "QPS cached", "candidates/query", "rescued", "resorted"], rows)
 save()
+
+# ---------------- one-query IVF under filters, query by query ----------------
+# A B = 1 row above times one query again and again: the lists it probes (~40 MB at nprobe 32)
+# stay in the 50 MB L2 between calls, and one query decides whether a filter is slower. Here
+# each of --one-query-set different queries is timed alone under each filter; a call follows a
+# call of another query under the same filter (filter-major order, the filters' order turned
+# every round), so every filter meets the same cache state. Each query's time is its median
+# over the rounds; "faster" counts the queries whose filtered time is at most their unfiltered.
+def mean_steps(searches):
+    """Each step's mean ms over one call of each search (ARGENT_GPU_PROFILE's lines on stderr,
+    read back from a temporary file)."""
+    import os
+    import tempfile
+    sys_err = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+") as f:
+        os.dup2(f.fileno(), 2)
+        os.environ["ARGENT_GPU_PROFILE"] = "1"
+        try:
+            for s in searches:
+                s()
+                torch.cuda.synchronize()
+        finally:
+            os.environ["ARGENT_GPU_PROFILE"] = "0"
+            os.dup2(sys_err, 2)
+            os.close(sys_err)
+        f.seek(0)
+        sums, lines = {}, 0
+        for line in f:
+            if not line.startswith("gpu_search steps (ms):"):
+                continue
+            lines += 1
+            parts = line.split(":", 1)[1].split()
+            i = 0
+            while i + 1 < len(parts):  # "name value" pairs; a name may hold spaces
+                j = i
+                while j < len(parts):
+                    try:
+                        v = float(parts[j])
+                        break
+                    except ValueError:
+                        j += 1
+                if j >= len(parts):
+                    break
+                name = " ".join(parts[i:j])
+                sums[name] = sums.get(name, 0.0) + v
+                i = j + 1
+    return {k: round(v / max(1, lines), 4) for k, v in sums.items()} | {"batches": lines}
+
+
+def one_query_section(cache_mb):
+    Q = args.one_query_set
+    qf = make_queries(Q, 4242)
+    names = list(FILTERS)
+    searches = {n: [Search(qf[i:i + 1], K, False, filters=[FILTERS[n]] if FILTERS[n] else None)
+                    for i in range(Q)] for n in names}
+    if cache_mb:
+        set_filter_cache(cache_mb)
+    for n in names:  # warm-up; with the cache on, the second call computes a filter's words
+        for s in searches[n]:
+            s(); s()
+    times = {n: [[] for _ in range(Q)] for n in names}
+    for r in range(args.one_query_rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            for i, s in enumerate(searches[n]):
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                s()
+                torch.cuda.synchronize()
+                times[n][i].append((time.perf_counter() - t0) * 1e3)
+    if args.one_query_steps:
+        for n in names:
+            print(f"one-query steps, filter {n}, filter cache {bool(cache_mb)}: " +
+                  json.dumps(mean_steps(searches[n])), flush=True)
+    if cache_mb:
+        set_filter_cache(0)
+    med = {n: [statistics.median(t) for t in times[n]] for n in names}
+    out = []
+    for n in names:
+        row = {"filter": n, "filter cache": bool(cache_mb) and n != "none", "queries": Q,
+               "mean ms": round(statistics.mean(med[n]), 4), "median ms": round(statistics.median(med[n]), 4),
+               "p90 ms": round(sorted(med[n])[int(0.9 * (Q - 1))], 4)}
+        if n != "none":
+            d = [a - b for a, b in zip(med[n], med["none"])]
+            row["mean - none, ms"] = round(statistics.mean(d), 4)
+            row["faster or level"] = f"{sum(x <= 0 for x in d)} of {Q}"
+        out.append(row)
+        print(json.dumps(row), flush=True)
+    return out
+
+
+if 1 in BATCHES and "one-query" not in SKIP:
+    rows = one_query_section(0) + one_query_section(args.filter_cache_mb)
+    R["one_query_ivf"] = rows
+    table(f"One query at a time, IVF nprobe {NPROBE}, K = 1000: each query's median of "
+          f"{args.one_query_rounds} rounds", ["filter", "filter cache", "queries", "mean ms", "median ms",
+                                              "p90 ms", "mean - none, ms", "faster or level"], rows)
+    save()
 
 # Exactness at full scale: filtered exact results == a brute force over eligible rows (same
 # int8 arithmetic in fp32, exact for |dot| < 2^24), for expressions with NOT.

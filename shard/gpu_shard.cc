@@ -79,6 +79,10 @@ struct GpuShard::State {
   DeviceArray written_blocks;
   // Per batch; the plans also on the host, for the filter cache's keys.
   PackedUpload batch_arrays;  // the queries' codes, scales and filter plans, one copy
+  // A one-query batch's plans, left for run_gpu_search to send (GpuSearchOptions::unsent_plans):
+  // its probe's launch carries them, so the batch makes no second copy.
+  PackedUpload one_query_plans;
+  UnsentPlans unsent;
   DeviceArray lists, out_scores, out_ids, out_rows;
   std::vector<FilterOp> ops;
   std::vector<int32_t> begin, len;
@@ -87,7 +91,8 @@ struct GpuShard::State {
     if (stream) cudaStreamDestroy(stream);
   }
 
-  GpuQueriesView upload_queries(const QueryBatch& q) {
+  // leave_plans: a one-query batch's plans are placed, not sent (`unsent`), for run_gpu_search.
+  GpuQueriesView upload_queries(const QueryBatch& q, bool leave_plans) {
     ops.clear();
     begin.clear();
     len.clear();
@@ -100,13 +105,19 @@ struct GpuShard::State {
     u.clear();
     const size_t codes = u.add(q.codes.data(), q.codes.size());
     const size_t scales = u.add(q.scales.data(), q.scales.size());
-    const PlanOffsets plans = add_filter_plans(u, ops, begin, len, q.plan_of_query);
+    const bool plans_apart = leave_plans && q.n == 1 && !begin.empty();
+    unsent = UnsentPlans{};
+    PlanOffsets plans;
+    if (!plans_apart) plans = add_filter_plans(u, ops, begin, len, q.plan_of_query);
     u.send(stream);
     GpuQueriesView v;
     v.n = q.n;
     v.codes = u.at<int8_t>(codes);
     v.scales = u.at<float>(scales);
-    point_at_filter_plans(u, plans, &v);
+    if (plans_apart)
+      unsent = place_filter_plans(one_query_plans, ops, begin, len, q.plan_of_query, &v);
+    else
+      point_at_filter_plans(u, plans, &v);
     return v;
   }
 };
@@ -210,7 +221,7 @@ void GpuShard::search(const QueryBatch& q, bool exact, const int32_t* lists, int
                       float* scores, int64_t* ids, int64_t* rows, GpuSearchStats* stats,
                       const Tuning& tuning) {
   ARGENT_CUDA_CHECK(cudaSetDevice(s_->device));
-  const GpuQueriesView qv = s_->upload_queries(q);
+  const GpuQueriesView qv = s_->upload_queries(q, /*leave_plans=*/true);
   GpuSearchOptions o;
   o.k = k;
   o.exact = exact;
@@ -225,6 +236,7 @@ void GpuShard::search(const QueryBatch& q, bool exact, const int32_t* lists, int
     o.host_plan_begin = s_->begin.data();
     o.host_plan_len = s_->len.data();
   }
+  if (s_->unsent.bytes > 0) o.unsent_plans = &s_->unsent;
   const size_t out = size_t(q.n) * size_t(k);
   float* d_scores = s_->out_scores.reserve_as<float>(out);
   int64_t* d_ids = s_->out_ids.reserve_as<int64_t>(out);
@@ -239,7 +251,7 @@ void GpuShard::search(const QueryBatch& q, bool exact, const int32_t* lists, int
 
 void GpuShard::probe(const QueryBatch& q, int nprobe, int32_t* lists) {
   ARGENT_CUDA_CHECK(cudaSetDevice(s_->device));
-  const GpuQueriesView qv = s_->upload_queries(q);
+  const GpuQueriesView qv = s_->upload_queries(q, /*leave_plans=*/false);
   int32_t* d_lists = s_->lists.reserve_as<int32_t>(size_t(q.n) * nprobe);
   run_gpu_probe(s_->tables->view(), qv, nprobe, d_lists, s_->workspace, s_->stream);
   ARGENT_CUDA_CHECK(cudaStreamSynchronize(s_->stream));

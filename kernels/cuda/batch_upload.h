@@ -32,11 +32,17 @@ class PackedUpload {
     return offset;
   }
   void send(cudaStream_t stream) {
-    void* p = device_.reserve(host_.size() > 0 ? host_.size() : 1);
+    void* p = place();
     if (!host_.empty())
       ARGENT_CUDA_CHECK(
           cudaMemcpyAsync(p, host_.data(), host_.size(), cudaMemcpyHostToDevice, stream));
   }
+  // Like send() without the copy: at() gives the addresses the arrays are to have; the caller
+  // copies host()[0, size()) to device() itself (UnsentPlans).
+  void* place() { return device_.reserve(host_.size() > 0 ? host_.size() : 1); }
+  const void* host() const { return host_.data(); }
+  size_t size() const { return host_.size(); }
+  void* device() const { return device_.data(); }
   template <typename T>
   const T* at(size_t offset) const {
     return reinterpret_cast<const T*>(static_cast<const unsigned char*>(device_.data()) + offset);
@@ -79,6 +85,31 @@ inline void point_at_filter_plans(const PackedUpload& u, const PlanOffsets& at,
   v->plan_of_query = u.at<int32_t>(at.plan_of_query);
   v->n_plan_ops = at.n_ops;
   v->n_plans = at.n_plans;
+}
+
+// A batch's plans packed into `u` (cleared first) and placed, not copied: v's plan fields point
+// at their device places, and the returned UnsentPlans says what run_gpu_search is to copy
+// there (GpuSearchOptions::unsent_plans; `u` must stay as it is until that call returns).
+inline UnsentPlans place_filter_plans(PackedUpload& u, const std::vector<FilterOp>& ops,
+                                      const std::vector<int32_t>& begin,
+                                      const std::vector<int32_t>& len,
+                                      const std::vector<int32_t>& plan_of_query,
+                                      GpuQueriesView* v) {
+  u.clear();
+  const PlanOffsets at = add_filter_plans(u, ops, begin, len, plan_of_query);
+  u.place();
+  point_at_filter_plans(u, at, v);
+  UnsentPlans unsent;
+  unsent.host = u.host();
+  unsent.bytes = u.size();
+  unsent.device = u.device();
+  unsent.first_query_plan = plan_of_query.empty() ? -1 : plan_of_query[0];
+  if (unsent.first_query_plan >= 0) {
+    unsent.first_query_ops_offset =
+        at.ops + sizeof(FilterOp) * size_t(begin[size_t(unsent.first_query_plan)]);
+    unsent.first_query_ops = len[size_t(unsent.first_query_plan)];
+  }
+  return unsent;
 }
 
 // A batch whose plans are all it sends: packs them into `u` (cleared first), sends them on

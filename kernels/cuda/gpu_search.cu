@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -203,12 +204,39 @@ SamplePlan plan_sample(const GpuIndexView& index, const GpuSearchOptions& o, int
 
 }  // namespace
 
-void run_gpu_probe(const GpuIndexView& index, const GpuQueriesView& queries, int nprobe,
-                   int32_t* lists, GpuSearchWorkspace& workspace, cudaStream_t stream) {
+namespace {
+
+// run_gpu_probe, whose select also zeroes clear[0, clear_words) and whose launch may carry
+// the plans (cuda::launch_probe).
+void probe_and_clear(const GpuIndexView& index, const GpuQueriesView& queries, int nprobe,
+                     int32_t* lists, GpuSearchWorkspace& workspace, cudaStream_t stream,
+                     uint32_t* clear, int clear_words, const cuda::CarriedPlans* carried) {
   auto& b = workspace.buffers();
   float* keys = static_cast<float*>(
       b.probe_keys.reserve(size_t(queries.n) * size_t(index.scan.n_lists) * sizeof(uint64_t)));
-  cuda::launch_probe(index, queries, nprobe, keys, lists, stream);
+  cuda::launch_probe(index, queries, nprobe, keys, lists, stream, clear, clear_words, carried);
+}
+
+// Whether the probe's launch is to carry the unsent plans: a one-query batch that probes on
+// the GPU, whose plans fit. Otherwise they are copied before anything reads them.
+bool carry_plans(const GpuSearchOptions& o, int64_t n, cuda::CarriedPlans* c) {
+  const UnsentPlans* u = o.unsent_plans;
+  if (!u || o.exact || o.probes || n != 1 || u->bytes > size_t(cuda::kCarriedPlanBytes))
+    return false;
+  std::memcpy(c->bytes, u->host, u->bytes);
+  c->device = static_cast<unsigned char*>(u->device);
+  c->n_bytes = uint32_t(u->bytes);
+  c->plan = u->first_query_plan;
+  c->ops_offset = uint32_t(u->first_query_ops_offset);
+  c->n_ops = u->first_query_ops;
+  return true;
+}
+
+}  // namespace
+
+void run_gpu_probe(const GpuIndexView& index, const GpuQueriesView& queries, int nprobe,
+                   int32_t* lists, GpuSearchWorkspace& workspace, cudaStream_t stream) {
+  probe_and_clear(index, queries, nprobe, lists, workspace, stream, nullptr, 0, nullptr);
 }
 
 void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
@@ -225,9 +253,58 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   // A caller's probes keep their width (entries past the lists are -1 pads).
   const int nprobe = o.exact ? 0 : o.probes ? o.nprobe : int(std::min<int64_t>(o.nprobe, n_lists));
 
-  // Filter words: from the filter cache, exact for every row, when it serves the batch's plans.
+  // The plans the caller left on the host (UnsentPlans): carried by the probe's launch, or
+  // copied now. The GPU is idle until a batch's first launch, so every host call ahead of the
+  // probe delays the whole batch: the plans' pageable copy took the host 2.8-2.9 us and then
+  // the copy engine's turn, and the probed lists' counters' memset more. Without both, a
+  // one-query IVF batch under a 10 % filter went from 0.0036 ms behind unfiltered to
+  // 0.0005-0.0013 (H100, K = 1000, nprobe 32, mean of 64 queries; docs/benchmarks.md).
+  cuda::CarriedPlans carried;
+  const bool plans_carried = carry_plans(o, n, &carried);
+  if (o.unsent_plans && !plans_carried && o.unsent_plans->bytes > 0)
+    ARGENT_CUDA_CHECK(cudaMemcpyAsync(o.unsent_plans->device, o.unsent_plans->host,
+                                      o.unsent_plans->bytes, cudaMemcpyHostToDevice, stream));
+
   const bool few_plans =
       queries.plan_of_query && queries.n_plans >= 1 && queries.n_plans <= cuda::kMaxBlockPlans;
+  // A one-query IVF batch under few plans takes the probed lists' pass unless the filter cache
+  // holds its words (below). The pass's counts [n_plans + 1], then its sample's count, are
+  // zeroed by the probe's select on its way, not by a memset ahead of the probe.
+  const bool one_filtered_ivf_query =
+      few_plans && !o.exact && n == 1 && nprobe >= 1 && nprobe <= cuda::kMaxProbedSlots;
+  unsigned long long* probed_rows = nullptr;
+  int probed_count_words = 0;
+  if (one_filtered_ivf_query) {
+    const size_t bytes = sizeof(unsigned long long) * size_t(queries.n_plans + 1) + sizeof(uint32_t);
+    probed_rows = static_cast<unsigned long long*>(b.probed_rows.reserve(bytes));
+    probed_count_words = int(bytes / sizeof(uint32_t));
+  }
+
+  // Probe, first: the host's other set-up of the batch (the filter cache's lookup among it)
+  // then runs while the GPU probes.
+  const int32_t* probes = o.probes;
+  int32_t* n_bad_probes = nullptr;
+  if (!o.exact && probes) {
+    // Checked on the device and refused at the batch's one synchronisation below, so probes
+    // from argent::probe or the caller cost no host round trip.
+    int32_t* p = b.probes.reserve_as<int32_t>(size_t(n) * nprobe);
+    n_bad_probes = b.n_bad_probes.reserve_as<int32_t>(1);
+    if (probed_rows)
+      ARGENT_CUDA_CHECK(cudaMemsetAsync(probed_rows, 0, sizeof(uint32_t) * probed_count_words,
+                                        stream));
+    cuda::launch_check_probes(probes, n, nprobe, n_lists, p, n_bad_probes, stream);
+    probes = p;
+    timer.mark("check probes");
+  } else if (!o.exact) {
+    int32_t* p = b.probes.reserve_as<int32_t>(size_t(n) * nprobe);
+    probe_and_clear(index, queries, nprobe, p, workspace, stream,
+                    reinterpret_cast<uint32_t*>(probed_rows), probed_count_words,
+                    plans_carried ? &carried : nullptr);
+    probes = p;
+    timer.mark("probe");
+  }
+
+  // Filter words: from the filter cache, exact for every row, when it serves the batch's plans.
   const uint32_t* block_plans = nullptr;
   const unsigned long long* plan_rows = nullptr;
   const bool words_from_cache =
@@ -243,45 +320,19 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   // pass beside the inversion on a second stream, forked and joined by events, and the sample
   // by the scan; 0.150-0.151 with that pass drawing the sample; 0.149-0.158 with one pass on
   // one stream. A 1 % filter: 0.159-0.161, 0.143-0.145, 0.141-0.142.)
-  const bool probed_list_plans = few_plans && !words_from_cache && !o.exact && n == 1 &&
-                                 nprobe >= 1 && nprobe <= cuda::kMaxProbedSlots;
+  const bool probed_list_plans = one_filtered_ivf_query && !words_from_cache;
   const SamplePlan plan = plan_sample(index, o, n, nprobe);
   float* sample_scores = b.sample_scores.reserve_as<float>(size_t(n * plan.sample_cap));
   uint32_t* sample_count = nullptr;  // [n]
   uint32_t* probed_words = nullptr;
-  unsigned long long* probed_rows = nullptr;
   if (probed_list_plans) {
     probed_words = b.block_plans.reserve_as<uint32_t>(size_t(queries.n_plans) *
                                                       size_t(index.scan.n_rows / kBlockRows));
     block_plans = probed_words;
-    // The pass's counts [n_plans + 1], then the sample's count: one memset, enqueued before
-    // the probe, so the GPU clears them while the host is still enqueueing the probe.
-    const size_t count_bytes = sizeof(unsigned long long) * size_t(queries.n_plans + 1);
-    probed_rows =
-        static_cast<unsigned long long*>(b.probed_rows.reserve(count_bytes + sizeof(uint32_t)));
-    sample_count = reinterpret_cast<uint32_t*>(probed_rows + queries.n_plans + 1);
-    ARGENT_CUDA_CHECK(cudaMemsetAsync(probed_rows, 0, count_bytes + sizeof(uint32_t), stream));
     plan_rows = probed_rows;
+    sample_count = reinterpret_cast<uint32_t*>(probed_rows + queries.n_plans + 1);
   } else {
     sample_count = b.sample_count.reserve_as<uint32_t>(n);
-  }
-
-  // Probe.
-  const int32_t* probes = o.probes;
-  int32_t* n_bad_probes = nullptr;
-  if (!o.exact && probes) {
-    // Checked on the device and refused at the batch's one synchronisation below, so probes
-    // from argent::probe or the caller cost no host round trip.
-    int32_t* p = b.probes.reserve_as<int32_t>(size_t(n) * nprobe);
-    n_bad_probes = b.n_bad_probes.reserve_as<int32_t>(1);
-    cuda::launch_check_probes(probes, n, nprobe, n_lists, p, n_bad_probes, stream);
-    probes = p;
-    timer.mark("check probes");
-  } else if (!o.exact) {
-    int32_t* p = b.probes.reserve_as<int32_t>(size_t(n) * nprobe);
-    run_gpu_probe(index, queries, nprobe, p, workspace, stream);
-    probes = p;
-    timer.mark("probe");
   }
 
   // Invert to list-major work.
@@ -558,6 +609,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
                  q, " still flagged after its exact re-run (", found_q, " candidates, ", plan.cap,
                  " slots)");
     GpuSearchOptions o1 = o;
+    o1.unsent_plans = nullptr;  // on the device since this batch's probe (or before it)
     o1.stable_ties = true;
     o1.sample_stride = int(std::max<int64_t>(1, plan.stride / 16));
     o1.candidate_cap = plan.stride == 1 ? std::max(found_q, o.k) : 0;

@@ -110,6 +110,19 @@ struct GpuQueriesView {
   int32_t n_plans = 0;                     // plans (plan_begin/plan_len entries)
 };
 
+// A batch's filter plan arrays (GpuQueriesView's plan fields), packed on the host and not yet
+// copied to `device`, where the caller has already pointed the view's plan fields
+// (kernels/cuda/batch_upload.h: PackedUpload::place).
+struct UnsentPlans {
+  const void* host = nullptr;
+  size_t bytes = 0;
+  void* device = nullptr;
+  // Query 0's plan (-1: none) and, when it has one, its ops' byte offset in `host` and count.
+  int32_t first_query_plan = -1;
+  size_t first_query_ops_offset = 0;
+  int32_t first_query_ops = 0;
+};
+
 struct GpuSearchOptions {
   int64_t k = 100;
   bool exact = false;   // every list (that the filter's Bloom summary allows)
@@ -132,6 +145,9 @@ struct GpuSearchOptions {
   const int32_t* host_plan_len = nullptr;    // [queries.n_plans]
   // A query's re-run inside a batch: read the cache without counting a use of its filters.
   bool filter_cache_peek = false;
+  // The plans still on the host: a one-query IVF batch has its probe's launch carry them to
+  // the device (cuda::CarriedPlans, when they fit); any other batch copies them first.
+  const UnsentPlans* unsent_plans = nullptr;
 };
 
 struct GpuSearchStats {

@@ -28,10 +28,42 @@ __device__ __forceinline__ bool list_usable(const GpuIndexView& index, const Gpu
                            index.scan.list_summaries + l * index.scan.bloom_words);
 }
 
+// The plans of a probe whose launch carries none: in device memory.
+struct PlansInMemory {};
+
+__device__ __forceinline__ bool list_usable(const GpuIndexView& index, const GpuQueriesView& qv,
+                                            int64_t q, int64_t l, const PlansInMemory&) {
+  return list_usable(index, qv, q, l);
+}
+
+// One query's plan from the launch's parameters (CarriedPlans).
+__device__ __forceinline__ bool list_usable(const GpuIndexView& index, const GpuQueriesView&,
+                                            int64_t, int64_t l, const CarriedPlans& c) {
+  if (index.scan.list_sizes[l] <= 0) return false;
+  if (c.plan < 0) return true;
+  return eval_plan_summary(reinterpret_cast<const FilterOp*>(c.bytes + c.ops_offset), c.n_ops,
+                           index.scan.list_summaries + l * index.scan.bloom_words);
+}
+
+__device__ __forceinline__ void store_carried(const PlansInMemory&) {}
+
+// The first CTA stores the carried bytes where the later steps read them.
+__device__ __forceinline__ void store_carried(const CarriedPlans& c) {
+  if (blockIdx.x != 0 || blockIdx.y != 0) return;
+  const uint32_t words = c.n_bytes / 16;
+  for (uint32_t i = threadIdx.x; i < words; i += blockDim.x)
+    reinterpret_cast<uint4*>(c.device)[i] = reinterpret_cast<const uint4*>(c.bytes)[i];
+  for (uint32_t i = words * 16 + threadIdx.x; i < c.n_bytes; i += blockDim.x)
+    c.device[i] = c.bytes[i];
+}
+
 // Warp (centroid block, tile of 8 queries): keys[q, l] = (descending score key << 32) | l for
-// usable lists, all ones otherwise; the ascending key order is the probe order.
+// usable lists, all ones otherwise; the ascending key order is the probe order. __grid_constant__:
+// carried plans are read in place, not copied to each thread's local memory.
+template <class Plans>
 __global__ void probe_scores_kernel(const GpuIndexView index, const GpuQueriesView qv,
-                                    uint64_t* keys) {
+                                    uint64_t* keys, const __grid_constant__ Plans plans) {
+  store_carried(plans);
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int64_t block = int64_t(blockIdx.x) * (blockDim.x / 32) + (threadIdx.x >> 5);
   const int64_t n_lists = index.scan.n_lists;
@@ -58,7 +90,7 @@ __global__ void probe_scores_kernel(const GpuIndexView index, const GpuQueriesVi
     const int64_t qq = int64_t(tile) * 8 + 2 * t + (e & 1);
     if (l >= n_lists || qq >= qv.n) continue;
     uint64_t key = ~uint64_t(0);
-    if (list_usable(index, qv, qq, l)) {
+    if (list_usable(index, qv, qq, l, plans)) {
       const float s = score_of(acc[e], qv.scales[qq], index.centroid_scales[l]);
       key = (uint64_t(descending_key(s)) << 32) | uint64_t(l);
     }
@@ -73,7 +105,10 @@ constexpr int kMaxProbe = 1024;
 // 0.030-0.035 ms with 1024).
 constexpr int kProbeSelectThreads = 1024;
 __global__ void __launch_bounds__(kProbeSelectThreads) probe_select_kernel(
-    const uint64_t* keys, int64_t n_lists, int nprobe, int32_t* lists) {
+    const uint64_t* keys, int64_t n_lists, int nprobe, int32_t* lists, uint32_t* clear,
+    int clear_words) {
+  if (blockIdx.x == 0)
+    for (int i = threadIdx.x; i < clear_words; i += blockDim.x) clear[i] = 0;
   __shared__ SelectShared sh;
   __shared__ uint32_t usable;
   __shared__ uint64_t picked[kMaxProbe];
@@ -247,16 +282,22 @@ void select_tasks(const GpuIndexView& index, const InvertBuffers& b, cudaStream_
 }  // namespace
 
 void launch_probe(const GpuIndexView& index, const GpuQueriesView& queries, int nprobe,
-                  float* dense, int32_t* lists, cudaStream_t stream) {
+                  float* dense, int32_t* lists, cudaStream_t stream, uint32_t* clear,
+                  int clear_words, const CarriedPlans* carried) {
   ARGENT_CHECK(nprobe >= 1 && nprobe <= kMaxProbe, "nprobe ", nprobe, " outside [1, ",
                kMaxProbe, "] on the GPU");
   uint64_t* keys = reinterpret_cast<uint64_t*>(dense);
   const int64_t blocks = (index.scan.n_lists + kBlockRows - 1) / kBlockRows;
   const dim3 grid(unsigned((blocks + 7) / 8), unsigned((queries.n + 7) / 8));
-  probe_scores_kernel<<<grid, 256, 0, stream>>>(index, queries, keys);
+  if (carried) {
+    ARGENT_CHECK(queries.n == 1, "carried plans are one query's, not ", queries.n, "'s");
+    probe_scores_kernel<<<grid, 256, 0, stream>>>(index, queries, keys, *carried);
+  } else {
+    probe_scores_kernel<<<grid, 256, 0, stream>>>(index, queries, keys, PlansInMemory{});
+  }
   ARGENT_CUDA_CHECK_LAUNCH("probe_scores_kernel");
   probe_select_kernel<<<unsigned(queries.n), kProbeSelectThreads, 0, stream>>>(
-      keys, index.scan.n_lists, nprobe, lists);
+      keys, index.scan.n_lists, nprobe, lists, clear, clear_words);
   ARGENT_CUDA_CHECK_LAUNCH("probe_select_kernel");
 }
 

@@ -231,10 +231,27 @@ void launch_fused_top_k(const GpuIndexView& index, const GpuQueriesView& queries
                         const SortBuffers& b, float* scores, int64_t* ids, int64_t* rows,
                         int32_t* rescue, int32_t* n_rescue, cudaStream_t stream);
 
+// A one-query batch's packed plan arrays (UnsentPlans) as launch parameters of its probe: the
+// probe evaluates the query's plan on the lists' Bloom summaries from them, and its first CTA
+// stores them at `device` for the later steps, so the batch sends no copy ahead of the probe.
+constexpr int kCarriedPlanBytes = 512;
+struct CarriedPlans {
+  alignas(16) unsigned char bytes[kCarriedPlanBytes];
+  unsigned char* device;
+  uint32_t n_bytes;
+  int32_t plan;        // the query's plan, -1: none
+  uint32_t ops_offset; // its ops' byte offset in `bytes`
+  int32_t n_ops;
+};
+
 // The IVF probe: dense centroid scores [n, n_lists] into `dense` (caller-owned), then the best
-// nprobe usable lists per query into lists [n, nprobe].
+// nprobe usable lists per query into lists [n, nprobe]. clear_words > 0: the select also zeroes
+// clear[0, clear_words) (a later step's counters, without a memset of their own). carried:
+// queries.n == 1, whose plans the launch carries (queries' plan fields point at
+// carried->device, not written until then).
 void launch_probe(const GpuIndexView& index, const GpuQueriesView& queries, int nprobe,
-                  float* dense, int32_t* lists, cudaStream_t stream);
+                  float* dense, int32_t* lists, cudaStream_t stream, uint32_t* clear = nullptr,
+                  int clear_words = 0, const CarriedPlans* carried = nullptr);
 
 }  // namespace cuda
 }  // namespace argent

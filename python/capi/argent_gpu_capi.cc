@@ -127,6 +127,7 @@ int argent_gpu_search(void* handle, const int8_t* d_q_codes, const float* d_q_sc
     q.n = n;
     std::vector<argent::FilterOp> ops;  // the batch's plans, on the host
     std::vector<int32_t> begin, len;
+    argent::UnsentPlans unsent;
     if (h_filters) {
       // Identical expressions compile once and share a plan, as on the CPU path.
       std::map<std::string, int32_t> plan_of_text;
@@ -146,9 +147,9 @@ int argent_gpu_search(void* handle, const int8_t* d_q_codes, const float* d_q_sc
         }
         plan_of_query[size_t(i)] = it->second;
       }
-      if (!begin.empty()) {
-        argent::send_filter_plans(h->plans, ops, begin, len, plan_of_query, s, &q);
-      }
+      // Copied by run_gpu_search, or carried by a one-query batch's probe launch.
+      if (!begin.empty())
+        unsent = argent::place_filter_plans(h->plans, ops, begin, len, plan_of_query, &q);
     }
     argent::GpuSearchOptions o;
     o.k = k;
@@ -159,6 +160,7 @@ int argent_gpu_search(void* handle, const int8_t* d_q_codes, const float* d_q_sc
       o.host_plan_ops = ops.data();
       o.host_plan_begin = begin.data();
       o.host_plan_len = len.data();
+      o.unsent_plans = &unsent;
     }
     argent::GpuSearchStats st;
     argent::run_gpu_search(h->tables->view(), q, o, d_scores, d_ids, nullptr, h->workspace,

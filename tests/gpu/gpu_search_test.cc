@@ -717,6 +717,49 @@ TEST_F(GpuSearchTest, OneFilteredQueryOverMoreProbedRowsThanTheGpuHoldsThreads) 
   EXPECT_LT(n_usable, 100) << "seed " << seed;
 }
 
+TEST_F(GpuSearchTest, OneQueryPlansRideOnTheProbeLaunchOrAreCopiedFirst) {
+  // A one-query IVF batch's plans are carried to the GPU by its probe's launch parameters
+  // (cuda::CarriedPlans, up to 512 bytes): the probe evaluates them on the lists' summaries
+  // and stores them for the later steps. Longer plans, exact search, the caller's probes and
+  // GpuShard::probe copy them first instead. Each way equals the CPU, batch after batch on the
+  // same shard (each batch's plans replace the last's), unfiltered batches between them.
+  const uint64_t seed = test::test_seed(912);
+  Rng rng(seed);
+  const int dim = 32, nprobe = 5;
+  auto f = make_fixture(seed, 20000, dim, 16);
+  Prober prober(f->engine->meta());
+  const ScanIndexView v = f->engine->shard().view();
+  // 17 terms: 34 ops, 1,088 bytes of ops alone, too long to carry.
+  std::string long_filter = "NOT 1:1";
+  for (int i = 0; i < 16; ++i)
+    long_filter += " OR " + std::to_string(i % kFeatures) + ":" + std::to_string(i % kValues + 1);
+  const std::vector<std::string> filters = {"1:2", "", "NOT (1:2 OR 2:3) AND 3:1", long_filter,
+                                            "2:4 AND NOT 1:1", ""};
+  for (int round = 0; round < 2; ++round) {
+    for (const std::string& filter : filters) {
+      std::vector<float> x = test::random_normal(rng, static_cast<size_t>(dim));
+      const QueryBatch q = prepare_queries(x.data(), 1, dim, f->engine->meta(), {filter});
+      const std::vector<int32_t> lists = prober.probe(q, nprobe, v.list_sizes, v.list_summaries);
+      for (const int64_t k : {int64_t(1), int64_t(50)}) {
+        GpuSearchStats stats;
+        EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), nprobe, k),
+                         gpu_search(*f, q, false, nullptr, nprobe, k, 0, &stats), k))
+            << "GPU probe, filter '" << filter << "' k " << k << " seed " << seed;
+        EXPECT_EQ(stats.probed_list_words, !filter.empty()) << "filter '" << filter << "'";
+        EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), nprobe, k),
+                         gpu_search(*f, q, false, lists.data(), nprobe, k, 0), k))
+            << "caller's probes, filter '" << filter << "' k " << k << " seed " << seed;
+        EXPECT_TRUE(same(cpu_search(*f, q, nullptr, 0, k), gpu_search(*f, q, true, nullptr, 0, k, 0),
+                         k))
+            << "exact, filter '" << filter << "' k " << k << " seed " << seed;
+      }
+      std::vector<int32_t> gpu_lists(lists.size());
+      f->gpu->probe(q, nprobe, gpu_lists.data());
+      EXPECT_EQ(lists, gpu_lists) << "GpuShard::probe, filter '" << filter << "' seed " << seed;
+    }
+  }
+}
+
 TEST_F(GpuSearchTest, OneFilteredQueryDrawsItsSampleInItsProbedListsPass) {
   // The probed lists' pass of a one-query IVF batch also draws the sample (no sample pass is
   // launched): the eligible rows of every stride-th block, scored. Its threshold must be the one
