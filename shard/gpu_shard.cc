@@ -79,8 +79,8 @@ struct GpuShard::State {
   DeviceArray written_blocks;
   // Per batch; the plans also on the host, for the filter cache's keys.
   PackedUpload batch_arrays;  // the queries' codes, scales and filter plans, one copy
-  // A one-query batch's plans, left for run_gpu_search to send (GpuSearchOptions::unsent_plans):
-  // its probe's launch carries them, so the batch makes no second copy.
+  // A one-query batch's plans, when its probe's launch is to carry them (GpuSearchOptions::
+  // unsent_plans): placed, not sent, so the batch makes one copy (its queries) ahead of the probe.
   PackedUpload one_query_plans;
   UnsentPlans unsent;
   DeviceArray lists, out_scores, out_ids, out_rows;
@@ -91,8 +91,10 @@ struct GpuShard::State {
     if (stream) cudaStreamDestroy(stream);
   }
 
-  // leave_plans: a one-query batch's plans are placed, not sent (`unsent`), for run_gpu_search.
-  GpuQueriesView upload_queries(const QueryBatch& q, bool leave_plans) {
+  // probe_may_carry: run_gpu_search is to probe on the GPU (IVF without the caller's lists); a
+  // one-query batch's plans that its probe's launch can carry are then placed, not sent
+  // (`unsent`).
+  GpuQueriesView upload_queries(const QueryBatch& q, bool probe_may_carry) {
     ops.clear();
     begin.clear();
     len.clear();
@@ -105,8 +107,13 @@ struct GpuShard::State {
     u.clear();
     const size_t codes = u.add(q.codes.data(), q.codes.size());
     const size_t scales = u.add(q.scales.data(), q.scales.size());
-    const bool plans_apart = leave_plans && q.n == 1 && !begin.empty();
     unsent = UnsentPlans{};
+    bool plans_apart = false;
+    if (probe_may_carry && q.n == 1 && !begin.empty()) {
+      one_query_plans.clear();
+      add_filter_plans(one_query_plans, ops, begin, len, q.plan_of_query);
+      plans_apart = one_query_plans.size() <= kMaxCarriedPlanBytes;
+    }
     PlanOffsets plans;
     if (!plans_apart) plans = add_filter_plans(u, ops, begin, len, q.plan_of_query);
     u.send(stream);
@@ -221,7 +228,7 @@ void GpuShard::search(const QueryBatch& q, bool exact, const int32_t* lists, int
                       float* scores, int64_t* ids, int64_t* rows, GpuSearchStats* stats,
                       const Tuning& tuning) {
   ARGENT_CUDA_CHECK(cudaSetDevice(s_->device));
-  const GpuQueriesView qv = s_->upload_queries(q, /*leave_plans=*/true);
+  const GpuQueriesView qv = s_->upload_queries(q, /*probe_may_carry=*/!exact && !lists);
   GpuSearchOptions o;
   o.k = k;
   o.exact = exact;
@@ -251,7 +258,7 @@ void GpuShard::search(const QueryBatch& q, bool exact, const int32_t* lists, int
 
 void GpuShard::probe(const QueryBatch& q, int nprobe, int32_t* lists) {
   ARGENT_CUDA_CHECK(cudaSetDevice(s_->device));
-  const GpuQueriesView qv = s_->upload_queries(q, /*leave_plans=*/false);
+  const GpuQueriesView qv = s_->upload_queries(q, /*probe_may_carry=*/false);
   int32_t* d_lists = s_->lists.reserve_as<int32_t>(size_t(q.n) * nprobe);
   run_gpu_probe(s_->tables->view(), qv, nprobe, d_lists, s_->workspace, s_->stream);
   ARGENT_CUDA_CHECK(cudaStreamSynchronize(s_->stream));

@@ -20,7 +20,8 @@ namespace argent {
 // that a one-query batch waits for: the filter arrays alone were four copies per batch. add()
 // packs an array (16-byte aligned) and returns its offset; send() copies them all on `stream`,
 // after which at() gives each one's device address. Like upload_async, the host side may change
-// as soon as send() returns.
+// as soon as send() returns. place() reserves the device side without copying: the host side
+// must then stay until whoever copies it (run_gpu_search, UnsentPlans) has.
 class PackedUpload {
  public:
   void clear() { host_.clear(); }

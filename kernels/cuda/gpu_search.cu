@@ -28,7 +28,8 @@ struct GpuSearchWorkspace::Buffers {
       flat_segments;
   DeviceArray keys0, keys1, values0, values1, sort_temp;
   DeviceArray rescue, n_rescue, block_plans, plan_rows, pair_rows;
-  // The one-query probed lists' pass's counts and its sample's count, zeroed in one memset.
+  // The one-query probed lists' pass's counts and its sample's count, zeroed together (by the
+  // probe's select, or a memset before caller probes are checked).
   DeviceArray probed_rows;
   std::unique_ptr<GpuSearchWorkspace> rescue_workspace;
 
@@ -221,8 +222,7 @@ void probe_and_clear(const GpuIndexView& index, const GpuQueriesView& queries, i
 // the GPU, whose plans fit. Otherwise they are copied before anything reads them.
 bool carry_plans(const GpuSearchOptions& o, int64_t n, cuda::CarriedPlans* c) {
   const UnsentPlans* u = o.unsent_plans;
-  if (!u || o.exact || o.probes || n != 1 || u->bytes > size_t(cuda::kCarriedPlanBytes))
-    return false;
+  if (!u || o.exact || o.probes || n != 1 || u->bytes > kMaxCarriedPlanBytes) return false;
   std::memcpy(c->bytes, u->host, u->bytes);
   c->device = static_cast<unsigned char*>(u->device);
   c->n_bytes = uint32_t(u->bytes);
@@ -275,7 +275,8 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   unsigned long long* probed_rows = nullptr;
   int probed_count_words = 0;
   if (one_filtered_ivf_query) {
-    const size_t bytes = sizeof(unsigned long long) * size_t(queries.n_plans + 1) + sizeof(uint32_t);
+    const size_t bytes =
+        sizeof(unsigned long long) * size_t(queries.n_plans + 1) + sizeof(uint32_t);
     probed_rows = static_cast<unsigned long long*>(b.probed_rows.reserve(bytes));
     probed_count_words = int(bytes / sizeof(uint32_t));
   }
@@ -290,8 +291,8 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     int32_t* p = b.probes.reserve_as<int32_t>(size_t(n) * nprobe);
     n_bad_probes = b.n_bad_probes.reserve_as<int32_t>(1);
     if (probed_rows)
-      ARGENT_CUDA_CHECK(cudaMemsetAsync(probed_rows, 0, sizeof(uint32_t) * probed_count_words,
-                                        stream));
+      ARGENT_CUDA_CHECK(
+          cudaMemsetAsync(probed_rows, 0, sizeof(uint32_t) * probed_count_words, stream));
     cuda::launch_check_probes(probes, n, nprobe, n_lists, p, n_bad_probes, stream);
     probes = p;
     timer.mark("check probes");
@@ -553,6 +554,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     stats->cached_filters = words_from_cache;
     stats->probed_list_words = probed_list_plans;
     stats->fused_top_k = fused_top_k;
+    stats->carried_plans = plans_carried;
     stats->workspace_bytes = b.bytes();
   }
   if (host_rescue == 0) return;

@@ -112,7 +112,9 @@ struct GpuQueriesView {
 
 // A batch's filter plan arrays (GpuQueriesView's plan fields), packed on the host and not yet
 // copied to `device`, where the caller has already pointed the view's plan fields
-// (kernels/cuda/batch_upload.h: PackedUpload::place).
+// (kernels/cuda/batch_upload.h: place_filter_plans). Until run_gpu_search has run with them,
+// those fields point at nothing written: such a view must not go to run_gpu_probe or any other
+// launcher.
 struct UnsentPlans {
   const void* host = nullptr;
   size_t bytes = 0;
@@ -122,6 +124,9 @@ struct UnsentPlans {
   size_t first_query_ops_offset = 0;
   int32_t first_query_ops = 0;
 };
+// The most bytes of UnsentPlans a one-query batch's probe launch carries (cuda::CarriedPlans):
+// a plan of up to 14 ops.
+constexpr size_t kMaxCarriedPlanBytes = 512;
 
 struct GpuSearchOptions {
   int64_t k = 100;
@@ -145,8 +150,9 @@ struct GpuSearchOptions {
   const int32_t* host_plan_len = nullptr;    // [queries.n_plans]
   // A query's re-run inside a batch: read the cache without counting a use of its filters.
   bool filter_cache_peek = false;
-  // The plans still on the host: a one-query IVF batch has its probe's launch carry them to
-  // the device (cuda::CarriedPlans, when they fit); any other batch copies them first.
+  // The plans still on the host: a one-query IVF batch that probes on the GPU has its probe's
+  // launch carry them to the device (cuda::CarriedPlans) when they fit in kMaxCarriedPlanBytes;
+  // any other batch copies them first.
   const UnsentPlans* unsent_plans = nullptr;
 };
 
@@ -161,6 +167,7 @@ struct GpuSearchStats {
   // A one-query IVF batch's words came from its probed lists' pass (launch_probed_list_plans).
   bool probed_list_words = false;
   bool fused_top_k = false;  // the top k came from launch_fused_top_k (one kernel per query)
+  bool carried_plans = false;  // the plans reached the GPU as the probe's launch parameters
 };
 
 // Owns the per-batch device buffers (grown on demand, reused across batches). Not thread-safe:

@@ -234,13 +234,12 @@ void launch_fused_top_k(const GpuIndexView& index, const GpuQueriesView& queries
 // A one-query batch's packed plan arrays (UnsentPlans) as launch parameters of its probe: the
 // probe evaluates the query's plan on the lists' Bloom summaries from them, and its first CTA
 // stores them at `device` for the later steps, so the batch sends no copy ahead of the probe.
-constexpr int kCarriedPlanBytes = 512;
 struct CarriedPlans {
-  alignas(16) unsigned char bytes[kCarriedPlanBytes];
+  alignas(16) unsigned char bytes[kMaxCarriedPlanBytes];
   unsigned char* device;
   uint32_t n_bytes;
-  int32_t plan;        // the query's plan, -1: none
-  uint32_t ops_offset; // its ops' byte offset in `bytes`
+  int32_t plan;         // the query's plan, -1: none
+  uint32_t ops_offset;  // its ops' byte offset in `bytes`
   int32_t n_ops;
 };
 

@@ -718,46 +718,66 @@ TEST_F(GpuSearchTest, OneFilteredQueryOverMoreProbedRowsThanTheGpuHoldsThreads) 
 }
 
 TEST_F(GpuSearchTest, OneQueryPlansRideOnTheProbeLaunchOrAreCopiedFirst) {
-  // A one-query IVF batch's plans are carried to the GPU by its probe's launch parameters
-  // (cuda::CarriedPlans, up to 512 bytes): the probe evaluates them on the lists' summaries
-  // and stores them for the later steps. Longer plans, exact search, the caller's probes and
-  // GpuShard::probe copy them first instead. Each way equals the CPU, batch after batch on the
-  // same shard (each batch's plans replace the last's), unfiltered batches between them.
+  // A one-query IVF batch that probes on the GPU has its plans carried by its probe's launch
+  // parameters (cuda::CarriedPlans, up to 512 bytes): the probe evaluates them on the lists'
+  // summaries and stores them for the later steps. Longer plans, exact search and the caller's
+  // probes copy them first instead. Each way equals the CPU, batch after batch on the same
+  // shard (each batch's plans replace the last's), unfiltered batches between them, with the
+  // filter cache off and, on a second copy of the shard, serving the words.
   const uint64_t seed = test::test_seed(912);
   Rng rng(seed);
   const int dim = 32, nprobe = 5;
   auto f = make_fixture(seed, 20000, dim, 16);
   Prober prober(f->engine->meta());
+  GpuShard cached(f->engine->shard(), prober.centroids(), 0);
+  cached.set_filter_cache_bytes(size_t(64) << 20);
   const ScanIndexView v = f->engine->shard().view();
-  // 17 terms: 34 ops, 1,088 bytes of ops alone, too long to carry.
-  std::string long_filter = "NOT 1:1";
-  for (int i = 0; i < 16; ++i)
+  // 16 terms OR'ed under a NOT: 34 ops, 1,088 bytes of ops alone, too long to carry.
+  std::string long_filter = "NOT 1:1 AND (3:1";
+  for (int i = 1; i < 16; ++i)
     long_filter += " OR " + std::to_string(i % kFeatures) + ":" + std::to_string(i % kValues + 1);
-  const std::vector<std::string> filters = {"1:2", "", "NOT (1:2 OR 2:3) AND 3:1", long_filter,
-                                            "2:4 AND NOT 1:1", ""};
+  long_filter += ")";
+  const std::vector<std::string> filters = {
+      "1:2", "", "NOT (1:2 OR 2:3) AND 3:1", long_filter, "2:4 AND NOT 1:1", ""};
+  int64_t eligible_long = 0;
   for (int round = 0; round < 2; ++round) {
     for (const std::string& filter : filters) {
       std::vector<float> x = test::random_normal(rng, static_cast<size_t>(dim));
       const QueryBatch q = prepare_queries(x.data(), 1, dim, f->engine->meta(), {filter});
       const std::vector<int32_t> lists = prober.probe(q, nprobe, v.list_sizes, v.list_summaries);
+      const bool carried = !filter.empty() && filter != long_filter;
+      const std::string what = "filter '" + filter + "' round " + std::to_string(round);
       for (const int64_t k : {int64_t(1), int64_t(50)}) {
+        const Outputs cpu = cpu_search(*f, q, lists.data(), nprobe, k);
+        if (filter == long_filter)
+          eligible_long += std::count_if(cpu.scores.begin(), cpu.scores.end(),
+                                         [](float s) { return s > -1e30f; });
         GpuSearchStats stats;
-        EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), nprobe, k),
-                         gpu_search(*f, q, false, nullptr, nprobe, k, 0, &stats), k))
-            << "GPU probe, filter '" << filter << "' k " << k << " seed " << seed;
-        EXPECT_EQ(stats.probed_list_words, !filter.empty()) << "filter '" << filter << "'";
-        EXPECT_TRUE(same(cpu_search(*f, q, lists.data(), nprobe, k),
-                         gpu_search(*f, q, false, lists.data(), nprobe, k, 0), k))
-            << "caller's probes, filter '" << filter << "' k " << k << " seed " << seed;
-        EXPECT_TRUE(same(cpu_search(*f, q, nullptr, 0, k), gpu_search(*f, q, true, nullptr, 0, k, 0),
-                         k))
-            << "exact, filter '" << filter << "' k " << k << " seed " << seed;
+        EXPECT_TRUE(same(cpu, gpu_search(*f, q, false, nullptr, nprobe, k, 0, &stats), k))
+            << "GPU probe, " << what << " k " << k << " seed " << seed;
+        EXPECT_EQ(stats.carried_plans, carried) << what;
+        EXPECT_EQ(stats.probed_list_words, !filter.empty()) << what;
+        // The cached copy: its first batch of a filter meets it, its second computes the
+        // words, later ones read them; each is carried the same.
+        for (int call = 0; call < 3; ++call) {
+          Outputs got{std::vector<float>(size_t(k)), std::vector<int64_t>(size_t(k))};
+          cached.search(q, false, nullptr, nprobe, k, got.scores.data(), got.ids.data(), nullptr,
+                        &stats, GpuShard::Tuning{0, 0});
+          EXPECT_TRUE(same(cpu, got, k)) << "cache on, call " << call << ", " << what;
+          EXPECT_EQ(stats.carried_plans, carried) << "cache on, " << what;
+        }
+        if (!filter.empty() && round == 1)
+          EXPECT_TRUE(stats.cached_filters) << "the cache serves a recurring " << what;
+        EXPECT_TRUE(same(cpu, gpu_search(*f, q, false, lists.data(), nprobe, k, 0, &stats), k))
+            << "caller's probes, " << what << " k " << k << " seed " << seed;
+        EXPECT_FALSE(stats.carried_plans) << "caller's probes, " << what;
+        EXPECT_TRUE(
+            same(cpu_search(*f, q, nullptr, 0, k), gpu_search(*f, q, true, nullptr, 0, k, 0), k))
+            << "exact, " << what << " k " << k << " seed " << seed;
       }
-      std::vector<int32_t> gpu_lists(lists.size());
-      f->gpu->probe(q, nprobe, gpu_lists.data());
-      EXPECT_EQ(lists, gpu_lists) << "GpuShard::probe, filter '" << filter << "' seed " << seed;
     }
   }
+  EXPECT_GT(eligible_long, 0) << "the long filter must leave some rows, seed " << seed;
 }
 
 TEST_F(GpuSearchTest, OneFilteredQueryDrawsItsSampleInItsProbedListsPass) {
