@@ -248,6 +248,7 @@ void launch_scan(const GpuIndexView& index, const GpuQueriesView& queries,
 
   p.staged_ops = queries.n_plan_ops <= kMaxStagedOps ? queries.n_plan_ops : 0;
   p.sig_in_regs = queries.plan_of_query != nullptr && index.scan.bloom_words <= 2;
+  p.one_plan = queries.plan_of_query != nullptr && queries.n_plans == 1;
   p.rows = index.rows_layout;
   ARGENT_ASSERT(!p.rows || d_pad == kRowsLayoutDim, "row-major codes need d_pad ",
                 kRowsLayoutDim, ", not ", d_pad);

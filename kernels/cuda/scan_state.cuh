@@ -63,6 +63,11 @@ struct ScanParams {
   int ring_bytes;     // the warps' block rings and their meta slots, at the front of shared memory
   bool sig_in_regs;   // filtered batch with <= 2 signature words: a row's words fit in registers
   bool rows;          // codes row-major (GpuIndexView::rows_layout, d_pad == 128)
+  // The batch has one plan (queries.n_plans == 1): a filtered query's plan is 0, its ops are
+  // all of plan_ops (GpuQueriesView's layout), and the staging reads neither plan_begin nor
+  // plan_len, nor the pass's counts after the query's plan: loads a CTA would otherwise wait on
+  // one after another before its first block.
+  bool one_plan;
 };
 
 constexpr int kMaxStagedOps = 256;
@@ -236,6 +241,13 @@ __device__ void assign_plan_slots(const ScanParams& p, const Staged& s, int m, i
   if (threadIdx.x != 0) return;
   const bool per_pair = p.pass.pair_stride > 0;
   const int64_t n_blocks = p.index.scan.n_rows / kBlockRows;
+  // One plan: its counts are issued now, beside the loop's loads rather than after them.
+  const bool one_plan = p.one_plan && !per_pair && p.pass.block_plans;
+  int64_t one_plan_possible = 0, one_plan_rows = 0;
+  if (one_plan) {
+    one_plan_possible = int64_t(p.pass.plan_rows[0]);
+    one_plan_rows = int64_t(p.pass.plan_rows[1]);
+  }
   int64_t list_block = 0, list_rows = 0;
   if (per_pair) {
     const int32_t list = p.index.chunk_list[chunk];
@@ -257,7 +269,7 @@ __device__ void assign_plan_slots(const ScanParams& p, const Staged& s, int m, i
         count = -1;
         continue;
       }
-      const int32_t plan = p.queries.plan_of_query[s.query[i]];
+      const int32_t plan = p.one_plan ? 0 : p.queries.plan_of_query[s.query[i]];
       local->plan[count] = plan;
       local->begin[count] = s.plan_begin[i];
       local->len[count] = s.plan_len[i];
@@ -277,6 +289,9 @@ __device__ void assign_plan_slots(const ScanParams& p, const Staged& s, int m, i
     if (per_pair) {
       possible = p.pass.pair_rows[pair0];
       rows = list_rows;
+    } else if (one_plan) {
+      possible = one_plan_possible;
+      rows = one_plan_rows;
     } else {
       possible = int64_t(p.pass.plan_rows[local->plan[0]]);
       rows = int64_t(p.pass.plan_rows[p.queries.n_plans]);
@@ -317,8 +332,8 @@ __device__ void stage_queries(const ScanParams& p, const int32_t* list_queries, 
       s.scale[i] = qs;
       s.query[i] = q;
       const int32_t plan = p.queries.plan_of_query ? p.queries.plan_of_query[q] : -1;
-      s.plan_begin[i] = plan >= 0 ? p.queries.plan_begin[plan] : 0;
-      s.plan_len[i] = plan >= 0 ? p.queries.plan_len[plan] : 0;
+      s.plan_begin[i] = plan >= 0 && !p.one_plan ? p.queries.plan_begin[plan] : 0;
+      s.plan_len[i] = plan < 0 ? 0 : p.one_plan ? p.queries.n_plan_ops : p.queries.plan_len[plan];
     } else {
       s.threshold[i] = INFINITY;
       s.t_over_scale[i] = INFINITY;
