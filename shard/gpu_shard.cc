@@ -109,12 +109,12 @@ struct GpuShard::State {
     const size_t scales = u.add(q.scales.data(), q.scales.size());
     unsent = UnsentPlans{};
     bool plans_apart = false;
+    PlanOffsets plans;  // in one_query_plans when apart, else in u
     if (probe_may_carry && q.n == 1 && !begin.empty()) {
       one_query_plans.clear();
-      add_filter_plans(one_query_plans, ops, begin, len, q.plan_of_query);
+      plans = add_filter_plans(one_query_plans, ops, begin, len, q.plan_of_query);
       plans_apart = one_query_plans.size() <= kMaxCarriedPlanBytes;
     }
-    PlanOffsets plans;
     if (!plans_apart) plans = add_filter_plans(u, ops, begin, len, q.plan_of_query);
     u.send(stream);
     GpuQueriesView v;
@@ -122,7 +122,7 @@ struct GpuShard::State {
     v.codes = u.at<int8_t>(codes);
     v.scales = u.at<float>(scales);
     if (plans_apart)
-      unsent = place_filter_plans(one_query_plans, ops, begin, len, q.plan_of_query, &v);
+      unsent = place_packed_plans(one_query_plans, plans, begin, len, q.plan_of_query, &v);
     else
       point_at_filter_plans(u, plans, &v);
     return v;

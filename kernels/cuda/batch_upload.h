@@ -88,16 +88,15 @@ inline void point_at_filter_plans(const PackedUpload& u, const PlanOffsets& at,
   v->n_plans = at.n_plans;
 }
 
-// A batch's plans packed into `u` (cleared first) and placed, not copied: v's plan fields point
-// at their device places, and the returned UnsentPlans says what run_gpu_search is to copy
-// there (GpuSearchOptions::unsent_plans; `u` must stay as it is until that call returns).
-inline UnsentPlans place_filter_plans(PackedUpload& u, const std::vector<FilterOp>& ops,
+// Plans that add_filter_plans packed into `u` (where `at` says), placed, not copied: v's plan
+// fields point at their device places, and the returned UnsentPlans says what run_gpu_search
+// is to copy there (GpuSearchOptions::unsent_plans; `u` must stay as it is until that call
+// returns).
+inline UnsentPlans place_packed_plans(PackedUpload& u, const PlanOffsets& at,
                                       const std::vector<int32_t>& begin,
                                       const std::vector<int32_t>& len,
                                       const std::vector<int32_t>& plan_of_query,
                                       GpuQueriesView* v) {
-  u.clear();
-  const PlanOffsets at = add_filter_plans(u, ops, begin, len, plan_of_query);
   u.place();
   point_at_filter_plans(u, at, v);
   UnsentPlans unsent;
@@ -111,6 +110,17 @@ inline UnsentPlans place_filter_plans(PackedUpload& u, const std::vector<FilterO
     unsent.first_query_ops = len[size_t(unsent.first_query_plan)];
   }
   return unsent;
+}
+
+// A batch's plans packed into `u` (cleared first) and placed, not copied (place_packed_plans).
+inline UnsentPlans place_filter_plans(PackedUpload& u, const std::vector<FilterOp>& ops,
+                                      const std::vector<int32_t>& begin,
+                                      const std::vector<int32_t>& len,
+                                      const std::vector<int32_t>& plan_of_query,
+                                      GpuQueriesView* v) {
+  u.clear();
+  const PlanOffsets at = add_filter_plans(u, ops, begin, len, plan_of_query);
+  return place_packed_plans(u, at, begin, len, plan_of_query, v);
 }
 
 // A batch whose plans are all it sends: packs them into `u` (cleared first), sends them on

@@ -17,15 +17,20 @@ namespace argent {
 namespace cuda {
 namespace {
 
+// Whether a query under plan `ops` (null: none) may find an eligible row in list l at all.
+__device__ __forceinline__ bool list_usable_under(const GpuIndexView& index, int64_t l,
+                                                  const FilterOp* ops, int n_ops) {
+  if (index.scan.list_sizes[l] <= 0) return false;
+  return !ops ||
+         eval_plan_summary(ops, n_ops, index.scan.list_summaries + l * index.scan.bloom_words);
+}
+
 // Whether query q may find an eligible row in list l at all.
 __device__ __forceinline__ bool list_usable(const GpuIndexView& index, const GpuQueriesView& qv,
                                             int64_t q, int64_t l) {
-  if (index.scan.list_sizes[l] <= 0) return false;
-  if (!qv.plan_of_query) return true;
-  const int32_t plan = qv.plan_of_query[q];
-  if (plan < 0) return true;
-  return eval_plan_summary(qv.plan_ops + qv.plan_begin[plan], qv.plan_len[plan],
-                           index.scan.list_summaries + l * index.scan.bloom_words);
+  const int32_t plan = qv.plan_of_query ? qv.plan_of_query[q] : -1;
+  if (plan < 0) return list_usable_under(index, l, nullptr, 0);
+  return list_usable_under(index, l, qv.plan_ops + qv.plan_begin[plan], qv.plan_len[plan]);
 }
 
 // The plans of a probe whose launch carries none: in device memory.
@@ -39,10 +44,9 @@ __device__ __forceinline__ bool list_usable(const GpuIndexView& index, const Gpu
 // One query's plan from the launch's parameters (CarriedPlans).
 __device__ __forceinline__ bool list_usable(const GpuIndexView& index, const GpuQueriesView&,
                                             int64_t, int64_t l, const CarriedPlans& c) {
-  if (index.scan.list_sizes[l] <= 0) return false;
-  if (c.plan < 0) return true;
-  return eval_plan_summary(reinterpret_cast<const FilterOp*>(c.bytes + c.ops_offset), c.n_ops,
-                           index.scan.list_summaries + l * index.scan.bloom_words);
+  if (c.plan < 0) return list_usable_under(index, l, nullptr, 0);
+  return list_usable_under(index, l, reinterpret_cast<const FilterOp*>(c.bytes + c.ops_offset),
+                           c.n_ops);
 }
 
 __device__ __forceinline__ void store_carried(const PlansInMemory&) {}
