@@ -195,15 +195,15 @@ __device__ __forceinline__ int last_slot_at(const int64_t* start, int nprobe, in
   return lo;
 }
 
-// A one-query batch: one thread per row of its probed lists, so the pass is one chain of
-// dependent loads (the lists, the row's signature, id and pairs' place, the pairs) rather than
-// several in turn. The probed lists' rows, each list padded to whole blocks, are one range split
+// A one-query batch: a thread per row (two: below) of its probed lists, so the pass is one
+// chain of dependent loads (the lists, the row's signature, id and pairs' place, the pairs)
+// rather than several in turn. The probed lists' rows, each list padded to whole blocks, are one range split
 // evenly over the grid, so a long list is shared by many CTAs: list sizes vary (lognormal in the
 // benchmark), and a grid of one list per blockIdx.x looped over a long list's rows in the few
 // CTAs of its own. Every CTA works out where each probed list starts in the range (a scan of
 // the nprobe sizes; slots of -1 and lists whose Bloom summary rules the plan out count no rows,
-// as the inversion skips them), then takes its rows kProbedThreads at a time, striding by the
-// grid. Every row's word is exact for the query's plan, and row_counts gets its eligible and
+// as the inversion skips them), then takes its rows kProbedRowsPerThread * kProbedThreads at a
+// time, striding by the grid. Every row's word is exact for the query's plan, and row_counts gets its eligible and
 // evaluated rows (zeroed by the caller). The eligible rows of sampled blocks are scored into the
 // sample as they are found, and the grid's last CTA does the one-query inversion's work (the
 // same slot scan, over chunks instead of rows), so no sample pass, no inversion launch and no
@@ -211,19 +211,110 @@ __device__ __forceinline__ int last_slot_at(const int64_t* start, int nprobe, in
 // with the sample drawn by the scan after it, measured 0.168-0.170 ms against 0.149-0.158 now
 // (H100, 10 % filter; gpu_search.cu).
 //
-// Eight CTAs per SM (32 registers, a few spilled to the L1-cached stack): unbounded, the kernel
-// took 58 registers and four CTAs fit an SM, so the 1,152 CTAs of 32 probed lists at 80M ran in
-// three waves of its chain of loads; with the whole GPU's threads in one wave most CTAs take
-// one round. (H200, B = 1, K = 1000, nprobe 32, same call: the pass 0.0144 -> 0.0127 ms under a
+// One row per thread, eight CTAs per SM (32 registers, a few spilled to the L1-cached stack):
+// unbounded, the kernel took 58 registers and four CTAs fit an SM, so the 1,152 CTAs of 32
+// probed lists at 80M ran in three waves of its chain of loads; with the whole GPU's threads in
+// one wave most CTAs take one round. (H200, B = 1, K = 1000, nprobe 32, same call: the pass 0.0144 -> 0.0127 ms under a
 // 10 % filter, 0.0167 -> 0.0150 at 1 %; search 0.154-0.166 -> 0.153-0.156 and 0.151-0.156 ->
 // 0.150-0.151 ms. The per-list grid at eight CTAs per SM alone measured slower, 0.165-0.171.)
+// Two rows per thread, five CTAs per SM (48 registers): eight CTAs of one row each hold ~270k
+// rows at once on an H100, fewer than the ~288k of 32 probed lists at 80M, so some CTAs took a
+// second round of the chain; two rows per thread hold ~338k, each step issued for both rows
+// before the next. (H100, 256 queries, the pass: 10 % 0.0207-0.0208 -> 0.0185-0.0186 ms, NOT
+// 0.0271-0.0272 -> 0.0253-0.0255; three rows per thread at four CTAs measured the same as two.)
 constexpr int kProbedThreads = 256;
-__global__ void __launch_bounds__(kProbedThreads, 8) probed_list_plans_kernel(
+constexpr int kProbedRowsPerThread = 2;
+constexpr int kProbedMinCtas = 5;
+using ProbedScan = cub::BlockScan<int64_t, kProbedThreads>;
+
+// The inverting CTA zeroes the inversion's list counts before place_probe_slots sets the probed
+// lists'.
+__device__ __forceinline__ void zero_list_counts(const GpuIndexView& index, bool inverter,
+                                                 const InvertBuffers& inv) {
+  if (!inverter) return;
+  for (int64_t l = threadIdx.x; l < index.scan.n_lists; l += kProbedThreads) inv.list_count[l] = 0;
+  __syncthreads();  // the zeros land before a probed list's count
+}
+
+// The probe slots of a one-query pass laid out as one range, the same in every CTA: start[i]
+// is slot i's first row of the range (start[nprobe] the range's size, returned) and first[i]
+// the block its rows begin at. slot_rows(list, list_rows) gives a usable slot's rows and first
+// block (SlotRows); list_rows is the list's size padded to whole blocks. Slots of -1 and lists whose
+// Bloom summary rules out `ops` get no rows, as the inversion skips them. In the inverting CTA
+// the range is instead the slots' chunks (first[i]: the list's first chunk), and it writes the
+// inversion's list_count/list_start/list_queries (its counts zeroed first: zero_list_counts): a
+// place of its own for each (query, list) pair, as one_query_invert_kernel gives. Every thread
+// calls it.
+struct SlotRange {
+  int64_t rows;
+  int64_t first_block;
+};
+template <class SlotRows>
+__device__ __forceinline__ int64_t place_probe_slots(const GpuIndexView& index,
+                                                     const int32_t* probes, int nprobe,
+                                                     const FilterOp* ops, int n_ops,
+                                                     bool inverter, const InvertBuffers& inv,
+                                                     ProbedScan::TempStorage& scan,
+                                                     int64_t* start, int64_t* first,
+                                                     SlotRows slot_rows) {
+  const int words = index.scan.bloom_words;
+  int64_t total = 0;
+  for (int base = 0; base < nprobe; base += kProbedThreads) {
+    const int i = base + threadIdx.x;
+    const int32_t list = i < nprobe ? probes[i] : -1;
+    int64_t rows = 0;
+    if (list >= 0) {
+      rows = (index.scan.list_sizes[list] + kBlockRows - 1) / kBlockRows * kBlockRows;
+      if (rows > 0 && ops &&
+          !eval_plan_summary(ops, n_ops, index.scan.list_summaries + int64_t(list) * words))
+        rows = 0;
+    }
+    int64_t size = 0;
+    if (inverter) {
+      const int32_t first_chunk = rows > 0 ? index.list_first_chunk[list] : 0;
+      size = rows > 0 ? index.list_first_chunk[list + 1] - first_chunk : 0;
+      if (i < nprobe) first[i] = first_chunk;
+      if (rows > 0) inv.list_count[list] = 1, inv.list_start[list] = i, inv.list_queries[i] = 0;
+    } else if (rows > 0) {
+      const SlotRange range = slot_rows(list, rows);
+      size = range.rows;
+      first[i] = range.first_block;
+    }
+    int64_t before = 0, slots_size = 0;
+    ProbedScan(scan).ExclusiveSum(size, before, slots_size);
+    if (i < nprobe) start[i] = total + before;
+    total += slots_size;
+    __syncthreads();  // the scan's storage is used again
+  }
+  if (threadIdx.x == 0) start[nprobe] = total;
+  __syncthreads();
+  return total;
+}
+
+// The inverting CTA's tasks: the chunks of the slots' lists, in slot order.
+__device__ __forceinline__ void write_probe_tasks(const int64_t* start, const int64_t* first,
+                                                  int nprobe, int64_t total,
+                                                  const InvertBuffers& inv) {
+  if (threadIdx.x == 0) *inv.n_tasks = int32_t(total);
+  for (int64_t t = threadIdx.x; t < total; t += kProbedThreads) {
+    const int slot = last_slot_at(start, nprobe, t);
+    inv.tasks[t] = int32_t(first[slot] + t - start[slot]);
+  }
+}
+
+// The query's codes as d_pad / 4 words in shared memory, for row_dot.
+__device__ __forceinline__ void stage_query_words(const GpuIndexView& index,
+                                                  const GpuQueriesView& queries, int32_t* words) {
+  for (int i = threadIdx.x; i < index.scan.d_pad / kGroupDims; i += kProbedThreads)
+    words[i] = __ldg(reinterpret_cast<const int32_t*>(queries.codes) + i);
+}
+
+template <int kRowsPerThread, int kMinCtas>
+__global__ void __launch_bounds__(kProbedThreads, kMinCtas) probed_list_plans_kernel(
     const __grid_constant__ GpuIndexView index, const __grid_constant__ GpuQueriesView queries,
     const int32_t* probes, int nprobe, uint32_t* out, unsigned long long* row_counts,
     const ProbedSample sample, const InvertBuffers inv) {
-  using Scan = cub::BlockScan<int64_t, kProbedThreads>;
-  __shared__ typename Scan::TempStorage scan;
+  __shared__ ProbedScan::TempStorage scan;
   __shared__ CompiledPlan compiled;
   __shared__ unsigned int cta_possible, cta_rows;
   __shared__ int32_t query_words[kMaxDim / kGroupDims];  // the sample's query codes
@@ -242,94 +333,141 @@ __global__ void __launch_bounds__(kProbedThreads, 8) probed_list_plans_kernel(
     if (filtered) compiled.compile(ops, n_ops);
     cta_possible = cta_rows = 0;
   }
+  zero_list_counts(index, inverter, inv);
+  if (!inverter) stage_query_words(index, queries, query_words);
+  const int64_t total = place_probe_slots(
+      index, probes, nprobe, ops, n_ops, inverter, inv, scan, start, first_block,
+      [&](int32_t list, int64_t rows) {
+        return SlotRange{rows, index.scan.list_offsets[list] / kBlockRows};
+      });
   if (inverter) {
-    for (int64_t l = threadIdx.x; l < index.scan.n_lists; l += kProbedThreads)
-      inv.list_count[l] = 0;
-    __syncthreads();  // the zeros land before a probed list's count
-  }
-  const int query_word_count = index.scan.d_pad / kGroupDims;
-  if (!inverter)
-    for (int i = threadIdx.x; i < query_word_count; i += kProbedThreads)
-      query_words[i] = __ldg(reinterpret_cast<const int32_t*>(queries.codes) + i);
-  int64_t total = 0;
-  for (int base = 0; base < nprobe; base += kProbedThreads) {
-    const int i = base + threadIdx.x;
-    const int32_t list = i < nprobe ? probes[i] : -1;
-    int64_t rows = 0;
-    if (list >= 0) {
-      rows = (index.scan.list_sizes[list] + kBlockRows - 1) / kBlockRows * kBlockRows;
-      if (rows > 0 && filtered &&
-          !eval_plan_summary(ops, n_ops, index.scan.list_summaries + int64_t(list) * words))
-        rows = 0;
-    }
-    int64_t size = rows;
-    if (inverter) {
-      // As one_query_invert_kernel: a place of its own for each (query, list) pair.
-      const int32_t first_chunk = rows > 0 ? index.list_first_chunk[list] : 0;
-      size = rows > 0 ? index.list_first_chunk[list + 1] - first_chunk : 0;
-      if (i < nprobe) first_block[i] = first_chunk;
-      if (rows > 0) inv.list_count[list] = 1, inv.list_start[list] = i, inv.list_queries[i] = 0;
-    } else if (list >= 0) {
-      first_block[i] = index.scan.list_offsets[list] / kBlockRows;
-    }
-    int64_t before = 0, slots_size = 0;
-    Scan(scan).ExclusiveSum(size, before, slots_size);
-    if (i < nprobe) start[i] = total + before;
-    total += slots_size;
-    __syncthreads();  // the scan's storage is used again
-  }
-  if (threadIdx.x == 0) start[nprobe] = total;
-  __syncthreads();
-  if (inverter) {
-    if (threadIdx.x == 0) *inv.n_tasks = int32_t(total);
-    for (int64_t t = threadIdx.x; t < total; t += kProbedThreads) {
-      const int slot = last_slot_at(start, nprobe, t);
-      inv.tasks[t] = int32_t(first_block[slot] + t - start[slot]);
-    }
+    write_probe_tasks(start, first_block, nprobe, total, inv);
     return;
   }
   const int64_t n_blocks = index.scan.n_rows / kBlockRows;
-  for (int64_t r0 = int64_t(blockIdx.x) * kProbedThreads; r0 < total;
-       r0 += int64_t(gridDim.x - 1) * kProbedThreads) {  // CTA-uniform
-    // Starts are whole blocks apart, so a half-warp's rows are one block of one list.
-    const int64_t r = r0 + threadIdx.x;
-    const int lo = last_slot_at(start, nprobe, r);
-    Row row;
-    row.load(index, r < total ? first_block[lo] + (r - start[lo]) / kBlockRows : 0, r < total);
-    const int64_t at = row.block * kBlockRows + threadIdx.x % kBlockRows;
-    const int64_t id = row.live ? index.scan.ids[at] : kEmptyId;
-    const int64_t pairs_at = row.live && filtered ? index.scan.features.offset[at] : 0;
-    const int32_t n_pairs = row.live && filtered ? index.scan.features.count[at] : 0;
+  constexpr int64_t kCtaRows = int64_t(kRowsPerThread) * kProbedThreads;
+  for (int64_t r0 = int64_t(blockIdx.x) * kCtaRows; r0 < total;
+       r0 += int64_t(gridDim.x - 1) * kCtaRows) {  // CTA-uniform
+    // Starts are whole blocks apart, so a half-warp's rows are one block of one list. A thread's
+    // rows are kProbedThreads apart; each step below is issued for all of them before the next.
+    Row row[kRowsPerThread];
+    int64_t at[kRowsPerThread], id[kRowsPerThread], pairs_at[kRowsPerThread];
+    int32_t n_pairs[kRowsPerThread];
+#pragma unroll
+    for (int u = 0; u < kRowsPerThread; ++u) {
+      const int64_t r = r0 + u * kProbedThreads + threadIdx.x;
+      const int lo = last_slot_at(start, nprobe, r);
+      row[u].load(index, r < total ? first_block[lo] + (r - start[lo]) / kBlockRows : 0, r < total);
+      at[u] = row[u].block * kBlockRows + threadIdx.x % kBlockRows;
+      id[u] = row[u].live ? index.scan.ids[at[u]] : kEmptyId;
+      pairs_at[u] = row[u].live && filtered ? index.scan.features.offset[at[u]] : 0;
+      n_pairs[u] = row[u].live && filtered ? index.scan.features.count[at[u]] : 0;
+    }
     // Padding rows past a list's end hold kEmptyId (as every empty row does), so they are
     // neither eligible nor sampled.
-    bool ok = id != kEmptyId;
-    if (filtered) {
-      const PlanResult res = row.eval(compiled, ops, n_ops, words);
-      ok = ok && res.possible &&
-           (res.definite || pairs_pass_exactly(index.scan.features, ops, n_ops, pairs_at, n_pairs));
+    bool ok[kRowsPerThread];
+#pragma unroll
+    for (int u = 0; u < kRowsPerThread; ++u) {
+      ok[u] = id[u] != kEmptyId;
+      if (filtered) {
+        const PlanResult res = row[u].eval(compiled, ops, n_ops, words);
+        ok[u] = ok[u] && res.possible &&
+                (res.definite ||
+                 pairs_pass_exactly(index.scan.features, ops, n_ops, pairs_at[u], n_pairs[u]));
+      }
     }
     // The sample: an eligible row of a sampled block is scored once its eligibility is known.
     // Its code loads issued beside the signature's instead measured no faster (more registers
     // spilled).
-    const bool sampled = ok && int32_t(row.block) % sample.stride == 0;
-    const uint32_t slot = warp_reserve(sample.count, sampled);  // by whole warps
-    if (sampled && slot < sample.cap)
-      sample.scores[slot] =
-          score_of(row_dot(index, at, query_words), queries.scales[0], index.scan.scales[at]);
+#pragma unroll
+    for (int u = 0; u < kRowsPerThread; ++u) {
+      const bool sampled = ok[u] && int32_t(row[u].block) % sample.stride == 0;
+      const uint32_t slot = warp_reserve(sample.count, sampled);  // by whole warps
+      if (sampled && slot < sample.cap)
+        sample.scores[slot] = score_of(row_dot(index, at[u], query_words), queries.scales[0],
+                                       index.scan.scales[at[u]]);
+    }
     if (!filtered) continue;  // CTA-uniform
-    const uint32_t w = block_word(PlanResult{ok, ok});
-    if (row.live && threadIdx.x % kBlockRows == 0) out[int64_t(plan) * n_blocks + row.block] = w;
-    const int possible = __popc(__ballot_sync(0xFFFFFFFFu, ok));
-    const int live = __popc(__ballot_sync(0xFFFFFFFFu, row.live));
-    if ((threadIdx.x & 31) == 0 && live) {
-      atomicAdd(&cta_possible, possible);
-      atomicAdd(&cta_rows, live);
+#pragma unroll
+    for (int u = 0; u < kRowsPerThread; ++u) {
+      const uint32_t w = block_word(PlanResult{ok[u], ok[u]});
+      if (row[u].live && threadIdx.x % kBlockRows == 0)
+        out[int64_t(plan) * n_blocks + row[u].block] = w;
+      const int possible = __popc(__ballot_sync(0xFFFFFFFFu, ok[u]));
+      const int live = __popc(__ballot_sync(0xFFFFFFFFu, row[u].live));
+      if ((threadIdx.x & 31) == 0 && live) {
+        atomicAdd(&cta_possible, possible);
+        atomicAdd(&cta_rows, live);
+      }
     }
   }
   __syncthreads();
   if (threadIdx.x == 0 && filtered) {
     if (cta_possible) atomicAdd(row_counts + plan, cta_possible);
     if (cta_rows) atomicAdd(row_counts + queries.n_plans, cta_rows);
+  }
+}
+
+// A one-query IVF batch whose rows' words are known (the filter cache's, exact for every row)
+// or that has no filter: the pass reads only the sampled blocks of its probed lists (index a
+// multiple of sample.stride), one thread per row, and scores each eligible row into the sample;
+// its last CTA inverts, as probed_list_plans_kernel's does. It takes the place of the one-query
+// inversion's launch and of the scan's sample pass, whose CTAs each staged a list's queries and
+// plans before reading one or two sampled blocks. Same sample, so the same threshold. Eligible:
+// kFiltered, the row's bit in the words; else every live row.
+template <bool kFiltered>
+__global__ void __launch_bounds__(kProbedThreads) probed_sample_kernel(
+    const __grid_constant__ GpuIndexView index, const __grid_constant__ GpuQueriesView queries,
+    const int32_t* probes, int nprobe, const uint32_t* words, const ProbedSample sample,
+    const InvertBuffers inv) {
+  __shared__ ProbedScan::TempStorage scan;
+  __shared__ int32_t query_words[kMaxDim / kGroupDims];
+  extern __shared__ int64_t range_shared[];
+  // Each slot's first row and its list's first sampled block (inverting CTA: as above).
+  int64_t* start = range_shared;                       // [nprobe + 1]
+  int64_t* first_sampled = range_shared + nprobe + 1;  // [nprobe]
+  const int32_t plan = kFiltered ? queries.plan_of_query[0] : -1;
+  const bool inverter = blockIdx.x == gridDim.x - 1;
+  const FilterOp* ops = plan >= 0 ? queries.plan_ops + queries.plan_begin[plan] : nullptr;
+  const int n_ops = plan >= 0 ? queries.plan_len[plan] : 0;
+  const int64_t stride = sample.stride;
+  zero_list_counts(index, inverter, inv);
+  if (!inverter) stage_query_words(index, queries, query_words);
+  const int64_t total = place_probe_slots(
+      index, probes, nprobe, ops, n_ops, inverter, inv, scan, start, first_sampled,
+      [&](int32_t list, int64_t rows) {
+        const int64_t begin = index.scan.list_offsets[list] / kBlockRows;
+        const int64_t end = begin + rows / kBlockRows;
+        const int64_t first = (begin + stride - 1) / stride * stride;
+        return SlotRange{first < end ? ((end - 1 - first) / stride + 1) * kBlockRows : 0, first};
+      });
+  if (inverter) {
+    write_probe_tasks(start, first_sampled, nprobe, total, inv);
+    return;
+  }
+  const int64_t n_blocks = index.scan.n_rows / kBlockRows;
+  const int r_in_block = threadIdx.x % kBlockRows;
+  for (int64_t r0 = int64_t(blockIdx.x) * kProbedThreads; r0 < total;
+       r0 += int64_t(gridDim.x - 1) * kProbedThreads) {  // CTA-uniform
+    const int64_t r = r0 + threadIdx.x;
+    int64_t at = 0;
+    bool ok = false;
+    if (r < total) {
+      const int lo = last_slot_at(start, nprobe, r);
+      const int64_t block = first_sampled[lo] + (r - start[lo]) / kBlockRows * stride;
+      at = block * kBlockRows + r_in_block;
+      if (kFiltered && plan >= 0) {
+        // Exact words: a set bit is a live row that passes the filter.
+        ok = (__ldg(words + int64_t(plan) * n_blocks + block) >> r_in_block) & 1u;
+      } else {
+        // The rows past a list's end and deleted rows hold kEmptyId.
+        ok = __ldg(index.scan.ids + at) != kEmptyId;
+      }
+    }
+    const uint32_t slot = warp_reserve(sample.count, ok);  // by whole warps
+    if (ok && slot < sample.cap)
+      sample.scores[slot] =
+          score_of(row_dot(index, at, query_words), queries.scales[0], index.scan.scales[at]);
   }
 }
 
@@ -526,14 +664,45 @@ void launch_probed_list_plans(const GpuIndexView& index, const GpuQueriesView& q
   const size_t smem = sizeof(int64_t) * size_t(2 * nprobe + 1);
   // No more CTAs than the rows could fill, nor than the GPU holds at once.
   const int64_t most_rows = int64_t(nprobe) * index.max_list_rows;
-  const int resident =
-      resident_ctas(reinterpret_cast<const void*>(probed_list_plans_kernel), kProbedThreads, smem);
-  const int row_ctas = int(std::clamp<int64_t>((most_rows + kProbedThreads - 1) / kProbedThreads, 1,
-                                               std::max(1, resident - 1)));
-  // The row CTAs, then the inverting one.
-  probed_list_plans_kernel<<<row_ctas + 1, kProbedThreads, smem, stream>>>(
-      index, queries, probes, nprobe, out, row_counts, sample, inv);
+  auto launch = [&](auto kernel, int rows_per_thread) {
+    const int64_t cta_rows = int64_t(rows_per_thread) * kProbedThreads;
+    const int resident = resident_ctas(reinterpret_cast<const void*>(kernel), kProbedThreads, smem);
+    const int row_ctas = int(std::clamp<int64_t>((most_rows + cta_rows - 1) / cta_rows, 1,
+                                                 std::max(1, resident - 1)));
+    // The row CTAs, then the inverting one.
+    kernel<<<row_ctas + 1, kProbedThreads, smem, stream>>>(index, queries, probes, nprobe, out,
+                                                            row_counts, sample, inv);
+  };
+  launch(probed_list_plans_kernel<kProbedRowsPerThread, kProbedMinCtas>, kProbedRowsPerThread);
   ARGENT_CUDA_CHECK_LAUNCH("probed_list_plans_kernel");
+}
+
+void launch_probed_sample(const GpuIndexView& index, const GpuQueriesView& queries,
+                          const int32_t* probes, int nprobe, const uint32_t* words,
+                          const ProbedSample& sample, const InvertBuffers& inv,
+                          cudaStream_t stream) {
+  ARGENT_CHECK(queries.n == 1, "launch_probed_sample: one query, not ", queries.n);
+  ARGENT_CHECK(words || !queries.plan_of_query,
+               "launch_probed_sample: a filtered query needs its rows' words");
+  ARGENT_CHECK(nprobe >= 1 && nprobe <= kMaxProbedSlots, "launch_probed_sample: ", nprobe,
+               " probe slots outside [1, ", kMaxProbedSlots, "]");
+  ARGENT_CHECK(sample.stride >= 1 && sample.count && inv.list_count,
+               "launch_probed_sample: the sample's and the inversion's buffers are required");
+  const size_t smem = sizeof(int64_t) * size_t(2 * nprobe + 1);
+  const int64_t list_blocks = (index.max_list_rows + kBlockRows - 1) / kBlockRows;
+  const int64_t most_rows = int64_t(nprobe) * (list_blocks / sample.stride + 1) * kBlockRows;
+  auto launch = [&](auto kernel) {
+    const int resident = resident_ctas(reinterpret_cast<const void*>(kernel), kProbedThreads, smem);
+    const int row_ctas = int(std::clamp<int64_t>(
+        (most_rows + kProbedThreads - 1) / kProbedThreads, 1, std::max(1, resident - 1)));
+    kernel<<<row_ctas + 1, kProbedThreads, smem, stream>>>(index, queries, probes, nprobe, words,
+                                                            sample, inv);
+  };
+  if (queries.plan_of_query)
+    launch(probed_sample_kernel<true>);
+  else
+    launch(probed_sample_kernel<false>);
+  ARGENT_CUDA_CHECK_LAUNCH("probed_sample_kernel");
 }
 
 void launch_pair_plans(const GpuIndexView& index, const GpuQueriesView& queries,

@@ -270,11 +270,12 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   // A one-query IVF batch under few plans takes the probed lists' pass unless the filter cache
   // holds its words (below). The pass's counts [n_plans + 1], then its sample's count, are
   // zeroed by the probe's select on its way, not by a memset ahead of the probe.
-  const bool one_filtered_ivf_query =
-      few_plans && !o.exact && n == 1 && nprobe >= 1 && nprobe <= cuda::kMaxProbedSlots;
+  const bool one_ivf_query = !o.exact && n == 1 && nprobe >= 1 && nprobe <= cuda::kMaxProbedSlots;
+  const bool one_filtered_ivf_query = one_ivf_query && few_plans;
+  const bool one_unfiltered_ivf_query = one_ivf_query && !queries.plan_of_query;
   unsigned long long* probed_rows = nullptr;
   int probed_count_words = 0;
-  if (one_filtered_ivf_query) {
+  if (one_filtered_ivf_query || one_unfiltered_ivf_query) {
     const size_t bytes =
         sizeof(unsigned long long) * size_t(queries.n_plans + 1) + sizeof(uint32_t);
     probed_rows = static_cast<unsigned long long*>(b.probed_rows.reserve(bytes));
@@ -322,6 +323,16 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   // by the scan; 0.150-0.151 with that pass drawing the sample; 0.149-0.158 with one pass on
   // one stream. A 1 % filter: 0.159-0.161, 0.143-0.145, 0.141-0.142.)
   const bool probed_list_plans = one_filtered_ivf_query && !words_from_cache;
+  // A one-query IVF batch whose words the cache holds, or that has no filter: its sample and
+  // inversion from one pass over its probed lists' sampled blocks (cuda::launch_probed_sample),
+  // in place of the inversion's launch and the scan's sample pass, whose CTAs each staged their
+  // list's query and plan to read one or two sampled blocks (H100, K = 1000, nprobe 32, mean of
+  // 256 queries: unfiltered 0.138 -> 0.127-0.128 ms, a cached 10 % filter 0.139-0.144 ->
+  // 0.124-0.127; the two steps 0.025 -> 0.009 ms). Filters new to the cache keep the probed
+  // lists' pass, whose words the collect needs: the collect evaluating its hits' Bloom plans
+  // instead measured 0.055-0.077 ms slower (docs/benchmarks.md).
+  const bool probed_sample =
+      (one_filtered_ivf_query && words_from_cache) || one_unfiltered_ivf_query;
   const SamplePlan plan = plan_sample(index, o, n, nprobe);
   float* sample_scores = b.sample_scores.reserve_as<float>(size_t(n * plan.sample_cap));
   uint32_t* sample_count = nullptr;  // [n]
@@ -331,6 +342,8 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
                                                       size_t(index.scan.n_rows / kBlockRows));
     block_plans = probed_words;
     plan_rows = probed_rows;
+  }
+  if (probed_list_plans || probed_sample) {
     sample_count = reinterpret_cast<uint32_t*>(probed_rows + queries.n_plans + 1);
   } else {
     sample_count = b.sample_count.reserve_as<uint32_t>(n);
@@ -354,6 +367,12 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
         cuda::ProbedSample{int(plan.stride), sample_scores, sample_count, plan.sample_cap}, inv,
         stream);
     timer.mark("probed lists' pass");
+  } else if (probed_sample) {
+    cuda::launch_probed_sample(
+        index, queries, probes, nprobe, block_plans,
+        cuda::ProbedSample{int(plan.stride), sample_scores, sample_count, plan.sample_cap}, inv,
+        stream);
+    timer.mark("probed sample");
   } else {
     inv.cub_temp_bytes = cuda::invert_temp_bytes(index);
     inv.cub_temp = b.cub_temp.reserve(inv.cub_temp_bytes);
@@ -373,7 +392,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   // Words from the filter cache or the probed lists' pass are exact for every row, so the
   // collect and the emit check nothing.
   const bool exact_words_everywhere = words_from_cache || probed_list_plans;
-  if (few_plans && !words_from_cache && !probed_list_plans) {
+  if (few_plans && !words_from_cache && !probed_list_plans && !probed_sample) {
     // The few plans' words [n_plans][n_rows / 16] and counts [n_plans + 1].
     uint32_t* out = b.block_plans.reserve_as<uint32_t>(size_t(queries.n_plans) *
                                                        size_t(index.scan.n_rows / kBlockRows));
@@ -412,7 +431,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     // Unfiltered exact search: every query's sample has the same slots, written without
     // counts or atomics (H100, the step: B = 64 0.129 -> 0.075 ms, B = 256 0.316 -> 0.150).
     pass.dense_sample = o.exact && !queries.plan_of_query;
-    if (!probed_list_plans) {  // else the probed lists' pass drew the sample
+    if (!probed_list_plans && !probed_sample) {  // else a probed lists' pass drew the sample
       if (pass.dense_sample) {
         ARGENT_CUDA_CHECK(cudaMemsetAsync(pass.out_scores, 0xff,
                                           sizeof(float) * size_t(n * plan.sample_cap), stream));
@@ -553,6 +572,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     stats->flat_candidates = plan.flat;
     stats->cached_filters = words_from_cache;
     stats->probed_list_words = probed_list_plans;
+    stats->probed_sample = probed_sample;
     stats->fused_top_k = fused_top_k;
     stats->carried_plans = plans_carried;
     stats->workspace_bytes = b.bytes();

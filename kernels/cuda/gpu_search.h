@@ -166,6 +166,9 @@ struct GpuSearchStats {
   bool cached_filters = false;   // the filters' words came from the GpuFilterCache
   // A one-query IVF batch's words came from its probed lists' pass (launch_probed_list_plans).
   bool probed_list_words = false;
+  // A one-query IVF batch's sample and inversion came from one pass over its probed lists'
+  // sampled blocks (launch_probed_sample): cached words, or no filter.
+  bool probed_sample = false;
   bool fused_top_k = false;  // the top k came from launch_fused_top_k (one kernel per query)
   bool carried_plans = false;  // the plans reached the GPU as the probe's launch parameters
 };

@@ -155,6 +155,17 @@ void launch_probed_list_plans(const GpuIndexView& index, const GpuQueriesView& q
                               unsigned long long* row_counts, const ProbedSample& sample,
                               const InvertBuffers& inv, cudaStream_t stream);
 
+// An IVF batch of one query whose rows' words are known or that has no filter, in one launch:
+// launch_probed_list_plans' sample (the same scores: the eligible rows of blocks whose index is
+// a multiple of sample.stride in the probed lists its plan's Bloom summary admits) and its
+// inversion, reading only those blocks. Eligible: under the query's plan, the row's bit in
+// words [n_plans][n_rows / 16], which must be exact for every row (the filter cache's); with
+// no plan (plan_of_query null or -1), every live row.
+void launch_probed_sample(const GpuIndexView& index, const GpuQueriesView& queries,
+                          const int32_t* probes, int nprobe, const uint32_t* words,
+                          const ProbedSample& sample, const InvertBuffers& inv,
+                          cudaStream_t stream);
+
 // thresholds[q] = the rank[q]-th best of the sample scores [q * cap, + min(count[q], cap)), or
 // of all cap slots with sample_count == null (ScanPass::dense_sample: slots of 0xFF bytes are
 // empty); -inf when fewer than `rank` samples exist.

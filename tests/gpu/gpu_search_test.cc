@@ -757,6 +757,7 @@ TEST_F(GpuSearchTest, OneQueryPlansRideOnTheProbeLaunchOrAreCopiedFirst) {
             << "GPU probe, " << what << " k " << k << " seed " << seed;
         EXPECT_EQ(stats.carried_plans, carried) << what;
         EXPECT_EQ(stats.probed_list_words, !filter.empty()) << what;
+        EXPECT_EQ(stats.probed_sample, filter.empty()) << what;
         // The cached copy: its first batch of a filter meets it, its second computes the
         // words, later ones read them; each is carried the same.
         for (int call = 0; call < 3; ++call) {
@@ -765,12 +766,15 @@ TEST_F(GpuSearchTest, OneQueryPlansRideOnTheProbeLaunchOrAreCopiedFirst) {
                         &stats, GpuShard::Tuning{0, 0});
           EXPECT_TRUE(same(cpu, got, k)) << "cache on, call " << call << ", " << what;
           EXPECT_EQ(stats.carried_plans, carried) << "cache on, " << what;
+          EXPECT_EQ(stats.probed_sample, filter.empty() || stats.cached_filters)
+              << "cache on, call " << call << ", " << what;
         }
         if (!filter.empty() && round == 1)
           EXPECT_TRUE(stats.cached_filters) << "the cache serves a recurring " << what;
         EXPECT_TRUE(same(cpu, gpu_search(*f, q, false, lists.data(), nprobe, k, 0, &stats), k))
             << "caller's probes, " << what << " k " << k << " seed " << seed;
         EXPECT_FALSE(stats.carried_plans) << "caller's probes, " << what;
+        EXPECT_EQ(stats.probed_sample, filter.empty()) << "caller's probes, " << what;
         EXPECT_TRUE(
             same(cpu_search(*f, q, nullptr, 0, k), gpu_search(*f, q, true, nullptr, 0, k, 0), k))
             << "exact, " << what << " k " << k << " seed " << seed;
@@ -782,9 +786,9 @@ TEST_F(GpuSearchTest, OneQueryPlansRideOnTheProbeLaunchOrAreCopiedFirst) {
 
 TEST_F(GpuSearchTest, OneFilteredQueryDrawsItsSampleInItsProbedListsPass) {
   // The probed lists' pass of a one-query IVF batch also draws the sample (no sample pass is
-  // launched): the eligible rows of every stride-th block, scored. Its threshold must be the one
-  // the scan's sample gives. The same query on a shard whose filter cache holds the filter's
-  // words takes the scan's sample over the same blocks, so both keep the same candidates (the
+  // launched): the eligible rows of every stride-th block, scored. The same query on a shard
+  // whose filter cache holds the filter's words draws its sample over the same blocks from those
+  // words, in another kernel (launch_probed_sample). Both must keep the same candidates (the
   // eligible rows at or above the threshold; a threshold off by one sample changes the count),
   // and at stride 1 those are every eligible row scoring at least the CPU's k-th. Codes blocked
   // (d = 32) and row-major (d = 128, GpuIndexView::rows_layout); filters with NOT.
@@ -831,22 +835,98 @@ TEST_F(GpuSearchTest, OneFilteredQueryDrawsItsSampleInItsProbedListsPass) {
           const std::string what = "d " + std::to_string(dim) + " filter '" + filter + "' k " +
                                    std::to_string(k) + " stride " + std::to_string(stride) +
                                    " seed " + std::to_string(seed);
-          GpuSearchStats in_pass, from_scan;
+          GpuSearchStats in_pass, from_cache;
           EXPECT_TRUE(
               same(cpu, gpu_search(*f, q, false, lists.data(), nprobe, k, stride, &in_pass), k))
               << what;
-          EXPECT_TRUE(same(cpu, search_cached(k, stride, &from_scan), k)) << what;
+          EXPECT_TRUE(same(cpu, search_cached(k, stride, &from_cache), k)) << what;
           ASSERT_TRUE(in_pass.probed_list_words) << what;
-          ASSERT_TRUE(from_scan.cached_filters) << what;
-          EXPECT_EQ(in_pass.sample_stride, from_scan.sample_stride) << what;
-          EXPECT_EQ(in_pass.candidates, from_scan.candidates) << what;
-          EXPECT_EQ(in_pass.rescued_queries, from_scan.rescued_queries) << what;
+          ASSERT_TRUE(from_cache.cached_filters) << what;
+          ASSERT_TRUE(from_cache.probed_sample) << "the cached words' one-query pass: " << what;
+          EXPECT_EQ(in_pass.sample_stride, from_cache.sample_stride) << what;
+          EXPECT_EQ(in_pass.candidates, from_cache.candidates) << what;
+          EXPECT_EQ(in_pass.rescued_queries, from_cache.rescued_queries) << what;
           if (in_pass.sample_stride == 1) {
             EXPECT_EQ(in_pass.candidates, at_or_above_kth) << "an exact threshold: " << what;
             EXPECT_EQ(in_pass.rescued_queries, 0) << "an exact threshold: " << what;
           }
           ++cases;
           thresholds_above_all += in_pass.candidates < eligible;
+        }
+      }
+    }
+  }
+  // A sample too small for its rank gives no threshold, and such a case compares nothing.
+  EXPECT_GT(thresholds_above_all, cases / 4) << "of " << cases << " cases; seed " << seed;
+}
+
+TEST_F(GpuSearchTest, OneUnfilteredQueryDrawsItsSampleInOnePass) {
+  // An unfiltered one-query IVF batch draws its sample and inverts in one pass over its probed
+  // lists' sampled blocks (launch_probed_sample). A batch of the same query twice takes the
+  // general path (the inversion, then the scan's sample pass): each of its queries must keep as
+  // many candidates as the one-query batch (a threshold off by one sample changes the count),
+  // and at stride 1 those are every row scoring at least the CPU's k-th. The GPU's probe and
+  // the caller's probes; codes blocked (d = 32) and row-major (d = 128); items deleted.
+  const uint64_t seed = test::test_seed(913);
+  const int64_t n_items = 40000;
+  const int nprobe = 6;
+  int64_t cases = 0, thresholds_above_all = 0;  // cases whose threshold left out some rows
+  for (const int dim : {32, 128}) {
+    auto f = make_fixture(seed + dim, n_items, dim, 32);
+    // Deleted rows read kEmptyId, as the padding past a list's end does: neither is sampled.
+    std::vector<int64_t> deleted;
+    for (const auto& item : f->features)
+      if (deleted.size() < 2000) deleted.push_back(item.first);
+    ASSERT_EQ(f->engine->remove(deleted), 2000);
+    Prober prober(f->engine->meta());
+    f->gpu = std::make_unique<GpuShard>(f->engine->shard(), prober.centroids(), 0);
+    f->gpu->set_filter_cache_bytes(0);
+    const ScanIndexView v = f->engine->shard().view();
+    Rng rng(seed + dim);
+    for (int query = 0; query < 4; ++query) {
+      std::vector<float> x = test::random_normal(rng, static_cast<size_t>(dim));
+      std::vector<float> x2 = x;
+      x2.insert(x2.end(), x.begin(), x.end());
+      const QueryBatch one = prepare_queries(x.data(), 1, dim, f->engine->meta(), {""});
+      const QueryBatch two = prepare_queries(x2.data(), 2, dim, f->engine->meta(), {"", ""});
+      const std::vector<int32_t> lists = prober.probe(one, nprobe, v.list_sizes, v.list_summaries);
+      const std::vector<int32_t> lists2 = prober.probe(two, nprobe, v.list_sizes, v.list_summaries);
+      const Outputs all = cpu_search(*f, one, lists.data(), nprobe, n_items);
+      const int64_t live =
+          std::count_if(all.scores.begin(), all.scores.end(), [](float x) { return x > -1e30f; });
+      for (const int64_t k : {int64_t(10), int64_t(300)}) {
+        int64_t at_or_above_kth = 0;
+        for (int64_t j = 0; j < live && all.scores[size_t(j)] >= all.scores[size_t(k - 1)]; ++j)
+          ++at_or_above_kth;
+        const Outputs cpu = cpu_search(*f, one, lists.data(), nprobe, k);
+        Outputs cpu2 = cpu;
+        cpu2.scores.insert(cpu2.scores.end(), cpu.scores.begin(), cpu.scores.end());
+        cpu2.ids.insert(cpu2.ids.end(), cpu.ids.begin(), cpu.ids.end());
+        for (const int stride : {0, 1, 2, 16}) {
+          const std::string what = "d " + std::to_string(dim) + " query " +
+                                   std::to_string(query) + " k " + std::to_string(k) +
+                                   " stride " + std::to_string(stride) + " seed " +
+                                   std::to_string(seed);
+          GpuSearchStats probed, given, pair;
+          EXPECT_TRUE(same(cpu, gpu_search(*f, one, false, nullptr, nprobe, k, stride, &probed), k))
+              << "GPU probe, " << what;
+          EXPECT_TRUE(same(cpu, gpu_search(*f, one, false, lists.data(), nprobe, k, stride, &given), k))
+              << "caller's probes, " << what;
+          EXPECT_TRUE(same(cpu2, gpu_search(*f, two, false, lists2.data(), nprobe, k, stride, &pair), k))
+              << "two queries, " << what;
+          ASSERT_TRUE(probed.probed_sample) << what;
+          ASSERT_TRUE(given.probed_sample) << what;
+          ASSERT_FALSE(pair.probed_sample) << what;
+          EXPECT_EQ(probed.sample_stride, pair.sample_stride) << what;
+          EXPECT_EQ(2 * probed.candidates, pair.candidates) << what;
+          EXPECT_EQ(given.candidates, probed.candidates) << what;
+          EXPECT_EQ(2 * probed.rescued_queries, pair.rescued_queries) << what;
+          if (probed.sample_stride == 1) {
+            EXPECT_EQ(probed.candidates, at_or_above_kth) << "an exact threshold: " << what;
+            EXPECT_EQ(probed.rescued_queries, 0) << "an exact threshold: " << what;
+          }
+          ++cases;
+          thresholds_above_all += probed.candidates < live;
         }
       }
     }
