@@ -12,6 +12,7 @@
 #include <algorithm>
 
 #include "common/cuda_check.h"
+#include "kernels/cuda/block_select.cuh"
 #include "kernels/cuda/device_utils.cuh"
 #include "kernels/cuda/resident_grid.h"
 #include "kernels/cuda/search_steps.h"
@@ -309,23 +310,92 @@ __device__ __forceinline__ void stage_query_words(const GpuIndexView& index,
     words[i] = __ldg(reinterpret_cast<const int32_t*>(queries.codes) + i);
 }
 
-template <int kRowsPerThread, int kMinCtas>
+// A probed list's sampled blocks (index a multiple of stride) as a slot's rows.
+__device__ __forceinline__ SlotRange sampled_rows(const GpuIndexView& index, int32_t list,
+                                                  int64_t rows, int64_t stride) {
+  const int64_t begin = index.scan.list_offsets[list] / kBlockRows;
+  const int64_t end = begin + rows / kBlockRows;
+  const int64_t first = (begin + stride - 1) / stride * stride;
+  return SlotRange{first < end ? ((end - 1 - first) / stride + 1) * kBlockRows : 0, first};
+}
+
+// The sampling CTAs of a pass with its threshold (PassThreshold): the eligible rows of the
+// sampled blocks, the plan and the exact check evaluated for each, scored into the sample; then
+// the last of them to finish selects the threshold (CUDA's threadfence reduction: every thread's
+// scores are fenced before its CTA takes a ticket).
+__device__ __forceinline__ void draw_sample_and_select(
+    const GpuIndexView& index, const GpuQueriesView& queries, const int64_t* start,
+    const int64_t* first_block, int nprobe, int64_t total, const CompiledPlan& compiled,
+    const FilterOp* ops, int n_ops, const int32_t* query_words, const ProbedSample& sample,
+    int sample_ctas, const PassThreshold& threshold, SelectShared& select, bool& last) {
+  const int64_t stride = sample.stride;
+  for (int64_t r0 = int64_t(blockIdx.x) * kProbedThreads; r0 < total;
+       r0 += int64_t(sample_ctas) * kProbedThreads) {  // CTA-uniform
+    const int64_t r = r0 + threadIdx.x;
+    const int lo = last_slot_at(start, nprobe, r);
+    Row row;
+    row.load(index, r < total ? first_block[lo] + (r - start[lo]) / kBlockRows * stride : 0,
+             r < total);
+    const int64_t at = row.block * kBlockRows + threadIdx.x % kBlockRows;
+    const int64_t id = row.live ? index.scan.ids[at] : kEmptyId;
+    const int64_t pairs_at = row.live && ops ? index.scan.features.offset[at] : 0;
+    const int32_t n_pairs = row.live && ops ? index.scan.features.count[at] : 0;
+    bool ok = id != kEmptyId;
+    if (ops) {
+      const PlanResult res = row.eval(compiled, ops, n_ops, index.scan.bloom_words);
+      ok = ok && res.possible &&
+           (res.definite || pairs_pass_exactly(index.scan.features, ops, n_ops, pairs_at, n_pairs));
+    }
+    const uint32_t slot = warp_reserve(sample.count, ok);  // by whole warps
+    if (ok && slot < sample.cap)
+      sample.scores[slot] =
+          score_of(row_dot(index, at, query_words), queries.scales[0], index.scan.scales[at]);
+  }
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(threshold.done, 1u) == uint32_t(sample_ctas - 1);
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  const int64_t n = min(int64_t(*reinterpret_cast<volatile uint32_t*>(sample.count)), sample.cap);
+  float t = -INFINITY;  // fewer than rank scores, as launch_select_thresholds gives
+  if (n >= threshold.rank) {
+    const uint32_t key = block_select<uint32_t>(
+        [&](int64_t i) { return descending_key(__ldcg(sample.scores + i)); }, n, threshold.rank,
+        select);
+    if (key < descending_key(-INFINITY)) t = score_of_key(key);
+  }
+  if (threadIdx.x == 0) *threshold.out = t;
+}
+
+// Without kPassThreshold every row CTA also draws the sample from the rows it evaluates. With it
+// (PassThreshold) CTAs [0, sample_ctas) draw it alone from the sampled blocks and select the
+// threshold (draw_sample_and_select) while CTAs [sample_ctas, last) write every row's word, so
+// the select costs the search nothing where the words take longer than sample and select, and
+// the threshold kernel's launch goes; rows of sampled blocks are then evaluated twice.
+template <int kRowsPerThread, int kMinCtas, bool kPassThreshold>
 __global__ void __launch_bounds__(kProbedThreads, kMinCtas) probed_list_plans_kernel(
     const __grid_constant__ GpuIndexView index, const __grid_constant__ GpuQueriesView queries,
     const int32_t* probes, int nprobe, uint32_t* out, unsigned long long* row_counts,
-    const ProbedSample sample, const InvertBuffers inv) {
+    const ProbedSample sample, const InvertBuffers inv, int sample_ctas,
+    const PassThreshold threshold) {
   __shared__ ProbedScan::TempStorage scan;
   __shared__ CompiledPlan compiled;
   __shared__ unsigned int cta_possible, cta_rows;
   __shared__ int32_t query_words[kMaxDim / kGroupDims];  // the sample's query codes
+  __shared__ SelectShared select;
+  __shared__ bool last_sampler;
   extern __shared__ int64_t range_shared[];
-  // Each slot's first row and its list's first block; in the inverting CTA, the slot's first
-  // task (chunk of the slots before it) and its list's first chunk.
+  // Each slot's first row and first block (its first sampled block, in a sampling CTA); in the
+  // inverting CTA, the slot's first task (chunk of the slots before it) and its list's first
+  // chunk.
   int64_t* start = range_shared;                     // [nprobe + 1]
   int64_t* first_block = range_shared + nprobe + 1;  // [nprobe]
   const int32_t plan = queries.plan_of_query[0];
   const bool filtered = plan >= 0;
   const bool inverter = blockIdx.x == gridDim.x - 1;
+  const bool sampler = kPassThreshold && int(blockIdx.x) < sample_ctas;
+  const bool rows_draw_sample = !kPassThreshold;
   const FilterOp* ops = filtered ? queries.plan_ops + queries.plan_begin[plan] : nullptr;
   const int n_ops = filtered ? queries.plan_len[plan] : 0;
   const int words = index.scan.bloom_words;
@@ -334,20 +404,28 @@ __global__ void __launch_bounds__(kProbedThreads, kMinCtas) probed_list_plans_ke
     cta_possible = cta_rows = 0;
   }
   zero_list_counts(index, inverter, inv);
-  if (!inverter) stage_query_words(index, queries, query_words);
+  if (sampler || (rows_draw_sample && !inverter)) stage_query_words(index, queries, query_words);
   const int64_t total = place_probe_slots(
       index, probes, nprobe, ops, n_ops, inverter, inv, scan, start, first_block,
       [&](int32_t list, int64_t rows) {
-        return SlotRange{rows, index.scan.list_offsets[list] / kBlockRows};
+        return sampler ? sampled_rows(index, list, rows, sample.stride)
+                       : SlotRange{rows, index.scan.list_offsets[list] / kBlockRows};
       });
   if (inverter) {
     write_probe_tasks(start, first_block, nprobe, total, inv);
     return;
   }
+  if (sampler) {
+    draw_sample_and_select(index, queries, start, first_block, nprobe, total, compiled, ops, n_ops,
+                           query_words, sample, sample_ctas, threshold, select, last_sampler);
+    return;
+  }
+  if (!filtered && !rows_draw_sample) return;  // no words to write
   const int64_t n_blocks = index.scan.n_rows / kBlockRows;
+  const int row_ctas = int(gridDim.x) - 1 - sample_ctas;
   constexpr int64_t kCtaRows = int64_t(kRowsPerThread) * kProbedThreads;
-  for (int64_t r0 = int64_t(blockIdx.x) * kCtaRows; r0 < total;
-       r0 += int64_t(gridDim.x - 1) * kCtaRows) {  // CTA-uniform
+  for (int64_t r0 = int64_t(int(blockIdx.x) - sample_ctas) * kCtaRows; r0 < total;
+       r0 += int64_t(row_ctas) * kCtaRows) {  // CTA-uniform
     // Starts are whole blocks apart, so a half-warp's rows are one block of one list. A thread's
     // rows are kProbedThreads apart; each step below is issued for all of them before the next.
     Row row[kRowsPerThread];
@@ -379,13 +457,15 @@ __global__ void __launch_bounds__(kProbedThreads, kMinCtas) probed_list_plans_ke
     // The sample: an eligible row of a sampled block is scored once its eligibility is known.
     // Its code loads issued beside the signature's instead measured no faster (more registers
     // spilled).
+    if (rows_draw_sample) {
 #pragma unroll
-    for (int u = 0; u < kRowsPerThread; ++u) {
-      const bool sampled = ok[u] && int32_t(row[u].block) % sample.stride == 0;
-      const uint32_t slot = warp_reserve(sample.count, sampled);  // by whole warps
-      if (sampled && slot < sample.cap)
-        sample.scores[slot] = score_of(row_dot(index, at[u], query_words), queries.scales[0],
-                                       index.scan.scales[at[u]]);
+      for (int u = 0; u < kRowsPerThread; ++u) {
+        const bool sampled = ok[u] && int32_t(row[u].block) % sample.stride == 0;
+        const uint32_t slot = warp_reserve(sample.count, sampled);  // by whole warps
+        if (sampled && slot < sample.cap)
+          sample.scores[slot] = score_of(row_dot(index, at[u], query_words), queries.scales[0],
+                                         index.scan.scales[at[u]]);
+      }
     }
     if (!filtered) continue;  // CTA-uniform
 #pragma unroll
@@ -435,12 +515,7 @@ __global__ void __launch_bounds__(kProbedThreads) probed_sample_kernel(
   if (!inverter) stage_query_words(index, queries, query_words);
   const int64_t total = place_probe_slots(
       index, probes, nprobe, ops, n_ops, inverter, inv, scan, start, first_sampled,
-      [&](int32_t list, int64_t rows) {
-        const int64_t begin = index.scan.list_offsets[list] / kBlockRows;
-        const int64_t end = begin + rows / kBlockRows;
-        const int64_t first = (begin + stride - 1) / stride * stride;
-        return SlotRange{first < end ? ((end - 1 - first) / stride + 1) * kBlockRows : 0, first};
-      });
+      [&](int32_t list, int64_t rows) { return sampled_rows(index, list, rows, stride); });
   if (inverter) {
     write_probe_tasks(start, first_sampled, nprobe, total, inv);
     return;
@@ -654,26 +729,37 @@ void launch_block_plans(const GpuIndexView& index, const GpuQueriesView& queries
 void launch_probed_list_plans(const GpuIndexView& index, const GpuQueriesView& queries,
                               const int32_t* probes, int nprobe, uint32_t* out,
                               unsigned long long* row_counts, const ProbedSample& sample,
-                              const InvertBuffers& inv, cudaStream_t stream) {
+                              const InvertBuffers& inv, cudaStream_t stream,
+                              const PassThreshold* threshold) {
   ARGENT_CHECK(queries.n == 1 && queries.plan_of_query && queries.n_plans >= 1,
                "launch_probed_list_plans: one query with plans, not ", queries.n, " queries");
   ARGENT_CHECK(nprobe >= 1 && nprobe <= kMaxProbedSlots, "launch_probed_list_plans: ", nprobe,
                " probe slots outside [1, ", kMaxProbedSlots, "]");
   ARGENT_CHECK(sample.stride >= 1 && sample.count && inv.list_count,
                "launch_probed_list_plans: the sample's and the inversion's buffers are required");
+  ARGENT_CHECK(!threshold || (threshold->rank >= 1 && threshold->out && threshold->done),
+               "launch_probed_list_plans: a threshold in the pass needs its rank, its output and "
+               "a zeroed counter");
   const size_t smem = sizeof(int64_t) * size_t(2 * nprobe + 1);
-  // No more CTAs than the rows could fill, nor than the GPU holds at once.
+  auto kernel = threshold ? probed_list_plans_kernel<kProbedRowsPerThread, kProbedMinCtas, true>
+                          : probed_list_plans_kernel<kProbedRowsPerThread, kProbedMinCtas, false>;
+  const int resident = resident_ctas(reinterpret_cast<const void*>(kernel), kProbedThreads, smem);
+  // The sampling CTAs: room for twice the typical sample in one round, at most an eighth of the
+  // resident grid.
+  const int sample_ctas =
+      threshold ? int(std::clamp<int64_t>(
+                      (2 * threshold->typical_sample + kProbedThreads - 1) / kProbedThreads, 1,
+                      std::max(1, resident / 8)))
+                : 0;
+  // No more row CTAs than the rows could fill, nor than the GPU holds at once.
   const int64_t most_rows = int64_t(nprobe) * index.max_list_rows;
-  auto launch = [&](auto kernel, int rows_per_thread) {
-    const int64_t cta_rows = int64_t(rows_per_thread) * kProbedThreads;
-    const int resident = resident_ctas(reinterpret_cast<const void*>(kernel), kProbedThreads, smem);
-    const int row_ctas = int(std::clamp<int64_t>((most_rows + cta_rows - 1) / cta_rows, 1,
-                                                 std::max(1, resident - 1)));
-    // The row CTAs, then the inverting one.
-    kernel<<<row_ctas + 1, kProbedThreads, smem, stream>>>(index, queries, probes, nprobe, out,
-                                                            row_counts, sample, inv);
-  };
-  launch(probed_list_plans_kernel<kProbedRowsPerThread, kProbedMinCtas>, kProbedRowsPerThread);
+  const int64_t cta_rows = int64_t(kProbedRowsPerThread) * kProbedThreads;
+  const int row_ctas = int(std::clamp<int64_t>((most_rows + cta_rows - 1) / cta_rows, 1,
+                                               std::max(1, resident - sample_ctas - 1)));
+  // The sampling CTAs, the row CTAs, then the inverting one.
+  kernel<<<sample_ctas + row_ctas + 1, kProbedThreads, smem, stream>>>(
+      index, queries, probes, nprobe, out, row_counts, sample, inv, sample_ctas,
+      threshold ? *threshold : PassThreshold{});
   ARGENT_CUDA_CHECK_LAUNCH("probed_list_plans_kernel");
 }
 

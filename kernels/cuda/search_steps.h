@@ -150,10 +150,23 @@ struct ProbedSample {
   int64_t cap = 0;
 };
 constexpr int kMaxProbedSlots = 2048;
+// With a PassThreshold the pass also selects the query's threshold, as launch_select_thresholds
+// would from the sample (which the search then does not launch): CTAs of their own draw the
+// sample, and the last of them to finish selects while the others still write words. `done`
+// is a counter zeroed by the caller. One CTA of kProbedThreads selects, so the search asks for
+// it only where a query's sample is typically at most kMaxPassThresholdSample scores.
+struct PassThreshold {
+  int64_t rank = 0;
+  float* out = nullptr;
+  uint32_t* done = nullptr;
+  int64_t typical_sample = 0;  // the sample's expected size (sizes the sampling CTAs)
+};
+constexpr int64_t kMaxPassThresholdSample = 16384;
 void launch_probed_list_plans(const GpuIndexView& index, const GpuQueriesView& queries,
                               const int32_t* probes, int nprobe, uint32_t* out,
                               unsigned long long* row_counts, const ProbedSample& sample,
-                              const InvertBuffers& inv, cudaStream_t stream);
+                              const InvertBuffers& inv, cudaStream_t stream,
+                              const PassThreshold* threshold = nullptr);
 
 // An IVF batch of one query whose rows' words are known or that has no filter, in one launch:
 // launch_probed_list_plans' sample (the same scores: the eligible rows of blocks whose index is
