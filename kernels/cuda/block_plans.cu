@@ -198,26 +198,29 @@ __device__ __forceinline__ int last_slot_at(const int64_t* start, int nprobe, in
 
 // A one-query batch: a thread per row (two: below) of its probed lists, so the pass is one
 // chain of dependent loads (the lists, the row's signature, id and pairs' place, the pairs)
-// rather than several in turn. The probed lists' rows, each list padded to whole blocks, are one range split
-// evenly over the grid, so a long list is shared by many CTAs: list sizes vary (lognormal in the
-// benchmark), and a grid of one list per blockIdx.x looped over a long list's rows in the few
-// CTAs of its own. Every CTA works out where each probed list starts in the range (a scan of
-// the nprobe sizes; slots of -1 and lists whose Bloom summary rules the plan out count no rows,
-// as the inversion skips them), then takes its rows kProbedRowsPerThread * kProbedThreads at a
-// time, striding by the grid. Every row's word is exact for the query's plan, and row_counts gets its eligible and
-// evaluated rows (zeroed by the caller). The eligible rows of sampled blocks are scored into the
-// sample as they are found, and the grid's last CTA does the one-query inversion's work (the
-// same slot scan, over chunks instead of rows), so no sample pass, no inversion launch and no
-// second stream are needed: a batch whose pass ran beside the inversion on a second stream,
-// with the sample drawn by the scan after it, measured 0.168-0.170 ms against 0.149-0.158 now
-// (H100, 10 % filter; gpu_search.cu).
+// rather than several in turn. The probed lists' rows, each list padded to whole blocks, are one
+// range split evenly over the grid, so a long list is shared by many CTAs: list sizes vary
+// (lognormal in the benchmark), and a grid of one list per blockIdx.x looped over a long list's
+// rows in the few CTAs of its own. Every CTA works out where each probed list starts in the range
+// (a scan of the nprobe sizes; slots of -1 and lists whose Bloom summary rules the plan out count
+// no rows, as the inversion skips them), then takes its rows kProbedRowsPerThread * kProbedThreads
+// at a time, striding by the grid. Every row's word is exact for the query's plan, and row_counts
+// gets its eligible and evaluated rows (zeroed by the caller). The eligible rows of sampled blocks
+// are scored into the sample as they are found (or, with a PassThreshold, by sampling CTAs of
+// their own: probed_list_plans_kernel), and the grid's last CTA does the one-query inversion's
+// work (the same slot scan, over chunks instead of rows), so no sample pass, no inversion launch
+// and no second stream are needed: a batch whose pass ran beside the inversion on a second
+// stream, with the sample drawn by the scan after it, measured 0.168-0.170 ms against
+// 0.149-0.158 (H100, 10 % filter; gpu_search.cu).
 //
 // One row per thread, eight CTAs per SM (32 registers, a few spilled to the L1-cached stack):
 // unbounded, the kernel took 58 registers and four CTAs fit an SM, so the 1,152 CTAs of 32
 // probed lists at 80M ran in three waves of its chain of loads; with the whole GPU's threads in
-// one wave most CTAs take one round. (H200, B = 1, K = 1000, nprobe 32, same call: the pass 0.0144 -> 0.0127 ms under a
-// 10 % filter, 0.0167 -> 0.0150 at 1 %; search 0.154-0.166 -> 0.153-0.156 and 0.151-0.156 ->
-// 0.150-0.151 ms. The per-list grid at eight CTAs per SM alone measured slower, 0.165-0.171.)
+// one wave most CTAs take one round. (H200, B = 1, K = 1000, nprobe 32, same call: the pass
+// 0.0144 -> 0.0127 ms under a 10 % filter, 0.0167 -> 0.0150 at 1 %; search 0.154-0.166 ->
+// 0.153-0.156 and 0.151-0.156 -> 0.150-0.151 ms. The per-list grid at eight CTAs per SM alone
+// measured slower, 0.165-0.171.)
+//
 // Two rows per thread, five CTAs per SM (48 registers): eight CTAs of one row each hold ~270k
 // rows at once on an H100, fewer than the ~288k of 32 probed lists at 80M, so some CTAs took a
 // second round of the chain; two rows per thread hold ~338k, each step issued for both rows
@@ -240,9 +243,9 @@ __device__ __forceinline__ void zero_list_counts(const GpuIndexView& index, bool
 // The probe slots of a one-query pass laid out as one range, the same in every CTA: start[i]
 // is slot i's first row of the range (start[nprobe] the range's size, returned) and first[i]
 // the block its rows begin at. slot_rows(list, list_rows) gives a usable slot's rows and first
-// block (SlotRows); list_rows is the list's size padded to whole blocks. Slots of -1 and lists whose
-// Bloom summary rules out `ops` get no rows, as the inversion skips them. In the inverting CTA
-// the range is instead the slots' chunks (first[i]: the list's first chunk), and it writes the
+// block (SlotRows); list_rows is the list's size padded to whole blocks. Slots of -1 and lists
+// whose Bloom summary rules out `ops` get no rows, as the inversion skips them. In the inverting
+// CTA the range is instead the slots' chunks (first[i]: the list's first chunk), and it writes the
 // inversion's list_count/list_start/list_queries (its counts zeroed first: zero_list_counts): a
 // place of its own for each (query, list) pair, as one_query_invert_kernel gives. Every thread
 // calls it.
@@ -253,11 +256,10 @@ struct SlotRange {
 template <class SlotRows>
 __device__ __forceinline__ int64_t place_probe_slots(const GpuIndexView& index,
                                                      const int32_t* probes, int nprobe,
-                                                     const FilterOp* ops, int n_ops,
-                                                     bool inverter, const InvertBuffers& inv,
-                                                     ProbedScan::TempStorage& scan,
-                                                     int64_t* start, int64_t* first,
-                                                     SlotRows slot_rows) {
+                                                     const FilterOp* ops, int n_ops, bool inverter,
+                                                     const InvertBuffers& inv,
+                                                     ProbedScan::TempStorage& scan, int64_t* start,
+                                                     int64_t* first, SlotRows slot_rows) {
   const int words = index.scan.bloom_words;
   int64_t total = 0;
   for (int base = 0; base < nprobe; base += kProbedThreads) {
@@ -360,9 +362,9 @@ __device__ __forceinline__ void draw_sample_and_select(
   const int64_t n = min(int64_t(*reinterpret_cast<volatile uint32_t*>(sample.count)), sample.cap);
   float t = -INFINITY;  // fewer than rank scores, as launch_select_thresholds gives
   if (n >= threshold.rank) {
-    const uint32_t key = block_select<uint32_t>(
-        [&](int64_t i) { return descending_key(__ldcg(sample.scores + i)); }, n, threshold.rank,
-        select);
+    const uint32_t key =
+        block_select<uint32_t>([&](int64_t i) { return descending_key(__ldcg(sample.scores + i)); },
+                               n, threshold.rank, select);
     if (key < descending_key(-INFINITY)) t = score_of_key(key);
   }
   if (threadIdx.x == 0) *threshold.out = t;
@@ -374,11 +376,12 @@ __device__ __forceinline__ void draw_sample_and_select(
 // the select costs the search nothing where the words take longer than sample and select, and
 // the threshold kernel's launch goes; rows of sampled blocks are then evaluated twice.
 template <int kRowsPerThread, int kMinCtas, bool kPassThreshold>
-__global__ void __launch_bounds__(kProbedThreads, kMinCtas) probed_list_plans_kernel(
-    const __grid_constant__ GpuIndexView index, const __grid_constant__ GpuQueriesView queries,
-    const int32_t* probes, int nprobe, uint32_t* out, unsigned long long* row_counts,
-    const ProbedSample sample, const InvertBuffers inv, int sample_ctas,
-    const PassThreshold threshold) {
+__global__ void __launch_bounds__(kProbedThreads, kMinCtas)
+    probed_list_plans_kernel(const __grid_constant__ GpuIndexView index,
+                             const __grid_constant__ GpuQueriesView queries, const int32_t* probes,
+                             int nprobe, uint32_t* out, unsigned long long* row_counts,
+                             const ProbedSample sample, const InvertBuffers inv, int sample_ctas,
+                             const PassThreshold threshold) {
   __shared__ ProbedScan::TempStorage scan;
   __shared__ CompiledPlan compiled;
   __shared__ unsigned int cta_possible, cta_rows;
@@ -496,10 +499,11 @@ __global__ void __launch_bounds__(kProbedThreads, kMinCtas) probed_list_plans_ke
 // plans before reading one or two sampled blocks. Same sample, so the same threshold. Eligible:
 // kFiltered, the row's bit in the words; else every live row.
 template <bool kFiltered>
-__global__ void __launch_bounds__(kProbedThreads) probed_sample_kernel(
-    const __grid_constant__ GpuIndexView index, const __grid_constant__ GpuQueriesView queries,
-    const int32_t* probes, int nprobe, const uint32_t* words, const ProbedSample sample,
-    const InvertBuffers inv) {
+__global__ void __launch_bounds__(kProbedThreads)
+    probed_sample_kernel(const __grid_constant__ GpuIndexView index,
+                         const __grid_constant__ GpuQueriesView queries, const int32_t* probes,
+                         int nprobe, const uint32_t* words, const ProbedSample sample,
+                         const InvertBuffers inv) {
   __shared__ ProbedScan::TempStorage scan;
   __shared__ int32_t query_words[kMaxDim / kGroupDims];
   extern __shared__ int64_t range_shared[];
@@ -779,10 +783,10 @@ void launch_probed_sample(const GpuIndexView& index, const GpuQueriesView& queri
   const int64_t most_rows = int64_t(nprobe) * (list_blocks / sample.stride + 1) * kBlockRows;
   auto launch = [&](auto kernel) {
     const int resident = resident_ctas(reinterpret_cast<const void*>(kernel), kProbedThreads, smem);
-    const int row_ctas = int(std::clamp<int64_t>(
-        (most_rows + kProbedThreads - 1) / kProbedThreads, 1, std::max(1, resident - 1)));
+    const int row_ctas = int(std::clamp<int64_t>((most_rows + kProbedThreads - 1) / kProbedThreads,
+                                                 1, std::max(1, resident - 1)));
     kernel<<<row_ctas + 1, kProbedThreads, smem, stream>>>(index, queries, probes, nprobe, words,
-                                                            sample, inv);
+                                                           sample, inv);
   };
   if (queries.plan_of_query)
     launch(probed_sample_kernel<true>);

@@ -373,8 +373,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   inv.tasks = b.tasks.reserve_as<int32_t>(std::max<int64_t>(1, index.n_chunks));
   inv.n_tasks = b.n_tasks.reserve_as<int32_t>(1);
   if (probed_list_plans) {
-    const cuda::PassThreshold in_pass{plan.rank, thresholds, sample_count + 1,
-                                      plan.typical_sample};
+    const cuda::PassThreshold in_pass{plan.rank, thresholds, sample_count + 1, plan.typical_sample};
     cuda::launch_probed_list_plans(
         index, queries, probes, nprobe, probed_words, probed_rows,
         cuda::ProbedSample{int(plan.stride), sample_scores, sample_count, plan.sample_cap}, inv,
@@ -457,9 +456,8 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
       timer.mark("sample");
     }
     if (!threshold_in_pass) {
-      cuda::launch_select_thresholds(pass.out_scores,
-                                     pass.dense_sample ? nullptr : pass.out_count, plan.sample_cap,
-                                     n, plan.rank, thresholds, stream);
+      cuda::launch_select_thresholds(pass.out_scores, pass.dense_sample ? nullptr : pass.out_count,
+                                     plan.sample_cap, n, plan.rank, thresholds, stream);
       timer.mark("threshold");
     }
   }

@@ -73,6 +73,16 @@ Outputs cpu_search(const Fixture& f, const QueryBatch& q, const int32_t* lists, 
   return o;
 }
 
+// The rows of `all` (one query's every row, best first, -inf past the eligible ones) scoring at
+// least its k-th: the candidates an exact threshold (a sample of every row) keeps.
+int64_t rows_at_or_above_kth(const Outputs& all, int64_t k) {
+  int64_t n = 0;
+  while (n < int64_t(all.scores.size()) && all.scores[size_t(n)] > -1e30f &&
+         all.scores[size_t(n)] >= all.scores[size_t(k - 1)])
+    ++n;
+  return n;
+}
+
 Outputs gpu_search(Fixture& f, const QueryBatch& q, bool exact, const int32_t* lists, int nprobe,
                    int64_t k, int stride, GpuSearchStats* stats = nullptr, int64_t cap = 0) {
   Outputs o{std::vector<float>(static_cast<size_t>(q.n * k)),
@@ -825,11 +835,7 @@ TEST_F(GpuSearchTest, OneFilteredQueryDrawsItsSampleInItsProbedListsPass) {
       // The first batch meets the filter, the second computes its words: later ones read them.
       for (int warm = 0; warm < 2; ++warm) search_cached(10, 0, nullptr);
       for (const int64_t k : {int64_t(10), int64_t(300)}) {
-        int64_t at_or_above_kth = 0;
-        for (int64_t j = 0; j < n_items && all.scores[size_t(j)] > -1e30f &&
-                            all.scores[size_t(j)] >= all.scores[size_t(k - 1)];
-             ++j)
-          ++at_or_above_kth;
+        const int64_t at_or_above_kth = rows_at_or_above_kth(all, k);
         const Outputs cpu = cpu_search(*f, q, lists.data(), nprobe, k);
         for (const int stride : {0, 1, 2, 16}) {
           const std::string what = "d " + std::to_string(dim) + " filter '" + filter + "' k " +
@@ -895,24 +901,23 @@ TEST_F(GpuSearchTest, OneUnfilteredQueryDrawsItsSampleInOnePass) {
       const int64_t live =
           std::count_if(all.scores.begin(), all.scores.end(), [](float x) { return x > -1e30f; });
       for (const int64_t k : {int64_t(10), int64_t(300)}) {
-        int64_t at_or_above_kth = 0;
-        for (int64_t j = 0; j < live && all.scores[size_t(j)] >= all.scores[size_t(k - 1)]; ++j)
-          ++at_or_above_kth;
+        const int64_t at_or_above_kth = rows_at_or_above_kth(all, k);
         const Outputs cpu = cpu_search(*f, one, lists.data(), nprobe, k);
         Outputs cpu2 = cpu;
         cpu2.scores.insert(cpu2.scores.end(), cpu.scores.begin(), cpu.scores.end());
         cpu2.ids.insert(cpu2.ids.end(), cpu.ids.begin(), cpu.ids.end());
         for (const int stride : {0, 1, 2, 16}) {
-          const std::string what = "d " + std::to_string(dim) + " query " +
-                                   std::to_string(query) + " k " + std::to_string(k) +
-                                   " stride " + std::to_string(stride) + " seed " +
-                                   std::to_string(seed);
+          const std::string what = "d " + std::to_string(dim) + " query " + std::to_string(query) +
+                                   " k " + std::to_string(k) + " stride " + std::to_string(stride) +
+                                   " seed " + std::to_string(seed);
           GpuSearchStats probed, given, pair;
           EXPECT_TRUE(same(cpu, gpu_search(*f, one, false, nullptr, nprobe, k, stride, &probed), k))
               << "GPU probe, " << what;
-          EXPECT_TRUE(same(cpu, gpu_search(*f, one, false, lists.data(), nprobe, k, stride, &given), k))
+          EXPECT_TRUE(
+              same(cpu, gpu_search(*f, one, false, lists.data(), nprobe, k, stride, &given), k))
               << "caller's probes, " << what;
-          EXPECT_TRUE(same(cpu2, gpu_search(*f, two, false, lists2.data(), nprobe, k, stride, &pair), k))
+          EXPECT_TRUE(
+              same(cpu2, gpu_search(*f, two, false, lists2.data(), nprobe, k, stride, &pair), k))
               << "two queries, " << what;
           ASSERT_TRUE(probed.probed_sample) << what;
           ASSERT_TRUE(given.probed_sample) << what;
