@@ -270,15 +270,15 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   const bool few_plans =
       queries.plan_of_query && queries.n_plans >= 1 && queries.n_plans <= cuda::kMaxBlockPlans;
   // A one-query IVF batch under few plans takes the probed lists' pass unless the filter cache
-  // holds its words (below). The pass's counts [n_plans + 1], then its sample's count, are
-  // zeroed by the probe's select on its way, not by a memset ahead of the probe.
+  // holds its words; with those words, or without a filter, it takes the probed sample pass
+  // (below). The pass's counts [n_plans + 1], then its sample's count and its threshold's
+  // counter, are zeroed by the probe's select on its way, not by a memset ahead of the probe.
   const bool one_ivf_query = !o.exact && n == 1 && nprobe >= 1 && nprobe <= cuda::kMaxProbedSlots;
   const bool one_filtered_ivf_query = one_ivf_query && few_plans;
   const bool one_unfiltered_ivf_query = one_ivf_query && !queries.plan_of_query;
   unsigned long long* probed_rows = nullptr;
   int probed_count_words = 0;
   if (one_filtered_ivf_query || one_unfiltered_ivf_query) {
-    // Then the sample's count and the pass's threshold counter (cuda::PassThreshold).
     const size_t bytes =
         sizeof(unsigned long long) * size_t(queries.n_plans + 1) + 2 * sizeof(uint32_t);
     probed_rows = static_cast<unsigned long long*>(b.probed_rows.reserve(bytes));
