@@ -321,6 +321,46 @@ __device__ __forceinline__ SlotRange sampled_rows(const GpuIndexView& index, int
   return SlotRange{first < end ? ((end - 1 - first) / stride + 1) * kBlockRows : 0, first};
 }
 
+// A row's id and the place of its feature pairs, loaded beside its signature (Row), and its
+// eligibility under the query's plan (ops; null: none): live, then Bloom-possible and definite
+// or passing the exact check. Padding rows past a list's end hold kEmptyId, as every empty row
+// does, so they are never eligible.
+struct RowFeatures {
+  int64_t id, pairs_at;
+  int32_t n_pairs;
+
+  __device__ __forceinline__ void load(const GpuIndexView& index, const Row& row, int64_t at,
+                                       const FilterOp* ops) {
+    id = row.live ? index.scan.ids[at] : kEmptyId;
+    pairs_at = row.live && ops ? index.scan.features.offset[at] : 0;
+    n_pairs = row.live && ops ? index.scan.features.count[at] : 0;
+  }
+
+  __device__ __forceinline__ bool eligible(const GpuIndexView& index, const Row& row,
+                                           const CompiledPlan& compiled, const FilterOp* ops,
+                                           int n_ops) const {
+    bool ok = id != kEmptyId;
+    if (ops) {
+      const PlanResult res = row.eval(compiled, ops, n_ops, index.scan.bloom_words);
+      ok = ok && res.possible &&
+           (res.definite || pairs_pass_exactly(index.scan.features, ops, n_ops, pairs_at, n_pairs));
+    }
+    return ok;
+  }
+};
+
+// Appends row `at`'s score to the sample when `take` (called by whole warps: the slots are
+// reserved per warp).
+__device__ __forceinline__ void add_to_sample(const GpuIndexView& index,
+                                              const GpuQueriesView& queries,
+                                              const int32_t* query_words,
+                                              const ProbedSample& sample, int64_t at, bool take) {
+  const uint32_t slot = warp_reserve(sample.count, take);
+  if (take && slot < sample.cap)
+    sample.scores[slot] =
+        score_of(row_dot(index, at, query_words), queries.scales[0], index.scan.scales[at]);
+}
+
 // The sampling CTAs of a pass with its threshold (PassThreshold): the eligible rows of the
 // sampled blocks, the plan and the exact check evaluated for each, scored into the sample; then
 // the last of them to finish selects the threshold (CUDA's threadfence reduction: every thread's
@@ -339,19 +379,10 @@ __device__ __forceinline__ void draw_sample_and_select(
     row.load(index, r < total ? first_block[lo] + (r - start[lo]) / kBlockRows * stride : 0,
              r < total);
     const int64_t at = row.block * kBlockRows + threadIdx.x % kBlockRows;
-    const int64_t id = row.live ? index.scan.ids[at] : kEmptyId;
-    const int64_t pairs_at = row.live && ops ? index.scan.features.offset[at] : 0;
-    const int32_t n_pairs = row.live && ops ? index.scan.features.count[at] : 0;
-    bool ok = id != kEmptyId;
-    if (ops) {
-      const PlanResult res = row.eval(compiled, ops, n_ops, index.scan.bloom_words);
-      ok = ok && res.possible &&
-           (res.definite || pairs_pass_exactly(index.scan.features, ops, n_ops, pairs_at, n_pairs));
-    }
-    const uint32_t slot = warp_reserve(sample.count, ok);  // by whole warps
-    if (ok && slot < sample.cap)
-      sample.scores[slot] =
-          score_of(row_dot(index, at, query_words), queries.scales[0], index.scan.scales[at]);
+    RowFeatures features;
+    features.load(index, row, at, ops);
+    add_to_sample(index, queries, query_words, sample, at,
+                  features.eligible(index, row, compiled, ops, n_ops));
   }
   __threadfence();
   __syncthreads();
@@ -401,7 +432,6 @@ __global__ void __launch_bounds__(kProbedThreads, kMinCtas)
   const bool rows_draw_sample = !kPassThreshold;
   const FilterOp* ops = filtered ? queries.plan_ops + queries.plan_begin[plan] : nullptr;
   const int n_ops = filtered ? queries.plan_len[plan] : 0;
-  const int words = index.scan.bloom_words;
   if (threadIdx.x == 0) {
     if (filtered) compiled.compile(ops, n_ops);
     cta_possible = cta_rows = 0;
@@ -432,43 +462,28 @@ __global__ void __launch_bounds__(kProbedThreads, kMinCtas)
     // Starts are whole blocks apart, so a half-warp's rows are one block of one list. A thread's
     // rows are kProbedThreads apart; each step below is issued for all of them before the next.
     Row row[kRowsPerThread];
-    int64_t at[kRowsPerThread], id[kRowsPerThread], pairs_at[kRowsPerThread];
-    int32_t n_pairs[kRowsPerThread];
+    RowFeatures features[kRowsPerThread];
+    int64_t at[kRowsPerThread];
 #pragma unroll
     for (int u = 0; u < kRowsPerThread; ++u) {
       const int64_t r = r0 + u * kProbedThreads + threadIdx.x;
       const int lo = last_slot_at(start, nprobe, r);
       row[u].load(index, r < total ? first_block[lo] + (r - start[lo]) / kBlockRows : 0, r < total);
       at[u] = row[u].block * kBlockRows + threadIdx.x % kBlockRows;
-      id[u] = row[u].live ? index.scan.ids[at[u]] : kEmptyId;
-      pairs_at[u] = row[u].live && filtered ? index.scan.features.offset[at[u]] : 0;
-      n_pairs[u] = row[u].live && filtered ? index.scan.features.count[at[u]] : 0;
+      features[u].load(index, row[u], at[u], ops);
     }
-    // Padding rows past a list's end hold kEmptyId (as every empty row does), so they are
-    // neither eligible nor sampled.
     bool ok[kRowsPerThread];
 #pragma unroll
-    for (int u = 0; u < kRowsPerThread; ++u) {
-      ok[u] = id[u] != kEmptyId;
-      if (filtered) {
-        const PlanResult res = row[u].eval(compiled, ops, n_ops, words);
-        ok[u] = ok[u] && res.possible &&
-                (res.definite ||
-                 pairs_pass_exactly(index.scan.features, ops, n_ops, pairs_at[u], n_pairs[u]));
-      }
-    }
+    for (int u = 0; u < kRowsPerThread; ++u)
+      ok[u] = features[u].eligible(index, row[u], compiled, ops, n_ops);
     // The sample: an eligible row of a sampled block is scored once its eligibility is known.
     // Its code loads issued beside the signature's instead measured no faster (more registers
     // spilled).
     if (rows_draw_sample) {
 #pragma unroll
-      for (int u = 0; u < kRowsPerThread; ++u) {
-        const bool sampled = ok[u] && int32_t(row[u].block) % sample.stride == 0;
-        const uint32_t slot = warp_reserve(sample.count, sampled);  // by whole warps
-        if (sampled && slot < sample.cap)
-          sample.scores[slot] = score_of(row_dot(index, at[u], query_words), queries.scales[0],
-                                         index.scan.scales[at[u]]);
-      }
+      for (int u = 0; u < kRowsPerThread; ++u)
+        add_to_sample(index, queries, query_words, sample, at[u],
+                      ok[u] && int32_t(row[u].block) % sample.stride == 0);
     }
     if (!filtered) continue;  // CTA-uniform
 #pragma unroll
@@ -543,10 +558,7 @@ __global__ void __launch_bounds__(kProbedThreads)
         ok = __ldg(index.scan.ids + at) != kEmptyId;
       }
     }
-    const uint32_t slot = warp_reserve(sample.count, ok);  // by whole warps
-    if (ok && slot < sample.cap)
-      sample.scores[slot] =
-          score_of(row_dot(index, at, query_words), queries.scales[0], index.scan.scales[at]);
+    add_to_sample(index, queries, query_words, sample, at, ok);
   }
 }
 

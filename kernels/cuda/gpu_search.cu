@@ -372,18 +372,14 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
   inv.list_queries = b.list_queries.reserve_as<int32_t>(size_t(n * width + n));
   inv.tasks = b.tasks.reserve_as<int32_t>(std::max<int64_t>(1, index.n_chunks));
   inv.n_tasks = b.n_tasks.reserve_as<int32_t>(1);
+  const cuda::ProbedSample probed{int(plan.stride), sample_scores, sample_count, plan.sample_cap};
   if (probed_list_plans) {
     const cuda::PassThreshold in_pass{plan.rank, thresholds, sample_count + 1, plan.typical_sample};
-    cuda::launch_probed_list_plans(
-        index, queries, probes, nprobe, probed_words, probed_rows,
-        cuda::ProbedSample{int(plan.stride), sample_scores, sample_count, plan.sample_cap}, inv,
-        stream, threshold_in_pass ? &in_pass : nullptr);
+    cuda::launch_probed_list_plans(index, queries, probes, nprobe, probed_words, probed_rows,
+                                   probed, inv, stream, threshold_in_pass ? &in_pass : nullptr);
     timer.mark("probed lists' pass");
   } else if (probed_sample) {
-    cuda::launch_probed_sample(
-        index, queries, probes, nprobe, block_plans,
-        cuda::ProbedSample{int(plan.stride), sample_scores, sample_count, plan.sample_cap}, inv,
-        stream);
+    cuda::launch_probed_sample(index, queries, probes, nprobe, block_plans, probed, inv, stream);
     timer.mark("probed sample");
   } else {
     inv.cub_temp_bytes = cuda::invert_temp_bytes(index);
