@@ -519,7 +519,27 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     cand.rows = pass.out_rows;
     cand.count = pass.out_count;
   }
-  cuda::launch_scan(index, queries, lists, inv.tasks, inv.n_tasks, int(n), pass, stream);
+  // A one-query IVF batch whose probed pass wrote the tasks: a warp per block scores the rows
+  // with dp4a and, under a filter, reads only its eligible rows' codes (cuda::
+  // launch_probed_collect), where the scan's mma tiles would leave seven of eight queries idle
+  // (H100, K = 1000, nprobe 32, mean of 256 queries, the step: unfiltered 0.032 -> 0.020 ms,
+  // a 10 % filter 0.032 -> 0.011, 1 % 0.031 -> 0.010, NOT 0.042 -> 0.014).
+  const bool probed_collect = (probed_list_plans || probed_sample) && !plan.flat;
+  if (probed_collect) {
+    cuda::ProbedCollect pc;
+    pc.threshold = thresholds;
+    pc.words = block_plans;
+    pc.check_live = pass.check_inline;
+    pc.out_scores = pass.out_scores;
+    pc.out_rows = pass.out_rows;
+    pc.out_count = pass.out_count;
+    pc.cap = pass.cap;
+    const int64_t most_tasks = std::min<int64_t>(
+        index.n_chunks, int64_t(nprobe) * ((list_blocks + kChunkBlocks - 1) / kChunkBlocks));
+    cuda::launch_probed_collect(index, queries, inv.tasks, inv.n_tasks, most_tasks, pc, stream);
+  } else {
+    cuda::launch_scan(index, queries, lists, inv.tasks, inv.n_tasks, int(n), pass, stream);
+  }
   timer.mark("collect");
 
   // Sort, order ties, emit; flag the queries to rescue.
@@ -582,6 +602,7 @@ void run_gpu_search(const GpuIndexView& index, const GpuQueriesView& queries,
     stats->cached_filters = words_from_cache;
     stats->probed_list_words = probed_list_plans;
     stats->probed_sample = probed_sample;
+    stats->probed_collect = probed_collect;
     stats->fused_top_k = fused_top_k;
     stats->carried_plans = plans_carried;
     stats->workspace_bytes = b.bytes();

@@ -169,6 +169,9 @@ struct GpuSearchStats {
   // A one-query IVF batch's sample and inversion came from one pass over its probed lists'
   // sampled blocks (launch_probed_sample): cached words, or no filter.
   bool probed_sample = false;
+  // A one-query IVF batch's collect was a warp per block of its probed lists, reading only the
+  // eligible rows' codes under a filter (launch_probed_collect), not the fused scan.
+  bool probed_collect = false;
   bool fused_top_k = false;  // the top k came from launch_fused_top_k (one kernel per query)
   bool carried_plans = false;  // the plans reached the GPU as the probe's launch parameters
 };

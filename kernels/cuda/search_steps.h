@@ -179,6 +179,27 @@ void launch_probed_sample(const GpuIndexView& index, const GpuQueriesView& queri
                           const ProbedSample& sample, const InvertBuffers& inv,
                           cudaStream_t stream);
 
+// The collect of an IVF batch of one query (ScanPass collect mode, per-query candidates) over
+// the chunks tasks[0 .. *n_tasks) that launch_probed_list_plans or launch_probed_sample wrote
+// (most_tasks bounds *n_tasks: the grid's size): every row scoring >= *threshold that is
+// eligible is appended to out_scores/out_rows [cap], *out_count (zeroed by the caller) counting
+// them all. Eligible: under the query's plan, the row's bit in words [n_plans][n_rows / 16],
+// exact for every row (the pass's or the filter cache's), so the emit checks nothing; with no
+// plan, every row of the lists (liveness left to the emit), or with check_live only live rows
+// (ScanPass::check_inline).
+struct ProbedCollect {
+  const float* threshold = nullptr;
+  const uint32_t* words = nullptr;
+  bool check_live = false;
+  float* out_scores = nullptr;
+  int32_t* out_rows = nullptr;
+  uint32_t* out_count = nullptr;
+  int64_t cap = 0;
+};
+void launch_probed_collect(const GpuIndexView& index, const GpuQueriesView& queries,
+                           const int32_t* tasks, const int32_t* n_tasks, int64_t most_tasks,
+                           const ProbedCollect& c, cudaStream_t stream);
+
 // thresholds[q] = the rank[q]-th best of the sample scores [q * cap, + min(count[q], cap)), or
 // of all cap slots with sample_count == null (ScanPass::dense_sample: slots of 0xFF bytes are
 // empty); -inf when fewer than `rank` samples exist.

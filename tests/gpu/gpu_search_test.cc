@@ -849,6 +849,8 @@ TEST_F(GpuSearchTest, OneFilteredQueryDrawsItsSampleInItsProbedListsPass) {
           ASSERT_TRUE(in_pass.probed_list_words) << what;
           ASSERT_TRUE(from_cache.cached_filters) << what;
           ASSERT_TRUE(from_cache.probed_sample) << "the cached words' one-query pass: " << what;
+          ASSERT_TRUE(in_pass.probed_collect) << what;
+          ASSERT_TRUE(from_cache.probed_collect) << what;
           EXPECT_EQ(in_pass.sample_stride, from_cache.sample_stride) << what;
           EXPECT_EQ(in_pass.candidates, from_cache.candidates) << what;
           EXPECT_EQ(in_pass.rescued_queries, from_cache.rescued_queries) << what;
@@ -922,6 +924,9 @@ TEST_F(GpuSearchTest, OneUnfilteredQueryDrawsItsSampleInOnePass) {
           ASSERT_TRUE(probed.probed_sample) << what;
           ASSERT_TRUE(given.probed_sample) << what;
           ASSERT_FALSE(pair.probed_sample) << what;
+          ASSERT_TRUE(probed.probed_collect) << what;
+          ASSERT_TRUE(given.probed_collect) << what;
+          ASSERT_FALSE(pair.probed_collect) << what;
           EXPECT_EQ(probed.sample_stride, pair.sample_stride) << what;
           EXPECT_EQ(2 * probed.candidates, pair.candidates) << what;
           EXPECT_EQ(given.candidates, probed.candidates) << what;
