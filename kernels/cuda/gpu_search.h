@@ -20,6 +20,8 @@
 //                the Bloom plan and, when Bloom is not definite, the exact feature check (later,
 //                near the top of each query's candidates; never, when the words are exact), and
 //                are appended to the query's candidate buffer [cap]. No score matrix is written.
+//                A one-query IVF batch whose probed pass ran: a warp per block with dp4a, only
+//                the eligible rows' codes read under a filter (launch_probed_collect).
 //   top k        k <= 2048 with a buffer per query: one CTA per query bounds its first k valid
 //                candidates (checking the flagged ones under the bound), sorts those in shared
 //                memory by (score, id) and writes them; otherwise a radix sort of (query,
