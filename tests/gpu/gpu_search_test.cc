@@ -83,6 +83,29 @@ int64_t rows_at_or_above_kth(const Outputs& all, int64_t k) {
   return n;
 }
 
+// The one-query sample tests' tally of their cases. At stride 1 the threshold is the exact k-th
+// eligible score, so the candidates are the rows at or above it and no query is rescued; and
+// enough cases must have a threshold that left rows out (a sample too small for its rank gives
+// no threshold, and such a case compares nothing).
+class ThresholdCases {
+ public:
+  void add(const GpuSearchStats& s, int64_t at_or_above_kth, int64_t eligible,
+           const std::string& what) {
+    if (s.sample_stride == 1) {
+      EXPECT_EQ(s.candidates, at_or_above_kth) << "an exact threshold: " << what;
+      EXPECT_EQ(s.rescued_queries, 0) << "an exact threshold: " << what;
+    }
+    ++cases_;
+    above_all_ += s.candidates < eligible;
+  }
+  void expect_enough(uint64_t seed) const {
+    EXPECT_GT(above_all_, cases_ / 4) << "of " << cases_ << " cases; seed " << seed;
+  }
+
+ private:
+  int64_t cases_ = 0, above_all_ = 0;  // above_all_: cases whose threshold left out some rows
+};
+
 Outputs gpu_search(Fixture& f, const QueryBatch& q, bool exact, const int32_t* lists, int nprobe,
                    int64_t k, int stride, GpuSearchStats* stats = nullptr, int64_t cap = 0) {
   Outputs o{std::vector<float>(static_cast<size_t>(q.n * k)),
@@ -805,7 +828,7 @@ TEST_F(GpuSearchTest, OneFilteredQueryDrawsItsSampleInItsProbedListsPass) {
   const uint64_t seed = test::test_seed(911);
   const int64_t n_items = 40000;
   const int nprobe = 6;
-  int64_t cases = 0, thresholds_above_all = 0;  // cases whose threshold left out some rows
+  ThresholdCases tally;
   for (const int dim : {32, 128}) {
     auto f = make_fixture(seed + dim, n_items, dim, 32);
     Prober prober(f->engine->meta());
@@ -854,18 +877,12 @@ TEST_F(GpuSearchTest, OneFilteredQueryDrawsItsSampleInItsProbedListsPass) {
           EXPECT_EQ(in_pass.sample_stride, from_cache.sample_stride) << what;
           EXPECT_EQ(in_pass.candidates, from_cache.candidates) << what;
           EXPECT_EQ(in_pass.rescued_queries, from_cache.rescued_queries) << what;
-          if (in_pass.sample_stride == 1) {
-            EXPECT_EQ(in_pass.candidates, at_or_above_kth) << "an exact threshold: " << what;
-            EXPECT_EQ(in_pass.rescued_queries, 0) << "an exact threshold: " << what;
-          }
-          ++cases;
-          thresholds_above_all += in_pass.candidates < eligible;
+          tally.add(in_pass, at_or_above_kth, eligible, what);
         }
       }
     }
   }
-  // A sample too small for its rank gives no threshold, and such a case compares nothing.
-  EXPECT_GT(thresholds_above_all, cases / 4) << "of " << cases << " cases; seed " << seed;
+  tally.expect_enough(seed);
 }
 
 TEST_F(GpuSearchTest, OneUnfilteredQueryDrawsItsSampleInOnePass) {
@@ -878,7 +895,7 @@ TEST_F(GpuSearchTest, OneUnfilteredQueryDrawsItsSampleInOnePass) {
   const uint64_t seed = test::test_seed(913);
   const int64_t n_items = 40000;
   const int nprobe = 6;
-  int64_t cases = 0, thresholds_above_all = 0;  // cases whose threshold left out some rows
+  ThresholdCases tally;
   for (const int dim : {32, 128}) {
     auto f = make_fixture(seed + dim, n_items, dim, 32);
     // Deleted rows read kEmptyId, as the padding past a list's end does: neither is sampled.
@@ -931,18 +948,12 @@ TEST_F(GpuSearchTest, OneUnfilteredQueryDrawsItsSampleInOnePass) {
           EXPECT_EQ(2 * probed.candidates, pair.candidates) << what;
           EXPECT_EQ(given.candidates, probed.candidates) << what;
           EXPECT_EQ(2 * probed.rescued_queries, pair.rescued_queries) << what;
-          if (probed.sample_stride == 1) {
-            EXPECT_EQ(probed.candidates, at_or_above_kth) << "an exact threshold: " << what;
-            EXPECT_EQ(probed.rescued_queries, 0) << "an exact threshold: " << what;
-          }
-          ++cases;
-          thresholds_above_all += probed.candidates < live;
+          tally.add(probed, at_or_above_kth, live, what);
         }
       }
     }
   }
-  // A sample too small for its rank gives no threshold, and such a case compares nothing.
-  EXPECT_GT(thresholds_above_all, cases / 4) << "of " << cases << " cases; seed " << seed;
+  tally.expect_enough(seed);
 }
 
 TEST_F(GpuSearchTest, WritesSyncInPlaceAndSearchAsTheCpuDoes) {
