@@ -52,16 +52,14 @@ __device__ __forceinline__ void append_block(const ProbedCollect& c, int64_t blo
   }
 }
 
-// Row-major codes (d_pad == kRowsLayoutDim): a row is eight 16-byte words; lane l holds word
-// l % 8 of the query and scores word l % 8 of rows l / 8, 4 + l / 8, ... , so each load of the
-// warp reads four whole rows. Rows not to be scored are not loaded.
+// The block's rows to score (rows_to_score, not 0) in row-major codes (d_pad == kRowsLayoutDim):
+// a row is eight 16-byte words; lane l holds word l % 8 of the query and scores word l % 8 of
+// rows l / 8, 4 + l / 8, ... , so each load of the warp reads four whole rows. Rows not to be
+// scored are not loaded.
 __device__ __forceinline__ void collect_block_rows(const GpuIndexView& index,
-                                                   const ProbedCollect& c,
-                                                   const uint32_t* plan_words, const int4 query,
-                                                   float query_scale, float threshold,
-                                                   int32_t chunk, int64_t block) {
-  const uint32_t rows = rows_to_score(index, c, plan_words, chunk, block);
-  if (rows == 0) return;  // warp-uniform
+                                                   const ProbedCollect& c, uint32_t rows,
+                                                   const int4 query, float query_scale,
+                                                   float threshold, int64_t block) {
   const int lane = threadIdx.x & 31, part = lane & 7, sub = lane >> 3;
   const int4* codes = reinterpret_cast<const int4*>(index.scan.codes) + block * kBlockRows * 8;
   constexpr int kLoads = kBlockRows / 4;
@@ -99,14 +97,13 @@ __device__ __forceinline__ void collect_block_rows(const GpuIndexView& index,
   append_block(c, block, scored && score >= threshold, score);
 }
 
-// Blocked codes (kernels/layout.h): group g of the block's 16 rows is 64 bytes, one 4-byte
-// word per row; lane l reads word l of each pair of groups (row l % 16, group 2j + l / 16), so
-// each load of the warp reads two whole lines, and the half-warps' sums meet by one shuffle.
-__device__ __forceinline__ void collect_block_groups(
-    const GpuIndexView& index, const ProbedCollect& c, const uint32_t* plan_words,
-    const int32_t* query_words, float query_scale, float threshold, int32_t chunk, int64_t block) {
-  const uint32_t rows = rows_to_score(index, c, plan_words, chunk, block);
-  if (rows == 0) return;  // warp-uniform
+// The same in blocked codes (kernels/layout.h): group g of the block's 16 rows is 64 bytes, one
+// 4-byte word per row; lane l reads word l of each pair of groups (row l % 16, group 2j + l / 16),
+// so each load of the warp reads two whole lines, and the half-warps' sums meet by one shuffle.
+__device__ __forceinline__ void collect_block_groups(const GpuIndexView& index,
+                                                     const ProbedCollect& c, uint32_t rows,
+                                                     const int32_t* query_words, float query_scale,
+                                                     float threshold, int64_t block) {
   const int lane = threadIdx.x & 31, r = lane & 15, half = lane >> 4;
   const int groups = index.scan.d_pad / kGroupDims;
   const int32_t* words = reinterpret_cast<const int32_t*>(
@@ -151,10 +148,12 @@ __global__ void __launch_bounds__(kCollectThreads)
     const int b = int(item % kChunkBlocks);
     if (b >= index.chunk_blocks[chunk]) continue;
     const int64_t block = int64_t(index.chunk_first_block[chunk]) + b;
+    const uint32_t rows = rows_to_score(index, c, plan_words, chunk, block);
+    if (rows == 0) continue;  // warp-uniform
     if constexpr (kRows)
-      collect_block_rows(index, c, plan_words, query, query_scale, threshold, chunk, block);
+      collect_block_rows(index, c, rows, query, query_scale, threshold, block);
     else
-      collect_block_groups(index, c, plan_words, query_words, query_scale, threshold, chunk, block);
+      collect_block_groups(index, c, rows, query_words, query_scale, threshold, block);
   }
 }
 
